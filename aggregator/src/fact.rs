@@ -1,0 +1,206 @@
+//! The normalised fact: what ingest hands to the aggregator.
+//!
+//! A fact carries no personal data: the subject is a keyed digest, and only
+//! the fields the contract's figures need survive normalisation.
+
+use chrono::NaiveDate;
+use std::fmt;
+
+use crate::geo::AreaId;
+
+/// Event time: nanoseconds since the Unix epoch, UTC.
+pub type Nanos = i64;
+
+/// A pseudonymised subject: the first 16 bytes of HMAC-SHA256(key, domain ‖ normalised subject).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 16]);
+
+impl Digest {
+    /// The shard that owns this subject, out of `shards` (SCALING.md invariant 1).
+    ///
+    /// Uses the digest's own bits, so the same subject always lands in the
+    /// same shard whatever topic or partition it arrived on.
+    pub fn shard(&self, shards: u32) -> u32 {
+        let v = u32::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]);
+        if shards <= 1 {
+            0
+        } else {
+            v % shards
+        }
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One accepted event, normalised.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fact {
+    /// The producer's event id (1..=128 chars). Not personal data; used for
+    /// deduplication and to order events with equal `occurred_at`.
+    pub event_id: Box<str>,
+    /// Pseudonymised subject (citizen, subscriber or ticket).
+    pub subject: Digest,
+    /// Event time.
+    pub occurred_at: Nanos,
+    /// Local day of `occurred_at` in the campaign time zone.
+    pub day: NaiveDate,
+    /// The most specific area the event names, resolved through the geography.
+    pub area: AreaId,
+    /// What happened.
+    pub kind: FactKind,
+}
+
+impl Fact {
+    /// The key the contract orders events by: `occurred_at`, then `event_id`.
+    pub fn order_key(&self) -> (Nanos, &str) {
+        (self.occurred_at, &self.event_id)
+    }
+
+    /// 128-bit hash of the event id, the deduplication key.
+    pub fn event_key(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(self.event_id.as_bytes())
+    }
+}
+
+/// The type-specific part of a fact (EVENTS-v1 "Types").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FactKind {
+    /// `cccd.application`.
+    Cccd { stage: CccdStage },
+    /// `vneid.account`.
+    Vneid { stage: VneidStage, level: u8 },
+    /// `sim.swap`.
+    SimSwap { device: Device },
+    /// `sim.signature`.
+    SimSignature { stage: SignatureStage },
+    /// `hotline.ticket`.
+    Hotline { status: TicketStatus, level: TicketLevel },
+}
+
+macro_rules! str_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The contract's spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+            /// Parses the contract's spelling (exact, case-sensitive).
+            #[allow(clippy::should_implement_trait)]
+            pub fn from_str(s: &str) -> Option<Self> {
+                match s { $($s => Some($name::$variant),)+ _ => None }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+str_enum!(
+    /// `cccd.application` stage.
+    CccdStage { Received = "received", Approved = "approved", Issued = "issued", Rejected = "rejected" }
+);
+str_enum!(
+    /// `cccd.application` channel.
+    Channel { Station = "station", MobileTeam = "mobile_team", Online = "online" }
+);
+str_enum!(
+    /// `vneid.account` stage.
+    VneidStage { Registered = "registered", Activated = "activated" }
+);
+str_enum!(
+    /// Mobile carriers.
+    Carrier {
+        Viettel = "viettel", Vinaphone = "vinaphone", Mobifone = "mobifone", Vietnamobile = "vietnamobile",
+        Gmobile = "gmobile", Itel = "itel", Reddi = "reddi", Local = "local"
+    }
+);
+str_enum!(
+    /// `sim.swap` target technology.
+    Tech { G4 = "4g", G5 = "5g" }
+);
+str_enum!(
+    /// `sim.swap` device.
+    Device { Smartphone = "smartphone", FeaturePhone = "feature_phone" }
+);
+str_enum!(
+    /// `sim.signature` stage.
+    SignatureStage { Installed = "installed", Revoked = "revoked" }
+);
+str_enum!(
+    /// `hotline.ticket` status (a lifecycle transition).
+    TicketStatus {
+        Received = "received", Answered = "answered", Forwarded = "forwarded",
+        Resolved = "resolved", Spam = "spam", Reopened = "reopened"
+    }
+);
+str_enum!(
+    /// `hotline.ticket` level: who must handle it, which sets the deadline.
+    TicketLevel { Specialist = "specialist", Leadership = "leadership" }
+);
+str_enum!(
+    /// The five coverage indicators ("4 phủ" and support).
+    Indicator {
+        Cccd = "cccd", Vneid = "vneid", Smartphone4g = "smartphone_4g",
+        SimSignature = "sim_signature", Migrated2g = "migrated_2g"
+    }
+);
+
+impl FactKind {
+    /// The first-event indicators this fact qualifies for (everything but
+    /// `sim_signature`, which follows the latest event, and the hotline).
+    pub fn first_event_indicators(&self) -> &'static [Indicator] {
+        match *self {
+            FactKind::Cccd { stage: CccdStage::Received } => &[Indicator::Cccd],
+            FactKind::Vneid { stage: VneidStage::Activated, level: 2 } => &[Indicator::Vneid],
+            FactKind::SimSwap { device: Device::Smartphone } => &[Indicator::Smartphone4g, Indicator::Migrated2g],
+            FactKind::SimSwap { device: Device::FeaturePhone } => &[Indicator::Migrated2g],
+            _ => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip() {
+        for i in Indicator::ALL {
+            assert_eq!(Indicator::from_str(i.as_str()), Some(*i));
+        }
+        assert_eq!(TicketStatus::from_str("Received"), None);
+    }
+
+    #[test]
+    fn qualifying_indicators_follow_the_contract() {
+        assert_eq!(FactKind::Cccd { stage: CccdStage::Received }.first_event_indicators(), &[Indicator::Cccd]);
+        assert!(FactKind::Cccd { stage: CccdStage::Issued }.first_event_indicators().is_empty());
+        assert!(FactKind::Vneid { stage: VneidStage::Activated, level: 1 }.first_event_indicators().is_empty());
+        assert!(FactKind::Vneid { stage: VneidStage::Registered, level: 2 }.first_event_indicators().is_empty());
+        assert_eq!(
+            FactKind::SimSwap { device: Device::Smartphone }.first_event_indicators(),
+            &[Indicator::Smartphone4g, Indicator::Migrated2g]
+        );
+    }
+
+    #[test]
+    fn shard_is_stable_and_in_range() {
+        let d = Digest([7; 16]);
+        assert_eq!(d.shard(1), 0);
+        assert!(d.shard(8) < 8);
+        assert_eq!(d.shard(8), d.shard(8));
+    }
+}

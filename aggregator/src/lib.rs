@@ -1,0 +1,11 @@
+//! The pure core of d06.
+//!
+//! Normalised, pseudonymised [`Fact`]s go in; exact rollups come out. This
+//! crate does no IO at all: no Kafka, no ClickHouse, no files, no clock.
+//! Ingest produces its types, sinks consume them.
+
+pub mod fact;
+pub mod geo;
+
+pub use fact::{Digest, Fact, FactKind, Indicator, Nanos};
+pub use geo::{AreaId, AreaLevel, Geography, GeographyVersion};
