@@ -204,3 +204,103 @@ mod tests {
         assert_eq!(d.shard(8), d.shard(8));
     }
 }
+
+/// Why bytes did not decode as a [`Fact`] (a corrupt or foreign state store).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("fact encoding: {0}")]
+pub struct DecodeError(&'static str);
+
+impl Fact {
+    /// Appends the compact binary form used by the local fact log.
+    ///
+    /// Layout (little endian): kind u8, a u8, b u8, subject [16], occurred_at i64,
+    /// day i32 (days from CE), area u16, event_id length u16, event_id bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let (kind, a, b) = match self.kind {
+            FactKind::Cccd { stage } => (0u8, stage as u8, 0u8),
+            FactKind::Vneid { stage, level } => (1, stage as u8, level),
+            FactKind::SimSwap { device } => (2, device as u8, 0),
+            FactKind::SimSignature { stage } => (3, stage as u8, 0),
+            FactKind::Hotline { status, level } => (4, status as u8, level as u8),
+        };
+        out.extend_from_slice(&[kind, a, b]);
+        out.extend_from_slice(&self.subject.0);
+        out.extend_from_slice(&self.occurred_at.to_le_bytes());
+        out.extend_from_slice(&chrono::Datelike::num_days_from_ce(&self.day).to_le_bytes());
+        out.extend_from_slice(&self.area.0.to_le_bytes());
+        let id = self.event_id.as_bytes();
+        out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+        out.extend_from_slice(id);
+    }
+
+    /// Decodes one fact from the front of `buf`; returns it and the bytes used.
+    pub fn decode(buf: &[u8]) -> Result<(Fact, usize), DecodeError> {
+        fn take<const N: usize>(buf: &[u8], at: &mut usize) -> Result<[u8; N], DecodeError> {
+            let s = buf.get(*at..*at + N).ok_or(DecodeError("truncated"))?;
+            *at += N;
+            s.try_into().map_err(|_| DecodeError("truncated"))
+        }
+        fn pick<T: Copy>(all: &[T], i: u8) -> Result<T, DecodeError> {
+            all.get(i as usize).copied().ok_or(DecodeError("bad enum"))
+        }
+        let mut at = 0;
+        let [kind, a, b] = take::<3>(buf, &mut at)?;
+        let kind = match kind {
+            0 => FactKind::Cccd { stage: pick(CccdStage::ALL, a)? },
+            1 => FactKind::Vneid { stage: pick(VneidStage::ALL, a)?, level: b },
+            2 => FactKind::SimSwap { device: pick(Device::ALL, a)? },
+            3 => FactKind::SimSignature { stage: pick(SignatureStage::ALL, a)? },
+            4 => FactKind::Hotline { status: pick(TicketStatus::ALL, a)?, level: pick(TicketLevel::ALL, b)? },
+            _ => return Err(DecodeError("bad kind")),
+        };
+        let subject = Digest(take::<16>(buf, &mut at)?);
+        let occurred_at = i64::from_le_bytes(take::<8>(buf, &mut at)?);
+        let day = NaiveDate::from_num_days_from_ce_opt(i32::from_le_bytes(take::<4>(buf, &mut at)?))
+            .ok_or(DecodeError("bad day"))?;
+        let area = AreaId(u16::from_le_bytes(take::<2>(buf, &mut at)?));
+        let len = u16::from_le_bytes(take::<2>(buf, &mut at)?) as usize;
+        let id = buf.get(at..at + len).ok_or(DecodeError("truncated"))?;
+        let event_id = std::str::from_utf8(id).map_err(|_| DecodeError("event id not UTF-8"))?.into();
+        Ok((Fact { event_id, subject, occurred_at, day, area, kind }, at + len))
+    }
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips() {
+        let kinds = [
+            FactKind::Cccd { stage: CccdStage::Rejected },
+            FactKind::Vneid { stage: VneidStage::Activated, level: 2 },
+            FactKind::SimSwap { device: Device::FeaturePhone },
+            FactKind::SimSignature { stage: SignatureStage::Revoked },
+            FactKind::Hotline { status: TicketStatus::Reopened, level: TicketLevel::Leadership },
+        ];
+        let mut buf = Vec::new();
+        let facts: Vec<Fact> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Fact {
+                event_id: format!("ev-{i}-Đ").into(),
+                subject: Digest([i as u8; 16]),
+                occurred_at: 1_715_000_000_000_000_000 + i as i64,
+                day: NaiveDate::from_ymd_opt(2024, 5, 9).unwrap(),
+                area: AreaId(17 + i as u16),
+                kind: *k,
+            })
+            .collect();
+        for f in &facts {
+            f.encode(&mut buf);
+        }
+        let mut at = 0;
+        for f in &facts {
+            let (g, used) = Fact::decode(&buf[at..]).unwrap();
+            assert_eq!(&g, f);
+            at += used;
+        }
+        assert_eq!(at, buf.len());
+        assert!(Fact::decode(&buf[..10]).is_err());
+    }
+}
