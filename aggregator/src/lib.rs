@@ -9,3 +9,6 @@ pub mod geo;
 
 pub use fact::{Digest, Fact, FactKind, Indicator, Nanos};
 pub use geo::{AreaId, AreaLevel, Geography, GeographyVersion};
+pub mod recount;
+pub mod rollup;
+pub use rollup::{DayCounts, Outcome, RollupKey, Shard};

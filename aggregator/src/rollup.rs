@@ -1,0 +1,873 @@
+//! One shard's exact coverage state: deduplication, first-qualifying events,
+//! `sim_signature` entries and exits, per-(indicator, area, day) counts and
+//! dirty tracking (EVENTS-v1 "The indicators" and "Precise rules").
+//!
+//! The counts depend only on the *set* of events applied, never on their
+//! arrival order: a late event that changes a subject's history is folded in
+//! by recomputing that subject's contribution and applying the difference.
+//! [`crate::recount::recount`] is an independent, naive oracle for the same
+//! figures; the property tests below check that the two agree.
+//!
+//! Memory per subject is kept small because a province holds millions of
+//! them: a subject's first-qualifying events are packed into one allocation
+//! ([`Firsts`], 12 bytes + the event id per indicator); only subjects with
+//! `sim.signature` events keep a list of those, in a second map.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+
+use crate::fact::{Digest, Fact, FactKind, Indicator, Nanos, SignatureStage};
+use crate::geo::{AreaId, Geography};
+
+/// What [`Shard::apply`] did with a fact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The event id was new: the fact is part of the state now (it may
+    /// still change no count, e.g. a `cccd.application` at stage `issued`).
+    Applied,
+    /// The event id was already applied: nothing changed (the copy applied
+    /// first stands).
+    Duplicate,
+}
+
+/// The counts of one (indicator, area, day).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DayCounts {
+    /// Subjects that entered coverage on this day.
+    pub gained: u64,
+    /// Subjects that left coverage on this day (`sim_signature` revoked).
+    pub lost: u64,
+}
+
+impl DayCounts {
+    /// Both counts are zero.
+    pub fn is_zero(&self) -> bool {
+        self.gained == 0 && self.lost == 0
+    }
+}
+
+/// What a rollup is kept per: an indicator in one area (any level).
+pub type RollupKey = (Indicator, AreaId);
+
+/// One shard's coverage state. Owns the subjects whose
+/// [`Digest::shard`] routes to it; every figure is a sum over shards.
+pub struct Shard {
+    /// The event keys ([`Fact::event_key`]) of every fact applied.
+    seen: HashSet<u128>,
+    /// Per subject, its first-qualifying event per indicator.
+    firsts: HashMap<Digest, Firsts>,
+    /// Per subject with `sim.signature` events, all of them, sorted by
+    /// (`occurred_at`, `event_id`).
+    signatures: HashMap<Digest, Vec<SigEvent>>,
+    /// Distinct subjects in `firsts` ∪ `signatures`.
+    subjects: usize,
+    /// The counts and what changed since the last [`Shard::take_dirty`].
+    counts: Counts,
+}
+
+impl fmt::Debug for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shard")
+            .field("events", &self.seen.len())
+            .field("subjects", &self.subjects)
+            .field("keys", &self.counts.by_key.len())
+            .field("dirty", &self.counts.dirty.len())
+            .finish()
+    }
+}
+
+impl Shard {
+    /// An empty shard counting through `geo`.
+    pub fn new(geo: Arc<Geography>) -> Self {
+        Shard {
+            seen: HashSet::new(),
+            firsts: HashMap::new(),
+            signatures: HashMap::new(),
+            subjects: 0,
+            counts: Counts { geo, by_key: BTreeMap::new(), dirty: BTreeMap::new() },
+        }
+    }
+
+    /// Applies one fact.
+    ///
+    /// A fact whose event id was applied before changes nothing and returns
+    /// [`Outcome::Duplicate`]. `hotline.ticket` facts belong to the hotline
+    /// state, not here: passing one is a caller bug (a debug assertion
+    /// fires); release builds ignore it, record nothing and return
+    /// [`Outcome::Applied`].
+    pub fn apply(&mut self, fact: &Fact) -> Outcome {
+        if let FactKind::Hotline { .. } = fact.kind {
+            debug_assert!(false, "hotline facts are not coverage facts");
+            return Outcome::Applied;
+        }
+        if !self.seen.insert(fact.event_key()) {
+            return Outcome::Duplicate;
+        }
+        match fact.kind {
+            FactKind::SimSignature { stage } => self.apply_signature(fact, stage == SignatureStage::Installed),
+            kind => {
+                for &ind in kind.first_event_indicators() {
+                    self.apply_first(fact, ind);
+                }
+            }
+        }
+        Outcome::Applied
+    }
+
+    /// Per-day counts of one key; days whose counts are both zero are absent.
+    /// `None` for a key this shard never counted anything in.
+    pub fn days(&self, key: &RollupKey) -> Option<&BTreeMap<NaiveDate, DayCounts>> {
+        self.counts.by_key.get(key)
+    }
+
+    /// Every key this shard ever counted in (its day map may have become
+    /// empty since, if a late event moved the only subject away), in order.
+    pub fn keys(&self) -> impl Iterator<Item = &RollupKey> {
+        self.counts.by_key.keys()
+    }
+
+    /// The keys whose counts changed since the last call, each with the
+    /// earliest day that changed, and clears that set. A key may be listed
+    /// although its counts came back to what they were (e.g. +1 then −1).
+    pub fn take_dirty(&mut self) -> BTreeMap<RollupKey, NaiveDate> {
+        std::mem::take(&mut self.counts.dirty)
+    }
+
+    /// Distinct subjects holding state (with at least one qualifying or
+    /// signature event).
+    pub fn subjects(&self) -> usize {
+        self.subjects
+    }
+
+    /// Distinct event ids applied.
+    pub fn events(&self) -> usize {
+        self.seen.len()
+    }
+
+    fn apply_first(&mut self, fact: &Fact, ind: Indicator) {
+        let state = match self.firsts.entry(fact.subject) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                if !self.signatures.contains_key(&fact.subject) {
+                    self.subjects += 1;
+                }
+                e.insert(Firsts::default())
+            }
+        };
+        let new = FirstEvent { at: fact.occurred_at, id: fact.event_id.as_bytes(), day: fact.day, area: fact.area };
+        match state.get(ind) {
+            Some(old) if (old.at, old.id) <= (new.at, new.id) => {}
+            Some(old) => {
+                let (old_day, old_area) = (old.day, old.area);
+                state.set(ind, &new);
+                self.counts.add(ind, old_area, old_day, -1, 0);
+                self.counts.add(ind, new.area, new.day, 1, 0);
+            }
+            None => {
+                state.set(ind, &new);
+                self.counts.add(ind, new.area, new.day, 1, 0);
+            }
+        }
+    }
+
+    fn apply_signature(&mut self, fact: &Fact, installed: bool) {
+        let events = match self.signatures.entry(fact.subject) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                if !self.firsts.contains_key(&fact.subject) {
+                    self.subjects += 1;
+                }
+                e.insert(Vec::new())
+            }
+        };
+        let pos = match events.binary_search_by(|e| (e.at, &*e.id).cmp(&(fact.occurred_at, &*fact.event_id))) {
+            // Same event id: only reachable through an event-key collision.
+            Ok(_) => return,
+            Err(pos) => pos,
+        };
+        // Transitions before `pos` cannot change; recompute from there.
+        let before = signature_transitions(events, pos);
+        events.insert(
+            pos,
+            SigEvent { at: fact.occurred_at, id: fact.event_id.clone(), day: fact.day, area: fact.area, installed },
+        );
+        let after = signature_transitions(events, pos);
+        let mut delta: BTreeMap<(AreaId, NaiveDate), (i64, i64)> = BTreeMap::new();
+        for (t, sign) in before.iter().map(|t| (t, -1)).chain(after.iter().map(|t| (t, 1))) {
+            let d = delta.entry((t.area, t.day)).or_default();
+            if t.gain {
+                d.0 += sign;
+            } else {
+                d.1 += sign;
+            }
+        }
+        for ((area, day), (g, l)) in delta {
+            if g != 0 || l != 0 {
+                self.counts.add(Indicator::SimSignature, area, day, g, l);
+            }
+        }
+    }
+}
+
+/// The per-key day counts and the dirty set (split from the subjects so both
+/// can be borrowed at once).
+struct Counts {
+    geo: Arc<Geography>,
+    by_key: BTreeMap<RollupKey, BTreeMap<NaiveDate, DayCounts>>,
+    dirty: BTreeMap<RollupKey, NaiveDate>,
+}
+
+impl Counts {
+    /// Adds `gained`/`lost` deltas on `day` at `area` and every area it rolls
+    /// up into.
+    fn add(&mut self, ind: Indicator, area: AreaId, day: NaiveDate, gained: i64, lost: i64) {
+        for a in self.geo.chain(area) {
+            let key = (ind, a);
+            let days = self.by_key.entry(key).or_default();
+            let c = days.entry(day).or_default();
+            c.gained = shift(c.gained, gained);
+            c.lost = shift(c.lost, lost);
+            if c.is_zero() {
+                days.remove(&day);
+            }
+            self.dirty.entry(key).and_modify(|d| *d = (*d).min(day)).or_insert(day);
+        }
+    }
+}
+
+/// `v + delta`; a count never goes below zero when the deltas are consistent.
+fn shift(v: u64, delta: i64) -> u64 {
+    let r = v.checked_add_signed(delta);
+    debug_assert!(r.is_some(), "count {v} shifted by {delta}");
+    r.unwrap_or(0)
+}
+
+/// A first-qualifying event (borrowed view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FirstEvent<'a> {
+    at: Nanos,
+    id: &'a [u8],
+    day: NaiveDate,
+    area: AreaId,
+}
+
+/// A subject's first-qualifying event per indicator, packed into one
+/// allocation of records (little endian):
+///
+/// - `u16`: indicator (bits 0–2), day code (bits 3–4), id length in bytes
+///   (bits 5–15; ids are ≤ 128 chars, so ≤ 512 bytes);
+/// - `u16`: area; `i64`: `occurred_at`;
+/// - only when the day code is 3: `i32`, the day (days from CE);
+/// - the event id's bytes.
+///
+/// The day is almost always the UTC day of `occurred_at` or its neighbour
+/// (time zones are within ±14 h), so it is stored as that offset: day code
+/// 0, 1, 2 = UTC day −1, +0, +1; 3 = stored in full. Event ids are compared
+/// as bytes, which is the order of `str`.
+#[derive(Default)]
+struct Firsts(Box<[u8]>);
+
+const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+/// Days from CE of 1970-01-01.
+const EPOCH_DAYS_FROM_CE: i64 = 719_163;
+const ID_LEN_MAX: usize = (1 << 11) - 1;
+
+/// The UTC day of `at`, in days from CE.
+fn utc_day(at: Nanos) -> i64 {
+    at.div_euclid(NANOS_PER_DAY) + EPOCH_DAYS_FROM_CE
+}
+
+impl Firsts {
+    fn records(&self) -> impl Iterator<Item = (Indicator, FirstEvent<'_>, &[u8])> {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            let head = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
+            let area = AreaId(u16::from_le_bytes([*rest.get(2)?, *rest.get(3)?]));
+            let at = i64::from_le_bytes(rest.get(4..12)?.try_into().ok()?);
+            let (day_code, len) = ((head >> 3) & 3, (head >> 5) as usize);
+            let (day, id_at) = if day_code == 3 {
+                (i64::from(i32::from_le_bytes(rest.get(12..16)?.try_into().ok()?)), 16)
+            } else {
+                (utc_day(at) + i64::from(day_code) - 1, 12)
+            };
+            let rec = rest.get(..id_at + len)?;
+            rest = &rest[id_at + len..];
+            let ind = *Indicator::ALL.get(usize::from(head & 7))?;
+            let day = NaiveDate::from_num_days_from_ce_opt(i32::try_from(day).ok()?)?;
+            Some((ind, FirstEvent { at, id: &rec[id_at..], day, area }, rec))
+        })
+    }
+
+    fn get(&self, ind: Indicator) -> Option<FirstEvent<'_>> {
+        self.records().find(|(i, _, _)| *i == ind).map(|(_, e, _)| e)
+    }
+
+    fn set(&mut self, ind: Indicator, ev: &FirstEvent<'_>) {
+        let len = ev.id.len().min(ID_LEN_MAX);
+        let day = i64::from(ev.day.num_days_from_ce());
+        let day_code = match day - utc_day(ev.at) {
+            d @ -1..=1 => (d + 1) as u16,
+            _ => 3,
+        };
+        let mut out = Vec::with_capacity(self.0.len() + 16 + len);
+        for (i, _, rec) in self.records() {
+            if i != ind {
+                out.extend_from_slice(rec);
+            }
+        }
+        let head = (ind as u16) | (day_code << 3) | ((len as u16) << 5);
+        out.extend_from_slice(&head.to_le_bytes());
+        out.extend_from_slice(&ev.area.0.to_le_bytes());
+        out.extend_from_slice(&ev.at.to_le_bytes());
+        if day_code == 3 {
+            out.extend_from_slice(&ev.day.num_days_from_ce().to_le_bytes());
+        }
+        out.extend_from_slice(&ev.id[..len]);
+        self.0 = out.into_boxed_slice();
+    }
+}
+
+/// One `sim.signature` event of a subject.
+struct SigEvent {
+    at: Nanos,
+    id: Box<str>,
+    day: NaiveDate,
+    area: AreaId,
+    installed: bool,
+}
+
+/// An entry into (`gain`) or exit from coverage.
+#[derive(Debug, PartialEq, Eq)]
+struct Transition {
+    day: NaiveDate,
+    area: AreaId,
+    gain: bool,
+}
+
+/// The entries and exits caused by the events from index `from` on, walking
+/// the sorted events; the state before `from` is replayed but not reported.
+fn signature_transitions(events: &[SigEvent], from: usize) -> Vec<Transition> {
+    let mut entry: Option<AreaId> = None;
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let t = match (entry, e.installed) {
+            (None, true) => {
+                entry = Some(e.area);
+                Transition { day: e.day, area: e.area, gain: true }
+            }
+            (Some(area), false) => {
+                entry = None;
+                Transition { day: e.day, area, gain: false }
+            }
+            _ => continue,
+        };
+        if i >= from {
+            out.push(t);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fact::{CccdStage, Device, VneidStage};
+    use crate::geo::{AreaLevel, GeographyVersion};
+    use crate::recount::recount;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    fn geo(version: GeographyVersion) -> Arc<Geography> {
+        static PRE: OnceLock<Arc<Geography>> = OnceLock::new();
+        static POST: OnceLock<Arc<Geography>> = OnceLock::new();
+        let cell = match version {
+            GeographyVersion::Pre2025 => &PRE,
+            GeographyVersion::Post2025 => &POST,
+        };
+        cell.get_or_init(|| Arc::new(Geography::load(version).unwrap())).clone()
+    }
+
+    fn pre() -> Arc<Geography> {
+        geo(GeographyVersion::Pre2025)
+    }
+
+    fn d(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 4, day).unwrap()
+    }
+
+    /// A fact on 2024-04-`day` at `hour` UTC+7 (day kept consistent with time).
+    fn fact(id: &str, subject: u8, day: u32, hour: i64, area: AreaId, kind: FactKind) -> Fact {
+        let midnight = d(day).and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_nanos_opt().unwrap() - 7 * HOUR;
+        Fact {
+            event_id: id.into(),
+            subject: Digest([subject; 16]),
+            occurred_at: midnight + hour * HOUR,
+            day: d(day),
+            area,
+            kind,
+        }
+    }
+
+    fn commune(g: &Geography, code: &str) -> AreaId {
+        g.find(AreaLevel::Commune, code).unwrap()
+    }
+    fn district(g: &Geography, code: &str) -> AreaId {
+        g.find(AreaLevel::District, code).unwrap()
+    }
+
+    const CCCD: FactKind = FactKind::Cccd { stage: CccdStage::Received };
+    const INSTALL: FactKind = FactKind::SimSignature { stage: SignatureStage::Installed };
+    const REVOKE: FactKind = FactKind::SimSignature { stage: SignatureStage::Revoked };
+
+    fn counts(s: &Shard, ind: Indicator, area: AreaId) -> Vec<(NaiveDate, u64, u64)> {
+        s.days(&(ind, area)).map(|m| m.iter().map(|(d, c)| (*d, c.gained, c.lost)).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn first_event_counts_once_at_every_level() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let c = commune(&g, "25216"); // Phường Thác Mơ, district 688
+        assert_eq!(s.apply(&fact("a", 1, 11, 9, c, CCCD)), Outcome::Applied);
+        assert_eq!(s.apply(&fact("b", 1, 12, 9, c, CCCD)), Outcome::Applied);
+        for area in [c, district(&g, "688"), g.province()] {
+            assert_eq!(counts(&s, Indicator::Cccd, area), [(d(11), 1, 0)]);
+        }
+        assert_eq!(s.subjects(), 1);
+        assert_eq!(s.events(), 2);
+        // The other districts and indicators are untouched.
+        assert_eq!(s.days(&(Indicator::Cccd, district(&g, "689"))), None);
+        assert_eq!(s.days(&(Indicator::Vneid, g.province())), None);
+    }
+
+    #[test]
+    fn non_qualifying_events_count_nothing() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let c = commune(&g, "25216");
+        s.apply(&fact("a", 1, 11, 9, c, FactKind::Cccd { stage: CccdStage::Issued }));
+        s.apply(&fact("b", 2, 11, 9, c, FactKind::Vneid { stage: VneidStage::Activated, level: 1 }));
+        s.apply(&fact("c", 3, 11, 9, c, FactKind::Vneid { stage: VneidStage::Registered, level: 2 }));
+        assert_eq!(s.keys().count(), 0);
+        assert_eq!(s.subjects(), 0);
+        assert_eq!(s.events(), 3);
+        s.apply(&fact("d", 2, 12, 9, c, FactKind::Vneid { stage: VneidStage::Activated, level: 2 }));
+        assert_eq!(counts(&s, Indicator::Vneid, g.province()), [(d(12), 1, 0)]);
+    }
+
+    #[test]
+    fn late_earlier_event_moves_the_day_and_area() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let (c1, c2) = (commune(&g, "25216"), commune(&g, "25195")); // districts 688 and 689
+        s.apply(&fact("late", 1, 15, 9, c1, CCCD));
+        s.take_dirty();
+        s.apply(&fact("early", 1, 12, 9, c2, CCCD));
+        assert_eq!(counts(&s, Indicator::Cccd, c1), []);
+        assert_eq!(counts(&s, Indicator::Cccd, district(&g, "688")), []);
+        assert_eq!(counts(&s, Indicator::Cccd, c2), [(d(12), 1, 0)]);
+        assert_eq!(counts(&s, Indicator::Cccd, district(&g, "689")), [(d(12), 1, 0)]);
+        assert_eq!(counts(&s, Indicator::Cccd, g.province()), [(d(12), 1, 0)]);
+        let dirty = s.take_dirty();
+        assert_eq!(dirty.get(&(Indicator::Cccd, c1)), Some(&d(15)));
+        assert_eq!(dirty.get(&(Indicator::Cccd, c2)), Some(&d(12)));
+        assert_eq!(dirty.get(&(Indicator::Cccd, g.province())), Some(&d(12)));
+        assert_eq!(dirty.len(), 5);
+        assert!(s.take_dirty().is_empty());
+        // The key of the old area stays listed, with no days.
+        assert!(s.keys().any(|k| *k == (Indicator::Cccd, c1)));
+    }
+
+    #[test]
+    fn ties_are_broken_by_event_id() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let (c1, c2) = (commune(&g, "25216"), commune(&g, "25195"));
+        // Same instant: "b" loses to "a" even though it arrived first.
+        s.apply(&fact("b", 1, 12, 9, c1, CCCD));
+        s.apply(&fact("a", 1, 12, 9, c2, CCCD));
+        assert_eq!(counts(&s, Indicator::Cccd, c1), []);
+        assert_eq!(counts(&s, Indicator::Cccd, c2), [(d(12), 1, 0)]);
+        // "c" at the same instant does not move it.
+        s.apply(&fact("c", 1, 12, 9, c1, CCCD));
+        assert_eq!(counts(&s, Indicator::Cccd, c2), [(d(12), 1, 0)]);
+        assert_eq!(counts(&s, Indicator::Cccd, c1), []);
+    }
+
+    #[test]
+    fn duplicates_change_nothing_and_the_first_copy_stands() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let (c1, c2) = (commune(&g, "25216"), commune(&g, "25195"));
+        let f = fact("x", 1, 12, 9, c1, CCCD);
+        assert_eq!(s.apply(&f), Outcome::Applied);
+        s.take_dirty();
+        assert_eq!(s.apply(&f), Outcome::Duplicate);
+        // Same id, different content (earlier, elsewhere): still a duplicate.
+        assert_eq!(s.apply(&fact("x", 1, 11, 9, c2, CCCD)), Outcome::Duplicate);
+        assert_eq!(counts(&s, Indicator::Cccd, c1), [(d(12), 1, 0)]);
+        assert_eq!(counts(&s, Indicator::Cccd, c2), []);
+        assert!(s.take_dirty().is_empty());
+        assert_eq!(s.events(), 1);
+    }
+
+    #[test]
+    fn swap_feeds_two_indicators_with_their_own_first_events() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let c = commune(&g, "25216");
+        s.apply(&fact("s2", 1, 14, 9, c, FactKind::SimSwap { device: Device::Smartphone }));
+        s.apply(&fact("s1", 1, 12, 9, c, FactKind::SimSwap { device: Device::FeaturePhone }));
+        assert_eq!(counts(&s, Indicator::Migrated2g, c), [(d(12), 1, 0)]);
+        assert_eq!(counts(&s, Indicator::Smartphone4g, c), [(d(14), 1, 0)]);
+        assert_eq!(s.subjects(), 1);
+    }
+
+    #[test]
+    fn district_only_event_counts_in_district_and_province_only() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let dist = district(&g, "688");
+        s.apply(&fact("a", 1, 12, 9, dist, CCCD));
+        assert_eq!(counts(&s, Indicator::Cccd, dist), [(d(12), 1, 0)]);
+        assert_eq!(counts(&s, Indicator::Cccd, g.province()), [(d(12), 1, 0)]);
+        assert_eq!(s.keys().count(), 2);
+    }
+
+    #[test]
+    fn install_then_revoke_same_day_gains_and_loses() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let c = commune(&g, "25216");
+        s.apply(&fact("i", 1, 12, 9, c, INSTALL));
+        s.apply(&fact("r", 1, 12, 15, c, REVOKE));
+        assert_eq!(counts(&s, Indicator::SimSignature, c), [(d(12), 1, 1)]);
+        assert_eq!(counts(&s, Indicator::SimSignature, g.province()), [(d(12), 1, 1)]);
+    }
+
+    #[test]
+    fn reinstall_gains_again_and_redundant_events_change_nothing() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let c = commune(&g, "25216");
+        s.apply(&fact("r0", 1, 11, 9, c, REVOKE)); // revoked while not covered
+        s.apply(&fact("i1", 1, 12, 9, c, INSTALL));
+        s.apply(&fact("i2", 1, 13, 9, c, INSTALL)); // installed → installed
+        s.apply(&fact("r1", 1, 14, 9, c, REVOKE));
+        s.apply(&fact("r2", 1, 15, 9, c, REVOKE));
+        s.apply(&fact("i3", 1, 16, 9, c, INSTALL));
+        assert_eq!(counts(&s, Indicator::SimSignature, c), [(d(12), 1, 0), (d(14), 0, 1), (d(16), 1, 0)]);
+    }
+
+    #[test]
+    fn exit_is_booked_in_the_area_of_the_entry() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let (c1, c2) = (commune(&g, "25216"), commune(&g, "25195"));
+        s.apply(&fact("i", 1, 12, 9, c1, INSTALL));
+        s.apply(&fact("i2", 1, 13, 9, c2, INSTALL)); // no entry: already covered
+        s.apply(&fact("r", 1, 14, 9, c2, REVOKE));
+        assert_eq!(counts(&s, Indicator::SimSignature, c1), [(d(12), 1, 0), (d(14), 0, 1)]);
+        assert_eq!(counts(&s, Indicator::SimSignature, c2), []);
+        assert_eq!(counts(&s, Indicator::SimSignature, district(&g, "689")), []);
+    }
+
+    #[test]
+    fn late_signature_events_rewrite_the_history() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let (c1, c2) = (commune(&g, "25216"), commune(&g, "25195"));
+        s.apply(&fact("r", 1, 14, 9, c1, REVOKE));
+        assert_eq!(s.keys().count(), 0);
+        s.apply(&fact("i2", 1, 13, 9, c2, INSTALL));
+        assert_eq!(counts(&s, Indicator::SimSignature, c2), [(d(13), 1, 0), (d(14), 0, 1)]);
+        s.take_dirty();
+        // An earlier install elsewhere becomes the entry; the exit moves with it.
+        s.apply(&fact("i1", 1, 12, 9, c1, INSTALL));
+        assert_eq!(counts(&s, Indicator::SimSignature, c1), [(d(12), 1, 0), (d(14), 0, 1)]);
+        assert_eq!(counts(&s, Indicator::SimSignature, c2), []);
+        assert_eq!(counts(&s, Indicator::SimSignature, g.province()), [(d(12), 1, 0), (d(14), 0, 1)]);
+        let dirty = s.take_dirty();
+        assert_eq!(dirty.get(&(Indicator::SimSignature, c2)), Some(&d(13)));
+        assert_eq!(dirty.get(&(Indicator::SimSignature, c1)), Some(&d(12)));
+        // A late revoke between them splits the history in two entries.
+        s.apply(&fact("r0", 1, 12, 18, c2, REVOKE));
+        assert_eq!(counts(&s, Indicator::SimSignature, c1), [(d(12), 1, 1)]);
+        assert_eq!(counts(&s, Indicator::SimSignature, c2), [(d(13), 1, 0), (d(14), 0, 1)]);
+    }
+
+    #[test]
+    fn firsts_pack_and_replace_records() {
+        let mut f = Firsts::default();
+        assert_eq!(f.get(Indicator::Cccd), None);
+        let long = "é".repeat(128); // 256 bytes
+        // 2024-04-12 00:30 local = 2024-04-11 17:30 UTC: day code +1.
+        let a = FirstEvent { at: fact("x", 0, 12, 0, AreaId(7), CCCD).occurred_at + HOUR / 2, id: long.as_bytes(), day: d(12), area: AreaId(7) };
+        // Before 1970, day one behind UTC.
+        let b = FirstEvent { at: -NANOS_PER_DAY - 1, id: b"b", day: NaiveDate::from_ymd_opt(1969, 12, 29).unwrap(), area: AreaId(u16::MAX) };
+        // Inconsistent day far from the UTC day: stored in full.
+        let c = FirstEvent { at: i64::MAX, id: b"", day: d(2), area: AreaId(0) };
+        f.set(Indicator::Vneid, &a);
+        f.set(Indicator::Migrated2g, &b);
+        assert_eq!(f.0.len(), 12 + 256 + 12 + 1);
+        assert_eq!(f.get(Indicator::Vneid), Some(a));
+        assert_eq!(f.get(Indicator::Migrated2g), Some(b));
+        f.set(Indicator::Vneid, &c);
+        assert_eq!(f.get(Indicator::Vneid), Some(c));
+        assert_eq!(f.get(Indicator::Migrated2g), Some(b));
+        assert_eq!(f.get(Indicator::Cccd), None);
+        assert_eq!(f.0.len(), 12 + 1 + 16);
+        f.set(Indicator::SimSignature, &a);
+        assert_eq!(f.get(Indicator::SimSignature), Some(a));
+        assert_eq!(f.get(Indicator::Migrated2g), Some(b));
+        assert_eq!(f.get(Indicator::Vneid), Some(c));
+    }
+
+    // ---- property tests -------------------------------------------------
+
+    type Counted = BTreeMap<(Indicator, AreaId, NaiveDate), DayCounts>;
+
+    fn kind_strategy() -> impl Strategy<Value = FactKind> {
+        prop_oneof![
+            1 => prop::sample::select(CccdStage::ALL).prop_map(|stage| FactKind::Cccd { stage }),
+            1 => (prop::sample::select(VneidStage::ALL), 1u8..=2).prop_map(|(stage, level)| FactKind::Vneid { stage, level }),
+            1 => prop::sample::select(Device::ALL).prop_map(|device| FactKind::SimSwap { device }),
+            3 => prop::sample::select(SignatureStage::ALL).prop_map(|stage| FactKind::SimSignature { stage }),
+        ]
+    }
+
+    /// Raw events: (subject, time slot of 8 h over 3 days, area index, id prefix, kind).
+    fn raw_strategy() -> impl Strategy<Value = Vec<(u8, i64, usize, u8, FactKind)>> {
+        prop::collection::vec((0u8..4, 0i64..9, any::<usize>(), 0u8..3, kind_strategy()), 0..40)
+    }
+
+    /// Builds facts from raw tuples; areas are picked among communes and
+    /// districts (district-only events) of `g`.
+    fn build(g: &Geography, raw: &[(u8, i64, usize, u8, FactKind)]) -> Vec<Fact> {
+        let areas: Vec<AreaId> = g.of_level(AreaLevel::Commune).chain(g.of_level(AreaLevel::District)).collect();
+        // Also pick from a handful of areas often, so subjects collide in areas.
+        raw.iter()
+            .enumerate()
+            .map(|(i, &(subject, slot, area, prefix, kind))| {
+                let area = if area % 2 == 0 { areas[(area / 2) % 3] } else { areas[(area / 2) % areas.len()] };
+                let mut digest = [subject; 16];
+                digest[0] = subject.wrapping_mul(37);
+                let day = 10 + (slot / 3) as u32;
+                let mut f = fact(&format!("{}{i:03}", (b'a' + prefix) as char), 0, day, (slot % 3) * 8, area, kind);
+                f.subject = Digest(digest);
+                f
+            })
+            .collect()
+    }
+
+    fn sum_shards(shards: &[Shard]) -> Counted {
+        let mut out = Counted::new();
+        for s in shards {
+            for key in s.keys() {
+                for (day, c) in s.days(key).into_iter().flatten() {
+                    let e = out.entry((key.0, key.1, *day)).or_default();
+                    e.gained += c.gained;
+                    e.lost += c.lost;
+                }
+            }
+        }
+        out
+    }
+
+    fn snapshot(s: &Shard) -> BTreeMap<RollupKey, BTreeMap<NaiveDate, DayCounts>> {
+        s.keys().map(|k| (*k, s.days(k).cloned().unwrap_or_default())).collect()
+    }
+
+    /// Checks the hierarchy: the parent's count is at least the sum of its
+    /// children's, with equality when no event names the parent directly.
+    fn check_hierarchy(g: &Geography, total: &Counted, facts: &[Fact]) -> Result<(), TestCaseError> {
+        let named: HashSet<AreaId> = facts.iter().map(|f| f.area).collect();
+        let keys: HashSet<(Indicator, NaiveDate)> = total.keys().map(|(i, _, d)| (*i, *d)).collect();
+        for parent in (0..g.areas().len()).map(|i| AreaId(i as u16)) {
+            let children: Vec<AreaId> = (0..g.areas().len())
+                .map(|i| AreaId(i as u16))
+                .filter(|c| g.area(*c).parent == Some(parent))
+                .collect();
+            if children.is_empty() {
+                continue;
+            }
+            for &(ind, day) in &keys {
+                let get = |a: AreaId| total.get(&(ind, a, day)).copied().unwrap_or_default();
+                let p = get(parent);
+                let (g_sum, l_sum) = children.iter().fold((0, 0), |(x, y), c| (x + get(*c).gained, y + get(*c).lost));
+                prop_assert!(g_sum <= p.gained && l_sum <= p.lost, "{ind} {day} {parent:?}");
+                if !named.contains(&parent) {
+                    prop_assert_eq!((g_sum, l_sum), (p.gained, p.lost), "{} {} {:?}", ind, day, parent);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scenario() -> impl Strategy<Value = (Vec<(u8, i64, usize, u8, FactKind)>, Vec<prop::sample::Index>, Vec<(prop::sample::Index, i64, usize)>, u64, u32, usize)> {
+        (
+            raw_strategy(),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+            prop::collection::vec((any::<prop::sample::Index>(), 0i64..9, any::<usize>()), 0..4),
+            any::<u64>(),
+            1u32..5,
+            any::<usize>(),
+        )
+    }
+
+    fn run(version: GeographyVersion, input: (Vec<(u8, i64, usize, u8, FactKind)>, Vec<prop::sample::Index>, Vec<(prop::sample::Index, i64, usize)>, u64, u32, usize)) -> Result<(), TestCaseError> {
+        let (raw, dups, conflicts, seed, n, split) = input;
+        let g = geo(version);
+        let facts = build(&g, &raw);
+        let mut all = facts.clone();
+        if !facts.is_empty() {
+            // Exact re-sends.
+            all.extend(dups.iter().map(|i| facts[i.index(facts.len())].clone()));
+            // Same id and subject, different content: the copy applied first stands.
+            for (i, slot, area) in &conflicts {
+                let mut f = facts[i.index(facts.len())].clone();
+                let other = build(&g, &[(0, *slot, *area, 0, f.kind)]).remove(0);
+                f.occurred_at = other.occurred_at;
+                f.day = other.day;
+                f.area = other.area;
+                all.push(f);
+            }
+        }
+        // A deterministic shuffle from the seed (Fisher–Yates on a xorshift).
+        let mut x = seed | 1;
+        for i in (1..all.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            all.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let expected = recount(&g, &all);
+
+        let mut shards: Vec<Shard> = (0..n).map(|_| Shard::new(g.clone())).collect();
+        let split = if all.is_empty() { 0 } else { split % all.len() };
+        let mut dup = 0;
+        for f in &all[..split] {
+            if shards[f.subject.shard(n) as usize].apply(f) == Outcome::Duplicate {
+                dup += 1;
+            }
+        }
+        let before: Vec<_> = shards.iter_mut().map(|s| {
+            s.take_dirty();
+            snapshot(s)
+        }).collect();
+        for f in &all[split..] {
+            if shards[f.subject.shard(n) as usize].apply(f) == Outcome::Duplicate {
+                dup += 1;
+            }
+        }
+        // Dirty tracking: every key that changed is listed, with a day no
+        // later than its earliest changed day.
+        for (s, before) in shards.iter_mut().zip(before) {
+            let dirty = s.take_dirty();
+            let after = snapshot(s);
+            for (key, days) in &after {
+                let old = before.get(key).cloned().unwrap_or_default();
+                let changed = days.keys().chain(old.keys()).filter(|d| days.get(d) != old.get(d)).min();
+                if let Some(first) = changed {
+                    prop_assert!(dirty.get(key).is_some_and(|d| d <= first), "{key:?} changed on {first} but dirty {:?}", dirty.get(key));
+                }
+            }
+        }
+        let total = sum_shards(&shards);
+        prop_assert_eq!(&total, &expected);
+        let distinct: HashSet<&str> = all.iter().map(|f| &*f.event_id).collect();
+        prop_assert_eq!(shards.iter().map(Shard::events).sum::<usize>(), distinct.len());
+        prop_assert_eq!(dup, all.len() - distinct.len());
+        check_hierarchy(&g, &total, &all)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn shards_sum_to_the_recount_pre2025(input in scenario()) {
+            run(GeographyVersion::Pre2025, input)?;
+        }
+
+        #[test]
+        fn shards_sum_to_the_recount_post2025(input in scenario()) {
+            run(GeographyVersion::Post2025, input)?;
+        }
+    }
+
+    #[test]
+    fn recount_matches_the_hand_examples() {
+        let g = pre();
+        let (c1, c2) = (commune(&g, "25216"), commune(&g, "25195"));
+        let facts = [
+            fact("i", 1, 12, 9, c1, INSTALL),
+            fact("r", 1, 14, 9, c2, REVOKE),
+            fact("x", 2, 13, 9, c2, CCCD),
+            fact("w", 2, 12, 9, c1, CCCD),
+            fact("w", 2, 11, 9, c2, CCCD), // duplicate id: ignored
+        ];
+        let r = recount(&g, &facts);
+        let get = |i, a, d| r.get(&(i, a, d)).copied().unwrap_or_default();
+        assert_eq!(get(Indicator::SimSignature, c1, d(12)), DayCounts { gained: 1, lost: 0 });
+        assert_eq!(get(Indicator::SimSignature, c1, d(14)), DayCounts { gained: 0, lost: 1 });
+        assert_eq!(get(Indicator::Cccd, c1, d(12)), DayCounts { gained: 1, lost: 0 });
+        assert_eq!(get(Indicator::Cccd, g.province(), d(12)), DayCounts { gained: 1, lost: 0 });
+        // 3 levels × (2 signature days + 1 cccd day).
+        assert_eq!(r.len(), 9);
+    }
+
+    /// Resident bytes per subject of a shard holding 1M subjects, each with
+    /// `per_subject` first-qualifying events (ids of 26 chars). Includes the
+    /// dedup set and the hash-table slack. Run each test alone, in release:
+    /// `cargo test -p aggregator --release --lib -- --ignored --nocapture --exact rollup::tests::bytes_per_subject_1`.
+    fn measure(per_subject: u32) {
+        fn rss() -> usize {
+            let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+            s.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
+        }
+        let g = pre();
+        let communes: Vec<AreaId> = g.of_level(AreaLevel::Commune).collect();
+        let n = 1_000_000u32;
+        let base = rss();
+        let mut s = Shard::new(g.clone());
+        let kinds = [CCCD, FactKind::Vneid { stage: VneidStage::Activated, level: 2 }];
+        for i in 0..n {
+            let mut digest = [0u8; 16];
+            digest[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+            digest[4..8].copy_from_slice(&i.to_le_bytes());
+            for k in 0..per_subject {
+                let id = format!("c06-cccd-20240509-{i:06}-{k}");
+                let mut f = fact(&id, 0, 1 + i % 28, 9, communes[i as usize % communes.len()], kinds[k as usize % 2]);
+                f.subject = Digest(digest);
+                s.apply(&f);
+            }
+        }
+        let used = rss() - base;
+        println!(
+            "{per_subject} first event(s)/subject: {} subjects, {} events, {used} bytes RSS, {:.1} bytes/subject",
+            s.subjects(),
+            s.events(),
+            used as f64 / s.subjects() as f64
+        );
+        assert_eq!(s.subjects(), n as usize);
+        assert_eq!(s.events(), (n * per_subject) as usize);
+    }
+
+    #[test]
+    #[ignore]
+    fn bytes_per_subject_1() {
+        measure(1);
+    }
+
+    #[test]
+    #[ignore]
+    fn bytes_per_subject_2() {
+        measure(2);
+    }
+}
