@@ -12,3 +12,4 @@ pub use geo::{AreaId, AreaLevel, Geography, GeographyVersion};
 pub mod recount;
 pub mod rollup;
 pub use rollup::{DayCounts, Outcome, RollupKey, Shard};
+pub mod calendar;

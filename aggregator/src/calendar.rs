@@ -1,0 +1,634 @@
+//! Working time of the public sector, as data: the clock 1022 hotline
+//! deadlines run on (EVENTS-v1 "`hotline.ticket`" and "Precise rules").
+//!
+//! A [`WorkCalendar`] is loaded from TOML (schema in
+//! `aggregator/data/calendar/README.md`): a time zone, the shifts of a
+//! working day (default 07:00–11:30 and 13:00–16:30), the working weekdays
+//! (default Monday to Friday), holidays (dates off) and make-up working days
+//! (weekend days worked in exchange for a bridge day off), each entry with
+//! the official text it comes from. Several files (one per year) merge into
+//! one calendar. [`WorkCalendar::embedded`] is the shipped 2023–2025
+//! Vietnamese calendar.
+//!
+//! Pure code: no clock, no files at run time (the shipped files are compiled
+//! in with `include_str!`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::fact::Nanos;
+
+/// The shipped calendar files, in merge order.
+const EMBEDDED: [(&str, &str); 3] = [
+    ("vn-2023.toml", include_str!("../data/calendar/vn-2023.toml")),
+    ("vn-2024.toml", include_str!("../data/calendar/vn-2024.toml")),
+    ("vn-2025.toml", include_str!("../data/calendar/vn-2025.toml")),
+];
+
+/// The default time zone (the contract's local time).
+pub const DEFAULT_TIME_ZONE: Tz = chrono_tz::Asia::Ho_Chi_Minh;
+
+const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// Why a calendar did not load or merge.
+#[derive(Debug, thiserror::Error)]
+pub enum CalendarError {
+    /// The text is not valid TOML or does not match the schema (unknown
+    /// fields included).
+    #[error("calendar {file}: {source}")]
+    Toml {
+        /// Which file (the embedded file name, or `input`).
+        file: String,
+        /// The parser's error.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// `time_zone` is not an IANA zone name.
+    #[error("unknown time zone {0:?}")]
+    TimeZone(String),
+    /// A shift bound is not `HH:MM`.
+    #[error("shift time {0:?} is not HH:MM")]
+    Time(String),
+    /// A shift is empty, or starts before the previous one ends.
+    #[error("shift {start}–{end} is empty or overlaps the shift before it")]
+    Shift {
+        /// Its start.
+        start: NaiveTime,
+        /// Its end.
+        end: NaiveTime,
+    },
+    /// A weekday name is not one of `mon` … `sun`.
+    #[error("unknown weekday {0:?} (want mon, tue, wed, thu, fri, sat or sun)")]
+    Weekday(String),
+    /// No shift, or no working weekday: deadlines would never come.
+    #[error("the calendar has no working time (no shift or no working weekday)")]
+    NoWorkingTime,
+    /// A `date` is not a plain local date (`YYYY-MM-DD`, no time, no offset).
+    #[error("{0:?} is not a local date (write date = YYYY-MM-DD)")]
+    Date(String),
+    /// An entry has an empty `source`.
+    #[error("entry {0} has no source")]
+    NoSource(NaiveDate),
+    /// The same date is listed twice in the same list.
+    #[error("{0} is listed twice")]
+    Duplicate(NaiveDate),
+    /// A date is both a holiday and a make-up working day.
+    #[error("{0} is both a holiday and a make-up working day")]
+    Conflict(NaiveDate),
+    /// Two merged calendars set a setting to different values.
+    #[error("merged calendars disagree on {0}")]
+    Mismatch(&'static str),
+}
+
+/// One shift of a working day, `start` inclusive, `end` exclusive, local time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shift {
+    /// First working instant.
+    pub start: NaiveTime,
+    /// First instant after the shift.
+    pub end: NaiveTime,
+}
+
+/// A dated calendar entry (holiday or make-up working day).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// What the day is (free text, e.g. "Ngày Chiến thắng").
+    pub name: String,
+    /// The official text the entry comes from.
+    pub source: String,
+}
+
+/// Working time: shifts, working weekdays, holidays and make-up days in one
+/// time zone. Settings left out of every merged file take their defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkCalendar {
+    time_zone: Option<Tz>,
+    shifts: Option<Vec<Shift>>,
+    /// Indexed by `Weekday::num_days_from_monday`.
+    weekdays: Option<[bool; 7]>,
+    holidays: BTreeMap<NaiveDate, Entry>,
+    working_days: BTreeMap<NaiveDate, Entry>,
+}
+
+/// The TOML schema of one calendar file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalendarFile {
+    /// IANA time zone the shifts and dates are read in; default
+    /// `Asia/Ho_Chi_Minh`.
+    time_zone: Option<String>,
+    /// The shifts of a working day, in order, as `{ start = "HH:MM", end =
+    /// "HH:MM" }`; default 07:00–11:30 and 13:00–16:30.
+    shifts: Option<Vec<ShiftFile>>,
+    /// The weekdays that are working days unless listed as holidays
+    /// (`"mon"` … `"sun"`); default Monday to Friday.
+    working_weekdays: Option<Vec<String>>,
+    /// Dates off (public holidays, compensatory and bridge days).
+    #[serde(default)]
+    holidays: Vec<DayFile>,
+    /// Make-up working days: dates worked although their weekday is not a
+    /// working weekday (e.g. a Saturday worked in exchange for a bridge day).
+    #[serde(default)]
+    working_days: Vec<DayFile>,
+}
+
+/// One shift in a calendar file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShiftFile {
+    /// First working minute, `"HH:MM"` local time.
+    start: String,
+    /// End of the shift (exclusive), `"HH:MM"` local time.
+    end: String,
+}
+
+/// One dated entry in a calendar file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayFile {
+    /// The local date, a TOML local date (`2024-04-29`, unquoted).
+    date: toml::value::Datetime,
+    /// What the day is; free text.
+    #[serde(default)]
+    name: String,
+    /// The official text the entry comes from (law article, notice number);
+    /// required, never empty.
+    source: String,
+}
+
+fn parse_time(s: &str) -> Result<NaiveTime, CalendarError> {
+    NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| CalendarError::Time(s.to_owned()))
+}
+
+fn parse_weekday(s: &str) -> Result<Weekday, CalendarError> {
+    Ok(match s {
+        "mon" => Weekday::Mon,
+        "tue" => Weekday::Tue,
+        "wed" => Weekday::Wed,
+        "thu" => Weekday::Thu,
+        "fri" => Weekday::Fri,
+        "sat" => Weekday::Sat,
+        "sun" => Weekday::Sun,
+        _ => return Err(CalendarError::Weekday(s.to_owned())),
+    })
+}
+
+fn parse_day(d: &DayFile) -> Result<(NaiveDate, Entry), CalendarError> {
+    let bad = || CalendarError::Date(d.date.to_string());
+    let date = match (d.date.date, d.date.time, d.date.offset) {
+        (Some(x), None, None) => NaiveDate::from_ymd_opt(x.year.into(), x.month.into(), x.day.into()).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if d.source.trim().is_empty() {
+        return Err(CalendarError::NoSource(date));
+    }
+    Ok((date, Entry { name: d.name.clone(), source: d.source.clone() }))
+}
+
+fn insert_days(
+    into: &mut BTreeMap<NaiveDate, Entry>,
+    days: impl IntoIterator<Item = (NaiveDate, Entry)>,
+) -> Result<(), CalendarError> {
+    for (date, entry) in days {
+        if into.insert(date, entry).is_some() {
+            return Err(CalendarError::Duplicate(date));
+        }
+    }
+    Ok(())
+}
+
+fn merge_setting<T: PartialEq>(mine: &mut Option<T>, theirs: Option<T>, what: &'static str) -> Result<(), CalendarError> {
+    match (mine.as_ref(), theirs) {
+        (_, None) => Ok(()),
+        (None, Some(t)) => {
+            *mine = Some(t);
+            Ok(())
+        }
+        (Some(m), Some(t)) if *m == t => Ok(()),
+        (Some(_), Some(_)) => Err(CalendarError::Mismatch(what)),
+    }
+}
+
+fn default_shifts() -> [Shift; 2] {
+    let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap_or(NaiveTime::MIN);
+    [Shift { start: t(7, 0), end: t(11, 30) }, Shift { start: t(13, 0), end: t(16, 30) }]
+}
+
+const DEFAULT_WEEKDAYS: [bool; 7] = [true, true, true, true, true, false, false];
+
+impl Default for WorkCalendar {
+    /// Defaults only: Monday to Friday, 07:00–11:30 and 13:00–16:30 in
+    /// `Asia/Ho_Chi_Minh`, no holidays.
+    fn default() -> Self {
+        WorkCalendar {
+            time_zone: None,
+            shifts: None,
+            weekdays: None,
+            holidays: BTreeMap::new(),
+            working_days: BTreeMap::new(),
+        }
+    }
+}
+
+impl WorkCalendar {
+    /// Parses one calendar file (schema: `aggregator/data/calendar/README.md`).
+    pub fn from_toml(s: &str) -> Result<Self, CalendarError> {
+        Self::from_toml_named(s, "input")
+    }
+
+    fn from_toml_named(s: &str, file: &str) -> Result<Self, CalendarError> {
+        let raw: CalendarFile =
+            toml::from_str(s).map_err(|e| CalendarError::Toml { file: file.to_owned(), source: Box::new(e) })?;
+        let time_zone = match raw.time_zone {
+            Some(z) => Some(z.parse::<Tz>().map_err(|_| CalendarError::TimeZone(z.clone()))?),
+            None => None,
+        };
+        let shifts = match raw.shifts {
+            Some(list) => {
+                let mut out: Vec<Shift> = Vec::with_capacity(list.len());
+                for s in &list {
+                    let shift = Shift { start: parse_time(&s.start)?, end: parse_time(&s.end)? };
+                    let overlaps = out.last().is_some_and(|prev| shift.start < prev.end);
+                    if shift.start >= shift.end || overlaps {
+                        return Err(CalendarError::Shift { start: shift.start, end: shift.end });
+                    }
+                    out.push(shift);
+                }
+                if out.is_empty() {
+                    return Err(CalendarError::NoWorkingTime);
+                }
+                Some(out)
+            }
+            None => None,
+        };
+        let weekdays = match raw.working_weekdays {
+            Some(list) => {
+                let mut days = [false; 7];
+                for w in &list {
+                    days[parse_weekday(w)?.num_days_from_monday() as usize] = true;
+                }
+                if !days.contains(&true) {
+                    return Err(CalendarError::NoWorkingTime);
+                }
+                Some(days)
+            }
+            None => None,
+        };
+        let mut cal = WorkCalendar { time_zone, shifts, weekdays, ..Default::default() };
+        let holidays = raw.holidays.iter().map(parse_day).collect::<Result<Vec<_>, _>>()?;
+        let working = raw.working_days.iter().map(parse_day).collect::<Result<Vec<_>, _>>()?;
+        insert_days(&mut cal.holidays, holidays)?;
+        insert_days(&mut cal.working_days, working)?;
+        cal.check_conflicts()?;
+        Ok(cal)
+    }
+
+    fn check_conflicts(&self) -> Result<(), CalendarError> {
+        match self.holidays.keys().find(|d| self.working_days.contains_key(d)) {
+            Some(d) => Err(CalendarError::Conflict(*d)),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds another calendar (typically another year). Settings set in both
+    /// must be equal; a date may appear only once over both calendars.
+    /// On error `self` is left unchanged.
+    pub fn merge(&mut self, other: WorkCalendar) -> Result<(), CalendarError> {
+        let mut merged = self.clone();
+        merge_setting(&mut merged.time_zone, other.time_zone, "time_zone")?;
+        merge_setting(&mut merged.shifts, other.shifts, "shifts")?;
+        merge_setting(&mut merged.weekdays, other.weekdays, "working_weekdays")?;
+        insert_days(&mut merged.holidays, other.holidays)?;
+        insert_days(&mut merged.working_days, other.working_days)?;
+        merged.check_conflicts()?;
+        *self = merged;
+        Ok(())
+    }
+
+    /// The shipped Vietnamese public-sector calendar, 2023 to 2025
+    /// (`aggregator/data/calendar/vn-*.toml`, compiled in). Outside those
+    /// years every Monday to Friday counts as a working day.
+    pub fn embedded() -> Result<Self, CalendarError> {
+        let mut cal = WorkCalendar::default();
+        for (name, text) in EMBEDDED {
+            cal.merge(Self::from_toml_named(text, name)?)?;
+        }
+        Ok(cal)
+    }
+
+    /// The time zone shifts and dates are read in.
+    pub fn time_zone(&self) -> Tz {
+        self.time_zone.unwrap_or(DEFAULT_TIME_ZONE)
+    }
+
+    /// The shifts of a working day, in order.
+    pub fn shifts(&self) -> Vec<Shift> {
+        self.shifts.clone().unwrap_or_else(|| default_shifts().to_vec())
+    }
+
+    /// The holidays (dates off), in date order.
+    pub fn holidays(&self) -> &BTreeMap<NaiveDate, Entry> {
+        &self.holidays
+    }
+
+    /// The make-up working days, in date order.
+    pub fn working_days(&self) -> &BTreeMap<NaiveDate, Entry> {
+        &self.working_days
+    }
+
+    /// Whether `d` is a working day: a make-up working day, or a working
+    /// weekday that is not a holiday.
+    pub fn is_working_day(&self, d: NaiveDate) -> bool {
+        if self.holidays.contains_key(&d) {
+            return false;
+        }
+        if self.working_days.contains_key(&d) {
+            return true;
+        }
+        self.weekdays.unwrap_or(DEFAULT_WEEKDAYS)[d.weekday().num_days_from_monday() as usize]
+    }
+
+    /// The instant `working_hours` of working time after `start` (unix nanos
+    /// UTC). Working time starts at the first working minute at or after
+    /// `start`.
+    ///
+    /// `start` is used to the nanosecond: inside a shift, working time starts
+    /// at `start` itself (08:15:30 + 8 h is 08:15:30 the next working day);
+    /// outside one, at the start of the next shift of a working day. When the
+    /// time runs out exactly at the end of a shift the deadline is that end
+    /// (07:00 + 8 h is 16:30 the same day, not 07:00 the next day). Zero hours
+    /// gives the first working instant at or after `start`. Saturates at the
+    /// largest representable instant (year 2262).
+    pub fn deadline(&self, start: Nanos, working_hours: u32) -> Nanos {
+        self.add_working_time(start, i64::from(working_hours).saturating_mul(NANOS_PER_HOUR))
+    }
+
+    /// The instant `working` nanoseconds of working time after `start`: the
+    /// general form of [`WorkCalendar::deadline`], same rules. A negative
+    /// `working` counts as zero.
+    pub fn add_working_time(&self, start: Nanos, working: i64) -> Nanos {
+        let tz = self.time_zone();
+        let shifts = self.shifts();
+        let mut remaining = working.max(0);
+        let mut day = DateTime::from_timestamp_nanos(start).with_timezone(&tz).date_naive();
+        loop {
+            if self.is_working_day(day) {
+                for shift in &shifts {
+                    let (Some(s), Some(e)) =
+                        (local_to_nanos(&tz, day.and_time(shift.start)), local_to_nanos(&tz, day.and_time(shift.end)))
+                    else {
+                        return Nanos::MAX;
+                    };
+                    if start >= e {
+                        continue;
+                    }
+                    let from = s.max(start);
+                    let len = e - from;
+                    if remaining <= len {
+                        return from + remaining;
+                    }
+                    remaining -= len;
+                }
+            }
+            day = match day.succ_opt() {
+                Some(d) => d,
+                None => return Nanos::MAX,
+            };
+        }
+    }
+}
+
+/// A local wall-clock time as unix nanos; `None` past year 2262. A time
+/// skipped by a clock change is read with the offset in force just before
+/// it, so it maps to the first instant after the gap.
+fn local_to_nanos(tz: &Tz, local: NaiveDateTime) -> Option<Nanos> {
+    let utc = match tz.from_local_datetime(&local) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t.naive_utc(),
+        chrono::LocalResult::None => {
+            // In a gap: the offset just before it, applied to the local time.
+            let before = tz.from_local_datetime(&(local - Duration::hours(3))).earliest()?;
+            local - before.offset().fix()
+        }
+    };
+    utc.and_utc().timestamp_nanos_opt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Local time in Vietnam (UTC+7) as unix nanos.
+    fn vn(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Nanos {
+        let local = NaiveDate::from_ymd_opt(y, mo, d).unwrap().and_hms_opt(h, mi, s).unwrap();
+        (local - Duration::hours(7)).and_utc().timestamp_nanos_opt().unwrap()
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn cal() -> WorkCalendar {
+        WorkCalendar::embedded().unwrap()
+    }
+
+    #[test]
+    fn embedded_calendar_has_the_2024_swap() {
+        let c = cal();
+        assert_eq!(c.time_zone(), chrono_tz::Asia::Ho_Chi_Minh);
+        // 30/4–1/5/2024: off Saturday 27/4 to Wednesday 1/5, Monday 29/4 swapped, Saturday 4/5 worked.
+        for d in [27, 28, 29, 30] {
+            assert!(!c.is_working_day(date(2024, 4, d)), "{d}/4/2024");
+        }
+        assert!(!c.is_working_day(date(2024, 5, 1)));
+        assert!(c.is_working_day(date(2024, 5, 2)));
+        assert!(c.is_working_day(date(2024, 5, 3)));
+        assert!(c.is_working_day(date(2024, 5, 4)), "make-up Saturday");
+        assert!(!c.is_working_day(date(2024, 5, 5)));
+        assert!(c.holidays()[&date(2024, 4, 29)].source.contains("2450/VPCP-KGVX"));
+        assert!(c.working_days()[&date(2024, 5, 4)].source.contains("2450/VPCP-KGVX"));
+        // Other years.
+        assert!(!c.is_working_day(date(2023, 1, 2)), "Tết Dương lịch 2023, compensatory Monday");
+        assert!(!c.is_working_day(date(2023, 5, 3)));
+        assert!(c.is_working_day(date(2023, 5, 4)));
+        assert!(!c.is_working_day(date(2024, 2, 14)));
+        assert!(c.is_working_day(date(2024, 2, 15)));
+        assert!(c.is_working_day(date(2025, 4, 26)), "make-up Saturday 2025");
+        assert!(!c.is_working_day(date(2025, 5, 2)));
+        assert!(!c.is_working_day(date(2025, 9, 1)));
+        assert!(c.is_working_day(date(2025, 9, 3)));
+        // Outside the shipped years: plain weekdays.
+        assert!(c.is_working_day(date(2026, 1, 2)));
+        assert!(!c.is_working_day(date(2026, 1, 3)));
+        // 11 + 12 + 12 weekday holidays, 1 + 1 make-up Saturdays.
+        assert_eq!(c.holidays().len(), 35);
+        assert_eq!(c.working_days().len(), 2);
+        assert!(c.holidays().values().chain(c.working_days().values()).all(|e| !e.source.is_empty()));
+    }
+
+    #[test]
+    fn every_shipped_holiday_is_a_weekday_and_every_make_up_day_a_weekend_day() {
+        let c = cal();
+        for d in c.holidays().keys() {
+            assert!(d.weekday().num_days_from_monday() < 5, "{d}");
+        }
+        for d in c.working_days().keys() {
+            assert!(d.weekday().num_days_from_monday() >= 5, "{d}");
+        }
+    }
+
+    #[test]
+    fn deadline_across_a_weekend() {
+        // Fri 10/5/2024 15:00: Fri 15:00–16:30 = 1.5 h; Sat, Sun off;
+        // Mon 13/5 07:00–11:30 = 4.5 h (6 h), 13:00 + 2 h = 15:00 → 8 h.
+        assert_eq!(cal().deadline(vn(2024, 5, 10, 15, 0, 0), 8), vn(2024, 5, 13, 15, 0, 0));
+    }
+
+    #[test]
+    fn deadline_across_a_holiday() {
+        // Wed 17/4/2024 14:00: 14:00–16:30 = 2.5 h; Thu 18/4 Giỗ Tổ off;
+        // Fri 19/4 07:00–11:30 = 4.5 h (7 h), 13:00 + 1 h = 14:00 → 8 h.
+        assert_eq!(cal().deadline(vn(2024, 4, 17, 14, 0, 0), 8), vn(2024, 4, 19, 14, 0, 0));
+    }
+
+    #[test]
+    fn deadline_across_the_swapped_monday_29_4_2024() {
+        // Fri 26/4/2024 10:00: 10:00–11:30 = 1.5 h, 13:00–16:30 = 3.5 h (5 h);
+        // Sat 27, Sun 28, Mon 29 (swapped), Tue 30/4, Wed 1/5 off;
+        // Thu 2/5 07:00 + 3 h = 10:00 → 8 h.
+        assert_eq!(cal().deadline(vn(2024, 4, 26, 10, 0, 0), 8), vn(2024, 5, 2, 10, 0, 0));
+    }
+
+    #[test]
+    fn deadline_on_the_make_up_saturday_4_5_2024() {
+        // Fri 3/5/2024 13:00: 13:00–16:30 = 3.5 h; Sat 4/5 is worked:
+        // 07:00–11:30 = 4.5 h → 8 h exactly at the end of the shift, 11:30.
+        assert_eq!(cal().deadline(vn(2024, 5, 3, 13, 0, 0), 8), vn(2024, 5, 4, 11, 30, 0));
+        // Received on the make-up Saturday itself at 09:00: 2.5 h + 3.5 h = 6 h;
+        // Sun off; Mon 6/5 07:00 + 2 h = 09:00.
+        assert_eq!(cal().deadline(vn(2024, 5, 4, 9, 0, 0), 8), vn(2024, 5, 6, 9, 0, 0));
+    }
+
+    #[test]
+    fn deadline_starting_inside_the_lunch_break() {
+        // Tue 7/5/2024 12:00: working time starts at 13:00; 13:00–16:30 = 3.5 h;
+        // Wed 8/5 07:00–11:30 = 4.5 h → 8 h at 11:30.
+        assert_eq!(cal().deadline(vn(2024, 5, 7, 12, 0, 0), 8), vn(2024, 5, 8, 11, 30, 0));
+        // 11:30 itself is already the break (shifts end exclusive): same deadline.
+        assert_eq!(cal().deadline(vn(2024, 5, 7, 11, 30, 0), 8), vn(2024, 5, 8, 11, 30, 0));
+    }
+
+    #[test]
+    fn deadline_at_07_00_at_16_30_and_after_hours() {
+        let c = cal();
+        // Mon 13/5/2024 07:00: 4.5 h + 3.5 h = 8 h → 16:30 the same day.
+        assert_eq!(c.deadline(vn(2024, 5, 13, 7, 0, 0), 8), vn(2024, 5, 13, 16, 30, 0));
+        // 16:30 is after the shift: starts Tue 14/5 07:00 → Tue 16:30.
+        assert_eq!(c.deadline(vn(2024, 5, 13, 16, 30, 0), 8), vn(2024, 5, 14, 16, 30, 0));
+        // One second before 16:30: 1 s on Monday, then 7 h 59 min 59 s from Tue 07:00:
+        // 4.5 h to 11:30, 3 h 29 min 59 s from 13:00 → 16:29:59.
+        assert_eq!(c.deadline(vn(2024, 5, 13, 16, 29, 59), 8), vn(2024, 5, 14, 16, 29, 59));
+        // 20:15 and 06:00: both start at Tue 14/5 07:00 → Tue 16:30.
+        assert_eq!(c.deadline(vn(2024, 5, 13, 20, 15, 0), 8), vn(2024, 5, 14, 16, 30, 0));
+        assert_eq!(c.deadline(vn(2024, 5, 14, 6, 0, 0), 8), vn(2024, 5, 14, 16, 30, 0));
+    }
+
+    #[test]
+    fn deadline_keeps_seconds() {
+        // Mon 13/5/2024 08:15:30: 3 h 14 min 30 s to 11:30, 3.5 h to 16:30 (6 h 44 min 30 s);
+        // Tue 07:00 + 1 h 15 min 30 s = 08:15:30.
+        assert_eq!(cal().deadline(vn(2024, 5, 13, 8, 15, 30), 8), vn(2024, 5, 14, 8, 15, 30));
+    }
+
+    #[test]
+    fn deadline_of_48_hours() {
+        let c = cal();
+        // Wed 24/4/2024 09:00: Wed 2.5 + 3.5 = 6 h; Thu 25 → 14; Fri 26 → 22;
+        // 27/4–1/5 off; Thu 2/5 → 30; Fri 3/5 → 38; Sat 4/5 (make-up) → 46;
+        // Sun off; Mon 6/5 07:00 + 2 h = 09:00 → 48.
+        assert_eq!(c.deadline(vn(2024, 4, 24, 9, 0, 0), 48), vn(2024, 5, 6, 9, 0, 0));
+        // Wed 7/2/2024 10:00: 1.5 + 3.5 = 5 h; Tết 8–14/2 off; Thu 15 → 13; Fri 16 → 21;
+        // Mon 19 → 29; Tue 20 → 37; Wed 21 → 45; Thu 22/2 07:00 + 3 h = 10:00 → 48.
+        assert_eq!(c.deadline(vn(2024, 2, 7, 10, 0, 0), 48), vn(2024, 2, 22, 10, 0, 0));
+        // Mon 13/5/2024 07:00: six full days Mon–Fri + Mon → Mon 20/5 16:30.
+        assert_eq!(c.deadline(vn(2024, 5, 13, 7, 0, 0), 48), vn(2024, 5, 20, 16, 30, 0));
+    }
+
+    #[test]
+    fn zero_hours_is_the_next_working_instant() {
+        let c = cal();
+        // Sat 11/5/2024 10:00 → Mon 13/5 07:00.
+        assert_eq!(c.deadline(vn(2024, 5, 11, 10, 0, 0), 0), vn(2024, 5, 13, 7, 0, 0));
+        // Inside a shift: the start itself.
+        assert_eq!(c.deadline(vn(2024, 5, 13, 9, 0, 0), 0), vn(2024, 5, 13, 9, 0, 0));
+        // Partial hours through add_working_time: Mon 13/5 11:00 + 45 min → 11:30 is 30 min, 13:15.
+        assert_eq!(c.add_working_time(vn(2024, 5, 13, 11, 0, 0), 45 * 60 * 1_000_000_000), vn(2024, 5, 13, 13, 15, 0));
+    }
+
+    #[test]
+    fn custom_calendar_in_another_zone() {
+        let c = WorkCalendar::from_toml(
+            r#"
+            time_zone = "UTC"
+            working_weekdays = ["sat", "sun"]
+            shifts = [{ start = "08:00", end = "12:00" }]
+            [[holidays]]
+            date = 2024-05-05
+            source = "test"
+            "#,
+        )
+        .unwrap();
+        let utc = |d, h| NaiveDate::from_ymd_opt(2024, 5, d).unwrap().and_hms_opt(h, 0, 0).unwrap().and_utc().timestamp_nanos_opt().unwrap();
+        // Fri 3/5 10:00 UTC → Sat 4/5 08:00–12:00 = 4 h; Sun 5/5 holiday; Sat 11/5 08:00 + 2 h.
+        assert_eq!(c.deadline(utc(3, 10), 6), utc(11, 10));
+        assert!(!c.is_working_day(date(2024, 5, 6)));
+        assert_eq!(c.shifts().len(), 1);
+        assert_eq!(c.time_zone(), chrono_tz::UTC);
+    }
+
+    #[test]
+    fn loading_rejects_bad_files() {
+        let err = |s: &str| WorkCalendar::from_toml(s).unwrap_err();
+        assert!(matches!(err("colour = 1"), CalendarError::Toml { .. }));
+        assert!(matches!(err("[[holidays]]\ndate = 2024-01-01\nsource = \"x\"\nnote = \"y\""), CalendarError::Toml { .. }));
+        assert!(matches!(err("[[holidays]]\ndate = 2024-01-01"), CalendarError::Toml { .. }), "source is required");
+        assert!(matches!(err("[[holidays]]\ndate = 2024-01-01\nsource = \" \""), CalendarError::NoSource(_)));
+        assert!(matches!(err("[[holidays]]\ndate = 2024-01-01T08:00:00\nsource = \"x\""), CalendarError::Date(_)));
+        assert!(matches!(err("time_zone = \"Asia/Saigon City\""), CalendarError::TimeZone(_)));
+        assert!(matches!(err("shifts = [{ start = \"7h\", end = \"11:30\" }]"), CalendarError::Time(_)));
+        assert!(matches!(
+            err("shifts = [{ start = \"07:00\", end = \"11:30\" }, { start = \"11:00\", end = \"12:00\" }]"),
+            CalendarError::Shift { .. }
+        ));
+        assert!(matches!(err("shifts = []"), CalendarError::NoWorkingTime));
+        assert!(matches!(err("working_weekdays = []"), CalendarError::NoWorkingTime));
+        assert!(matches!(err("working_weekdays = [\"monday\"]"), CalendarError::Weekday(_)));
+        let twice = "[[holidays]]\ndate = 2024-01-01\nsource = \"x\"\n";
+        assert!(matches!(err(&format!("{twice}{twice}")), CalendarError::Duplicate(_)));
+        let both = "[[holidays]]\ndate = 2024-01-06\nsource = \"x\"\n[[working_days]]\ndate = 2024-01-06\nsource = \"x\"";
+        assert!(matches!(err(both), CalendarError::Conflict(_)));
+    }
+
+    #[test]
+    fn merging_checks_settings_and_dates() {
+        let mut c = cal();
+        let before = c.clone();
+        // 2024-05-04 is already a make-up day: listing it as a holiday conflicts.
+        let clash = WorkCalendar::from_toml("[[holidays]]\ndate = 2024-05-04\nsource = \"x\"").unwrap();
+        assert!(matches!(c.merge(clash), Err(CalendarError::Conflict(_))));
+        let again = WorkCalendar::from_toml("[[holidays]]\ndate = 2024-04-29\nsource = \"x\"").unwrap();
+        assert!(matches!(c.merge(again), Err(CalendarError::Duplicate(_))));
+        assert_eq!(c, before, "a failed merge changes nothing");
+        // A file that sets the time zone merges with files that leave it out ...
+        let zone = WorkCalendar::from_toml("time_zone = \"Asia/Ho_Chi_Minh\"").unwrap();
+        c.merge(zone).unwrap();
+        // ... but not with one that sets another.
+        let other = WorkCalendar::from_toml("time_zone = \"Asia/Bangkok\"").unwrap();
+        assert!(matches!(c.merge(other), Err(CalendarError::Mismatch("time_zone"))));
+        let year = WorkCalendar::from_toml("[[holidays]]\ndate = 2026-01-01\nname = \"Tết Dương lịch\"\nsource = \"BLLĐ 2019 Điều 112\"").unwrap();
+        c.merge(year).unwrap();
+        assert!(!c.is_working_day(date(2026, 1, 1)));
+    }
+}
