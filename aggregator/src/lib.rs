@@ -13,3 +13,4 @@ pub mod recount;
 pub mod rollup;
 pub use rollup::{DayCounts, Outcome, RollupKey, Shard};
 pub mod calendar;
+pub mod plan;
