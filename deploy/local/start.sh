@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# start.sh [kafka|clickhouse|prometheus|alertmanager ...]   (default: all)
+# Starts each service that is not already running, as a background process
+# bound to 127.0.0.1 with config, data, log and pid file under $D06_LOCAL_DIR,
+# and waits until it is ready (D06_START_TIMEOUT seconds). On failure prints
+# the end of the service's log, stops what it just started and exits 1.
+# Run install.sh first (start.sh does not install anything).
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+svc_list "$@"
+
+# launch SERVICE CMD...: run CMD in the background with output to the
+# service log; the pid file holds CMD's own pid (the wrapper execs it).
+launch() {
+    local svc="$1" pidfile
+    shift
+    pidfile="$(svc_pidfile "$svc")"
+    rm -f "$pidfile"
+    mkdir -p "$(svc_dir "$svc")"
+    printf '\n=== %s starting: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$(svc_log "$svc")"
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    nohup bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" \
+        >>"$(svc_log "$svc")" 2>&1 </dev/null &
+    for _ in $(seq 50); do
+        [ -s "$pidfile" ] && break
+        sleep 0.02
+    done
+    [ -s "$pidfile" ] || die "$svc: no pid file after launch"
+    cat "$pidfile"
+}
+
+prepare_and_launch() {
+    local svc="$1" dir
+    dir="$(svc_dir "$svc")"
+    case "$svc" in
+        kafka)
+            local tansu
+            tansu="$(tansu_bin)" || die "kafka: tansu not installed under $D06_VENV; run deploy/local/install.sh"
+            launch kafka env -u OTEL_EXPORTER_OTLP_ENDPOINT "$tansu" broker \
+                --listener-url "tcp://127.0.0.1:$D06_KAFKA_PORT" \
+                --advertised-listener-url "tcp://127.0.0.1:$D06_KAFKA_PORT" \
+                --storage-engine memory://tansu/
+            ;;
+        clickhouse)
+            local ch
+            ch="$(clickhouse_bin)" || die "clickhouse: clickhouse-server not installed; run deploy/local/install.sh"
+            mkdir -p "$dir"/{etc,data,tmp,log,user_files,format_schemas}
+            sed -e "s#@CH_DIR@#$dir#g" \
+                -e "s#@HTTP_PORT@#$D06_CLICKHOUSE_PORT#g" \
+                -e "s#@TCP_PORT@#$D06_CLICKHOUSE_TCP_PORT#g" \
+                "$D06_LIB_DIR/clickhouse/config.xml" >"$dir/etc/config.xml"
+            cp "$D06_LIB_DIR/clickhouse/users.xml" "$dir/etc/users.xml"
+            (cd "$dir" && launch clickhouse "$ch" --config-file="$dir/etc/config.xml")
+            ;;
+        prometheus)
+            command -v prometheus >/dev/null || die "prometheus not installed; run deploy/local/install.sh"
+            mkdir -p "$dir/data"
+            sed -e "s#127\.0\.0\.1:9464#$D06_METRICS_ADDR#g" \
+                -e "s#127\.0\.0\.1:9093#127.0.0.1:$D06_ALERTMANAGER_PORT#g" \
+                -e "s#\.\./prometheus/rules/#$D06_REPO/deploy/prometheus/rules/#g" \
+                "$D06_LIB_DIR/prometheus.yml" >"$dir/prometheus.yml"
+            if command -v promtool >/dev/null && ! out="$(promtool check config "$dir/prometheus.yml" 2>&1)"; then
+                printf '%s\n' "$out" >&2
+                die "prometheus: rendered config $dir/prometheus.yml is invalid"
+            fi
+            launch prometheus prometheus \
+                --config.file="$dir/prometheus.yml" \
+                --storage.tsdb.path="$dir/data" \
+                --storage.tsdb.retention.time=7d \
+                --web.listen-address="127.0.0.1:$D06_PROMETHEUS_PORT" \
+                --web.enable-lifecycle
+            ;;
+        alertmanager)
+            local am
+            am="$(alertmanager_bin)" || die "alertmanager not installed; run deploy/local/install.sh"
+            mkdir -p "$dir/data"
+            launch alertmanager "$am" \
+                --config.file="$D06_LIB_DIR/alertmanager.yml" \
+                --storage.path="$dir/data" \
+                --web.listen-address="127.0.0.1:$D06_ALERTMANAGER_PORT" \
+                --cluster.listen-address=
+            ;;
+    esac
+}
+
+# wait_ready SERVICE PID: poll is_ready until D06_START_TIMEOUT; fail early
+# if the process exits.
+wait_ready() {
+    local svc="$1" pid="$2" deadline=$((SECONDS + D06_START_TIMEOUT))
+    wait_for_port "$(svc_port "$svc")" "$D06_START_TIMEOUT" "$pid" || return 1
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        is_ready "$svc" && return 0
+        alive "$pid" || return 1
+        sleep 0.2
+    done
+    is_ready "$svc"
+}
+
+fail() {
+    local svc="$1" pid="$2" why="$3"
+    show_log_tail "$svc" 30
+    if [ -n "$pid" ] && alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
+    rm -f "$(svc_pidfile "$svc")"
+    die "$svc: $why (log: $(svc_log "$svc"))"
+}
+
+mkdir -p "$D06_LOCAL_DIR"
+for svc in "${services[@]}"; do
+    port="$(svc_port "$svc")"
+    if pid="$(pid_of "$svc")"; then
+        if wait_ready "$svc" "$pid"; then
+            log "$svc: already running (pid $pid, port $port)"
+            continue
+        fi
+        show_log_tail "$svc" 30
+        die "$svc: running (pid $pid, left alone) but not ready on port $port after ${D06_START_TIMEOUT}s; was it started with other D06_* settings? (log: $(svc_log "$svc"))"
+    fi
+    if port_open "$port"; then
+        die "$svc: port $port is already in use by a process this script did not start; stop it or set $(echo "D06_${svc}_PORT" | tr '[:lower:]' '[:upper:]')"
+    fi
+    start_ns=$(date +%s%N)
+    pid="$(prepare_and_launch "$svc")"
+    if wait_ready "$svc" "$pid"; then
+        ms=$((($(date +%s%N) - start_ns) / 1000000))
+        log "$svc: started (pid $pid, port $port, ready in ${ms} ms)"
+    elif alive "$pid"; then
+        fail "$svc" "$pid" "not ready on port $port after ${D06_START_TIMEOUT}s"
+    else
+        fail "$svc" "" "exited during startup"
+    fi
+done

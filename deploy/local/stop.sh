@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# stop.sh [--wipe] [kafka|clickhouse|prometheus|alertmanager ...]   (default: all)
+# Stops what start.sh started: SIGTERM, waits up to D06_STOP_TIMEOUT seconds
+# (default 20), then SIGKILL; removes the pid files. --wipe also deletes the
+# services' data (ClickHouse tables, Prometheus TSDB, Alertmanager silences);
+# logs and rendered configs stay. Kafka (tansu) keeps data in memory only.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+wipe=0
+args=()
+for a in "$@"; do
+    case "$a" in
+        --wipe) wipe=1 ;;
+        -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) args+=("$a") ;;
+    esac
+done
+svc_list ${args[@]+"${args[@]}"}
+timeout="${D06_STOP_TIMEOUT:-20}"
+
+# SIGTERM every running service at once, then wait for all of them.
+stopping=()
+for svc in "${services[@]}"; do
+    if pid="$(pid_of "$svc")"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        stopping+=("$svc:$pid")
+    else
+        rm -f "$(svc_pidfile "$svc")"
+        port="$(svc_port "$svc")"
+        if port_open "$port"; then
+            log "$svc: not running (port $port is in use by a process this script did not start; left alone)"
+        else
+            log "$svc: not running"
+        fi
+    fi
+done
+deadline=$((SECONDS + timeout))
+for entry in ${stopping[@]+"${stopping[@]}"}; do
+    svc="${entry%%:*}" pid="${entry#*:}"
+    while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+    if alive "$pid"; then
+        log "$svc: still alive after ${timeout}s, SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        while alive "$pid"; do sleep 0.05; done
+    fi
+    rm -f "$(svc_pidfile "$svc")"
+    log "$svc: stopped (pid $pid)"
+done
+
+if [ "$wipe" -eq 1 ]; then
+    for svc in "${services[@]}"; do
+        dir="$(svc_dir "$svc")"
+        case "$svc" in
+            kafka) continue ;; # in-memory storage: nothing on disk
+            clickhouse) rm -rf "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" ;;
+            *) rm -rf "$dir/data" ;;
+        esac
+        log "$svc: data wiped ($dir)"
+    done
+fi
