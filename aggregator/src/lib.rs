@@ -14,3 +14,6 @@ pub mod rollup;
 pub use rollup::{DayCounts, Outcome, RollupKey, Shard};
 pub mod calendar;
 pub mod plan;
+pub mod coverage;
+pub use plan::{Plan, PlanError};
+pub use coverage::{CoverageRow, Status};

@@ -298,7 +298,8 @@ fn split(
     let fixed: u64 = districts.iter().filter_map(|(a, _)| overrides.get(a)).sum();
     let rest = total.checked_sub(fixed).ok_or(PlanError::Split { indicator, what, sum: fixed, total })?;
     let sharing: Vec<(AreaId, &str)> = districts.iter().filter(|(a, _)| !overrides.contains_key(a)).copied().collect();
-    let mut out: Vec<(AreaId, u64)> = districts.iter().filter_map(|(a, _)| overrides.get(a).map(|v| (*a, *v))).collect();
+    let mut out: Vec<(AreaId, u64)> =
+        districts.iter().filter_map(|(a, _)| overrides.get(a).map(|v| (*a, *v))).collect();
     if rest == 0 {
         out.extend(sharing.iter().map(|(a, _)| (*a, 0)));
         return Ok(out);
@@ -308,10 +309,11 @@ fn split(
     }
     let mut w = Vec::with_capacity(sharing.len());
     for (a, code) in &sharing {
-        let weight = weights
-            .get(a)
-            .copied()
-            .ok_or_else(|| PlanError::MissingWeight { indicator, what, code: code.to_string() })?;
+        let weight = weights.get(a).copied().ok_or_else(|| PlanError::MissingWeight {
+            indicator,
+            what,
+            code: code.to_string(),
+        })?;
         w.push(u128::from(weight));
     }
     let sum_w: u128 = w.iter().sum();
@@ -361,10 +363,9 @@ impl Plan {
         districts.sort_by(|a, b| a.1.cmp(b.1));
         let mut weights = BTreeMap::new();
         for (code, w) in &raw.district_weights {
-            let a = geo.find(AreaLevel::District, code).ok_or_else(|| PlanError::UnknownArea {
-                section: "district_weights".into(),
-                code: code.clone(),
-            })?;
+            let a = geo
+                .find(AreaLevel::District, code)
+                .ok_or_else(|| PlanError::UnknownArea { section: "district_weights".into(), code: code.clone() })?;
             if *w == 0 {
                 return Err(PlanError::Weight { code: code.clone() });
             }
@@ -390,10 +391,10 @@ impl Plan {
                         if !ratio.is_finite() || ratio < 0.0 {
                             return Err(PlanError::Ratio { indicator: ind, ratio });
                         }
-                        let den = raw.denominators.get(name).ok_or_else(|| PlanError::UnknownDenominator {
-                            indicator: ind,
-                            name: name.clone(),
-                        })?;
+                        let den = raw
+                            .denominators
+                            .get(name)
+                            .ok_or_else(|| PlanError::UnknownDenominator { indicator: ind, name: name.clone() })?;
                         // Exact for any realistic population (< 2^53).
                         (ratio * *den as f64).round() as u64
                     }
@@ -521,6 +522,7 @@ impl Plan {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::geo::GeographyVersion;
@@ -668,13 +670,28 @@ mod tests {
     #[test]
     fn invalid_plans_are_rejected() {
         let bad = |extra: &str| small(extra).unwrap_err();
-        assert!(matches!(bad("[indicators.cccd]\ntarget = 1\ntarget_ratio = 0.5\ndenominator = \"adults\""), PlanError::TargetSpec { .. }));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget = 1\ntarget_ratio = 0.5\ndenominator = \"adults\""),
+            PlanError::TargetSpec { .. }
+        ));
         assert!(matches!(bad("[indicators.cccd]\ntarget_ratio = 0.5"), PlanError::TargetSpec { .. }));
         assert!(matches!(bad("[indicators.cccd]\nbaseline = 1"), PlanError::TargetSpec { .. }));
-        assert!(matches!(bad("[indicators.cccd]\ntarget_ratio = 0.5\ndenominator = \"kids\""), PlanError::UnknownDenominator { .. }));
-        assert!(matches!(bad("[indicators.cccd]\ntarget_ratio = -0.5\ndenominator = \"adults\""), PlanError::Ratio { .. }));
-        assert!(matches!(bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-04-10, share = 0.5 }]"), PlanError::MilestoneDate { .. }));
-        assert!(matches!(bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-07-09, share = 0.5 }]"), PlanError::MilestoneDate { .. }));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget_ratio = 0.5\ndenominator = \"kids\""),
+            PlanError::UnknownDenominator { .. }
+        ));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget_ratio = -0.5\ndenominator = \"adults\""),
+            PlanError::Ratio { .. }
+        ));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-04-10, share = 0.5 }]"),
+            PlanError::MilestoneDate { .. }
+        ));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-07-09, share = 0.5 }]"),
+            PlanError::MilestoneDate { .. }
+        ));
         assert!(matches!(
             bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-05-01, share = 0.5 }, { date = 2024-05-01, share = 0.6 }]"),
             PlanError::MilestoneDate { .. }
@@ -683,22 +700,45 @@ mod tests {
             bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-05-01, share = 0.5 }, { date = 2024-05-02, share = 0.4 }]"),
             PlanError::Share { .. }
         ));
-        assert!(matches!(bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-05-01, share = 1.6 }]"), PlanError::Share { .. }));
-        assert!(matches!(bad("[indicators.cccd]\ntarget = 1\nareas.\"999\" = { target = 1 }"), PlanError::UnknownArea { .. }));
-        assert!(matches!(bad("[indicators.cccd]\ntarget = 10\nareas.\"688\" = { target = 11 }"), PlanError::Split { sum: 11, total: 10, .. }));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-05-01, share = 1.6 }]"),
+            PlanError::Share { .. }
+        ));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget = 1\nareas.\"999\" = { target = 1 }"),
+            PlanError::UnknownArea { .. }
+        ));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget = 10\nareas.\"688\" = { target = 11 }"),
+            PlanError::Split { sum: 11, total: 10, .. }
+        ));
         assert!(matches!(bad("[indicators.cccd]\ntarget = 1\ntypo = 2"), PlanError::Toml(_)));
-        assert!(matches!(bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-05-01T00:00:00, share = 0.5 }]"), PlanError::Date { .. }));
+        assert!(matches!(
+            bad("[indicators.cccd]\ntarget = 1\nmilestones = [{ date = 2024-05-01T00:00:00, share = 0.5 }]"),
+            PlanError::Date { .. }
+        ));
         assert!(matches!(bad("[indicators.vneid2]\ntarget = 1"), PlanError::Toml(_)));
 
         let g = pre();
         let plan = |s: &str| Plan::from_toml(s, &g).unwrap_err();
         assert!(matches!(plan("start = 2024-04-10\nend = 2024-04-09"), PlanError::DatesOutOfOrder { .. }));
-        assert!(matches!(plan("start = 2024-04-10\nend = 2024-04-19\ntime_zone = \"Asia/Saigon2\""), PlanError::TimeZone(_)));
-        assert!(matches!(plan("start = 2024-04-10\nend = 2024-04-19\n[district_weights]\n\"688\" = 0"), PlanError::Weight { .. }));
-        assert!(matches!(plan("start = 2024-04-10\nend = 2024-04-19\n[district_weights]\n\"25216\" = 1"), PlanError::UnknownArea { .. }));
+        assert!(matches!(
+            plan("start = 2024-04-10\nend = 2024-04-19\ntime_zone = \"Asia/Saigon2\""),
+            PlanError::TimeZone(_)
+        ));
+        assert!(matches!(
+            plan("start = 2024-04-10\nend = 2024-04-19\n[district_weights]\n\"688\" = 0"),
+            PlanError::Weight { .. }
+        ));
+        assert!(matches!(
+            plan("start = 2024-04-10\nend = 2024-04-19\n[district_weights]\n\"25216\" = 1"),
+            PlanError::UnknownArea { .. }
+        ));
         // A split needs a weight for every sharing district.
         assert!(matches!(
-            plan("start = 2024-04-10\nend = 2024-04-19\n[district_weights]\n\"688\" = 1\n[indicators.cccd]\ntarget = 5"),
+            plan(
+                "start = 2024-04-10\nend = 2024-04-19\n[district_weights]\n\"688\" = 1\n[indicators.cccd]\ntarget = 5"
+            ),
             PlanError::MissingWeight { what: "target", .. }
         ));
         // Overrides of every district must add up to the province target.
@@ -707,13 +747,21 @@ mod tests {
             plan(&format!("start = 2024-04-10\nend = 2024-04-19\n[indicators.cccd]\ntarget = 12\n{all}")),
             PlanError::Split { sum: 11, total: 12, .. }
         ));
-        assert!(Plan::from_toml(&format!("start = 2024-04-10\nend = 2024-04-19\n[indicators.cccd]\ntarget = 11\n{all}"), &g).is_ok());
+        assert!(Plan::from_toml(
+            &format!("start = 2024-04-10\nend = 2024-04-19\n[indicators.cccd]\ntarget = 11\n{all}"),
+            &g
+        )
+        .is_ok());
     }
 
     #[test]
     fn post2025_geography_has_no_district_split() {
         let g = Geography::load(GeographyVersion::Post2025).unwrap();
-        let p = Plan::from_toml("start = 2024-04-10\nend = 2024-04-19\n[indicators.cccd]\ntarget = 7\nareas.\"25217\" = { target = 3 }", &g).unwrap();
+        let p = Plan::from_toml(
+            "start = 2024-04-10\nend = 2024-04-19\n[indicators.cccd]\ntarget = 7\nareas.\"25217\" = { target = 3 }",
+            &g,
+        )
+        .unwrap();
         assert_eq!(p.target(Indicator::Cccd, g.province()), 7);
         assert_eq!(p.target(Indicator::Cccd, g.find(AreaLevel::Commune, "25217").unwrap()), 3);
         assert!(matches!(Plan::from_toml(FIXTURE, &g), Err(PlanError::UnknownArea { .. })));

@@ -373,6 +373,7 @@ fn signature_transitions(events: &[SigEvent], from: usize) -> Vec<Transition> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::fact::{CccdStage, Device, VneidStage};
@@ -607,10 +608,20 @@ mod tests {
         let mut f = Firsts::default();
         assert_eq!(f.get(Indicator::Cccd), None);
         let long = "é".repeat(128); // 256 bytes
-        // 2024-04-12 00:30 local = 2024-04-11 17:30 UTC: day code +1.
-        let a = FirstEvent { at: fact("x", 0, 12, 0, AreaId(7), CCCD).occurred_at + HOUR / 2, id: long.as_bytes(), day: d(12), area: AreaId(7) };
+                                    // 2024-04-12 00:30 local = 2024-04-11 17:30 UTC: day code +1.
+        let a = FirstEvent {
+            at: fact("x", 0, 12, 0, AreaId(7), CCCD).occurred_at + HOUR / 2,
+            id: long.as_bytes(),
+            day: d(12),
+            area: AreaId(7),
+        };
         // Before 1970, day one behind UTC.
-        let b = FirstEvent { at: -NANOS_PER_DAY - 1, id: b"b", day: NaiveDate::from_ymd_opt(1969, 12, 29).unwrap(), area: AreaId(u16::MAX) };
+        let b = FirstEvent {
+            at: -NANOS_PER_DAY - 1,
+            id: b"b",
+            day: NaiveDate::from_ymd_opt(1969, 12, 29).unwrap(),
+            area: AreaId(u16::MAX),
+        };
         // Inconsistent day far from the UTC day: stored in full.
         let c = FirstEvent { at: i64::MAX, id: b"", day: d(2), area: AreaId(0) };
         f.set(Indicator::Vneid, &a);
@@ -642,14 +653,13 @@ mod tests {
         ]
     }
 
-    /// Raw events: (subject, time slot of 8 h over 3 days, area index, id prefix, kind).
-    fn raw_strategy() -> impl Strategy<Value = Vec<(u8, i64, usize, u8, FactKind)>> {
+    fn raw_strategy() -> impl Strategy<Value = Vec<Raw>> {
         prop::collection::vec((0u8..4, 0i64..9, any::<usize>(), 0u8..3, kind_strategy()), 0..40)
     }
 
     /// Builds facts from raw tuples; areas are picked among communes and
     /// districts (district-only events) of `g`.
-    fn build(g: &Geography, raw: &[(u8, i64, usize, u8, FactKind)]) -> Vec<Fact> {
+    fn build(g: &Geography, raw: &[Raw]) -> Vec<Fact> {
         let areas: Vec<AreaId> = g.of_level(AreaLevel::Commune).chain(g.of_level(AreaLevel::District)).collect();
         // Also pick from a handful of areas often, so subjects collide in areas.
         raw.iter()
@@ -690,10 +700,8 @@ mod tests {
         let named: HashSet<AreaId> = facts.iter().map(|f| f.area).collect();
         let keys: HashSet<(Indicator, NaiveDate)> = total.keys().map(|(i, _, d)| (*i, *d)).collect();
         for parent in (0..g.areas().len()).map(|i| AreaId(i as u16)) {
-            let children: Vec<AreaId> = (0..g.areas().len())
-                .map(|i| AreaId(i as u16))
-                .filter(|c| g.area(*c).parent == Some(parent))
-                .collect();
+            let children: Vec<AreaId> =
+                (0..g.areas().len()).map(|i| AreaId(i as u16)).filter(|c| g.area(*c).parent == Some(parent)).collect();
             if children.is_empty() {
                 continue;
             }
@@ -710,7 +718,13 @@ mod tests {
         Ok(())
     }
 
-    fn scenario() -> impl Strategy<Value = (Vec<(u8, i64, usize, u8, FactKind)>, Vec<prop::sample::Index>, Vec<(prop::sample::Index, i64, usize)>, u64, u32, usize)> {
+    /// (subject, time slot of 8 h over 3 days, area pick, id prefix, kind).
+    type Raw = (u8, i64, usize, u8, FactKind);
+    /// Raw events, exact re-sends, conflicting re-sends (index, slot, area),
+    /// shuffle seed, shard count, split point for the dirty check.
+    type Scenario = (Vec<Raw>, Vec<prop::sample::Index>, Vec<(prop::sample::Index, i64, usize)>, u64, u32, usize);
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
         (
             raw_strategy(),
             prop::collection::vec(any::<prop::sample::Index>(), 0..10),
@@ -721,7 +735,7 @@ mod tests {
         )
     }
 
-    fn run(version: GeographyVersion, input: (Vec<(u8, i64, usize, u8, FactKind)>, Vec<prop::sample::Index>, Vec<(prop::sample::Index, i64, usize)>, u64, u32, usize)) -> Result<(), TestCaseError> {
+    fn run(version: GeographyVersion, input: Scenario) -> Result<(), TestCaseError> {
         let (raw, dups, conflicts, seed, n, split) = input;
         let g = geo(version);
         let facts = build(&g, &raw);
@@ -757,10 +771,13 @@ mod tests {
                 dup += 1;
             }
         }
-        let before: Vec<_> = shards.iter_mut().map(|s| {
-            s.take_dirty();
-            snapshot(s)
-        }).collect();
+        let before: Vec<_> = shards
+            .iter_mut()
+            .map(|s| {
+                s.take_dirty();
+                snapshot(s)
+            })
+            .collect();
         for f in &all[split..] {
             if shards[f.subject.shard(n) as usize].apply(f) == Outcome::Duplicate {
                 dup += 1;
@@ -775,7 +792,11 @@ mod tests {
                 let old = before.get(key).cloned().unwrap_or_default();
                 let changed = days.keys().chain(old.keys()).filter(|d| days.get(d) != old.get(d)).min();
                 if let Some(first) = changed {
-                    prop_assert!(dirty.get(key).is_some_and(|d| d <= first), "{key:?} changed on {first} but dirty {:?}", dirty.get(key));
+                    prop_assert!(
+                        dirty.get(key).is_some_and(|d| d <= first),
+                        "{key:?} changed on {first} but dirty {:?}",
+                        dirty.get(key)
+                    );
                 }
             }
         }
