@@ -5,6 +5,7 @@
 //! subjects by keyed digests; `phone` normalises Vietnamese mobile numbers.
 
 pub mod contract;
+pub mod kafka;
 pub mod phone;
 pub mod pseudonym;
 
