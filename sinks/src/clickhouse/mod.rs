@@ -1,0 +1,835 @@
+//! The ClickHouse sink: schema migrations, idempotent batched writes, reads
+//! of the public views.
+//!
+//! Every row written is an absolute value for its key (never an increment),
+//! stamped by the caller with a `version` that only grows, into a
+//! `ReplacingMergeTree(version)` table. Rewriting a row, replaying a flush
+//! after a crash, or writing the same batch twice therefore leaves the same
+//! logical content. The shard tables keep one row per shard
+//! (SCALING.md 2); the views `coverage_daily` and `hotline_daily` sum them
+//! and are the public names of OUTPUTS-v1.
+//!
+//! The client always runs with `with_validation(false)` (plain `RowBinary`):
+//! ClickHouse 18.16 cannot describe columns the way schema validation needs.
+//! The integration tests in `sinks/tests/clickhouse.rs` check the row
+//! structs against the real schema instead.
+
+mod error;
+pub mod migrations;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use ::clickhouse::{Client, Row, RowWrite};
+use aggregator::{AreaLevel, Indicator};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use self::error::SinkError;
+use self::migrations::{render, BOOTSTRAP, MIGRATIONS};
+use crate::prometheus::Metrics;
+
+/// First delay of [`ClickHouseSink::write_with_retry`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest delay of [`ClickHouseSink::write_with_retry`].
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How to reach ClickHouse (`[clickhouse]` in the config file).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP interface URL, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    /// Database holding d06's tables and views; created if missing.
+    /// Letters, digits and `_` only, not starting with a digit.
+    pub database: String,
+    /// User name; ClickHouse's `default` user when absent.
+    pub user: Option<String>,
+    /// Password; never logged nor printed (`Debug` redacts it).
+    pub password: Option<String>,
+    /// Limit in seconds for any one request (a DDL statement, an `INSERT`
+    /// of one table, a query); an overrun counts as a retryable failure.
+    pub timeout_secs: u64,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".to_owned(),
+            database: "d06".to_owned(),
+            user: None,
+            password: None,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// The URL with any `user:password@` replaced, for logs.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..].find('/').map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}<redacted>@{}", &url[..scheme_end], &url[scheme_end + at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// One shard's coverage counts for one (day, indicator, area).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoverageShardRow {
+    /// Local day.
+    pub day: NaiveDate,
+    /// The indicator.
+    pub indicator: Indicator,
+    /// Level of `area`.
+    pub area_level: AreaLevel,
+    /// GSO code of the area.
+    pub area: String,
+    /// The shard these counts belong to.
+    pub shard: u32,
+    /// Subjects of this shard first counted on this day.
+    pub gained: u64,
+    /// Subjects of this shard removed on this day.
+    pub lost: u64,
+    /// Cumulative `gained - lost` of this shard through this day. Stored for
+    /// checks and debugging; the views derive `covered` from the per-day
+    /// counts, so a shard need not write a row for a day without changes.
+    pub net: i64,
+    /// `ReplacingMergeTree` version: the highest one of a key wins.
+    pub version: u64,
+}
+
+/// The campaign plan for one (day, indicator, area); the rows of
+/// `coverage_daily` are the rows of the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanRow {
+    /// Local day.
+    pub day: NaiveDate,
+    /// The indicator.
+    pub indicator: Indicator,
+    /// Level of `area`.
+    pub area_level: AreaLevel,
+    /// GSO code of the area.
+    pub area: String,
+    /// Covered before the first counted event.
+    pub baseline: u64,
+    /// Target in force on this day.
+    pub target: u64,
+    /// What the plan expects covered to be by the end of this day.
+    pub expected: u64,
+    /// `ReplacingMergeTree` version.
+    pub version: u64,
+}
+
+/// One shard's hotline ticket counts for one (day received, area).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotlineShardRow {
+    /// Local day the tickets were received.
+    pub day: NaiveDate,
+    /// Level of `area`.
+    pub area_level: AreaLevel,
+    /// GSO code of the area.
+    pub area: String,
+    /// The shard these counts belong to.
+    pub shard: u32,
+    /// Tickets received.
+    pub received: u64,
+    /// Of which answered.
+    pub answered: u64,
+    /// Of which forwarded.
+    pub forwarded: u64,
+    /// Of which processed.
+    pub processed: u64,
+    /// Of which still in progress.
+    pub in_progress: u64,
+    /// Of which spam.
+    pub spam: u64,
+    /// Of which overdue at specialist level.
+    pub overdue_specialist: u64,
+    /// Of which overdue at leadership level.
+    pub overdue_leadership: u64,
+    /// `ReplacingMergeTree` version.
+    pub version: u64,
+}
+
+/// A rejected message (never personal data: `detail` names the rule, not a value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetterRow {
+    /// When d06 read the message (whole seconds are stored).
+    pub received_at: DateTime<Utc>,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: u32,
+    /// Source offset; with topic and partition, the key that redelivery rewrites.
+    pub offset: u64,
+    /// The rejection reason code.
+    pub reason: String,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// Everything one flush writes. Each non-empty table is one `INSERT`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// Rows for `coverage_shard_daily`.
+    pub coverage: Vec<CoverageShardRow>,
+    /// Rows for `plan_daily`.
+    pub plan: Vec<PlanRow>,
+    /// Rows for `hotline_shard_daily`.
+    pub hotline: Vec<HotlineShardRow>,
+    /// Rows for `dead_letters`.
+    pub dead_letters: Vec<DeadLetterRow>,
+}
+
+impl WriteBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of rows over all tables.
+    pub fn len(&self) -> usize {
+        self.coverage.len() + self.plan.len() + self.hotline.len() + self.dead_letters.len()
+    }
+}
+
+/// A row of the `coverage_daily` view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoverageDailyRow {
+    /// Local day.
+    pub day: NaiveDate,
+    /// Indicator name.
+    pub indicator: String,
+    /// `province`, `district` or `commune`.
+    pub area_level: String,
+    /// GSO code.
+    pub area: String,
+    /// Gained this day, all shards.
+    pub gained: u64,
+    /// Lost this day, all shards.
+    pub lost: u64,
+    /// Baseline + all gained - all lost through this day.
+    pub covered: i64,
+    /// Target in force.
+    pub target: u64,
+    /// Expected by the end of this day.
+    pub expected: u64,
+}
+
+/// A row of the `hotline_daily` view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotlineDailyRow {
+    /// Local day received.
+    pub day: NaiveDate,
+    /// `province`, `district` or `commune`.
+    pub area_level: String,
+    /// GSO code.
+    pub area: String,
+    /// Tickets received.
+    pub received: u64,
+    /// Answered.
+    pub answered: u64,
+    /// Forwarded.
+    pub forwarded: u64,
+    /// Processed.
+    pub processed: u64,
+    /// In progress.
+    pub in_progress: u64,
+    /// Spam.
+    pub spam: u64,
+    /// Overdue at specialist level.
+    pub overdue_specialist: u64,
+    /// Overdue at leadership level.
+    pub overdue_leadership: u64,
+}
+
+// ---- RowBinary wire structs (field order = column order of the tables) ----
+
+#[derive(Row, Serialize)]
+struct CoverageWire<'a> {
+    day: u16,
+    indicator: &'a str,
+    area_level: &'a str,
+    area: &'a str,
+    shard: u32,
+    gained: u64,
+    lost: u64,
+    net: i64,
+    version: u64,
+}
+
+#[derive(Row, Serialize)]
+struct PlanWire<'a> {
+    day: u16,
+    indicator: &'a str,
+    area_level: &'a str,
+    area: &'a str,
+    baseline: u64,
+    target: u64,
+    expected: u64,
+    version: u64,
+}
+
+#[derive(Row, Serialize)]
+struct HotlineWire<'a> {
+    day: u16,
+    area_level: &'a str,
+    area: &'a str,
+    shard: u32,
+    received: u64,
+    answered: u64,
+    forwarded: u64,
+    processed: u64,
+    in_progress: u64,
+    spam: u64,
+    overdue_specialist: u64,
+    overdue_leadership: u64,
+    version: u64,
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct DeadLetterWire<'a> {
+    received_at: u32,
+    topic: &'a str,
+    partition: u32,
+    offset: u64,
+    reason: &'a str,
+    detail: &'a str,
+}
+
+#[derive(Row, Deserialize)]
+struct DeadLetterRead {
+    received_at: u32,
+    topic: String,
+    partition: u32,
+    offset: u64,
+    reason: String,
+    detail: String,
+}
+
+#[derive(Row, Deserialize)]
+struct CoverageDailyRead {
+    day: u16,
+    indicator: String,
+    area_level: String,
+    area: String,
+    gained: u64,
+    lost: u64,
+    covered: i64,
+    target: u64,
+    expected: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct HotlineDailyRead {
+    day: u16,
+    area_level: String,
+    area: String,
+    received: u64,
+    answered: u64,
+    forwarded: u64,
+    processed: u64,
+    in_progress: u64,
+    spam: u64,
+    overdue_specialist: u64,
+    overdue_leadership: u64,
+}
+
+/// ClickHouse `Date`: days since 1970-01-01 as UInt16.
+fn date_to_wire(day: NaiveDate, op: &str) -> Result<u16, SinkError> {
+    let days = day.signed_duration_since(NaiveDate::default()).num_days();
+    u16::try_from(days).map_err(|_| SinkError::permanent("invalid_row", op, format!("day {day} outside ClickHouse Date range")))
+}
+
+fn date_from_wire(days: u16) -> NaiveDate {
+    // 1970-01-01 + at most 65535 days (year 2149) cannot overflow NaiveDate.
+    NaiveDate::default().checked_add_days(Days::new(u64::from(days))).unwrap_or(NaiveDate::MAX)
+}
+
+/// ClickHouse `DateTime`: seconds since the epoch as UInt32.
+fn datetime_to_wire(t: DateTime<Utc>, op: &str) -> Result<u32, SinkError> {
+    u32::try_from(t.timestamp())
+        .map_err(|_| SinkError::permanent("invalid_row", op, format!("time {t} outside ClickHouse DateTime range")))
+}
+
+fn datetime_from_wire(secs: u32) -> DateTime<Utc> {
+    DateTime::from_timestamp(i64::from(secs), 0).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// A database name that needs no escaping anywhere.
+fn valid_database_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+}
+
+/// The delay before retry number `attempt` (1-based): 100 ms doubling to 10 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
+    INITIAL_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+/// `delay` scaled by a random factor in [0.5, 1.0], so that instances that
+/// failed together do not retry together.
+fn jittered(delay: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let fraction = 0.5 + (random % 1_000) as f64 / 2_000.0;
+    delay.mul_f64(fraction)
+}
+
+/// Writes d06's rows to ClickHouse and reads the public views back.
+#[derive(Debug, Clone)]
+pub struct ClickHouseSink {
+    client: Client,
+    database: String,
+    timeout: Duration,
+}
+
+impl ClickHouseSink {
+    /// Connects, and creates the database if it is missing.
+    ///
+    /// Fails with [`SinkError::Retryable`] when the server cannot be reached
+    /// and [`SinkError::Permanent`] for a bad configuration or credentials.
+    pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
+        if !valid_database_name(&cfg.database) {
+            return Err(SinkError::permanent(
+                "config",
+                "connect",
+                format!("database name {:?} must be letters, digits and _", cfg.database),
+            ));
+        }
+        if cfg.timeout_secs == 0 {
+            return Err(SinkError::permanent("config", "connect", "timeout_secs must be at least 1"));
+        }
+        let mut client = Client::default().with_url(&cfg.url).with_validation(false);
+        if let Some(user) = &cfg.user {
+            client = client.with_user(user);
+        }
+        if let Some(password) = &cfg.password {
+            client = client.with_password(password);
+        }
+        let admin = ClickHouseSink {
+            client: client.clone(),
+            database: cfg.database.clone(),
+            timeout: Duration::from_secs(cfg.timeout_secs),
+        };
+        admin.execute("create database", &format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database)).await?;
+        tracing::info!(url = %redact_url(&cfg.url), database = %cfg.database, "connected to ClickHouse");
+        Ok(ClickHouseSink { client: client.with_database(&cfg.database), ..admin })
+    }
+
+    /// The database this sink writes to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Applies the migrations not yet recorded in `schema_migrations`.
+    ///
+    /// Safe to run at every start-up and from several instances at once:
+    /// every statement is idempotent (`IF NOT EXISTS`), so an instance that
+    /// loses a race re-runs statements that then do nothing, and the version
+    /// recorded twice collapses to one row (`ReplacingMergeTree`).
+    pub async fn migrate(&self) -> Result<(), SinkError> {
+        self.execute("migrate", &render(BOOTSTRAP, &self.database)).await?;
+        let applied = self.applied_migrations().await?;
+        for m in MIGRATIONS {
+            if applied.contains(&m.version) {
+                continue;
+            }
+            for statement in m.statements {
+                self.execute(&format!("migration {}", m.version), &render(statement, &self.database)).await?;
+            }
+            let op = format!("record migration {}", m.version);
+            let record = self
+                .client
+                .query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
+                .bind(m.version)
+                .bind(m.name);
+            self.timed(&op, record.execute()).await?;
+            tracing::info!(version = m.version, name = m.name, database = %self.database, "applied ClickHouse migration");
+        }
+        Ok(())
+    }
+
+    /// Versions recorded in `schema_migrations`, ascending.
+    pub async fn applied_migrations(&self) -> Result<Vec<u32>, SinkError> {
+        let q = self.client.query("SELECT DISTINCT version FROM schema_migrations ORDER BY version");
+        self.timed("read schema_migrations", q.fetch_all::<u32>()).await
+    }
+
+    /// Writes all rows of a batch, each non-empty table as one `INSERT`
+    /// (the four run concurrently). On error some tables may have been
+    /// written and others not; writing the batch again is harmless.
+    pub async fn write(&self, batch: &WriteBatch) -> Result<(), SinkError> {
+        let coverage = batch
+            .coverage
+            .iter()
+            .map(|r| {
+                Ok(CoverageWire {
+                    day: date_to_wire(r.day, "insert coverage_shard_daily")?,
+                    indicator: r.indicator.as_str(),
+                    area_level: r.area_level.as_str(),
+                    area: &r.area,
+                    shard: r.shard,
+                    gained: r.gained,
+                    lost: r.lost,
+                    net: r.net,
+                    version: r.version,
+                })
+            })
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        let plan = batch
+            .plan
+            .iter()
+            .map(|r| {
+                Ok(PlanWire {
+                    day: date_to_wire(r.day, "insert plan_daily")?,
+                    indicator: r.indicator.as_str(),
+                    area_level: r.area_level.as_str(),
+                    area: &r.area,
+                    baseline: r.baseline,
+                    target: r.target,
+                    expected: r.expected,
+                    version: r.version,
+                })
+            })
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        let hotline = batch
+            .hotline
+            .iter()
+            .map(|r| {
+                Ok(HotlineWire {
+                    day: date_to_wire(r.day, "insert hotline_shard_daily")?,
+                    area_level: r.area_level.as_str(),
+                    area: &r.area,
+                    shard: r.shard,
+                    received: r.received,
+                    answered: r.answered,
+                    forwarded: r.forwarded,
+                    processed: r.processed,
+                    in_progress: r.in_progress,
+                    spam: r.spam,
+                    overdue_specialist: r.overdue_specialist,
+                    overdue_leadership: r.overdue_leadership,
+                    version: r.version,
+                })
+            })
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        let dead_letters = batch
+            .dead_letters
+            .iter()
+            .map(|r| {
+                Ok(DeadLetterWire {
+                    received_at: datetime_to_wire(r.received_at, "insert dead_letters")?,
+                    topic: &r.topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                    reason: &r.reason,
+                    detail: &r.detail,
+                })
+            })
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        tokio::try_join!(
+            self.insert_all::<CoverageWire<'static>>("coverage_shard_daily", &coverage),
+            self.insert_all::<PlanWire<'static>>("plan_daily", &plan),
+            self.insert_all::<HotlineWire<'static>>("hotline_shard_daily", &hotline),
+            self.insert_all::<DeadLetterWire<'static>>("dead_letters", &dead_letters),
+        )?;
+        tracing::debug!(
+            coverage = coverage.len(),
+            plan = plan.len(),
+            hotline = hotline.len(),
+            dead_letters = dead_letters.len(),
+            "wrote batch to ClickHouse"
+        );
+        Ok(())
+    }
+
+    /// [`write`](Self::write), retrying retryable failures with exponential
+    /// backoff (100 ms doubling to 10 s, jittered) until it succeeds or
+    /// `shutdown` is cancelled; a permanent failure returns at once.
+    ///
+    /// Always makes at least one attempt, even when `shutdown` is already
+    /// cancelled (so a final flush at shutdown works), and lets an attempt in
+    /// flight finish (bounded by `timeout_secs`). When stopped by `shutdown`
+    /// it returns the last (retryable) error. Each attempt is recorded in
+    /// `metrics` under `sink="clickhouse"`.
+    pub async fn write_with_retry(
+        &self,
+        batch: &WriteBatch,
+        shutdown: &CancellationToken,
+        metrics: Option<&Metrics>,
+    ) -> Result<(), SinkError> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt = attempt.saturating_add(1);
+            let started = Instant::now();
+            let result = self.write(batch).await;
+            if let Some(m) = metrics {
+                m.observe_sink_write("clickhouse", started.elapsed(), result.as_ref().err().map(SinkError::kind));
+            }
+            match result {
+                Ok(()) => {
+                    if attempt > 1 {
+                        tracing::info!(attempts = attempt, rows = batch.len(), "ClickHouse write succeeded after retrying");
+                    }
+                    return Ok(());
+                }
+                Err(e) if !e.is_retryable() => {
+                    tracing::error!(attempts = attempt, error = %e, "ClickHouse write failed permanently");
+                    return Err(e);
+                }
+                Err(e) => {
+                    let wait = jittered(backoff(attempt));
+                    tracing::warn!(
+                        attempts = attempt,
+                        retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        error = %e,
+                        "ClickHouse write failed, will retry"
+                    );
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Err(e),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows of `coverage_daily` with `day_from <= day <= day_to`, ordered by
+    /// indicator, area level, area, day.
+    pub async fn coverage_rows(&self, day_from: NaiveDate, day_to: NaiveDate) -> Result<Vec<CoverageDailyRow>, SinkError> {
+        let q = self
+            .client
+            .query(
+                "SELECT ?fields FROM coverage_daily WHERE day >= toDate(?) AND day <= toDate(?) \
+                 ORDER BY indicator, area_level, area, day",
+            )
+            .bind(day_from.to_string())
+            .bind(day_to.to_string());
+        let rows = self.timed("read coverage_daily", q.fetch_all::<CoverageDailyRead>()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| CoverageDailyRow {
+                day: date_from_wire(r.day),
+                indicator: r.indicator,
+                area_level: r.area_level,
+                area: r.area,
+                gained: r.gained,
+                lost: r.lost,
+                covered: r.covered,
+                target: r.target,
+                expected: r.expected,
+            })
+            .collect())
+    }
+
+    /// Rows of `hotline_daily` with `day_from <= day <= day_to`, ordered by
+    /// area level, area, day.
+    pub async fn hotline_rows(&self, day_from: NaiveDate, day_to: NaiveDate) -> Result<Vec<HotlineDailyRow>, SinkError> {
+        let q = self
+            .client
+            .query(
+                "SELECT ?fields FROM hotline_daily WHERE day >= toDate(?) AND day <= toDate(?) \
+                 ORDER BY area_level, area, day",
+            )
+            .bind(day_from.to_string())
+            .bind(day_to.to_string());
+        let rows = self.timed("read hotline_daily", q.fetch_all::<HotlineDailyRead>()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| HotlineDailyRow {
+                day: date_from_wire(r.day),
+                area_level: r.area_level,
+                area: r.area,
+                received: r.received,
+                answered: r.answered,
+                forwarded: r.forwarded,
+                processed: r.processed,
+                in_progress: r.in_progress,
+                spam: r.spam,
+                overdue_specialist: r.overdue_specialist,
+                overdue_leadership: r.overdue_leadership,
+            })
+            .collect())
+    }
+
+    /// Up to `limit` rows of `dead_letters` (`FINAL`: one per message),
+    /// ordered by topic, partition, offset.
+    pub async fn dead_letter_rows(&self, limit: u64) -> Result<Vec<DeadLetterRow>, SinkError> {
+        let q = self
+            .client
+            .query("SELECT ?fields FROM dead_letters FINAL ORDER BY topic, `partition`, `offset` LIMIT ?")
+            .bind(limit);
+        let rows = self.timed("read dead_letters", q.fetch_all::<DeadLetterRead>()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetterRow {
+                received_at: datetime_from_wire(r.received_at),
+                topic: r.topic,
+                partition: r.partition,
+                offset: r.offset,
+                reason: r.reason,
+                detail: r.detail,
+            })
+            .collect())
+    }
+
+    /// The highest `version` in the versioned tables (0 when empty), so that
+    /// a restarted writer never stamps a lower one even if the clock went back.
+    pub async fn max_version(&self) -> Result<u64, SinkError> {
+        let q = self.client.query(
+            "SELECT greatest(\
+               (SELECT max(version) FROM coverage_shard_daily), \
+               greatest((SELECT max(version) FROM plan_daily), (SELECT max(version) FROM hotline_shard_daily)))",
+        );
+        self.timed("read max version", q.fetch_one::<u64>()).await
+    }
+
+    /// Runs one statement without result rows (sent verbatim: no `?` binding).
+    async fn execute(&self, op: &str, sql: &str) -> Result<(), SinkError> {
+        self.timed(op, self.client.query_raw(sql).execute()).await
+    }
+
+    /// One `INSERT` of all `rows` into `table` (nothing when empty).
+    async fn insert_all<T: RowWrite>(&self, table: &'static str, rows: &[T::Value<'_>]) -> Result<(), SinkError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let op = format!("insert {table}");
+        let work = async {
+            let mut insert = self.client.insert::<T>(table).await?;
+            for row in rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        };
+        self.timed(&op, work).await
+    }
+
+    /// Awaits `fut` within the configured timeout, classifying its error.
+    async fn timed<T>(
+        &self,
+        op: &str,
+        fut: impl std::future::Future<Output = Result<T, ::clickhouse::error::Error>>,
+    ) -> Result<T, SinkError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err(SinkError::timeout(op, self.timeout)),
+            Ok(Err(e)) => Err(SinkError::from_client(op, e)),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn dates_use_days_since_epoch() {
+        assert_eq!(date_to_wire(date(1970, 1, 1), "t").unwrap(), 0);
+        // 2024-01-01 is day 19723 (SELECT toUInt16(toDate('2024-01-01')) on ClickHouse).
+        assert_eq!(date_to_wire(date(2024, 1, 1), "t").unwrap(), 19723);
+        assert_eq!(date_from_wire(19723), date(2024, 1, 1));
+        assert_eq!(date_from_wire(u16::MAX), date(2149, 6, 6));
+        let err = date_to_wire(date(1969, 12, 31), "insert plan_daily").unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(err.kind(), "invalid_row");
+        assert!(date_to_wire(date(2149, 6, 7), "t").is_err());
+    }
+
+    #[test]
+    fn datetimes_use_seconds_since_epoch() {
+        let t = DateTime::parse_from_rfc3339("2024-01-01T00:00:05Z").unwrap().with_timezone(&Utc);
+        assert_eq!(datetime_to_wire(t, "t").unwrap(), 1_704_067_205);
+        assert_eq!(datetime_from_wire(1_704_067_205), t);
+        let before = DateTime::parse_from_rfc3339("1969-12-31T23:59:59Z").unwrap().with_timezone(&Utc);
+        assert!(datetime_to_wire(before, "t").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_from_100ms_to_10s() {
+        let ms: Vec<u128> = (1..=10).map(|a| backoff(a).as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+        for _ in 0..100 {
+            let j = jittered(Duration::from_millis(1000));
+            assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000), "{j:?}");
+        }
+    }
+
+    #[test]
+    fn database_names_are_checked() {
+        assert!(valid_database_name("d06"));
+        assert!(valid_database_name("d06_test_1a2b"));
+        assert!(!valid_database_name("1db"));
+        assert!(!valid_database_name("d06`; DROP"));
+        assert!(!valid_database_name(""));
+        assert!(!valid_database_name("d-06"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let cfg = ClickHouseConfig {
+            url: "http://admin:hunter2@ch.local:8123/".into(),
+            password: Some("s3cret-pw".into()),
+            user: Some("d06".into()),
+            ..ClickHouseConfig::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("http://<redacted>@ch.local:8123/"), "{shown}");
+        assert!(shown.contains("d06"), "{shown}");
+        assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
+    }
+
+    #[test]
+    fn config_defaults_and_rejects_unknown_fields() {
+        let cfg: ClickHouseConfig = toml::from_str("database = \"x\"").unwrap();
+        assert_eq!(cfg.url, "http://127.0.0.1:8123");
+        assert_eq!(cfg.database, "x");
+        assert_eq!(cfg.timeout_secs, 30);
+        assert!(toml::from_str::<ClickHouseConfig>("databse = \"x\"").is_err());
+    }
+
+    #[tokio::test]
+    async fn connect_rejects_bad_config_without_network() {
+        let cfg = ClickHouseConfig { database: "bad name".into(), ..ClickHouseConfig::default() };
+        let err = ClickHouseSink::connect(&cfg).await.unwrap_err();
+        assert_eq!(err.kind(), "config");
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_retryable() {
+        // Port 9 (discard) on loopback: nothing listens there, connection refused.
+        let cfg = ClickHouseConfig { url: "http://127.0.0.1:9".into(), timeout_secs: 5, ..ClickHouseConfig::default() };
+        let err = ClickHouseSink::connect(&cfg).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(err.kind(), "network");
+    }
+}
