@@ -417,6 +417,7 @@ fn local_to_nanos(tz: &Tz, local: NaiveDateTime) -> Option<Nanos> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
