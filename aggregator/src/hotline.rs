@@ -538,10 +538,10 @@ pub fn report_table(counts: &HotlineCounts, from: NaiveDate, to: NaiveDate, area
 /// the rules ignore), spam marks later lifted, and producer retries
 /// (duplicated event ids). The same inputs always give the same facts.
 pub mod scenario {
-    use chrono::{DateTime, Duration, NaiveTime, TimeZone};
+    use chrono::{DateTime, Duration, NaiveTime};
 
     use super::{working_hours, HotlineCounts};
-    use crate::calendar::{WorkCalendar, DEFAULT_TIME_ZONE};
+    use crate::calendar::{local_to_nanos, WorkCalendar, DEFAULT_TIME_ZONE};
     use crate::fact::{Digest, Fact, FactKind, Nanos, TicketLevel, TicketStatus};
     use crate::geo::{AreaId, AreaLevel, Geography};
     use chrono::NaiveDate;
@@ -686,12 +686,7 @@ pub mod scenario {
 
     /// Unix nanos of a local time (Asia/Ho_Chi_Minh) `offset` after midnight of `day`.
     fn local(day: NaiveDate, offset: i64) -> Nanos {
-        let midnight = DEFAULT_TIME_ZONE
-            .from_local_datetime(&day.and_time(NaiveTime::MIN))
-            .earliest()
-            .and_then(|t| t.timestamp_nanos_opt())
-            .unwrap_or(Nanos::MIN);
-        midnight.saturating_add(offset)
+        local_to_nanos(&DEFAULT_TIME_ZONE, day.and_time(NaiveTime::MIN)).unwrap_or(Nanos::MIN).saturating_add(offset)
     }
 
     /// The local day (Asia/Ho_Chi_Minh) of an instant.
