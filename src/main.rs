@@ -1,1 +1,299 @@
-fn main() {}
+//! `d06`: the thin binary that composes ingest → aggregator → sinks.
+
+mod config;
+mod pipeline;
+mod store;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregator::calendar::WorkCalendar;
+use aggregator::plan::Plan;
+use aggregator::Geography;
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use ingest::contract::{Validator, ValidatorConfig};
+use ingest::kafka::{DeadLetterProducer, Source};
+use ingest::pseudonym::{Pseudonymiser, SecretKey, SubjectKind};
+use sinks::clickhouse::ClickHouseSink;
+use sinks::prometheus::{Health, HttpServer, Metrics};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::pipeline::{Parts, Pipeline};
+use crate::store::{Identity, Store};
+
+/// The embedded campaign plan: Bình Phước, "4 phủ", 2024.
+const DEFAULT_PLAN: &str = include_str!("../deploy/plans/binh-phuoc-2024.toml");
+
+#[derive(Debug, Parser)]
+#[command(name = "d06", version, about = "Đề án 06 \"4 phủ\" campaign tracker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the pipeline: Kafka → exact rollups → ClickHouse and /metrics.
+    Run {
+        /// Configuration file (TOML); defaults apply when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Checks newline-delimited messages against the contract (FILE or - for stdin).
+    Validate {
+        /// Input file; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        /// Configuration file for the geography and tolerances.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validates a configuration file and prints it with secrets redacted.
+    CheckConfig {
+        /// Configuration file (TOML).
+        config: PathBuf,
+    },
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Config::load(p),
+        None => {
+            let c = Config::default();
+            c.validate()?;
+            Ok(c)
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate { file, config } => validate(file.as_deref(), config.as_deref()),
+        Command::CheckConfig { config } => Config::load(&config).map(|c| {
+            println!("{c:#?}");
+            ExitCode::SUCCESS
+        }),
+        Command::Run { config } => load_config(config.as_deref()).and_then(|c| {
+            init_tracing(c.log.json);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            rt.block_on(run(c)).map(|_| ExitCode::SUCCESS)
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("d06: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn validator(config: &Config, key: &SecretKey) -> Result<(Arc<Geography>, Validator, Pseudonymiser)> {
+    let geo = Arc::new(Geography::load(config.contract.geography).context("loading the geography")?);
+    let pseudonymiser = Pseudonymiser::new(key);
+    let vc = ValidatorConfig {
+        time_zone: config.contract.tz()?,
+        future_tolerance_secs: config.contract.future_tolerance_secs,
+        correction_horizon_secs: config.contract.correction_horizon_days * 86_400,
+    };
+    let v = Validator::new(Arc::clone(&geo), pseudonymiser.clone(), vc);
+    Ok((geo, v, pseudonymiser))
+}
+
+/// `d06 validate`: one line per rejected message, a summary, non-zero exit if any was rejected.
+fn validate(file: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
+    let config = load_config(config)?;
+    // Digests are never shown here, so an ephemeral key serves.
+    let key = SecretKey::from_bytes(format!("d06-validate-{}", now_nanos()).into_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, validator, _) = validator(&config, &key)?;
+    let input: Box<dyn BufRead> = match file {
+        None => Box::new(std::io::stdin().lock()),
+        Some(p) if p == Path::new("-") => Box::new(std::io::stdin().lock()),
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+    };
+    let (rejected, accepted) =
+        ingest::contract::validate_lines(&validator, input, now_nanos()).context("reading the input")?;
+    for (line, r) in &rejected {
+        println!("line {line}: {r}");
+    }
+    println!("{accepted} accepted, {} rejected", rejected.len());
+    Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn run(config: Config) -> Result<()> {
+    let key = SecretKey::from_bytes(config.pseudonym.load_key()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (geo, validator, pseudonymiser) = validator(&config, &key)?;
+    let tz = config.contract.tz()?;
+    let plan_text = match &config.plan.file {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the plan {}", p.display()))?,
+        None => DEFAULT_PLAN.to_owned(),
+    };
+    let plan = Arc::new(Plan::from_toml(&plan_text, &geo).context("loading the campaign plan")?);
+    let calendar = Arc::new(WorkCalendar::embedded().context("loading the working-time calendar")?);
+
+    let identity = Identity {
+        geography: format!("{:?}", config.contract.geography),
+        key_fingerprint: format!("{:?}", pseudonymiser.digest(SubjectKind::Ticket, "d06/key-fingerprint")),
+        time_zone: config.contract.time_zone.clone(),
+    };
+    let (store, loaded) = Store::open(&config.pipeline.state_dir, &identity)?;
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let health = Arc::new(Health::default());
+    let server = HttpServer::bind(config.http.listen, Arc::clone(&metrics), Arc::clone(&health))
+        .await
+        .with_context(|| format!("binding {}", config.http.listen))?;
+    info!(addr = %server.local_addr(), "serving /metrics, /healthz, /readyz");
+    let http: JoinHandle<Result<()>> = {
+        let s = shutdown.clone();
+        tokio::spawn(async move { server.run(s).await.context("http server") })
+    };
+
+    let sink = connect_clickhouse(&config, &metrics, &shutdown).await?;
+    let source = Source::new(&config.kafka, validator, loaded.positions.clone()).context("creating the consumer")?;
+    let dead_letters = DeadLetterProducer::new(&config.kafka).context("creating the dead-letter producer")?;
+    let pipeline = tokio::task::block_in_place(|| {
+        Pipeline::restore(Parts {
+            geo,
+            plan,
+            calendar,
+            tz,
+            shards: config.pipeline.shards,
+            clock: config.pipeline.clock,
+            flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
+            commune_metrics: config.http.commune_metrics,
+            store,
+            version: loaded.version,
+            positions: loaded.positions,
+            sink,
+            dead_letters,
+            committer: source.committer(),
+            metrics,
+            health,
+        })
+    })?;
+
+    let (tx, rx) = tokio::sync::mpsc::channel(config.pipeline.channel_batches);
+    let source_task: JoinHandle<Result<()>> = {
+        let s = shutdown.clone();
+        tokio::task::spawn_blocking(move || source.run(tx, s).context("kafka source"))
+    };
+    let pipeline_task: JoinHandle<Result<()>> = {
+        let s = shutdown.clone();
+        tokio::spawn(async move { pipeline.run(rx, s).await })
+    };
+
+    supervise(vec![("source", source_task), ("pipeline", pipeline_task), ("http", http)], shutdown).await
+}
+
+async fn connect_clickhouse(config: &Config, _metrics: &Metrics, shutdown: &CancellationToken) -> Result<ClickHouseSink> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let sink = ClickHouseSink::connect(&config.clickhouse).await?;
+            sink.migrate().await?;
+            Ok::<_, sinks::clickhouse::SinkError>(sink)
+        };
+        match attempt.await {
+            Ok(sink) => return Ok(sink),
+            Err(e) if e.is_retryable() => {
+                warn!(error = %e, "ClickHouse not reachable yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {},
+                    _ = shutdown.cancelled() => anyhow::bail!("shutdown before ClickHouse was reachable"),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e).context("preparing ClickHouse"),
+        }
+    }
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = term.recv() => info!("SIGTERM: draining"),
+                        _ = tokio::signal::ctrl_c() => info!("SIGINT: draining"),
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "no SIGTERM handler; only Ctrl-C stops d06 gracefully");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        shutdown.cancel();
+    });
+}
+
+/// Waits for the first task to end, reports which and why, stops the others.
+async fn supervise(mut tasks: Vec<(&'static str, JoinHandle<Result<()>>)>, shutdown: CancellationToken) -> Result<()> {
+    let mut first_error = None;
+    while !tasks.is_empty() {
+        let (result, index, _) = futures::future::select_all(tasks.iter_mut().map(|(_, h)| h)).await;
+        let (name, _) = tasks.swap_remove(index);
+        match result {
+            Ok(Ok(())) => info!(task = name, "task ended"),
+            Ok(Err(e)) => {
+                error!(task = name, error = %format!("{e:#}"), "task failed");
+                first_error.get_or_insert(e.context(format!("task {name} failed")));
+            }
+            Err(join) => {
+                error!(task = name, error = %join, "task panicked or was cancelled");
+                first_error.get_or_insert(anyhow::anyhow!("task {name}: {join}"));
+            }
+        }
+        if !shutdown.is_cancelled() {
+            info!(task = name, "stopping the other tasks");
+            shutdown.cancel();
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The README's test command: installs and starts the real services on
+# loopback (idempotent, cached), then runs every test against them.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/../.."
+
+started=$(date +%s)
+bash deploy/local/install.sh
+bash deploy/local/start.sh kafka clickhouse prometheus alertmanager
+echo "[d06-test] services ready after $(( $(date +%s) - started )) s"
+
+export D06_TEST_KAFKA="127.0.0.1:${D06_KAFKA_PORT:-9092}"
+export D06_TEST_CLICKHOUSE="http://127.0.0.1:${D06_CLICKHOUSE_PORT:-8123}"
+export D06_TEST_CLICKHOUSE_URL="$D06_TEST_CLICKHOUSE"
+
+cargo build --workspace --all-targets --locked
+echo "[d06-test] built after $(( $(date +%s) - started )) s"
+
+# Prometheus rules: unit tests with promtool, when there are any.
+shopt -s nullglob
+rule_tests=(deploy/prometheus/tests/*.yml)
+if [ "${#rule_tests[@]}" -gt 0 ]; then
+    promtool check rules deploy/prometheus/rules/*.yml
+    promtool test rules "${rule_tests[@]}"
+fi
+
+cargo test --workspace --locked -- --test-threads=2
+echo "[d06-test] all tests passed in $(( $(date +%s) - started )) s"

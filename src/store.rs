@@ -1,0 +1,215 @@
+//! The local state store: a redb file holding the log of applied facts and
+//! the checkpoint (source positions, `too_late` watermarks, output version).
+//!
+//! A checkpoint is one write transaction: the facts applied since the last
+//! one and the positions they reach land together or not at all. The
+//! in-memory aggregator is rebuilt at start-up by replaying the log, so the
+//! store is a cache of the Kafka topics up to the checkpointed offsets
+//! (SCALING.md 3): delete it and d06 rebuilds it from the beginning of the
+//! topics.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aggregator::Fact;
+use anyhow::{bail, Context, Result};
+use ingest::kafka::{PartitionState, SourcePartition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const FACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("facts");
+const CHECKPOINT_KEY: &str = "checkpoint";
+const IDENTITY_KEY: &str = "identity";
+
+/// What the stored facts depend on; a store written under another identity
+/// cannot be replayed (area ids or digests would mean something else).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Geography version (area ids index it).
+    pub geography: String,
+    /// A fingerprint of the pseudonymisation key (digests depend on it).
+    pub key_fingerprint: String,
+    /// Time zone the facts' local days were computed in.
+    pub time_zone: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredCheckpoint {
+    positions: Vec<(String, i32, i64, Option<i64>)>,
+    version: u64,
+    next_chunk: u64,
+}
+
+/// What a store holds at start-up.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Source positions to resume from.
+    pub positions: HashMap<SourcePartition, PartitionState>,
+    /// The last output version written.
+    pub version: u64,
+}
+
+/// The open store.
+pub struct Store {
+    db: Database,
+    next_chunk: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("next_chunk", &self.next_chunk).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, checking it was written under `identity`.
+    pub fn open(dir: &Path, identity: &Identity) -> Result<(Store, Loaded)> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating state directory {}", dir.display()))?;
+        let path = dir.join("d06.redb");
+        let db = Database::create(&path).with_context(|| format!("opening state store {}", path.display()))?;
+        let txn = db.begin_write()?;
+        let (stored, existing_identity) = {
+            let mut meta = txn.open_table(META)?;
+            txn.open_table(FACTS)?;
+            let stored: StoredCheckpoint = match meta.get(CHECKPOINT_KEY)? {
+                Some(v) => serde_json::from_slice(v.value()).context("decoding the checkpoint")?,
+                None => StoredCheckpoint::default(),
+            };
+            let existing: Option<Identity> = match meta.get(IDENTITY_KEY)? {
+                Some(v) => Some(serde_json::from_slice(v.value()).context("decoding the store identity")?),
+                None => None,
+            };
+            if existing.is_none() {
+                meta.insert(IDENTITY_KEY, serde_json::to_vec(identity)?.as_slice())?;
+            }
+            (stored, existing)
+        };
+        txn.commit()?;
+        if let Some(existing) = existing_identity {
+            if &existing != identity {
+                bail!(
+                    "state store {} was written with geography {}, time zone {} and key {}; this run uses {}, {} and {}. \
+                     Point state.dir elsewhere (or delete it to rebuild from Kafka)",
+                    path.display(),
+                    existing.geography,
+                    existing.time_zone,
+                    existing.key_fingerprint,
+                    identity.geography,
+                    identity.time_zone,
+                    identity.key_fingerprint
+                );
+            }
+        }
+        let positions = stored
+            .positions
+            .into_iter()
+            .map(|(t, p, next, wm)| {
+                (SourcePartition { topic: t.into(), partition: p }, PartitionState { next_offset: next, watermark: wm })
+            })
+            .collect();
+        Ok((Store { db, next_chunk: stored.next_chunk }, Loaded { positions, version: stored.version }))
+    }
+
+    /// Replays every checkpointed fact, in the order it was applied.
+    pub fn replay(&self, mut apply: impl FnMut(Fact)) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let facts = txn.open_table(FACTS)?;
+        let mut n = 0;
+        for entry in facts.iter()? {
+            let (_, chunk) = entry?;
+            let bytes = chunk.value();
+            let mut at = 0;
+            while at < bytes.len() {
+                let (fact, used) = Fact::decode(&bytes[at..]).context("corrupt fact log")?;
+                at += used;
+                apply(fact);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Atomically appends `facts` (encoded with [`Fact::encode`]) and records the positions and version.
+    pub fn checkpoint(
+        &mut self,
+        facts: &[u8],
+        positions: &HashMap<SourcePartition, PartitionState>,
+        version: u64,
+    ) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        let mut next_chunk = self.next_chunk;
+        {
+            if !facts.is_empty() {
+                let mut table = txn.open_table(FACTS)?;
+                table.insert(next_chunk, facts)?;
+                next_chunk += 1;
+            }
+            let stored = StoredCheckpoint {
+                positions: positions
+                    .iter()
+                    .map(|(p, s)| (p.topic.to_string(), p.partition, s.next_offset, s.watermark))
+                    .collect(),
+                version,
+                next_chunk,
+            };
+            let mut meta = txn.open_table(META)?;
+            meta.insert(CHECKPOINT_KEY, serde_json::to_vec(&stored)?.as_slice())?;
+        }
+        txn.commit().context("committing the checkpoint")?;
+        self.next_chunk = next_chunk;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aggregator::fact::{CccdStage, FactKind};
+    use aggregator::{AreaId, Digest};
+
+    fn identity() -> Identity {
+        Identity { geography: "pre2025".into(), key_fingerprint: "ab".into(), time_zone: "Asia/Ho_Chi_Minh".into() }
+    }
+
+    fn fact(i: u8) -> Fact {
+        Fact {
+            event_id: format!("e{i}").into(),
+            subject: Digest([i; 16]),
+            occurred_at: i as i64,
+            day: chrono::NaiveDate::from_ymd_opt(2024, 4, 10).unwrap(),
+            area: AreaId(3),
+            kind: FactKind::Cccd { stage: CccdStage::Received },
+        }
+    }
+
+    #[test]
+    fn checkpoints_survive_reopen_and_uncommitted_work_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = SourcePartition { topic: "t".into(), partition: 2 };
+        {
+            let (mut store, loaded) = Store::open(dir.path(), &identity()).unwrap();
+            assert!(loaded.positions.is_empty());
+            let mut buf = Vec::new();
+            fact(1).encode(&mut buf);
+            fact(2).encode(&mut buf);
+            let positions = HashMap::from([(p.clone(), PartitionState { next_offset: 7, watermark: Some(5) })]);
+            store.checkpoint(&buf, &positions, 42).unwrap();
+        }
+        let (store, loaded) = Store::open(dir.path(), &identity()).unwrap();
+        assert_eq!(loaded.version, 42);
+        assert_eq!(loaded.positions[&p], PartitionState { next_offset: 7, watermark: Some(5) });
+        let mut seen = Vec::new();
+        assert_eq!(store.replay(|f| seen.push(f)).unwrap(), 2);
+        assert_eq!(seen, vec![fact(1), fact(2)]);
+    }
+
+    #[test]
+    fn a_store_from_another_identity_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), &identity()).unwrap());
+        let other = Identity { key_fingerprint: "cd".into(), ..identity() };
+        let err = Store::open(dir.path(), &other).unwrap_err().to_string();
+        assert!(err.contains("key ab"), "{err}");
+    }
+}

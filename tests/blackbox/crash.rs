@@ -1,0 +1,292 @@
+//! Issue 3: kill -9 at random moments must never change a count.
+//!
+//! A stream of 200,000+ events with duplicates, redeliveries and late events
+//! goes through the real broker while d06 is killed with SIGKILL at 20+
+//! random moments and restarted. The final ClickHouse and `/metrics` figures
+//! must equal an independent recount computed here from the raw events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::events::{self, Place, COMMUNES};
+use crate::harness::{spawn_app, AppOptions, Producer};
+
+/// One generated event, with what the recount needs.
+#[derive(Clone, Debug)]
+struct Raw {
+    id: String,
+    indicator_kind: Kind,
+    subject: String,
+    /// Minutes since 2024-04-10 00:00 local.
+    minute: i64,
+    commune: Option<&'static str>,
+    district: &'static str,
+    json: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    CccdReceived,
+    CccdOther,
+    VneidActivated2,
+    VneidOther,
+    SwapSmart,
+    SwapFeature,
+    SigInstalled,
+    SigRevoked,
+}
+
+const CAMPAIGN_MINUTES: i64 = 90 * 24 * 60;
+
+fn stamp(minute: i64) -> (String, String) {
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 4, 10).expect("date").and_hms_opt(0, 0, 0).expect("time");
+    let t = start + chrono::Duration::minutes(minute);
+    (t.format("%Y-%m-%dT%H:%M:%S+07:00").to_string(), t.format("%Y-%m-%d").to_string())
+}
+
+fn generate(n: usize, seed: u64) -> Vec<Raw> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out: Vec<Raw> = Vec::with_capacity(n + n / 8);
+    let mut i = 0usize;
+    while out.len() < n {
+        // The stream moves forward in time; some events are up to 10 days late.
+        let now = (i as i64 * CAMPAIGN_MINUTES) / n as i64;
+        let minute = if rng.random_bool(0.1) { (now - rng.random_range(0..10 * 24 * 60)).max(0) } else { now };
+        let (commune, district) = COMMUNES[rng.random_range(0..COMMUNES.len())];
+        let district_only = rng.random_bool(0.05);
+        let place = if district_only { Place::District(district) } else { Place::Commune(commune) };
+        let (at, _) = stamp(minute);
+        let id = format!("ev-{seed}-{i}");
+        let roll = rng.random_range(0..100);
+        let (kind, subject, json) = if roll < 35 {
+            let s = events::citizen(rng.random_range(0..60_000));
+            let (k, stage) = if rng.random_bool(0.8) { (Kind::CccdReceived, "received") } else { (Kind::CccdOther, "issued") };
+            let j = events::cccd(&id, &at, place, &s, stage);
+            (k, s, j)
+        } else if roll < 65 {
+            let s = events::citizen(rng.random_range(0..60_000));
+            let ok = rng.random_bool(0.7);
+            let (k, stage, level) = if ok { (Kind::VneidActivated2, "activated", 2) } else { (Kind::VneidOther, "registered", 2) };
+            let j = events::vneid(&id, &at, place, &s, stage, level);
+            (k, s, j)
+        } else if roll < 85 {
+            let n = rng.random_range(0..40_000);
+            let s = events::phone(n);
+            // The same subscriber in another spelling: must be one subject.
+            let spelled = if rng.random_bool(0.3) { format!("+84{}", &s[1..]) } else { s.clone() };
+            let smart = rng.random_bool(0.75);
+            let k = if smart { Kind::SwapSmart } else { Kind::SwapFeature };
+            let j = events::swap(&id, &at, place, &spelled, if smart { "smartphone" } else { "feature_phone" });
+            (k, s, j)
+        } else {
+            let s = events::phone(rng.random_range(0..15_000));
+            let installed = rng.random_bool(0.7);
+            let k = if installed { Kind::SigInstalled } else { Kind::SigRevoked };
+            let j = events::signature(&id, &at, place, &s, if installed { "installed" } else { "revoked" });
+            (k, s, j)
+        };
+        let raw = Raw {
+            id,
+            indicator_kind: kind,
+            subject,
+            minute,
+            commune: if district_only { None } else { Some(commune) },
+            district,
+            json,
+        };
+        // Producer retries: an identical copy, sometimes much later.
+        if rng.random_bool(0.08) {
+            let copy = raw.clone();
+            let at = out.len() + rng.random_range(0..2_000);
+            out.push(raw);
+            out.insert(at.min(out.len()), copy);
+        } else {
+            out.push(raw);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// (indicator, level, area, day) → (gained, lost), computed the naive way.
+type Expected = BTreeMap<(String, String, String, String), (i64, i64)>;
+
+fn recount(raws: &[Raw]) -> Expected {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&Raw> = raws.iter().filter(|r| seen.insert(r.id.clone())).collect();
+    let mut out: Expected = BTreeMap::new();
+    let mut book = |ind: &str, r: &Raw, gained: i64, lost: i64| {
+        let (_, day) = stamp(r.minute);
+        let mut areas = vec![("province".to_owned(), "70".to_owned()), ("district".to_owned(), r.district.to_owned())];
+        if let Some(c) = r.commune {
+            areas.push(("commune".to_owned(), c.to_owned()));
+        }
+        for (level, area) in areas {
+            let e = out.entry((ind.to_owned(), level, area, day.clone())).or_default();
+            e.0 += gained;
+            e.1 += lost;
+        }
+    };
+    // First-event indicators: the first qualifying event per subject by (time, id).
+    let first = |pred: &dyn Fn(Kind) -> bool| -> Vec<&Raw> {
+        let mut best: HashMap<&str, &Raw> = HashMap::new();
+        for r in unique.iter().filter(|r| pred(r.indicator_kind)) {
+            let e = best.entry(&r.subject).or_insert(r);
+            if (r.minute, &r.id) < (e.minute, &e.id) {
+                *e = r;
+            }
+        }
+        best.into_values().collect()
+    };
+    for r in first(&|k| k == Kind::CccdReceived) {
+        book("cccd", r, 1, 0);
+    }
+    for r in first(&|k| k == Kind::VneidActivated2) {
+        book("vneid", r, 1, 0);
+    }
+    for r in first(&|k| k == Kind::SwapSmart) {
+        book("smartphone_4g", r, 1, 0);
+    }
+    for r in first(&|k| matches!(k, Kind::SwapSmart | Kind::SwapFeature)) {
+        book("migrated_2g", r, 1, 0);
+    }
+    // sim_signature: walk each subscriber's events in order.
+    let mut by_subject: HashMap<&str, Vec<&Raw>> = HashMap::new();
+    for r in unique.iter().filter(|r| matches!(r.indicator_kind, Kind::SigInstalled | Kind::SigRevoked)) {
+        by_subject.entry(&r.subject).or_default().push(r);
+    }
+    for (_, mut evs) in by_subject {
+        evs.sort_by(|a, b| (a.minute, &a.id).cmp(&(b.minute, &b.id)));
+        let mut entry: Option<&Raw> = None;
+        for r in evs {
+            match (r.indicator_kind, entry) {
+                (Kind::SigInstalled, None) => {
+                    book("sim_signature", r, 1, 0);
+                    entry = Some(r);
+                }
+                (Kind::SigRevoked, Some(e)) => {
+                    // The exit is booked on the revocation's day, in the entry's area.
+                    let at_entry_area = Raw { minute: r.minute, ..e.clone() };
+                    book("sim_signature", &at_entry_area, 0, 1);
+                    entry = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    out.retain(|_, v| *v != (0, 0));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_never_changes_a_count() {
+    let n: usize = std::env::var("D06_CRASH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let kills: usize = std::env::var("D06_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let seed: u64 = rand::random();
+    eprintln!("crash test: {n} events, {kills} kills, seed {seed}");
+    let raws = generate(n, seed);
+    let expected = recount(&raws);
+    let partitions = 4;
+    let mut app = spawn_app(AppOptions { partitions, shards: 3, flush_interval_ms: 300, ..AppOptions::default() }).await;
+    let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let messages: Vec<(String, i32, Vec<u8>)> = raws
+        .iter()
+        .map(|r| {
+            let t = match r.indicator_kind {
+                Kind::CccdReceived | Kind::CccdOther => 0,
+                Kind::VneidActivated2 | Kind::VneidOther => 1,
+                _ => 2,
+            };
+            (topics[t].clone(), rng.random_range(0..partitions), r.json.clone().into_bytes())
+        })
+        .collect();
+    let total = messages.len();
+    let mut messages_per_partition: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (t, p, _) in &messages {
+        *messages_per_partition.entry((t.clone(), *p)).or_insert(0) += 1;
+    }
+
+    // Produce in the background at a steady pace while d06 is being killed.
+    let producer = tokio::spawn(async move {
+        let p = Producer::new();
+        for chunk in messages.chunks(4_000) {
+            p.send_all(chunk).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        total
+    });
+    let started = Instant::now();
+    for k in 0..kills {
+        let wait = rng.random_range(500..4_000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        app.kill9();
+        eprintln!("kill {} after {:?}", k + 1, started.elapsed());
+        app.start().await;
+    }
+    let produced = producer.await.expect("producer task");
+    assert_eq!(produced, total);
+
+    // Let it finish: every message handled means every committed offset at
+    // the end. The broker's high watermark may trail (PEERS.md): count what was sent.
+    app.wait_for("every message handled", Duration::from_secs(300), || async {
+        let committed = app.committed_offsets();
+        messages_per_partition.iter().all(|(k, n)| committed.get(k).copied().unwrap_or(0) >= *n)
+    })
+    .await;
+    eprintln!("caught up after {:?}", started.elapsed());
+
+    // ClickHouse equals the recount, row for row.
+    let rows = app
+        .clickhouse(
+            "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
+             WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day",
+        )
+        .await;
+    let mut got: Expected = BTreeMap::new();
+    for line in rows.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        got.insert(
+            (f[0].into(), f[1].into(), f[2].into(), f[3].into()),
+            (f[4].parse().expect("gained"), f[5].parse().expect("lost")),
+        );
+    }
+    let diff: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
+        .chain(got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), (0, 0), Some(*v))))
+        .take(10)
+        .collect();
+    assert!(diff.is_empty(), "ClickHouse differs from the recount (key, expected, got): {diff:?}");
+    assert!(expected.len() > 1_000, "the stream covers many keys: {}", expected.len());
+
+    // /metrics: covered now = baseline + all gained − all lost, per district and province.
+    let baselines = app
+        .clickhouse(
+            "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
+             WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
+        )
+        .await;
+    let metrics = app.metrics().await;
+    let mut checked = 0;
+    for line in baselines.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let baseline: i64 = f[3].parse().expect("baseline");
+        let net: i64 = expected
+            .iter()
+            .filter(|((i, l, a, _), _)| i == f[0] && l == f[1] && a == f[2])
+            .map(|(_, (g, l))| g - l)
+            .sum();
+        let shown = metrics
+            .get("d06_coverage_covered", &[("indicator", f[0]), ("area_level", f[1]), ("area", f[2])])
+            .unwrap_or_else(|| panic!("no gauge for {line}"));
+        assert_eq!(shown as i64, baseline + net, "covered for {} {} {}", f[0], f[1], f[2]);
+        checked += 1;
+    }
+    assert_eq!(checked, 5 * 12, "every indicator × (province + 11 districts)");
+    assert!(app.is_running(), "d06 still running:\n{}", app.log_tail(20));
+}

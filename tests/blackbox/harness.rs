@@ -1,0 +1,490 @@
+//! `spawn_app()`: the real `d06` binary against the real broker and ClickHouse,
+//! with fresh topics, consumer group, database and state directory per test.
+//!
+//! Services come from `deploy/local/start.sh` (the test command starts them);
+//! their addresses can be overridden with `D06_TEST_KAFKA` and
+//! `D06_TEST_CLICKHOUSE`. A missing service fails the test with a clear message.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub const HMAC_KEY: &str = "blackbox-test-key-0123456789abcdef";
+
+pub fn kafka_addr() -> String {
+    std::env::var("D06_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn clickhouse_url() -> String {
+    std::env::var("D06_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}_{}", std::process::id(), rand::random::<u32>())
+}
+
+/// Options for one app.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    pub partitions: i32,
+    pub shards: u32,
+    pub clock: &'static str,
+    pub flush_interval_ms: u64,
+    pub rust_log: &'static str,
+    pub extra_toml: String,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            partitions: 3,
+            shards: 3,
+            clock: "event",
+            flush_interval_ms: 200,
+            rust_log: "info",
+            extra_toml: String::new(),
+        }
+    }
+}
+
+/// Topic names of one test.
+#[derive(Clone, Debug)]
+pub struct TestTopics {
+    pub cccd: String,
+    pub vneid: String,
+    pub sim: String,
+    pub hotline: String,
+    pub dead_letter: String,
+}
+
+impl TestTopics {
+    pub fn sources(&self) -> [&str; 4] {
+        [&self.cccd, &self.vneid, &self.sim, &self.hotline]
+    }
+}
+
+/// A running (or stopped) d06 under test.
+pub struct App {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    pub topics: TestTopics,
+    pub group: String,
+    pub database: String,
+    pub metrics_port: u16,
+    pub options: AppOptions,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+pub async fn create_topics(names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka_addr())
+        .create()
+        .expect("admin client");
+    let topics: Vec<NewTopic<'_>> =
+        names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+    let results = admin
+        .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await
+        .unwrap_or_else(|e| panic!("cannot create topics on {} (is the broker running? `bash deploy/local/start.sh`): {e}", kafka_addr()));
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+}
+
+/// Starts d06 with fresh topics, group, database and state.
+pub async fn spawn_app(options: AppOptions) -> App {
+    let id = unique("t");
+    let topics = TestTopics {
+        cccd: format!("{id}.cccd"),
+        vneid: format!("{id}.vneid"),
+        sim: format!("{id}.sim"),
+        hotline: format!("{id}.hotline"),
+        dead_letter: format!("{id}.dead"),
+    };
+    let mut all: Vec<&str> = topics.sources().to_vec();
+    all.push(&topics.dead_letter);
+    create_topics(&all, options.partitions).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics_port = free_port();
+    let database = format!("d06_{id}");
+    let group = format!("{id}.group");
+    let config = format!(
+        r#"
+[kafka]
+brokers = "{kafka}"
+group_id = "{group}"
+linger_ms = 20
+lag_interval_ms = 1000
+[kafka.topics]
+cccd = "{cccd}"
+vneid = "{vneid}"
+sim = "{sim}"
+hotline = "{hotline}"
+dead_letter = "{dead}"
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+[clickhouse]
+url = "{ch}"
+database = "{database}"
+[http]
+listen = "127.0.0.1:{metrics_port}"
+commune_metrics = true
+[pipeline]
+state_dir = "{state}"
+shards = {shards}
+flush_interval_ms = {flush}
+clock = "{clock}"
+{extra}
+"#,
+        kafka = kafka_addr(),
+        cccd = topics.cccd,
+        vneid = topics.vneid,
+        sim = topics.sim,
+        hotline = topics.hotline,
+        dead = topics.dead_letter,
+        ch = clickhouse_url(),
+        state = dir.path().join("state").display(),
+        shards = options.shards,
+        flush = options.flush_interval_ms,
+        clock = options.clock,
+        extra = options.extra_toml,
+    );
+    let config_path = dir.path().join("d06.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let log_path = dir.path().join("d06.log");
+    let mut app = App {
+        config_path,
+        log_path,
+        topics,
+        group,
+        database,
+        metrics_port,
+        options,
+        child: None,
+        http: reqwest::Client::new(),
+        dir,
+    };
+    app.start().await;
+    app
+}
+
+impl App {
+    /// Starts the process (again) and waits for `/healthz`.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_d06"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("D06_HMAC_KEY", HMAC_KEY)
+            .env("RUST_LOG", self.options.rust_log)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn d06");
+        self.child = Some(child);
+        let url = format!("http://127.0.0.1:{}/healthz", self.metrics_port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("d06 exited with {status} at start-up:\n{}", self.log_tail(40));
+            }
+            assert!(Instant::now() < deadline, "d06 not healthy in 60 s:\n{}", self.log_tail(40));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("not running");
+        let sent = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        assert!(sent.map(|s| s.success()).unwrap_or(false), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "d06 did not stop within 60 s of SIGTERM:\n{}", self.log_tail(40));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        match self.http.get(&url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        Metrics::parse(&self.metrics_text().await)
+    }
+
+    /// Runs SQL against this app's database; TSV out.
+    pub async fn clickhouse(&self, sql: &str) -> String {
+        clickhouse_query(&self.http, &self.database, sql).await
+    }
+
+    /// Waits until `check` holds, or panics with `what` and the log tail.
+    pub async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check().await {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", self.log_tail(30));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the app has consumed `n` messages in total (all topics).
+    pub async fn wait_consumed(&self, n: u64, timeout: Duration) {
+        self.wait_for(&format!("{n} messages consumed"), timeout, || async {
+            self.metrics().await.sum("d06_messages_consumed_total") as u64 >= n
+        })
+        .await;
+    }
+
+    /// The group's committed offsets for the source topics.
+    pub fn committed_offsets(&self) -> BTreeMap<(String, i32), i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_addr())
+            .set("group.id", &self.group)
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for t in self.topics.sources() {
+            for p in 0..self.options.partitions {
+                tpl.add_partition(t, p);
+            }
+        }
+        let got = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+        got.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub async fn clickhouse_query(http: &reqwest::Client, database: &str, sql: &str) -> String {
+    let r = http
+        .post(clickhouse_url())
+        .query(&[("database", database), ("default_format", "TabSeparated")])
+        .body(sql.to_owned())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ClickHouse at {} unreachable (`bash deploy/local/start.sh`): {e}", clickhouse_url()));
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert!(status.is_success(), "ClickHouse error for {sql}: {body}");
+    body
+}
+
+/// A producer for test input.
+pub struct Producer {
+    inner: FutureProducer,
+}
+
+impl Producer {
+    pub fn new() -> Producer {
+        let inner = ClientConfig::new()
+            .set("bootstrap.servers", kafka_addr())
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        Producer { inner }
+    }
+
+    /// Sends one message to a partition; returns its offset.
+    pub async fn send(&self, topic: &str, partition: i32, key: Option<&str>, payload: &[u8]) -> i64 {
+        let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).partition(partition).payload(payload);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        let delivery = self.inner.send(rec, Duration::from_secs(30)).await.expect("delivery");
+        delivery.offset
+    }
+
+    /// Sends many messages concurrently (bounded), in order per partition.
+    pub async fn send_all(&self, messages: &[(String, i32, Vec<u8>)]) {
+        for chunk in messages.chunks(5000) {
+            let futures: Vec<_> = chunk
+                .iter()
+                .map(|(t, p, m)| {
+                    let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(t).partition(*p).payload(&m[..]);
+                    self.inner.send(rec, Duration::from_secs(60))
+                })
+                .collect();
+            for f in futures {
+                f.await.expect("delivery");
+            }
+        }
+    }
+}
+
+/// One dead letter as read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct ReadBack {
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+    pub raw_headers: Vec<u8>,
+}
+
+/// Reads `n` messages from every partition of `topic` from the beginning.
+pub fn read_topic(topic: &str, partitions: i32, n: usize, timeout: Duration) -> Vec<ReadBack> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_addr())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let mut headers = BTreeMap::new();
+            let mut raw = Vec::new();
+            if let Some(h) = m.headers() {
+                for i in 0..h.count() {
+                    let hd = h.get(i);
+                    let v = hd.value.unwrap_or_default();
+                    raw.extend_from_slice(hd.key.as_bytes());
+                    raw.extend_from_slice(v);
+                    headers.insert(hd.key.to_owned(), String::from_utf8_lossy(v).into_owned());
+                }
+            }
+            out.push(ReadBack { payload: m.payload().unwrap_or_default().to_vec(), headers, raw_headers: raw });
+        }
+    }
+    out
+}
+
+/// Parsed Prometheus text exposition.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub series: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut series = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let Some((head, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let (name, labels) = match head.split_once('{') {
+                Some((n, rest)) => {
+                    let mut labels = BTreeMap::new();
+                    for pair in rest.trim_end_matches('}').split("\",") {
+                        if let Some((k, v)) = pair.split_once("=\"") {
+                            labels.insert(k.trim_matches(',').to_owned(), v.trim_end_matches('"').to_owned());
+                        }
+                    }
+                    (n.to_owned(), labels)
+                }
+                None => (head.to_owned(), BTreeMap::new()),
+            };
+            series.push((name, labels, value));
+        }
+        Metrics { series }
+    }
+
+    /// The value of the one series of `name` whose labels include `labels`.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.series
+            .iter()
+            .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, _, v)| *v)
+    }
+
+    /// Sum of every series of `name`.
+    pub fn sum(&self, name: &str) -> f64 {
+        self.series.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum()
+    }
+}
+
+pub fn write_file(path: &Path, text: &str) {
+    let mut f = std::fs::File::create(path).expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+}
