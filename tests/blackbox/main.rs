@@ -9,3 +9,4 @@ mod events;
 mod harness;
 mod crash;
 mod outputs;
+mod reports;

@@ -16,6 +16,7 @@
 
 mod error;
 pub mod migrations;
+mod reports;
 
 use std::fmt;
 use std::time::{Duration, Instant};
