@@ -1,0 +1,79 @@
+//! Memory and restart time at N distinct subjects (not a criterion bench:
+//! one measured run, printed).
+//!
+//! Builds the fact log a pipeline would have after the realistic stream of
+//! `support` reached N subjects holding state (re-sends are not in the log:
+//! only applied facts are), then restarts from it as `Pipeline::restore`
+//! does: `Fact::decode` + `Shard::apply` into 2 shards, timed. Reports the
+//! resident size the state added (RSS after − RSS before the replay, from
+//! `/proc/self/statm`: the log buffer is already resident before), per
+//! subject, and the replay rate.
+//!
+//! `cargo bench -p aggregator --bench restart -- 1000000`
+//! `cargo bench -p aggregator --bench restart -- 10000000`
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aggregator::{Fact, Geography, GeographyVersion, Shard};
+
+const SHARDS: u32 = 2;
+
+fn rss_bytes() -> usize {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    s.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
+}
+
+fn peak_bytes() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+}
+
+fn main() {
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let geo = Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap());
+
+    let t = Instant::now();
+    let mut log = Vec::new();
+    let mut facts = 0u64;
+    {
+        let mut gen = support::FactGen::new(42, &geo);
+        while gen.subjects < n {
+            let (f, resend) = gen.next_fact();
+            if !resend {
+                f.encode(&mut log);
+                facts += 1;
+            }
+        }
+    }
+    log.shrink_to_fit();
+    let built = t.elapsed();
+
+    let before = rss_bytes();
+    let t = Instant::now();
+    let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new(geo.clone())).collect();
+    let mut at = 0;
+    while at < log.len() {
+        let (f, used) = Fact::decode(&log[at..]).unwrap();
+        at += used;
+        shards[f.subject.shard(SHARDS) as usize].apply(&f);
+    }
+    let replay = t.elapsed();
+    let state = rss_bytes().saturating_sub(before);
+
+    let subjects: usize = shards.iter().map(Shard::subjects).sum();
+    let events: usize = shards.iter().map(Shard::events).sum();
+    assert_eq!(subjects, n, "the generator's subject count agrees with the shards'");
+    assert_eq!(events as u64, facts);
+    println!("subjects            {subjects}");
+    println!("facts in the log    {facts} ({:.2} per subject)", facts as f64 / subjects as f64);
+    println!("log size            {} bytes ({:.1} per fact), built in {:.2} s", log.len(), log.len() as f64 / facts as f64, built.as_secs_f64());
+    println!("replay (restart)    {:.2} s, {:.0} facts/s, {:.0} ns/fact", replay.as_secs_f64(), facts as f64 / replay.as_secs_f64(), replay.as_nanos() as f64 / facts as f64);
+    println!("state RSS           {} bytes ({:.1} MiB), {:.1} bytes/subject", state, state as f64 / 1048576.0, state as f64 / subjects as f64);
+    println!("peak RSS (process)  {:.1} MiB", peak_bytes() as f64 / 1048576.0);
+    drop(shards);
+}

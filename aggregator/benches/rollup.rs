@@ -1,0 +1,137 @@
+//! `Shard::apply` and the fact-log encoding.
+//!
+//! - `rollup/first_event_fresh`: 100,000 qualifying first-event facts
+//!   (`cccd` received, `vneid` activated level 2, `sim.swap`; 30 % repeat
+//!   subjects, 2 % late) into an empty shard;
+//! - `rollup/signature_fresh`: 100,000 `sim.signature` facts (85 %
+//!   installed), same shape;
+//! - `rollup/mix_fresh`: 200,000 facts of the realistic mix (`support`: 5 %
+//!   re-sends, non-qualifying stages too) into 2 empty shards;
+//! - `rollup/mix_warm_1M`: the same stream going on into 2 shards already
+//!   holding ≈ 1 M subjects;
+//! - `fact/encode`, `fact/decode`: the fact-log form of 100,000 facts.
+//!
+//! `cargo bench -p aggregator --bench rollup`
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aggregator::{Fact, Geography, GeographyVersion, Shard};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+const SHARDS: u32 = 2;
+
+fn geo() -> Arc<Geography> {
+    Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap())
+}
+
+fn apply_all(shards: &mut [Shard], facts: &[Fact]) -> usize {
+    let n = shards.len() as u32;
+    let mut applied = 0;
+    for f in facts {
+        applied += usize::from(shards[f.subject.shard(n) as usize].apply(black_box(f)) == aggregator::Outcome::Applied);
+    }
+    applied
+}
+
+fn fresh(c: &mut Criterion) {
+    let geo = geo();
+    let mut g = c.benchmark_group("rollup");
+    g.sample_size(20).measurement_time(Duration::from_secs(6));
+    let mut gen = support::FactGen::new(3, &geo);
+    let firsts: Vec<Fact> = (0..100_000).map(|_| gen.fresh(Some(0))).collect();
+    let mut gen = support::FactGen::new(4, &geo);
+    let sigs: Vec<Fact> = (0..100_000).map(|_| gen.fresh(Some(1))).collect();
+    let mut gen = support::FactGen::new(5, &geo);
+    let mix = gen.batch(200_000);
+    for (name, facts, shards) in
+        [("first_event_fresh", &firsts, 1), ("signature_fresh", &sigs, 1), ("mix_fresh", &mix, SHARDS)]
+    {
+        g.throughput(Throughput::Elements(facts.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || (0..shards).map(|_| Shard::new(geo.clone())).collect::<Vec<_>>(),
+                |mut s| {
+                    apply_all(&mut s, facts);
+                    s
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn warm(c: &mut Criterion) {
+    let geo = geo();
+    let mut gen = support::FactGen::new(6, &geo);
+    let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new(geo.clone())).collect();
+    const CHUNK: usize = 100_000;
+    while shards.iter().map(Shard::subjects).sum::<usize>() < 1_000_000 {
+        apply_all(&mut shards, &gen.batch(CHUNK));
+    }
+    let mut g = c.benchmark_group("rollup");
+    g.sample_size(10).measurement_time(Duration::from_secs(8)).throughput(Throughput::Elements(1));
+    g.bench_function("mix_warm_1M", |b| {
+        b.iter_custom(|iters| {
+            let mut left = iters as usize;
+            let mut spent = Duration::ZERO;
+            while left > 0 {
+                let facts = gen.batch(left.min(CHUNK));
+                left -= facts.len();
+                let t = Instant::now();
+                apply_all(&mut shards, &facts);
+                spent += t.elapsed();
+            }
+            spent
+        })
+    });
+    eprintln!(
+        "rollup warm: ended with {} subjects, {} events",
+        shards.iter().map(Shard::subjects).sum::<usize>(),
+        shards.iter().map(Shard::events).sum::<usize>()
+    );
+    g.finish();
+}
+
+fn encoding(c: &mut Criterion) {
+    let geo = geo();
+    let mut gen = support::FactGen::new(8, &geo);
+    let facts = gen.batch(100_000);
+    let mut buf = Vec::new();
+    for f in &facts {
+        f.encode(&mut buf);
+    }
+    eprintln!("fact log: {} facts, {:.1} bytes/fact", facts.len(), buf.len() as f64 / facts.len() as f64);
+    let mut g = c.benchmark_group("fact");
+    g.throughput(Throughput::Elements(facts.len() as u64));
+    g.bench_function("encode", |b| {
+        let mut out = Vec::with_capacity(buf.len());
+        b.iter(|| {
+            out.clear();
+            for f in &facts {
+                black_box(f).encode(&mut out);
+            }
+            out.len()
+        })
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            let (mut at, mut n) = (0, 0u64);
+            while at < buf.len() {
+                let (f, used) = Fact::decode(black_box(&buf[at..])).unwrap();
+                at += used;
+                n += f.occurred_at as u64 & 1;
+            }
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, fresh, warm, encoding);
+criterion_main!(benches);
