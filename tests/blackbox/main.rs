@@ -10,3 +10,4 @@ mod harness;
 mod crash;
 mod outputs;
 mod reports;
+mod alerting;

@@ -1,0 +1,509 @@
+//! Issue 6: alerting. The Prometheus rules of `deploy/prometheus/rules/`
+//! evaluated by a real Prometheus on a real d06's metrics, and the
+//! Alertmanager routing of `deploy/local/alertmanager.yml` (the local copy of
+//! `deploy/alertmanager/alertmanager.yml`) checked end to end: alerts posted
+//! to the real Alertmanager reach the webhook of their own district.
+//!
+//! The webhook receivers of the local configuration all live on
+//! 127.0.0.1:9099 (`/district/<code>`, `/province`, `/ops`); a test listens
+//! there itself. Two runs (or two tests) cannot both listen, so a test waits
+//! for the port; alerts carry a `blackbox_run` label, and a listener asks
+//! Alertmanager to retry (503) a notification that belongs to another run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::events::{self, Place};
+use crate::harness::{spawn_app, unique, AppOptions, Metrics, Producer};
+
+/// Where deploy/local/alertmanager.yml sends every notification.
+const WEBHOOK_ADDR: &str = "127.0.0.1:9099";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn alertmanager_url() -> String {
+    std::env::var("D06_TEST_ALERTMANAGER").unwrap_or_else(|_| {
+        format!("http://127.0.0.1:{}", std::env::var("D06_ALERTMANAGER_PORT").unwrap_or_else(|_| "9093".into()))
+    })
+}
+
+/// The eleven pre-2025 district codes, from the geography the project ships.
+fn district_codes() -> Vec<String> {
+    let csv = std::fs::read_to_string(repo().join("aggregator/data/binh_phuoc_district_summary.csv")).expect("district csv");
+    let codes: Vec<String> =
+        csv.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_owned).filter(|c| !c.is_empty()).collect();
+    assert_eq!(codes.len(), 11, "{codes:?}");
+    codes
+}
+
+// --- Alertmanager configuration, statically (amtool) -------------------------
+
+fn amtool(args: &[&str]) -> (bool, String) {
+    let out = Command::new("amtool")
+        .args(args)
+        .output()
+        .expect("amtool not found on PATH (Debian package prometheus-alertmanager): run `bash deploy/local/install.sh`");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// The receivers `amtool` resolves for an alert with `labels` under `config`.
+fn receivers(config: &Path, labels: &[(&str, &str)]) -> String {
+    let mut args = vec!["config".to_owned(), "routes".to_owned(), "test".to_owned()];
+    args.push(format!("--config.file={}", config.display()));
+    args.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, text) = amtool(&args);
+    assert!(ok, "amtool {args:?}: {text}");
+    text.lines().filter(|l| !l.starts_with("Warning")).collect::<Vec<_>>().join("\n").trim().to_owned()
+}
+
+#[test]
+fn both_alertmanager_configs_are_valid_and_route_every_district_to_its_own_receiver() {
+    let configs = [repo().join("deploy/alertmanager/alertmanager.yml"), repo().join("deploy/local/alertmanager.yml")];
+    for config in &configs {
+        let (ok, text) = amtool(&["check-config", &config.display().to_string()]);
+        assert!(ok && text.contains("SUCCESS"), "{}: {text}", config.display());
+        for code in district_codes() {
+            let district = format!("district-{code}");
+            assert_eq!(
+                receivers(config, &[("alertname", "D06DistrictBehindPlan"), ("district", &code), ("indicator", "cccd")]),
+                district,
+                "{}",
+                config.display()
+            );
+            // The daily report: the province's summary, then the district.
+            assert_eq!(
+                receivers(config, &[("alertname", "D06DailyDistrictLag"), ("district", &code)]),
+                format!("ioc-province,{district}"),
+                "{}",
+                config.display()
+            );
+        }
+        for name in ["D06PipelineStalled", "D06DeadLettersRising", "D06ClickHouseWritesFailing", "D06Down"] {
+            assert_eq!(receivers(config, &[("alertname", name), ("instance", "x")]), "d06-ops", "{}", config.display());
+        }
+        // Not a district of the campaign: the province sees it.
+        assert_eq!(receivers(config, &[("alertname", "D06DistrictBehindPlan"), ("district", "75")]), "ioc-province");
+        assert_eq!(receivers(config, &[("alertname", "D06DailyDistrictLag"), ("district", "75")]), "ioc-province,null");
+    }
+    // Production limits the district routes to working hours and mutes
+    // holidays; the daily routes are not limited to working hours.
+    let prod = std::fs::read_to_string(&configs[0]).expect("read");
+    assert_eq!(prod.matches("active_time_intervals: [vn-working-hours]").count(), 11);
+    assert_eq!(prod.matches("mute_time_intervals: [vn-public-holidays]").count(), 11 + 11 + 1);
+    assert!(prod.contains("location: Asia/Ho_Chi_Minh"));
+    let local = std::fs::read_to_string(&configs[1]).expect("read");
+    assert!(!local.contains("active_time_intervals:"), "local routing must not depend on the hour of the test");
+    assert!(local.contains("group_wait: 1s"));
+}
+
+// --- Alertmanager, live ---------------------------------------------------------
+
+/// One notification received on the webhook port.
+#[derive(Clone, Debug)]
+struct Delivery {
+    path: String,
+    body: Value,
+}
+
+impl Delivery {
+    fn alerts(&self) -> Vec<&Value> {
+        self.body["alerts"].as_array().map(|a| a.iter().collect()).unwrap_or_default()
+    }
+}
+
+/// The webhook receivers of deploy/local/alertmanager.yml, for one run.
+struct Webhooks {
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Webhooks {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Webhooks {
+    /// Listens on [`WEBHOOK_ADDR`], waiting up to 2 minutes for another
+    /// test or run to release it.
+    async fn listen(run: &str) -> Webhooks {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let listener = loop {
+            match TcpListener::bind(WEBHOOK_ADDR).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "{WEBHOOK_ADDR} stayed busy for 2 minutes: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let run = run.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (tx, run) = (tx.clone(), run.clone());
+                tokio::spawn(async move { serve(stream, &run, &tx).await });
+            }
+        });
+        Webhooks { rx, task }
+    }
+
+    /// Collects this run's notifications until `done` holds (or `timeout`),
+    /// then `linger` longer, to catch any that should not come.
+    async fn collect(&mut self, timeout: Duration, linger: Duration, done: impl Fn(&[Delivery]) -> bool) -> Vec<Delivery> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(d)) => got.push(d),
+                _ => return got,
+            }
+        }
+        let until = Instant::now() + linger;
+        while let Ok(Some(d)) = tokio::time::timeout(until.saturating_duration_since(Instant::now()), self.rx.recv()).await {
+            got.push(d);
+        }
+        got
+    }
+}
+
+/// Serves one connection: one request, one answer, close. 200 for this
+/// run's notifications (passed on) and for anything unrelated (such as the
+/// local Prometheus' own alerts); 503 for another run's, so that
+/// Alertmanager retries it when that run listens.
+async fn serve(mut stream: TcpStream, run: &str, tx: &mpsc::UnboundedSender<Delivery>) {
+    let Some((path, body)) = read_request(&mut stream).await else { return };
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let runs: Vec<String> = body["alerts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["labels"]["blackbox_run"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    let status = if runs.iter().any(|r| r == run) {
+        let _ = tx.send(Delivery { path, body });
+        "200 OK"
+    } else if runs.is_empty() {
+        "200 OK"
+    } else {
+        "503 Service Unavailable"
+    };
+    let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads one HTTP/1.1 request with a Content-Length body: (path, body).
+async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        read_more(stream, &mut buf).await?;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let path = head.split_whitespace().nth(1)?.to_owned();
+    let len = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        read_more(stream, &mut buf).await?;
+    }
+    Some((path, buf[head_end..head_end + len].to_vec()))
+}
+
+/// Appends what the peer sends next; None at EOF, error or 5 s of silence.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 8192];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await.ok()?.ok()?;
+    (n > 0).then(|| buf.extend_from_slice(&chunk[..n]))
+}
+
+/// Posts alerts to the real Alertmanager (API v2).
+async fn post_alerts(alerts: &Value) {
+    let url = format!("{}/api/v2/alerts", alertmanager_url());
+    let r = reqwest::Client::new().post(&url).json(alerts).send().await.unwrap_or_else(|e| {
+        panic!("cannot reach Alertmanager at {url} (is it running? `bash deploy/local/start.sh alertmanager`): {e}")
+    });
+    let status = r.status();
+    assert!(status.is_success(), "POST {url}: {status}: {}", r.text().await.unwrap_or_default());
+}
+
+/// Resolves `alerts` (same labels, endsAt now) so they do not linger.
+async fn resolve(mut alerts: Value) {
+    let now = chrono::Utc::now().to_rfc3339();
+    if let Some(list) = alerts.as_array_mut() {
+        for a in list {
+            a["endsAt"] = json!(now);
+        }
+    }
+    post_alerts(&alerts).await;
+}
+
+fn label<'a>(alert: &'a Value, name: &str) -> &'a str {
+    alert["labels"][name].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_for_district_688_reaches_688s_webhook_and_not_689s() {
+    let run = unique("r");
+    let mut hooks = Webhooks::listen(&run).await;
+    // A name of its own, so that nothing else shares its groups.
+    let alertname = unique("D06BlackboxRouting");
+    let alert = |district: &str, indicator: &str| {
+        json!({
+            "labels": {"alertname": alertname, "district": district, "indicator": indicator,
+                       "severity": "warning", "blackbox_run": run},
+            "annotations": {"summary": format!("black-box routing test, district {district}")},
+        })
+    };
+    let alerts = json!([alert("688", "cccd"), alert("688", "vneid"), alert("689", "cccd")]);
+    post_alerts(&alerts).await;
+
+    // group_wait is 1 s locally; give it 30 s, then 3 s for strays.
+    let got = hooks
+        .collect(Duration::from_secs(30), Duration::from_secs(3), |got| {
+            ["/district/688", "/district/689"].iter().all(|p| got.iter().any(|d| d.path == *p))
+        })
+        .await;
+    resolve(alerts).await;
+
+    let mut paths: Vec<&str> = got.iter().map(|d| d.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/district/688", "/district/689"], "one notification per district, nowhere else: {got:#?}");
+    let d688 = got.iter().find(|d| d.path == "/district/688").expect("688");
+    assert_eq!(d688.body["receiver"], "district-688");
+    assert_eq!(d688.body["groupLabels"], json!({"alertname": alertname, "district": "688"}));
+    let mut indicators: Vec<&str> = d688.alerts().iter().map(|a| label(a, "indicator")).collect();
+    indicators.sort_unstable();
+    assert_eq!(indicators, ["cccd", "vneid"], "both of 688's alerts, grouped: {d688:#?}");
+    assert!(d688.alerts().iter().all(|a| label(a, "district") == "688" && label(a, "alertname") == alertname));
+    let d689 = got.iter().find(|d| d.path == "/district/689").expect("689");
+    assert_eq!(d689.body["receiver"], "district-689");
+    assert_eq!(d689.alerts().len(), 1, "689 gets its own alert only: {d689:#?}");
+    assert_eq!(label(d689.alerts()[0], "district"), "689");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_report_reaches_the_province_and_the_district() {
+    let run = unique("r");
+    let mut hooks = Webhooks::listen(&run).await;
+    let alerts = json!([{
+        "labels": {"alertname": "D06DailyDistrictLag", "district": "690", "indicator": "cccd",
+                   "severity": "info", "blackbox_run": run},
+        "annotations": {"summary": "black-box daily report test"},
+    }]);
+    post_alerts(&alerts).await;
+    let got = hooks
+        .collect(Duration::from_secs(30), Duration::from_secs(3), |got| {
+            ["/province", "/district/690"].iter().all(|p| got.iter().any(|d| d.path == *p))
+        })
+        .await;
+    resolve(alerts).await;
+
+    let mut paths: Vec<&str> = got.iter().map(|d| d.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/district/690", "/province"], "{got:#?}");
+    let province = got.iter().find(|d| d.path == "/province").expect("province");
+    assert_eq!(province.body["receiver"], "ioc-province");
+    assert_eq!(province.body["groupLabels"], json!({"alertname": "D06DailyDistrictLag"}), "one summary for all districts");
+    let district = got.iter().find(|d| d.path == "/district/690").expect("690");
+    assert_eq!(district.body["receiver"], "district-690");
+    assert!(district.alerts().iter().all(|a| label(a, "district") == "690"), "{district:#?}");
+}
+
+// --- the rules on a real d06 ------------------------------------------------------
+
+/// A real Prometheus in a temp dir, on a free port, scraping one d06 every
+/// second and evaluating the project's rule files every second.
+struct Prometheus {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target_port: u16, rules: &Path) -> Prometheus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}/*.yml\n\
+             scrape_configs:\n  - job_name: d06\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n",
+            rules.display()
+        );
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).expect("config");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("prometheus not found on PATH: run `bash deploy/local/install.sh`");
+        Prometheus { child, port, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Option<Value> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let r = reqwest::Client::new().get(url).query(query).send().await.ok()?;
+        r.json().await.ok()
+    }
+
+    /// Every series of an instant query: (labels without __name__, value).
+    async fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        let Some(v) = self.get("/api/v1/query", &[("query", promql)]).await else { return Vec::new() };
+        let mut out = Vec::new();
+        for s in v["data"]["result"].as_array().cloned().unwrap_or_default() {
+            let mut labels: BTreeMap<String, String> = s["metric"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
+                .unwrap_or_default();
+            labels.remove("__name__");
+            let value = s["value"][1].as_str().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
+            out.push((labels, value));
+        }
+        out
+    }
+
+    /// (group, rule, health, lastError) of every loaded rule.
+    async fn rules(&self) -> Vec<(String, String, String, String)> {
+        let Some(v) = self.get("/api/v1/rules", &[]).await else { return Vec::new() };
+        let mut out = Vec::new();
+        for g in v["data"]["groups"].as_array().cloned().unwrap_or_default() {
+            for r in g["rules"].as_array().cloned().unwrap_or_default() {
+                let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+                out.push((g["name"].as_str().unwrap_or("").to_owned(), s("name"), s("health"), s("lastError")));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rules_dir() -> PathBuf {
+    repo().join("deploy/prometheus/rules")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_province() {
+    let app = spawn_app(AppOptions { partitions: 1, shards: 2, ..AppOptions::default() }).await;
+    let prometheus = Prometheus::start(app.metrics_port, &rules_dir());
+    let producer = Producer::new();
+    // CCCD applications: two in a commune of 688, one in 696.
+    let a = Place::Commune("25216");
+    let b = Place::Commune("25396");
+    let msgs = [
+        events::cccd("al1", "2024-04-20T09:00:00+07:00", a, "070203100011", "received"),
+        events::cccd("al2", "2024-04-21T09:00:00+07:00", a, "070203100012", "received"),
+        events::cccd("al3", "2024-04-22T09:00:00+07:00", b, "070203100013", "received"),
+    ];
+    for m in &msgs {
+        producer.send(&app.topics.cccd, 0, None, m.as_bytes()).await;
+    }
+    app.wait_consumed(msgs.len() as u64, Duration::from_secs(60)).await;
+    app.wait_for("district gauges", Duration::from_secs(30), || async {
+        app.metrics().await.get("d06_coverage_covered", &[("indicator", "cccd"), ("area_level", "district"), ("area", "696")])
+            == Some(1.0)
+    })
+    .await;
+
+    // Every rule loads and evaluates without error.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rules = loop {
+        let rules = prometheus.rules().await;
+        if !rules.is_empty() && rules.iter().all(|(_, _, health, _)| health == "ok") {
+            break rules;
+        }
+        assert!(Instant::now() < deadline, "rules not healthy: {rules:#?}\n{}", prometheus.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(rules.len(), 19 + 9, "{rules:#?}");
+
+    // Wait for the recorded per-area covered of 696 to reach 1.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prometheus.query(r#"d06:coverage_covered:sum_by_area{indicator="cccd",area_level="district",area="696"}"#).await
+        != [(
+            BTreeMap::from([
+                ("area".to_owned(), "696".to_owned()),
+                ("area_level".to_owned(), "district".to_owned()),
+                ("indicator".to_owned(), "cccd".to_owned()),
+            ]),
+            1.0,
+        )]
+    {
+        assert!(Instant::now() < deadline, "recorded coverage of 696 never reached 1\n{}", prometheus.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The eleven districts add up to the province (covered and target).
+    let m = app.metrics().await;
+    let province = |name: &str| m.get(name, &[("indicator", "cccd"), ("area_level", "province"), ("area", "70")]).expect(name);
+    let level = |rows: Vec<(BTreeMap<String, String>, f64)>| {
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows[0].1
+    };
+    let covered = level(prometheus.query(r#"d06:coverage_covered:sum_by_indicator_level{indicator="cccd",area_level="district"}"#).await);
+    assert_eq!(covered, province("d06_coverage_covered"));
+    assert_eq!(covered, sum_where(&m, "d06_coverage_covered", "cccd", "district"));
+    let target = level(prometheus.query(r#"d06:coverage_target:sum_by_indicator_level{indicator="cccd",area_level="district"}"#).await);
+    assert_eq!(target, province("d06_coverage_target"));
+    assert_eq!(target, 7101.0, "the 2024 plan's CCCD target");
+    let ratio = level(prometheus.query(r#"d06:coverage_ratio:by_indicator_level{indicator="cccd",area_level="district"}"#).await);
+    assert_eq!(ratio, covered / target);
+
+    // The lag flag of every district and indicator agrees with the gauges:
+    // covered < 0.95 × expected, or days behind ≥ 3.
+    let flags = prometheus.query("d06:coverage_behind_plan:district").await;
+    let codes = district_codes();
+    let indicators = ["cccd", "vneid", "smartphone_4g", "sim_signature", "migrated_2g"];
+    assert_eq!(flags.len(), codes.len() * indicators.len(), "{flags:?}");
+    for (labels, flag) in &flags {
+        let (ind, area) = (labels["indicator"].as_str(), labels["area"].as_str());
+        assert_eq!(labels["district"], area);
+        assert!(codes.iter().any(|c| c == area), "{labels:?}");
+        let g = |name: &str| m.get(name, &[("indicator", ind), ("area_level", "district"), ("area", area)]).expect(name);
+        let behind = g("d06_coverage_covered") < 0.95 * g("d06_coverage_expected") || g("d06_coverage_days_behind") >= 3.0;
+        assert_eq!(*flag, if behind { 1.0 } else { 0.0 }, "{labels:?}");
+    }
+}
+
+/// Sum of `name` over the areas of one level, for one indicator.
+fn sum_where(m: &Metrics, name: &str, indicator: &str, level: &str) -> f64 {
+    m.series
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && l.get("indicator").map(String::as_str) == Some(indicator)
+                && l.get("area_level").map(String::as_str) == Some(level)
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
