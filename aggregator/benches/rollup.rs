@@ -7,8 +7,9 @@
 //!   installed), same shape;
 //! - `rollup/mix_fresh`: 200,000 facts of the realistic mix (`support`: 5 %
 //!   re-sends, non-qualifying stages too) into 2 empty shards;
-//! - `rollup/mix_warm_1M`: the same stream going on into 2 shards already
-//!   holding ≈ 1 M subjects;
+//! - `rollup/mix_warm_1M`: the next 100,000 facts of the same stream into 2
+//!   shards already holding ≈ 1 M subjects (rebuilt before each iteration,
+//!   untimed);
 //! - `fact/encode`, `fact/decode`: the fact-log form of 100,000 facts.
 //!
 //! `cargo bench -p aggregator --bench rollup`
@@ -18,7 +19,7 @@ mod support;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aggregator::{Fact, Geography, GeographyVersion, Shard};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -69,32 +70,33 @@ fn fresh(c: &mut Criterion) {
 fn warm(c: &mut Criterion) {
     let geo = geo();
     let mut gen = support::FactGen::new(6, &geo);
-    let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new(geo.clone())).collect();
-    const CHUNK: usize = 100_000;
-    while shards.iter().map(Shard::subjects).sum::<usize>() < 1_000_000 {
-        apply_all(&mut shards, &gen.batch(CHUNK));
+    // The stream until ≈ 1 M subjects hold state, kept to rebuild that state
+    // before each measured chunk (outside the timing).
+    let mut preload = Vec::new();
+    while gen.subjects < 1_000_000 {
+        preload.push(gen.next_fact().0);
     }
+    let next = gen.batch(100_000);
+    eprintln!("rollup warm: {} facts preloaded ({} subjects), then 100,000 timed", preload.len(), gen.subjects);
     let mut g = c.benchmark_group("rollup");
-    g.sample_size(10).measurement_time(Duration::from_secs(8)).throughput(Throughput::Elements(1));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .throughput(Throughput::Elements(next.len() as u64));
     g.bench_function("mix_warm_1M", |b| {
-        b.iter_custom(|iters| {
-            let mut left = iters as usize;
-            let mut spent = Duration::ZERO;
-            while left > 0 {
-                let facts = gen.batch(left.min(CHUNK));
-                left -= facts.len();
-                let t = Instant::now();
-                apply_all(&mut shards, &facts);
-                spent += t.elapsed();
-            }
-            spent
-        })
+        b.iter_batched(
+            || {
+                let mut s: Vec<Shard> = (0..SHARDS).map(|_| Shard::new(geo.clone())).collect();
+                apply_all(&mut s, &preload);
+                s
+            },
+            |mut s| {
+                apply_all(&mut s, &next);
+                s
+            },
+            BatchSize::PerIteration,
+        )
     });
-    eprintln!(
-        "rollup warm: ended with {} subjects, {} events",
-        shards.iter().map(Shard::subjects).sum::<usize>(),
-        shards.iter().map(Shard::events).sum::<usize>()
-    );
     g.finish();
 }
 

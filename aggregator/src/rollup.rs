@@ -12,10 +12,16 @@
 //! them: a subject's first-qualifying events are packed into one allocation
 //! ([`Firsts`], 12 bytes + the event id per indicator); only subjects with
 //! `sim.signature` events keep a list of those, in a second map.
+//!
+//! Speed: the per-subject and per-event maps are hashed with [`KeyHash`], a
+//! seeded one-multiply hash of the 16-byte keys (they are already uniformly
+//! random), not SipHash; the counts are kept in a dense table indexed by
+//! (indicator, area) rather than a tree (see `BENCHMARKS.md`).
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
@@ -57,12 +63,12 @@ pub type RollupKey = (Indicator, AreaId);
 /// [`Digest::shard`] routes to it; every figure is a sum over shards.
 pub struct Shard {
     /// The event keys ([`Fact::event_key`]) of every fact applied.
-    seen: HashSet<u128>,
+    seen: HashSet<u128, KeyHash>,
     /// Per subject, its first-qualifying event per indicator.
-    firsts: HashMap<Digest, Firsts>,
+    firsts: HashMap<Digest, Firsts, KeyHash>,
     /// Per subject with `sim.signature` events, all of them, sorted by
     /// (`occurred_at`, `event_id`).
-    signatures: HashMap<Digest, Vec<SigEvent>>,
+    signatures: HashMap<Digest, Vec<SigEvent>, KeyHash>,
     /// Distinct subjects in `firsts` ∪ `signatures`.
     subjects: usize,
     /// The counts and what changed since the last [`Shard::take_dirty`].
@@ -74,8 +80,8 @@ impl fmt::Debug for Shard {
         f.debug_struct("Shard")
             .field("events", &self.seen.len())
             .field("subjects", &self.subjects)
-            .field("keys", &self.counts.by_key.len())
-            .field("dirty", &self.counts.dirty.len())
+            .field("keys", &self.counts.by_key.iter().flatten().count())
+            .field("dirty", &self.counts.dirty.iter().flatten().count())
             .finish()
     }
 }
@@ -84,11 +90,11 @@ impl Shard {
     /// An empty shard counting through `geo`.
     pub fn new(geo: Arc<Geography>) -> Self {
         Shard {
-            seen: HashSet::new(),
-            firsts: HashMap::new(),
-            signatures: HashMap::new(),
+            seen: HashSet::with_hasher(KeyHash::new()),
+            firsts: HashMap::with_hasher(KeyHash::new()),
+            signatures: HashMap::with_hasher(KeyHash::new()),
             subjects: 0,
-            counts: Counts { geo, by_key: BTreeMap::new(), dirty: BTreeMap::new() },
+            counts: Counts::new(geo),
         }
     }
 
@@ -121,20 +127,21 @@ impl Shard {
     /// Per-day counts of one key; days whose counts are both zero are absent.
     /// `None` for a key this shard never counted anything in.
     pub fn days(&self, key: &RollupKey) -> Option<&BTreeMap<NaiveDate, DayCounts>> {
-        self.counts.by_key.get(key)
+        let slot = self.counts.slot(key)?;
+        self.counts.by_key.get(slot)?.as_ref().map(|(_, days)| days)
     }
 
     /// Every key this shard ever counted in (its day map may have become
     /// empty since, if a late event moved the only subject away), in order.
     pub fn keys(&self) -> impl Iterator<Item = &RollupKey> {
-        self.counts.by_key.keys()
+        self.counts.by_key.iter().flatten().map(|(key, _)| key)
     }
 
     /// The keys whose counts changed since the last call, each with the
     /// earliest day that changed, and clears that set. A key may be listed
     /// although its counts came back to what they were (e.g. +1 then −1).
     pub fn take_dirty(&mut self) -> BTreeMap<RollupKey, NaiveDate> {
-        std::mem::take(&mut self.counts.dirty)
+        self.counts.take_dirty()
     }
 
     /// Distinct subjects holding state (with at least one qualifying or
@@ -213,29 +220,151 @@ impl Shard {
     }
 }
 
+/// Hashing for the shard's maps, whose keys are 16 bytes that are already
+/// uniformly distributed: subject digests (keyed HMAC outputs, which nobody
+/// can aim without the key) and event keys (XXH3-128 of the event id).
+///
+/// A key's two 64-bit halves, each XOR-ed with a per-map random seed, are
+/// multiplied to 128 bits and the product's halves XOR-ed (the "folded
+/// multiply" of foldhash and wyhash): one multiplication instead of
+/// SipHash's rounds. The seed keeps the table layout unpredictable, so
+/// event ids crafted to collide in XXH3's output bits still do not pile up
+/// in one probe sequence. Taking digest bytes as the hash directly would
+/// not do either: [`Digest::shard`] routes by the low bytes, so within a
+/// shard those bits are far from uniform.
+#[derive(Clone, Debug)]
+struct KeyHash {
+    seed: [u64; 2],
+}
+
+impl KeyHash {
+    /// Seeds from the process's random source (as std's `RandomState`).
+    fn new() -> Self {
+        let s = RandomState::new();
+        KeyHash { seed: [s.hash_one(0x243F_6A88_85A3_08D3_u64) | 1, s.hash_one(0x1319_8A2E_0370_7344_u64) | 1] }
+    }
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { seed: self.seed, h: 0 }
+    }
+}
+
+/// The hasher of [`KeyHash`].
+struct KeyHasher {
+    seed: [u64; 2],
+    h: u64,
+}
+
+/// The 128-bit product of `a` and `b`, its halves XOR-ed.
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl KeyHasher {
+    #[inline]
+    fn block(&mut self, lo: u64, hi: u64) {
+        self.h = folded_multiply(lo ^ self.seed[0] ^ self.h.rotate_left(29), hi ^ self.seed[1]);
+    }
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(16);
+        for c in &mut chunks {
+            let (lo, hi) = c.split_at(8);
+            self.block(u64::from_le_bytes(lo.try_into().unwrap_or_default()), u64::from_le_bytes(hi.try_into().unwrap_or_default()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 16];
+            b[..rest.len()].copy_from_slice(rest);
+            let (lo, hi) = b.split_at(8);
+            let hi = u64::from_le_bytes(hi.try_into().unwrap_or_default()) ^ ((rest.len() as u64) << 56);
+            self.block(u64::from_le_bytes(lo.try_into().unwrap_or_default()), hi);
+        }
+    }
+
+    #[inline]
+    fn write_u128(&mut self, v: u128) {
+        self.block(v as u64, (v >> 64) as u64);
+    }
+
+    /// Length prefixes (a `[u8; 16]` writes its length first).
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.h = self.h.wrapping_add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.h
+    }
+}
+
 /// The per-key day counts and the dirty set (split from the subjects so both
 /// can be borrowed at once).
+///
+/// Keys are few (indicators × areas of one province), so they live in a
+/// dense table: slot `indicator × areas + area`, which is also the order of
+/// [`RollupKey`] (indicators in declaration order, then area ids).
 struct Counts {
     geo: Arc<Geography>,
-    by_key: BTreeMap<RollupKey, BTreeMap<NaiveDate, DayCounts>>,
-    dirty: BTreeMap<RollupKey, NaiveDate>,
+    /// Areas in the geography.
+    areas: usize,
+    /// Per slot, once anything was counted in it: the key and its day counts.
+    by_key: Vec<Option<(RollupKey, BTreeMap<NaiveDate, DayCounts>)>>,
+    /// Per slot: the earliest day changed since the last [`Counts::take_dirty`].
+    dirty: Vec<Option<NaiveDate>>,
 }
 
 impl Counts {
+    fn new(geo: Arc<Geography>) -> Self {
+        let areas = geo.areas().len();
+        let slots = Indicator::ALL.len() * areas;
+        Counts { geo, areas, by_key: (0..slots).map(|_| None).collect(), dirty: vec![None; slots] }
+    }
+
+    /// The slot of a key (`None` for an area outside the geography).
+    fn slot(&self, (ind, area): &RollupKey) -> Option<usize> {
+        let a = usize::from(area.0);
+        (a < self.areas).then(|| *ind as usize * self.areas + a)
+    }
+
     /// Adds `gained`/`lost` deltas on `day` at `area` and every area it rolls
     /// up into.
     fn add(&mut self, ind: Indicator, area: AreaId, day: NaiveDate, gained: i64, lost: i64) {
         for a in self.geo.chain(area) {
-            let key = (ind, a);
-            let days = self.by_key.entry(key).or_default();
+            let slot = ind as usize * self.areas + usize::from(a.0);
+            let (_, days) = self.by_key[slot].get_or_insert_with(|| ((ind, a), BTreeMap::new()));
             let c = days.entry(day).or_default();
             c.gained = shift(c.gained, gained);
             c.lost = shift(c.lost, lost);
             if c.is_zero() {
                 days.remove(&day);
             }
-            self.dirty.entry(key).and_modify(|d| *d = (*d).min(day)).or_insert(day);
+            let d = &mut self.dirty[slot];
+            *d = Some(d.map_or(day, |d| d.min(day)));
         }
+    }
+
+    /// The dirty keys with their earliest changed day; clears them.
+    fn take_dirty(&mut self) -> BTreeMap<RollupKey, NaiveDate> {
+        let areas = self.areas;
+        self.dirty
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(slot, d)| {
+                let day = d.take()?;
+                let ind = *Indicator::ALL.get(slot / areas)?;
+                Some(((ind, AreaId((slot % areas) as u16)), day))
+            })
+            .collect()
     }
 }
 
@@ -601,6 +730,70 @@ mod tests {
         s.apply(&fact("r0", 1, 12, 18, c2, REVOKE));
         assert_eq!(counts(&s, Indicator::SimSignature, c1), [(d(12), 1, 1)]);
         assert_eq!(counts(&s, Indicator::SimSignature, c2), [(d(13), 1, 0), (d(14), 0, 1)]);
+    }
+
+    #[test]
+    fn keys_come_in_key_order_and_unknown_keys_have_no_days() {
+        let g = pre();
+        let mut s = Shard::new(g.clone());
+        let (c1, c2) = (commune(&g, "25216"), commune(&g, "25195")); // districts 688 and 689
+        s.apply(&fact("v", 1, 12, 9, c2, FactKind::Vneid { stage: VneidStage::Activated, level: 2 }));
+        s.apply(&fact("i", 2, 12, 9, c1, INSTALL));
+        s.apply(&fact("c", 3, 12, 9, c1, CCCD));
+        let mut want: Vec<RollupKey> = Vec::new();
+        for (ind, c, dist) in [(Indicator::Vneid, c2, "689"), (Indicator::SimSignature, c1, "688"), (Indicator::Cccd, c1, "688")] {
+            want.extend([(ind, c), (ind, district(&g, dist)), (ind, g.province())]);
+        }
+        want.sort();
+        assert_eq!(s.keys().copied().collect::<Vec<_>>(), want);
+        assert_eq!(counts(&s, Indicator::Vneid, district(&g, "689")), [(d(12), 1, 0)]);
+        assert_eq!(s.days(&(Indicator::Cccd, AreaId(u16::MAX))), None);
+        assert_eq!(s.days(&(Indicator::Migrated2g, g.province())), None);
+        let dirty = s.take_dirty();
+        assert_eq!(dirty.keys().copied().collect::<Vec<_>>(), want);
+        assert!(dirty.values().all(|day| *day == d(12)));
+        assert!(s.take_dirty().is_empty());
+        assert_eq!(
+            format!("{s:?}"),
+            "Shard { events: 3, subjects: 3, keys: 9, dirty: 0 }"
+        );
+    }
+
+    #[test]
+    fn key_hash_spreads_the_keys_of_one_shard() {
+        // Digests routed to shard 0 of 2 all have an even first byte: a hash
+        // taking those bytes as they are would leave half the buckets empty.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let build = KeyHash::new();
+        let (mut low_bit, mut top7, mut n) = (0, HashSet::new(), 0);
+        while n < 10_000 {
+            let mut d = [0u8; 16];
+            d[..8].copy_from_slice(&next().to_le_bytes());
+            d[8..].copy_from_slice(&next().to_le_bytes());
+            let d = Digest(d);
+            if d.shard(2) != 0 {
+                continue;
+            }
+            n += 1;
+            let h = build.hash_one(d);
+            assert_eq!(h, build.hash_one(d));
+            low_bit += h & 1;
+            top7.insert(h >> 57);
+        }
+        // Binomial(10,000, ½): 5,000 ± 50; ±300 is six deviations.
+        assert!((4_700..=5_300).contains(&low_bit), "{low_bit}");
+        assert_eq!(top7.len(), 128);
+        // Event keys: consecutive integers spread too.
+        let low: u64 = (0..10_000u128).map(|k| build.hash_one(k) & 1).sum();
+        assert!((4_700..=5_300).contains(&low), "{low}");
+        // Two maps get different seeds (equal with odds 2⁻⁶⁴).
+        assert_ne!(KeyHash::new().hash_one(1u128), KeyHash::new().hash_one(1u128));
     }
 
     #[test]
