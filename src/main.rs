@@ -2,6 +2,7 @@
 
 mod config;
 mod pipeline;
+mod report;
 mod store;
 
 use std::io::BufRead;
@@ -59,6 +60,64 @@ enum Command {
         /// Configuration file (TOML).
         config: PathBuf,
     },
+    /// Prints a report read from ClickHouse (the public views) and the campaign plan.
+    Report {
+        #[command(subcommand)]
+        report: ReportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// The 1022 hotline table (monthly report columns) for the tickets received from --from to --to.
+    Hotline {
+        /// First day received (YYYY-MM-DD, local).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day received (YYYY-MM-DD, local), included.
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        /// GSO code of a district or commune; the province when omitted.
+        #[arg(long)]
+        area: Option<String>,
+        /// Configuration file (TOML); defaults apply when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// The daily progress table: every district and the province, each indicator.
+    Daily {
+        /// The day (YYYY-MM-DD, local); figures as of its end.
+        #[arg(long)]
+        day: chrono::NaiveDate,
+        /// GSO code of one district: only its row.
+        #[arg(long)]
+        area: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = report::Format::Markdown)]
+        format: report::Format,
+        /// Configuration file (TOML); defaults apply when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `d06 report …`: runs one report and writes it to standard output.
+fn run_report(command: ReportCommand) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let text = match command {
+        ReportCommand::Hotline { from, to, area, config } => {
+            let c = load_config(config.as_deref())?;
+            rt.block_on(report::hotline(&c, from, to, area.as_deref()))?
+        }
+        ReportCommand::Daily { day, area, format, config } => {
+            let c = load_config(config.as_deref())?;
+            rt.block_on(report::daily(&c, day, area.as_deref(), format))?
+        }
+    };
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the report")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config> {
@@ -87,6 +146,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { file, config } => validate(file.as_deref(), config.as_deref()),
+        Command::Report { report } => run_report(report),
         Command::CheckConfig { config } => Config::load(&config).map(|c| {
             println!("{c:#?}");
             ExitCode::SUCCESS

@@ -432,11 +432,12 @@ impl Source {
         let mut started = Instant::now();
         let mut last_lag = Instant::now();
         let mut now = now_nanos();
+        let mut errors = ErrorLog::default();
         info!(topics = ?self.config.topics.sources(), group = %self.config.group_id, "source started");
         while !shutdown.is_cancelled() {
             match self.consumer.poll(Duration::from_millis(20)) {
                 None => now = now_nanos(),
-                Some(Err(error)) => warn!(%error, "consumer error"),
+                Some(Err(error)) => errors.report(&error),
                 Some(Ok(msg)) => {
                     if (batch.facts.len() + batch.dead_letters.len()) % 1024 == 0 {
                         now = now_nanos();
@@ -515,6 +516,34 @@ impl Source {
             }
         }
         out
+    }
+}
+
+/// Logs consumer errors at most once per 10 s per kind of error, with the
+/// number suppressed since: a missing topic or a broker outage must not turn
+/// into a log line per poll.
+#[derive(Default)]
+struct ErrorLog {
+    last: HashMap<String, (Instant, u64)>,
+}
+
+impl ErrorLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn report(&mut self, error: &KafkaError) {
+        let kind = format!("{:?}", error.rdkafka_error_code());
+        match self.last.get_mut(&kind) {
+            Some((at, suppressed)) if at.elapsed() < Self::EVERY => *suppressed += 1,
+            Some((at, suppressed)) => {
+                warn!(%error, suppressed = *suppressed, "consumer error");
+                *at = Instant::now();
+                *suppressed = 0;
+            }
+            None => {
+                warn!(%error, "consumer error");
+                self.last.insert(kind, (Instant::now(), 0));
+            }
+        }
     }
 }
 

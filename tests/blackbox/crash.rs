@@ -210,18 +210,32 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
         *messages_per_partition.entry((t.clone(), *p)).or_insert(0) += 1;
     }
 
-    // Produce in the background at a steady pace while d06 is being killed.
-    let producer = tokio::spawn(async move {
-        let p = Producer::new();
-        for chunk in messages.chunks(4_000) {
-            p.send_all(chunk).await;
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
-        total
-    });
+    // Produce in the background at a steady pace, spread over the kills (~5 s per kill cycle),
+    // so most kills land while d06 is applying a stream that is still arriving.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let done = std::sync::Arc::clone(&done);
+        let chunks = messages.len().div_ceil(2_000).max(1);
+        let pause = Duration::from_millis((kills as u64 * 5_000) / chunks as u64);
+        tokio::spawn(async move {
+            let p = Producer::new();
+            for chunk in messages.chunks(2_000) {
+                p.send_all(chunk).await;
+                tokio::time::sleep(pause).await;
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            total
+        })
+    };
     let started = Instant::now();
     for k in 0..kills {
-        let wait = rng.random_range(500..4_000);
+        // Kill while it works: once this run has applied something (or, when the stream has
+        // ended, at any moment), at a random moment after.
+        app.wait_for("progress before the kill", Duration::from_secs(60), || async {
+            done.load(std::sync::atomic::Ordering::SeqCst) || app.metrics().await.sum("d06_messages_consumed_total") > 0.0
+        })
+        .await;
+        let wait = rng.random_range(0..1_500);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         app.kill9();
         eprintln!("kill {} after {:?}", k + 1, started.elapsed());
@@ -229,11 +243,15 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
     }
     let produced = producer.await.expect("producer task");
     assert_eq!(produced, total);
+    eprintln!("all {total} produced after {:?}", started.elapsed());
 
     // Let it finish: every message handled means every committed offset at
     // the end. The broker's high watermark may trail (PEERS.md): count what was sent.
     app.wait_for("every message handled", Duration::from_secs(300), || async {
         let committed = app.committed_offsets();
+        let done: i64 = messages_per_partition.keys().map(|k| committed.get(k).copied().unwrap_or(0)).sum();
+        eprintln!("{:?}: {done} of {total} committed", started.elapsed());
+        tokio::time::sleep(Duration::from_secs(1)).await;
         messages_per_partition.iter().all(|(k, n)| committed.get(k).copied().unwrap_or(0) >= *n)
     })
     .await;

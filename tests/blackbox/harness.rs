@@ -143,8 +143,8 @@ sim = "{sim}"
 hotline = "{hotline}"
 dead_letter = "{dead}"
 [kafka.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
+"session.timeout.ms" = "3000"
+"heartbeat.interval.ms" = "300"
 [clickhouse]
 url = "{ch}"
 database = "{database}"
@@ -200,7 +200,7 @@ impl App {
             .arg("--config")
             .arg(&self.config_path)
             .env("D06_HMAC_KEY", HMAC_KEY)
-            .env("RUST_LOG", self.options.rust_log)
+            .env("RUST_LOG", std::env::var("D06_TEST_RUST_LOG").unwrap_or_else(|_| self.options.rust_log.to_owned()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -335,6 +335,11 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         self.kill9();
+        // D06_TEST_KEEP_LOGS=DIR keeps every app's log for a post-mortem.
+        if let Ok(dir) = std::env::var("D06_TEST_KEEP_LOGS") {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(&self.log_path, Path::new(&dir).join(format!("{}.log", self.group)));
+        }
     }
 }
 
@@ -379,19 +384,27 @@ impl Producer {
         delivery.offset
     }
 
-    /// Sends many messages concurrently (bounded), in order per partition.
+    /// Sends many messages: all enqueued at once (in order per partition), then every ack awaited.
     pub async fn send_all(&self, messages: &[(String, i32, Vec<u8>)]) {
-        for chunk in messages.chunks(5000) {
-            let futures: Vec<_> = chunk
-                .iter()
-                .map(|(t, p, m)| {
-                    let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(t).partition(*p).payload(&m[..]);
-                    self.inner.send(rec, Duration::from_secs(60))
-                })
-                .collect();
-            for f in futures {
-                f.await.expect("delivery");
+        let mut acks = Vec::with_capacity(messages.len());
+        for (t, p, m) in messages {
+            let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(t).partition(*p).payload(&m[..]);
+            loop {
+                match self.inner.send_result(rec) {
+                    Ok(ack) => {
+                        acks.push(ack);
+                        break;
+                    }
+                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                        rec = r;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => panic!("produce: {e}"),
+                }
             }
+        }
+        for ack in acks {
+            ack.await.expect("delivery canceled").expect("delivery");
         }
     }
 }
