@@ -1221,6 +1221,9 @@ fn compose_references_only_files_that_exist_and_promtool_accepts_its_prometheus_
         g.contains(&("../grafana/dashboards", path[0])),
         "dashboards mounted at the provider's path {path:?}: {g:?}"
     );
+    let home = at(&flat, "services.grafana.environment.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH");
+    let file = home.first().and_then(|h| h.strip_prefix(&format!("{}/", path[0]))).expect("home dashboard among them");
+    assert!(repo().join("deploy/grafana/dashboards").join(file).exists(), "{home:?}");
     let ds =
         flatten_yaml(&std::fs::read_to_string(repo().join("deploy/grafana/provisioning/datasources/d06.yml")).unwrap());
     assert_eq!(at(&ds, "datasources[]url"), ["http://prometheus:9090"]);
@@ -1278,6 +1281,13 @@ fn compose_references_only_files_that_exist_and_promtool_accepts_its_prometheus_
     );
     assert!(toml.contains("listen = \"0.0.0.0:9464\""), "reachable by Prometheus at d06:9464");
     assert_eq!(at(&flat, "services.d06.stop_signal"), ["SIGTERM"]);
+    // ClickHouse admits the password-less writer from d06's fixed address only.
+    let address = at(&flat, "services.d06.networks.d06.ipv4_address");
+    assert_eq!(address.len(), 1, "d06 has a fixed address");
+    let users = std::fs::read_to_string(dir.join("clickhouse/users.d/d06.xml")).unwrap();
+    let d06_user = &users[users.find("<d06>").unwrap()..users.find("</d06>").unwrap()];
+    assert!(d06_user.contains(&format!("<ip>{}</ip>", address[0])), "{d06_user}");
+    assert_eq!(d06_user.matches("<ip>").count(), 1, "{d06_user}");
 }
 
 #[test]
