@@ -28,8 +28,40 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// The campaign plan.
     pub plan: PlanConfig,
+    /// The 1022 hotline.
+    pub hotline: HotlineConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// 1022 hotline settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HotlineConfig {
+    /// Working-time calendar files (shifts, weekdays, holidays, make-up days),
+    /// merged in order; the embedded 2023–2025 Vietnamese public-sector
+    /// calendar when empty.
+    pub calendar_files: Vec<PathBuf>,
+}
+
+impl HotlineConfig {
+    /// Loads the calendar the deadlines are computed in.
+    pub fn calendar(&self) -> Result<aggregator::calendar::WorkCalendar> {
+        use aggregator::calendar::WorkCalendar;
+        if self.calendar_files.is_empty() {
+            return WorkCalendar::embedded().context("loading the embedded working-time calendar");
+        }
+        let mut merged: Option<WorkCalendar> = None;
+        for path in &self.calendar_files {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let cal = WorkCalendar::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?;
+            match merged.as_mut() {
+                None => merged = Some(cal),
+                Some(m) => m.merge(cal).with_context(|| format!("merging {}", path.display()))?,
+            }
+        }
+        merged.context("no calendar")
+    }
 }
 
 /// HTTP endpoint settings.
@@ -194,6 +226,7 @@ impl Config {
         if self.pipeline.flush_interval_ms == 0 || self.pipeline.channel_batches == 0 {
             bail!("pipeline: flush_interval_ms and channel_batches must be > 0");
         }
+        self.hotline.calendar().context("hotline.calendar_files")?;
         Ok(())
     }
 }

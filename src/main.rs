@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::calendar::WorkCalendar;
 use aggregator::plan::Plan;
 use aggregator::Geography;
 use anyhow::{Context, Result};
@@ -221,7 +220,7 @@ async fn run(config: Config) -> Result<()> {
         None => DEFAULT_PLAN.to_owned(),
     };
     let plan = Arc::new(Plan::from_toml(&plan_text, &geo).context("loading the campaign plan")?);
-    let calendar = Arc::new(WorkCalendar::embedded().context("loading the working-time calendar")?);
+    let calendar = Arc::new(config.hotline.calendar()?);
 
     let identity = Identity {
         geography: format!("{:?}", config.contract.geography),
@@ -263,11 +262,30 @@ async fn run(config: Config) -> Result<()> {
             sink,
             dead_letters,
             committer: source.committer(),
-            metrics,
+            metrics: Arc::clone(&metrics),
             health,
         })
     })?;
 
+    let lag: JoinHandle<Result<()>> = {
+        let probe = source.lag_probe();
+        let every = ingest::kafka::LagProbe::interval(&config.kafka);
+        let s = shutdown.clone();
+        let m = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {},
+                    _ = s.cancelled() => return Ok(()),
+                }
+                let p = probe.clone();
+                let measured = tokio::task::spawn_blocking(move || p.measure()).await.context("lag probe")?;
+                for (part, lag) in measured {
+                    m.consumer_lag.with_label_values(&[&*part.topic, part.partition.to_string().as_str()]).set(lag);
+                }
+            }
+        })
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(config.pipeline.channel_batches);
     let source_task: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
@@ -278,7 +296,7 @@ async fn run(config: Config) -> Result<()> {
         tokio::spawn(async move { pipeline.run(rx, s).await })
     };
 
-    supervise(vec![("source", source_task), ("pipeline", pipeline_task), ("http", http)], shutdown).await
+    supervise(vec![("source", source_task), ("pipeline", pipeline_task), ("http", http), ("lag", lag)], shutdown).await
 }
 
 async fn connect_clickhouse(config: &Config, _metrics: &Metrics, shutdown: &CancellationToken) -> Result<ClickHouseSink> {

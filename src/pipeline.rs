@@ -154,9 +154,6 @@ impl Pipeline {
         for d in &batch.dead_letters {
             m.messages_rejected.with_label_values(&[d.reason.as_str()]).inc();
         }
-        for (p, lag) in &batch.lag {
-            m.consumer_lag.with_label_values(&[&*p.topic, p.partition.to_string().as_str()]).set(*lag);
-        }
         for fact in &batch.facts {
             match self.state.apply(fact) {
                 Outcome::Applied => fact.encode(&mut self.pending_log),

@@ -253,14 +253,12 @@ pub struct Batch {
     pub positions: Vec<(SourcePartition, PartitionState)>,
     /// Messages read per topic in this batch.
     pub consumed: Vec<(Arc<str>, u64)>,
-    /// Latest lag measurement per partition, when one was taken.
-    pub lag: Vec<(SourcePartition, i64)>,
 }
 
 impl Batch {
     /// Whether the batch carries nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.facts.is_empty() && self.dead_letters.is_empty() && self.positions.is_empty() && self.lag.is_empty()
+        self.facts.is_empty() && self.dead_letters.is_empty() && self.positions.is_empty()
     }
 }
 
@@ -417,6 +415,11 @@ impl Source {
         Ok(Source { consumer: Arc::new(consumer), positions, validator, config: config.clone() })
     }
 
+    /// A handle that measures lag from another thread.
+    pub fn lag_probe(&self) -> LagProbe {
+        LagProbe { consumer: Arc::clone(&self.consumer), positions: Arc::clone(&self.positions) }
+    }
+
     /// A handle that commits positions to the group.
     pub fn committer(&self) -> Committer {
         Committer { consumer: Arc::clone(&self.consumer) }
@@ -425,12 +428,10 @@ impl Source {
     /// Polls until `shutdown`, sending batches to `tx`. Blocking: run it on its own thread.
     pub fn run(self, tx: mpsc::Sender<Batch>, shutdown: CancellationToken) -> Result<(), SourceError> {
         let linger = Duration::from_millis(self.config.linger_ms);
-        let lag_every = Duration::from_millis(self.config.lag_interval_ms);
         let mut batch = Batch::default();
         let mut touched: HashMap<SourcePartition, PartitionState> = HashMap::new();
         let mut consumed: HashMap<Arc<str>, u64> = HashMap::new();
         let mut started = Instant::now();
-        let mut last_lag = Instant::now();
         let mut now = now_nanos();
         let mut errors = ErrorLog::default();
         info!(topics = ?self.config.topics.sources(), group = %self.config.group_id, "source started");
@@ -469,12 +470,8 @@ impl Source {
                     touched.insert(key, state);
                 }
             }
-            if last_lag.elapsed() >= lag_every {
-                batch.lag = self.measure_lag();
-                last_lag = Instant::now();
-            }
             let full = batch.facts.len() + batch.dead_letters.len() >= self.config.max_batch_messages;
-            if full || (started.elapsed() >= linger && !(touched.is_empty() && batch.lag.is_empty())) {
+            if full || (started.elapsed() >= linger && !touched.is_empty()) {
                 batch.positions = touched.drain().collect();
                 batch.consumed = consumed.drain().collect();
                 let ready = std::mem::take(&mut batch);
@@ -496,7 +493,26 @@ impl Source {
         Ok(())
     }
 
-    fn measure_lag(&self) -> Vec<(SourcePartition, i64)> {
+}
+
+/// Measures consumer lag from its own thread, so the figure keeps moving
+/// while the source is blocked by backpressure (exactly when it matters).
+#[derive(Clone)]
+pub struct LagProbe {
+    consumer: Arc<SourceConsumer>,
+    positions: Arc<Mutex<Positions>>,
+}
+
+impl fmt::Debug for LagProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LagProbe")
+    }
+}
+
+impl LagProbe {
+    /// Messages between the broker's high watermark and the next offset to
+    /// read, per assigned partition. Blocking (one metadata round trip per partition).
+    pub fn measure(&self) -> Vec<(SourcePartition, i64)> {
         let assignment = match self.consumer.assignment() {
             Ok(a) => a,
             Err(error) => {
@@ -516,6 +532,11 @@ impl Source {
             }
         }
         out
+    }
+
+    /// How often the configuration asks for a measurement.
+    pub fn interval(config: &KafkaConfig) -> Duration {
+        Duration::from_millis(config.lag_interval_ms.max(100))
     }
 }
 

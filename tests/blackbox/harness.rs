@@ -44,6 +44,8 @@ pub struct AppOptions {
     pub flush_interval_ms: u64,
     pub rust_log: &'static str,
     pub extra_toml: String,
+    /// ClickHouse for this app (the shared one by default).
+    pub clickhouse_url: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -55,6 +57,7 @@ impl Default for AppOptions {
             flush_interval_ms: 200,
             rust_log: "info",
             extra_toml: String::new(),
+            clickhouse_url: None,
         }
     }
 }
@@ -164,7 +167,7 @@ clock = "{clock}"
         sim = topics.sim,
         hotline = topics.hotline,
         dead = topics.dead_letter,
-        ch = clickhouse_url(),
+        ch = options.clickhouse_url.clone().unwrap_or_else(clickhouse_url),
         state = dir.path().join("state").display(),
         shards = options.shards,
         flush = options.flush_interval_ms,
@@ -281,7 +284,13 @@ impl App {
 
     /// Runs SQL against this app's database; TSV out.
     pub async fn clickhouse(&self, sql: &str) -> String {
-        clickhouse_query(&self.http, &self.database, sql).await
+        let url = self.options.clickhouse_url.clone().unwrap_or_else(clickhouse_url);
+        clickhouse_query_at(&self.http, &url, &self.database, sql).await
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Waits until `check` holds, or panics with `what` and the log tail.
@@ -344,13 +353,17 @@ impl Drop for App {
 }
 
 pub async fn clickhouse_query(http: &reqwest::Client, database: &str, sql: &str) -> String {
+    clickhouse_query_at(http, &clickhouse_url(), database, sql).await
+}
+
+pub async fn clickhouse_query_at(http: &reqwest::Client, url: &str, database: &str, sql: &str) -> String {
     let r = http
-        .post(clickhouse_url())
+        .post(url)
         .query(&[("database", database), ("default_format", "TabSeparated")])
         .body(sql.to_owned())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("ClickHouse at {} unreachable (`bash deploy/local/start.sh`): {e}", clickhouse_url()));
+        .unwrap_or_else(|e| panic!("ClickHouse at {url} unreachable (`bash deploy/local/start.sh`): {e}"));
     let status = r.status();
     let body = r.text().await.unwrap_or_default();
     assert!(status.is_success(), "ClickHouse error for {sql}: {body}");

@@ -9,6 +9,8 @@ mod contract;
 mod crash;
 mod dashboards;
 mod events;
+mod faults;
 mod harness;
+mod hotline;
 mod outputs;
 mod reports;
