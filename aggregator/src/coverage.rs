@@ -285,3 +285,56 @@ mod tests {
         assert_eq!((s.covered, s.gained_today), (12, 0));
     }
 }
+
+/// When an area lags the plan on an indicator: `covered < expected × (1 − tolerance)`
+/// or `days_behind ≥ days_behind`. One definition for the board's colours,
+/// the daily alerts and the reports.
+///
+/// Defaults for the 2024 campaign: 5 % tolerance (a district a few people
+/// short of a linear plan on a given evening is not lagging) and 3 days (a
+/// district three days behind a 90-day plan needs a call, whatever the ratio).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LagRule {
+    /// Share of `expected` an area may fall short by (0.05 = 5 %).
+    pub tolerance: f64,
+    /// Days behind plan that make an area lag whatever its ratio.
+    pub days_behind: u32,
+}
+
+impl Default for LagRule {
+    fn default() -> Self {
+        LagRule { tolerance: 0.05, days_behind: 3 }
+    }
+}
+
+impl LagRule {
+    /// Whether `status` lags under this rule. An area with no target never lags.
+    pub fn is_lagging(&self, status: &Status) -> bool {
+        if status.target == 0 {
+            return false;
+        }
+        (status.covered as f64) < status.expected as f64 * (1.0 - self.tolerance)
+            || status.days_behind >= self.days_behind
+    }
+}
+
+#[cfg(test)]
+mod lag_rule_tests {
+    use super::*;
+
+    fn status(covered: i64, expected: u64, days_behind: u32) -> Status {
+        Status { covered, target: 1000, expected, ratio: 0.0, gained_today: 0, days_behind, eta: None }
+    }
+
+    #[test]
+    fn lagging_by_ratio_or_by_days() {
+        let r = LagRule::default();
+        // 95 % of 100 is the edge: 95 is not below it, 94 is.
+        assert!(!r.is_lagging(&status(95, 100, 0)));
+        assert!(r.is_lagging(&status(94, 100, 1)));
+        assert!(r.is_lagging(&status(100, 100, 3)));
+        assert!(!r.is_lagging(&status(100, 100, 2)));
+        assert!(!r.is_lagging(&Status { target: 0, ..status(0, 100, 9) }));
+    }
+}

@@ -19,4 +19,4 @@ pub use hotline::{HotlineCounts, Tickets};
 pub mod plan;
 pub mod coverage;
 pub use plan::{Plan, PlanError};
-pub use coverage::{CoverageRow, Status};
+pub use coverage::{CoverageRow, LagRule, Status};
