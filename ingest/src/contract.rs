@@ -242,7 +242,8 @@ impl Validator {
     /// (exactly at the horizon is accepted).
     pub fn validate(&self, bytes: &[u8], now: Nanos, watermark: &mut Option<Nanos>) -> Result<Fact, Rejection> {
         // 1. malformed_json
-        let raw = decode::parse(bytes).map_err(|d| Rejection::new(Reason::MalformedJson, d))?;
+        let mut raw = Raw::new();
+        decode::parse_into(bytes, &mut raw).map_err(|d| Rejection::new(Reason::MalformedJson, d))?;
 
         // 2. schema (missing → missing_field, anything else → unsupported_schema)
         match raw.get(Field::Schema) {
