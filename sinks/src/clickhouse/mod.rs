@@ -47,8 +47,11 @@ pub struct ClickHouseConfig {
     pub database: String,
     /// User name; ClickHouse's `default` user when absent.
     pub user: Option<String>,
-    /// Password; never logged nor printed (`Debug` redacts it).
+    /// Password; never logged nor printed (`Debug` redacts it). Prefer `password_env`.
     pub password: Option<String>,
+    /// An environment variable holding the password (used when `password` is not set),
+    /// so that secrets stay out of the config file.
+    pub password_env: Option<String>,
     /// Limit in seconds for any one request (a DDL statement, an `INSERT`
     /// of one table, a query); an overrun counts as a retryable failure.
     pub timeout_secs: u64,
@@ -61,6 +64,7 @@ impl Default for ClickHouseConfig {
             database: "d06".to_owned(),
             user: None,
             password: None,
+            password_env: None,
             timeout_secs: 30,
         }
     }
@@ -73,8 +77,18 @@ impl fmt::Debug for ClickHouseConfig {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_env", &self.password_env)
             .field("timeout_secs", &self.timeout_secs)
             .finish()
+    }
+}
+
+impl ClickHouseConfig {
+    /// The password: `password`, else the value of `password_env`, else none.
+    pub fn resolved_password(&self) -> Option<String> {
+        self.password
+            .clone()
+            .or_else(|| self.password_env.as_ref().and_then(|var| std::env::var(var).ok()))
     }
 }
 
@@ -424,7 +438,7 @@ impl ClickHouseSink {
         if let Some(user) = &cfg.user {
             client = client.with_user(user);
         }
-        if let Some(password) = &cfg.password {
+        if let Some(password) = cfg.resolved_password() {
             client = client.with_password(password);
         }
         let admin = ClickHouseSink {
@@ -806,6 +820,17 @@ mod tests {
         assert!(shown.contains("http://<redacted>@ch.local:8123/"), "{shown}");
         assert!(shown.contains("d06"), "{shown}");
         assert_eq!(redact_url("http://127.0.0.1:8123"), "http://127.0.0.1:8123");
+    }
+
+    #[test]
+    fn the_password_can_come_from_the_environment() {
+        let var = "D06_TEST_CH_PASSWORD_RESOLVE";
+        std::env::set_var(var, "from-env");
+        let cfg = ClickHouseConfig { password_env: Some(var.into()), ..ClickHouseConfig::default() };
+        assert_eq!(cfg.resolved_password().as_deref(), Some("from-env"));
+        assert!(!format!("{cfg:?}").contains("from-env"));
+        let inline = ClickHouseConfig { password: Some("inline".into()), ..cfg };
+        assert_eq!(inline.resolved_password().as_deref(), Some("inline"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl ClickHouseSink {
         if let Some(user) = &cfg.user {
             client = client.with_user(user);
         }
-        if let Some(password) = &cfg.password {
+        if let Some(password) = cfg.resolved_password() {
             client = client.with_password(password);
         }
         tracing::debug!(url = %redact_url(&cfg.url), database = %cfg.database, "ClickHouse reader");
