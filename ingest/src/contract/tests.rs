@@ -707,3 +707,68 @@ proptest! {
         prop_assert!(validator().validate(&event(ty, &[]), NOW, &mut wm).is_ok());
     }
 }
+
+#[test]
+fn common_timestamps_are_read_directly() {
+    let cases: &[(&str, Option<Nanos>)] = &[
+        ("2024-05-09T08:15:30+07:00", Some(T0)),
+        ("2024-05-09T01:15:30Z", Some(T0)),
+        ("2024-05-09T01:15:30.5Z", Some(T0 + 500_000_000)),
+        ("2024-05-09T01:15:30.123456789Z", Some(T0 + 123_456_789)),
+        ("2024-05-08T20:45:30-04:30", Some(T0)),
+        ("2000-02-29T00:00:00Z", Some(951_782_400 * NANOS_PER_SEC)),
+        ("1900-03-01T00:00:00Z", Some(-2_203_891_200 * NANOS_PER_SEC)),
+        ("2199-12-31T23:59:59+23:59", Some((7_258_118_399 - 86_340) * NANOS_PER_SEC)),
+        // Left to chrono (valid or not).
+        ("2023-02-29T00:00:00Z", None),
+        ("2024-05-09T01:15:60Z", None),
+        ("2024-05-09t01:15:30Z", None),
+        ("2024-05-09 01:15:30Z", None),
+        ("2024-05-09T01:15:30z", None),
+        ("2024-05-09T01:15:30.1234567891Z", None),
+        ("2024-05-09T01:15:30.Z", None),
+        ("2024-05-09T01:15:30+24:00", None),
+        ("2024-05-09T01:15:30+0700", None),
+        ("2024-05-09T01:15:30", None),
+        ("2024-05-09T01:15:30Z ", None),
+        ("2200-01-01T00:00:00Z", None),
+        ("1899-12-31T23:59:59Z", None),
+        ("2024-5-09T01:15:30Z", None),
+        ("２024-05-09T01:15:30Z", None),
+    ];
+    for (s, want) in cases {
+        assert_eq!(rfc3339_common(s), *want, "{s}");
+    }
+}
+
+/// Timestamps near the common shape: every field over and under its range,
+/// each separator and offset form chrono knows and some it does not.
+fn timestamp_like() -> impl Strategy<Value = String> {
+    (
+        (1890i64..2210, 0i64..14, 0i64..33),
+        (0i64..26, 0i64..62, 0i64..62),
+        prop::sample::select(vec!["T", "T", "T", "t", " ", "_"]),
+        prop_oneof![3 => Just(String::new()), 2 => "\\.[0-9]{0,11}"],
+        prop_oneof![
+            2 => Just("Z".to_string()),
+            1 => Just("z".to_string()),
+            4 => (prop::sample::select(vec!["+", "-"]), 0i64..30, 0i64..64).prop_map(|(s, h, m)| format!("{s}{h:02}:{m:02}")),
+            1 => Just("+0700".to_string()),
+            1 => Just(String::new()),
+        ],
+    )
+        .prop_map(|((y, mo, d), (h, mi, s), sep, frac, off)| format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{frac}{off}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn chrono_agrees_with_the_direct_reading(s in timestamp_like()) {
+        if let Some(nanos) = rfc3339_common(&s) {
+            let dt = DateTime::parse_from_rfc3339(&s);
+            prop_assert!(dt.is_ok(), "{} read as {} but chrono refuses it", s, nanos);
+            prop_assert_eq!(dt.ok().and_then(|d| d.timestamp_nanos_opt()), Some(nanos), "{}", s);
+        }
+    }
+}
