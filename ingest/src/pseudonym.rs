@@ -75,6 +75,15 @@ pub enum SubjectKind {
 }
 
 impl SubjectKind {
+    /// Its slot in [`Pseudonymiser`]'s states.
+    fn index(self) -> usize {
+        match self {
+            SubjectKind::CitizenId => 0,
+            SubjectKind::Phone => 1,
+            SubjectKind::Ticket => 2,
+        }
+    }
+
     /// The domain tag hashed before the subject (followed by one 0x00 byte).
     pub fn domain_tag(self) -> &'static str {
         match self {
@@ -85,11 +94,14 @@ impl SubjectKind {
     }
 }
 
-/// Computes subject digests. Holds the HMAC state already keyed, cloned
-/// per call, so a digest costs two SHA-256 compressions for short subjects.
+/// Computes subject digests. Holds, per subject kind, the HMAC state
+/// already keyed and fed the kind's domain tag and 0x00, cloned per call,
+/// so a digest costs two SHA-256 compressions for short subjects and
+/// nothing else.
 #[derive(Clone)]
 pub struct Pseudonymiser {
-    mac: HmacSha256,
+    /// Indexed by [`SubjectKind::index`].
+    macs: [HmacSha256; 3],
 }
 
 impl fmt::Debug for Pseudonymiser {
@@ -111,7 +123,13 @@ impl Pseudonymiser {
             block[..key.0.len()].copy_from_slice(&key.0);
         }
         let mac = <HmacSha256 as KeyInit>::new(&block.into());
-        Pseudonymiser { mac }
+        let tagged = |kind: SubjectKind| {
+            let mut m = mac.clone();
+            m.update(kind.domain_tag().as_bytes());
+            m.update(&[0]);
+            m
+        };
+        Pseudonymiser { macs: [tagged(SubjectKind::CitizenId), tagged(SubjectKind::Phone), tagged(SubjectKind::Ticket)] }
     }
 
     /// The digest of an already normalised subject: the first 16 bytes of
@@ -122,9 +140,7 @@ impl Pseudonymiser {
 
     /// [`Pseudonymiser::digest`] over bytes.
     pub(crate) fn digest_bytes(&self, kind: SubjectKind, normalised: &[u8]) -> Digest {
-        let mut mac = self.mac.clone();
-        mac.update(kind.domain_tag().as_bytes());
-        mac.update(&[0]);
+        let mut mac = self.macs[kind.index()].clone();
         mac.update(normalised);
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; 16];
