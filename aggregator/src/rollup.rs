@@ -188,7 +188,7 @@ impl Shard {
                 if !self.firsts.contains_key(&fact.subject) {
                     self.subjects += 1;
                 }
-                e.insert(Vec::new())
+                e.insert(Vec::with_capacity(1))
             }
         };
         let pos = match events.binary_search_by(|e| (e.at, &*e.id).cmp(&(fact.occurred_at, &*fact.event_id))) {
@@ -198,6 +198,11 @@ impl Shard {
         };
         // Transitions before `pos` cannot change; recompute from there.
         let before = signature_transitions(events, pos);
+        // Most lists hold one or two events and there are millions of them:
+        // grow those exactly (a `Vec` would start at four 32-byte slots).
+        if events.len() < 2 {
+            events.reserve_exact(1);
+        }
         events.insert(
             pos,
             SigEvent { at: fact.occurred_at, id: fact.event_id.clone(), day: fact.day, area: fact.area, installed },
