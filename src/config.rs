@@ -174,6 +174,8 @@ pub struct PipelineConfig {
     pub channel_batches: usize,
     /// The clock: `wall` (live) or `event` (replay).
     pub clock: ClockMode,
+    /// When an area lags the plan (board colours, daily alerts).
+    pub lag_rule: aggregator::LagRule,
 }
 
 impl Default for PipelineConfig {
@@ -184,6 +186,7 @@ impl Default for PipelineConfig {
             flush_interval_ms: 1000,
             channel_batches: 4,
             clock: ClockMode::Wall,
+            lag_rule: aggregator::LagRule::default(),
         }
     }
 }
