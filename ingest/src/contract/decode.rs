@@ -212,7 +212,8 @@ pub(crate) struct Raw<'a> {
 impl<'a> Raw<'a> {
     /// No field present.
     pub(crate) fn new() -> Self {
-        Raw { vals: [const { None }; Field::COUNT] }
+        // Written slot by slot: an array constant would be copied in whole.
+        Raw { vals: std::array::from_fn(|_| None) }
     }
 
     /// The value of a field, if the key was present.
