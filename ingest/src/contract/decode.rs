@@ -424,6 +424,7 @@ fn fast_scan<'a>(text: &'a str, raw: &mut Raw<'a>) -> Option<()> {
     b[i..].iter().all(|c| is_json_ws(*c)).then_some(())
 }
 
+#[inline]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while b.get(i).is_some_and(|c| is_json_ws(*c)) {
         i += 1;
@@ -434,6 +435,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// The string that starts at byte `start` (after its opening quote) and
 /// the index after its closing quote; `None` at an escape, a control
 /// character or the end of the text.
+#[inline]
 fn plain_str(text: &str, start: usize) -> Option<(&str, usize)> {
     let b = text.as_bytes();
     let end = find_special(b, start)?;
@@ -452,6 +454,7 @@ fn plain_str(text: &str, start: usize) -> Option<(&str, usize)> {
 /// below), so the lowest flag over the three tests (`w ^ '"'`, `w ^ '\\'`,
 /// `w < 0x20`) is the first special byte. Bytes ≥ 0x80 (UTF-8) are never
 /// flagged.
+#[inline]
 fn find_special(b: &[u8], mut i: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -473,6 +476,7 @@ fn find_special(b: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// A value the fast path takes, at byte `i`, and the index after it.
+#[inline]
 fn plain_value(text: &str, i: usize) -> Option<(Val<'_>, usize)> {
     let b = text.as_bytes();
     match *b.get(i)? {
