@@ -7,11 +7,14 @@
 //! - [`prometheus`]: the metrics registry (pipeline metrics and the business
 //!   gauges of OUTPUTS-v1), readiness, and the HTTP server for `/metrics`,
 //!   `/healthz` and `/readyz`.
+//! - [`board`]: the built-in live board for the IOC wall (`/board`, its JSON
+//!   state and server-sent events), served by the same HTTP server.
 //!
 //! This crate knows nothing of subjects or of the aggregator's state: it takes
 //! its own row and gauge structs, which the pipeline fills. Only
 //! [`aggregator::Indicator`] and [`aggregator::AreaLevel`] cross the boundary.
 
+pub mod board;
 pub mod clickhouse;
 pub mod prometheus;
 

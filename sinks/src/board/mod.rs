@@ -1,0 +1,579 @@
+//! The built-in live board for the provincial operations centre (IOC) wall.
+//!
+//! The pipeline fills a [`BoardSnapshot`] (province, the 11 districts, the
+//! 1022 hotline) and calls [`Board::publish`] after each flush; [`Board::routes`]
+//! serves it on the metrics server:
+//!
+//! - `GET /board`: one self-contained HTML page (inline CSS and JS, no
+//!   external assets, renders offline) for a wall read from across a room;
+//! - `GET /board/state`: the current snapshot as JSON;
+//! - `GET /board/events`: server-sent events, one `data:` line of snapshot
+//!   JSON per publish (the current one first, on connect), with keep-alive
+//!   comments. A slow client skips intermediate snapshots and always gets
+//!   the latest, which is all a board needs.
+//!
+//! The snapshot is serialised once per publish, not once per client.
+//!
+//! An open event stream never ends by itself, so a graceful HTTP shutdown
+//! would wait for it forever: [`Board::close`] (or dropping the [`Board`])
+//! ends every stream; the browser then reconnects to whatever serves next.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregator::Indicator;
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use futures::Stream;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The page, embedded at build time.
+const PAGE: &str = include_str!("board.html");
+
+/// Interval of the keep-alive comments on `/board/events` (proxies and
+/// browsers drop idle streams after a minute or so).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How soon a browser should reconnect after losing the event stream.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Everything the board shows, as of one flush.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct BoardSnapshot {
+    /// The campaign's title, as shown in the header.
+    pub campaign: String,
+    /// The local day the figures are for (`YYYY-MM-DD`).
+    pub today: String,
+    /// When the snapshot was taken (RFC 3339, local offset).
+    pub updated_at: String,
+    /// `"wall"` (live) or `"event"` (replay: "today" follows event time).
+    pub clock: String,
+    /// The province's totals (`rank` 0).
+    pub province: AreaBoard,
+    /// The districts, in GSO code order.
+    pub districts: Vec<AreaBoard>,
+    /// The province's 1022 hotline tickets.
+    pub hotline: HotlineBoard,
+}
+
+/// One area's row: coverage per indicator and hotline tickets.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct AreaBoard {
+    /// GSO code.
+    pub code: String,
+    /// Official name, with diacritics.
+    pub name: String,
+    /// Position in the districts' ranking, 1 = best; 0 for the province.
+    pub rank: u32,
+    /// One entry per indicator, in [`Indicator::ALL`] order.
+    pub indicators: Vec<IndicatorBoard>,
+    /// The area's 1022 hotline tickets.
+    pub hotline: HotlineBoard,
+}
+
+/// One (area, indicator) cell.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct IndicatorBoard {
+    /// The contract's indicator code (`cccd`, `vneid`, `smartphone_4g`,
+    /// `sim_signature`, `migrated_2g`).
+    pub indicator: String,
+    /// Vietnamese label (see [`label`]).
+    pub label: String,
+    /// Covered now.
+    pub covered: i64,
+    /// Target now.
+    pub target: u64,
+    /// Expected by today under the campaign plan.
+    pub expected: u64,
+    /// Days the area lags the plan (0 when on or ahead).
+    pub days_behind: u32,
+    /// Gained since local midnight.
+    pub gained_today: u64,
+    /// The local day (`YYYY-MM-DD`) the target is reached at the recent
+    /// pace; `None` when that pace is not positive.
+    pub eta: Option<String>,
+    /// Whether the area lags under the campaign's lag rule (red on the board).
+    pub lagging: bool,
+}
+
+/// Hotline tickets received since the campaign start, by status as of now.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct HotlineBoard {
+    /// Received.
+    pub received: u64,
+    /// Still open (neither processed nor spam).
+    pub in_progress: u64,
+    /// Past the specialist-level deadline.
+    pub overdue_specialist: u64,
+    /// Past the leadership-level deadline.
+    pub overdue_leadership: u64,
+    /// Processed.
+    pub processed: u64,
+    /// Spam.
+    pub spam: u64,
+}
+
+/// The board's Vietnamese label of an indicator.
+pub fn label(indicator: Indicator) -> &'static str {
+    match indicator {
+        Indicator::Cccd => "CCCD",
+        Indicator::Vneid => "VNeID mức 2",
+        Indicator::Smartphone4g => "Smartphone 4G",
+        Indicator::SimSignature => "SIM chính chủ có chữ ký số",
+        Indicator::Migrated2g => "Chuyển 2G→4G",
+    }
+}
+
+/// One published snapshot, serialised once.
+#[derive(Clone, Debug)]
+struct Published {
+    /// 0 before the first publish, then 1, 2, …
+    version: u64,
+    snapshot: Arc<BoardSnapshot>,
+    json: Arc<str>,
+}
+
+/// The live board: the latest snapshot and the routes that serve it.
+#[derive(Debug)]
+pub struct Board {
+    tx: watch::Sender<Published>,
+    closed: CancellationToken,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Board {
+    /// An empty board (version 0, a default snapshot) until the first publish.
+    pub fn new() -> Self {
+        let snapshot = Arc::new(BoardSnapshot::default());
+        let json = to_json(&snapshot);
+        let (tx, _) = watch::channel(Published { version: 0, snapshot, json });
+        Board { tx, closed: CancellationToken::new() }
+    }
+
+    /// Replaces the snapshot and pushes it to every connected page.
+    pub fn publish(&self, s: BoardSnapshot) {
+        let json = to_json(&s);
+        let snapshot = Arc::new(s);
+        self.tx.send_modify(|p| {
+            *p = Published { version: p.version + 1, snapshot, json };
+        });
+        tracing::debug!(version = self.version(), "board published");
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<BoardSnapshot> {
+        Arc::clone(&self.tx.borrow().snapshot)
+    }
+
+    /// How many snapshots have been published.
+    pub fn version(&self) -> u64 {
+        self.tx.borrow().version
+    }
+
+    /// Ends every open event stream and refuses new ones (they end at once),
+    /// so that a graceful HTTP shutdown can complete. `/board` and
+    /// `/board/state` keep answering.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// `GET /board`, `GET /board/state` and `GET /board/events`, for
+    /// [`HttpServer::merge`](crate::HttpServer::merge).
+    pub fn routes(&self) -> Router {
+        self.router(KEEP_ALIVE)
+    }
+
+    fn router(&self, keep_alive: Duration) -> Router {
+        let state_rx = self.tx.subscribe();
+        let events_rx = self.tx.subscribe();
+        let closed = self.closed.clone();
+        Router::new()
+            .route(
+                "/board",
+                get(|| async {
+                    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE)
+                }),
+            )
+            .route(
+                "/board/state",
+                get(move || {
+                    let json = Arc::clone(&state_rx.borrow().json);
+                    async move {
+                        (
+                            [
+                                (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+                                (header::CACHE_CONTROL, "no-store"),
+                            ],
+                            json.to_string(),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/board/events",
+                get(move || {
+                    let stream = events(events_rx.clone(), closed.clone());
+                    async move {
+                        (
+                            // Tells nginx-like proxies not to buffer the stream.
+                            [("x-accel-buffering", "no")],
+                            Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)),
+                        )
+                            .into_response()
+                    }
+                }),
+            )
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        // The routes may outlive the board (they hold receivers, not the
+        // sender): streams end either way, this only makes it immediate.
+        self.closed.cancel();
+    }
+}
+
+/// Serialises a snapshot; it has only strings, numbers and booleans, so
+/// this cannot fail, but a failure would show as an empty board, not a panic.
+fn to_json(s: &BoardSnapshot) -> Arc<str> {
+    match serde_json::to_string(s) {
+        Ok(j) => j.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "board snapshot not serialisable");
+            Arc::from("{}")
+        }
+    }
+}
+
+fn event(p: &Published) -> Event {
+    Event::default().id(p.version.to_string()).retry(RETRY).data(&*p.json)
+}
+
+/// The current snapshot (if any was published), then one event per change,
+/// until the board is closed or dropped.
+fn events(
+    mut rx: watch::Receiver<Published>,
+    closed: CancellationToken,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let first = {
+        let p = rx.borrow_and_update();
+        (p.version > 0).then(|| event(&p))
+    };
+    let rest = futures::stream::unfold((rx, closed), |(mut rx, closed)| async move {
+        tokio::select! {
+            biased;
+            _ = closed.cancelled() => None,
+            changed = rx.changed() => match changed {
+                Ok(()) => {
+                    let e = event(&rx.borrow_and_update());
+                    Some((Ok(e), (rx, closed)))
+                }
+                Err(_) => None,
+            },
+        }
+    });
+    futures::StreamExt::chain(futures::stream::iter(first.map(Ok)), rest)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::prometheus::{Health, HttpServer, Metrics};
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    fn cell(indicator: Indicator, covered: i64, target: u64, expected: u64, days_behind: u32) -> IndicatorBoard {
+        IndicatorBoard {
+            indicator: indicator.as_str().to_owned(),
+            label: label(indicator).to_owned(),
+            covered,
+            target,
+            expected,
+            days_behind,
+            gained_today: 12,
+            eta: (days_behind == 0).then(|| "2024-06-30".to_owned()),
+            lagging: days_behind >= 3,
+        }
+    }
+
+    fn snapshot(covered: i64) -> BoardSnapshot {
+        let district = AreaBoard {
+            code: "688".into(),
+            name: "Thị xã Phước Long".into(),
+            rank: 1,
+            indicators: vec![cell(Indicator::Cccd, covered, 50_000, 40_000, 0)],
+            hotline: HotlineBoard { received: 3, in_progress: 1, overdue_specialist: 1, ..HotlineBoard::default() },
+        };
+        BoardSnapshot {
+            campaign: "Đề án 06".into(),
+            today: "2024-04-22".into(),
+            updated_at: "2024-04-22T14:05:32+07:00".into(),
+            clock: "event".into(),
+            province: AreaBoard { code: "70".into(), name: "Bình Phước".into(), rank: 0, ..district.clone() },
+            districts: vec![district],
+            hotline: HotlineBoard { received: 3, in_progress: 1, overdue_specialist: 1, ..HotlineBoard::default() },
+        }
+    }
+
+    async fn serve(
+        board: &Board,
+        keep_alive: Duration,
+    ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let server = HttpServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Metrics::new().unwrap()),
+            Arc::new(Health::new()),
+        )
+        .await
+        .unwrap()
+        .merge(board.router(keep_alive));
+        let addr = server.local_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.run(shutdown.clone()));
+        (addr, shutdown, task)
+    }
+
+    /// A minimal HTTP/1.1 GET: (status, headers, body).
+    async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_ascii_lowercase(), body.to_owned())
+    }
+
+    /// An open `/board/events` stream, read line by line.
+    struct EventStream {
+        reader: BufReader<TcpStream>,
+        head: String,
+    }
+
+    impl EventStream {
+        async fn open(addr: SocketAddr) -> EventStream {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let req = format!("GET /board/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut reader = BufReader::new(s);
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).await.unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line.to_ascii_lowercase());
+            }
+            EventStream { reader, head }
+        }
+
+        /// The next non-empty line of the (chunked) body, skipping chunk sizes;
+        /// `None` at the end of the stream.
+        async fn line(&mut self) -> Option<String> {
+            loop {
+                let mut line = String::new();
+                let n = tokio::time::timeout(Duration::from_secs(5), self.reader.read_line(&mut line))
+                    .await
+                    .expect("no line within 5 s")
+                    .unwrap();
+                if n == 0 {
+                    return None;
+                }
+                let line = line.trim_end_matches(['\r', '\n']);
+                let is_chunk_size = !line.is_empty() && line.chars().all(|c| c.is_ascii_hexdigit());
+                if line.is_empty() || is_chunk_size {
+                    if line == "0" {
+                        return None;
+                    }
+                    continue;
+                }
+                return Some(line.to_owned());
+            }
+        }
+
+        /// The next event's (id, data), skipping comments and `retry:`.
+        async fn event(&mut self) -> (u64, String) {
+            let mut id = None;
+            loop {
+                let line = self.line().await.expect("stream ended");
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.parse().unwrap());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    return (id.expect("data before id"), v.to_owned());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn labels_are_the_campaign_s_vietnamese_names() {
+        let labels: Vec<&str> = Indicator::ALL.iter().map(|&i| label(i)).collect();
+        assert_eq!(labels, ["CCCD", "VNeID mức 2", "Smartphone 4G", "SIM chính chủ có chữ ký số", "Chuyển 2G→4G"]);
+    }
+
+    #[test]
+    fn snapshot_json_has_the_documented_shape() {
+        let json: serde_json::Value = serde_json::from_str(&to_json(&snapshot(41_234))).unwrap();
+        assert_eq!(json["today"], "2024-04-22");
+        assert_eq!(json["clock"], "event");
+        assert_eq!(json["province"]["rank"], 0);
+        assert_eq!(json["districts"][0]["rank"], 1);
+        let c = &json["districts"][0]["indicators"][0];
+        assert_eq!(c["indicator"], "cccd");
+        assert_eq!(c["label"], "CCCD");
+        assert_eq!(c["covered"], 41_234);
+        assert_eq!(c["target"], 50_000);
+        assert_eq!(c["expected"], 40_000);
+        assert_eq!(c["eta"], "2024-06-30");
+        assert_eq!(c["lagging"], false);
+        assert_eq!(json["districts"][0]["hotline"]["overdue_specialist"], 1);
+        let behind = serde_json::to_value(cell(Indicator::Vneid, 1, 10, 20, 4)).unwrap();
+        assert_eq!(behind["eta"], serde_json::Value::Null);
+        assert_eq!(behind["lagging"], true);
+    }
+
+    #[test]
+    fn publish_bumps_the_version_and_replaces_the_snapshot() {
+        let board = Board::new();
+        assert_eq!(board.version(), 0);
+        assert_eq!(*board.snapshot(), BoardSnapshot::default());
+        board.publish(snapshot(1));
+        board.publish(snapshot(2));
+        assert_eq!(board.version(), 2);
+        assert_eq!(board.snapshot().districts[0].indicators[0].covered, 2);
+    }
+
+    #[tokio::test]
+    async fn serves_the_page_and_the_state() {
+        let board = Board::new();
+        let (addr, shutdown, task) = serve(&board, KEEP_ALIVE).await;
+
+        let (status, head, body) = http_get(addr, "/board").await;
+        assert_eq!(status, 200);
+        assert!(head.contains("content-type: text/html; charset=utf-8"), "{head}");
+        assert!(body.starts_with("<!DOCTYPE html>"), "{}", &body[..40]);
+        assert!(body.contains("Tổng đài 1022"));
+        // Self-contained: nothing fetched from elsewhere.
+        for external in ["http://", "https://", "//fonts.", "@import", "<link", "src="] {
+            assert!(!body.contains(external), "page references {external}");
+        }
+
+        let (status, head, body) = http_get(addr, "/board/state").await;
+        assert_eq!(status, 200);
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["districts"], serde_json::json!([]), "empty before the first publish");
+
+        board.publish(snapshot(41_234));
+        let (_, _, body) = http_get(addr, "/board/state").await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["districts"][0]["indicators"][0]["covered"], 41_234);
+        assert_eq!(v["province"]["name"], "Bình Phước");
+
+        assert_eq!(http_get(addr, "/board/nope").await.0, 404);
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_send_the_current_snapshot_then_one_per_publish() {
+        let board = Board::new();
+        let (addr, shutdown, task) = serve(&board, KEEP_ALIVE).await;
+        board.publish(snapshot(100));
+
+        let mut es = EventStream::open(addr).await;
+        assert!(es.head.starts_with("http/1.1 200"), "{}", es.head);
+        assert!(es.head.contains("content-type: text/event-stream"), "{}", es.head);
+        assert!(es.head.contains("x-accel-buffering: no"), "{}", es.head);
+        let (id, data) = es.event().await;
+        assert_eq!(id, 1);
+        let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(v["districts"][0]["indicators"][0]["covered"], 100);
+
+        board.publish(snapshot(101));
+        let (id, data) = es.event().await;
+        assert_eq!(id, 2);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&data).unwrap()["districts"][0]["indicators"][0]["covered"],
+            101
+        );
+        board.publish(snapshot(102));
+        let (id, data) = es.event().await;
+        assert_eq!(id, 3);
+        assert_eq!(data, *to_json(&snapshot(102)));
+
+        // Closing ends the stream (and lets the graceful shutdown finish).
+        shutdown.cancel();
+        board.close();
+        let mut rest = Vec::new();
+        while let Some(l) = es.line().await {
+            rest.push(l);
+        }
+        assert!(rest.iter().all(|l| l.starts_with(':')), "only keep-alives after the last event: {rest:?}");
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("server still running").unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn events_wait_for_the_first_publish_and_keep_alive_meanwhile() {
+        let board = Board::new();
+        let (addr, shutdown, task) = serve(&board, Duration::from_millis(100)).await;
+        let mut es = EventStream::open(addr).await;
+        // Nothing published yet: keep-alive comments only.
+        assert_eq!(es.line().await.as_deref(), Some(":"));
+        assert_eq!(es.line().await.as_deref(), Some(":"));
+        board.publish(snapshot(7));
+        let (id, data) = es.event().await;
+        assert_eq!(id, 1);
+        assert!(data.contains(r#""covered":7,"#), "{data}");
+        drop(es);
+        shutdown.cancel();
+        board.close();
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("server still running").unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn dropping_the_board_ends_the_streams() {
+        let board = Board::new();
+        board.publish(snapshot(1));
+        let (addr, shutdown, task) = serve(&board, KEEP_ALIVE).await;
+        let mut es = EventStream::open(addr).await;
+        assert_eq!(es.event().await.0, 1);
+        shutdown.cancel();
+        drop(board);
+        assert_eq!(es.line().await, None);
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("server still running").unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_closed_board_refuses_new_streams_but_still_serves_its_state() {
+        let board = Board::new();
+        board.publish(snapshot(5));
+        board.close();
+        let (addr, shutdown, task) = serve(&board, KEEP_ALIVE).await;
+        let mut es = EventStream::open(addr).await;
+        // The current snapshot, then the end.
+        assert_eq!(es.event().await.0, 1);
+        assert_eq!(es.line().await, None);
+        let (status, _, body) = http_get(addr, "/board/state").await;
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""covered":5,"#), "{body}");
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+    }
+}
