@@ -14,6 +14,7 @@
 //! The integration tests in `sinks/tests/clickhouse.rs` check the row
 //! structs against the real schema instead.
 
+mod alerts;
 mod error;
 pub mod migrations;
 mod reports;
@@ -27,6 +28,7 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+pub use self::alerts::AlertRecord;
 pub use self::error::SinkError;
 use self::migrations::{render, BOOTSTRAP, MIGRATIONS};
 use crate::prometheus::Metrics;
