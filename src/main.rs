@@ -3,6 +3,7 @@
 mod config;
 mod pipeline;
 mod report;
+mod simulate;
 mod store;
 
 use std::io::BufRead;
@@ -19,6 +20,7 @@ use ingest::contract::{Validator, ValidatorConfig};
 use ingest::kafka::{DeadLetterProducer, Source};
 use ingest::pseudonym::{Pseudonymiser, SecretKey, SubjectKind};
 use sinks::clickhouse::ClickHouseSink;
+use sinks::board::Board;
 use sinks::prometheus::{Health, HttpServer, Metrics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +61,8 @@ enum Command {
         /// Configuration file (TOML).
         config: PathBuf,
     },
+    /// Produces a simulated 2024 "4 phủ" campaign into the configured Kafka topics.
+    Simulate(simulate::SimulateArgs),
     /// Prints a report read from ClickHouse (the public views) and the campaign plan.
     Report {
         #[command(subcommand)]
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { file, config } => validate(file.as_deref(), config.as_deref()),
         Command::Report { report } => run_report(report),
+        Command::Simulate(args) => simulate::command(args),
         Command::CheckConfig { config } => Config::load(&config).map(|c| {
             println!("{c:#?}");
             ExitCode::SUCCESS
@@ -220,6 +225,7 @@ async fn run(config: Config) -> Result<()> {
         None => DEFAULT_PLAN.to_owned(),
     };
     let plan = Arc::new(Plan::from_toml(&plan_text, &geo).context("loading the campaign plan")?);
+    let plan_name = plan.name().unwrap_or("Chiến dịch \"4 phủ\"").to_owned();
     let calendar = Arc::new(config.hotline.calendar()?);
 
     let identity = Identity {
@@ -234,9 +240,11 @@ async fn run(config: Config) -> Result<()> {
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
+    let board = Arc::new(Board::new());
     let server = HttpServer::bind(config.http.listen, Arc::clone(&metrics), Arc::clone(&health))
         .await
-        .with_context(|| format!("binding {}", config.http.listen))?;
+        .with_context(|| format!("binding {}", config.http.listen))?
+        .merge(board.routes());
     info!(addr = %server.local_addr(), "serving /metrics, /healthz, /readyz");
     let http: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
@@ -259,9 +267,12 @@ async fn run(config: Config) -> Result<()> {
             store,
             version: loaded.version,
             positions: loaded.positions,
-            sink,
-            dead_letters,
-            committer: source.committer(),
+            sink: Some(sink),
+            dead_letters: Some(dead_letters),
+            committer: Some(source.committer()),
+            board: Some(Arc::clone(&board)),
+            lag_rule: config.pipeline.lag_rule,
+            campaign: plan_name.clone(),
             metrics: Arc::clone(&metrics),
             health,
         })

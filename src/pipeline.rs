@@ -19,6 +19,8 @@ use ingest::kafka::{Batch, Committer, DeadLetter, DeadLetterProducer, PartitionS
 use sinks::clickhouse::{
     ClickHouseSink, CoverageShardRow, DeadLetterRow, HotlineShardRow, PlanRow, WriteBatch,
 };
+use aggregator::LagRule;
+use sinks::board::{AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard};
 use sinks::prometheus::{CoverageGauges, Health, HotlineGauges, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -51,12 +53,18 @@ pub struct Parts {
     pub version: u64,
     /// Positions from the checkpoint.
     pub positions: HashMap<SourcePartition, PartitionState>,
-    /// ClickHouse.
-    pub sink: ClickHouseSink,
-    /// Dead-letter producer.
-    pub dead_letters: DeadLetterProducer,
-    /// Commits offsets to the group.
-    pub committer: Committer,
+    /// ClickHouse (none in the self-contained demo).
+    pub sink: Option<ClickHouseSink>,
+    /// Dead-letter producer (none in the self-contained demo: rejections are counted only).
+    pub dead_letters: Option<DeadLetterProducer>,
+    /// Commits offsets to the group (none without Kafka).
+    pub committer: Option<Committer>,
+    /// The built-in board, when served.
+    pub board: Option<Arc<Board>>,
+    /// When an area lags the plan (board colours).
+    pub lag_rule: LagRule,
+    /// Campaign name shown on the board.
+    pub campaign: String,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Readiness.
@@ -209,10 +217,10 @@ impl Pipeline {
                 }
             }
             // 1. Dead letters, acked by the broker, before anything moves.
-            if !self.pending_dead.is_empty() {
+            if let (Some(producer), false) = (&self.p.dead_letters, self.pending_dead.is_empty()) {
                 let mut backoff = Duration::from_millis(100);
                 loop {
-                    match self.p.dead_letters.send_all(&self.pending_dead).await {
+                    match producer.send_all(&self.pending_dead).await {
                         Ok(()) => break,
                         Err(error) => {
                             warn!(%error, letters = self.pending_dead.len(), "dead-letter produce failed; retrying");
@@ -229,10 +237,8 @@ impl Pipeline {
             let version = now_nanos().max(0) as u64 / 1_000;
             let version = version.max(self.p.version + 1);
             let batch = self.rows(t, version);
-            if !batch.is_empty() {
-                self.p
-                    .sink
-                    .write_with_retry(&batch, shutdown, Some(&self.p.metrics))
+            if let (Some(sink), false) = (&self.p.sink, batch.is_empty()) {
+                sink.write_with_retry(&batch, shutdown, Some(&self.p.metrics))
                     .await
                     .context("writing to ClickHouse")?;
             }
@@ -248,7 +254,9 @@ impl Pipeline {
             }
             // 4. Offsets to the group (monitoring only).
             let moved: Vec<_> = self.moved.drain().collect();
-            self.p.committer.commit(&moved);
+            if let Some(c) = &self.p.committer {
+                c.commit(&moved);
+            }
             self.pending_dead.clear();
             self.full_rewrite = false;
             // 5. Gauges.
@@ -404,9 +412,13 @@ impl Pipeline {
         let today = self.local_day(t);
         let geo = &self.p.geo;
         let plan = &self.p.plan;
+        let board_levels = self.p.board.is_some();
+        let mut statuses: BTreeMap<(AreaId, Indicator), Status> = BTreeMap::new();
         for ind in Indicator::ALL {
             for (i, area) in geo.areas().iter().enumerate() {
-                if area.level == AreaLevel::Commune && !self.p.commune_metrics {
+                let exported = area.level != AreaLevel::Commune || self.p.commune_metrics;
+                let on_board = board_levels && area.level != AreaLevel::Commune;
+                if !exported && !on_board {
                     continue;
                 }
                 let key = (*ind, AreaId(i as u16));
@@ -421,7 +433,12 @@ impl Pipeline {
                     }
                 }
                 let s: Status = coverage::status(plan, key, &days, today);
-                m.set_coverage(ind.as_str(), area.level.as_str(), &area.code, &coverage_gauges(&s));
+                if exported {
+                    m.set_coverage(ind.as_str(), area.level.as_str(), &area.code, &coverage_gauges(&s));
+                }
+                if on_board {
+                    statuses.insert((key.1, *ind), s);
+                }
             }
         }
         let mut hot: BTreeMap<AreaId, HotlineCounts> = BTreeMap::new();
@@ -432,13 +449,103 @@ impl Pipeline {
                 }
             }
         }
-        for (a, c) in hot {
-            let area = geo.area(a);
+        for (a, c) in &hot {
+            let area = geo.area(*a);
             if area.level == AreaLevel::Commune && !self.p.commune_metrics {
                 continue;
             }
-            m.set_hotline(area.level.as_str(), &area.code, &hotline_gauges(&c));
+            m.set_hotline(area.level.as_str(), &area.code, &hotline_gauges(c));
         }
+        if let Some(board) = &self.p.board {
+            board.publish(self.snapshot(t, &statuses, &hot));
+        }
+    }
+
+    /// The board's view of the same figures the gauges show.
+    fn snapshot(
+        &self,
+        t: Nanos,
+        statuses: &BTreeMap<(AreaId, Indicator), Status>,
+        hot: &BTreeMap<AreaId, HotlineCounts>,
+    ) -> BoardSnapshot {
+        let geo = &self.p.geo;
+        let area_board = |a: AreaId| {
+            let area = geo.area(a);
+            let indicators = Indicator::ALL
+                .iter()
+                .filter_map(|ind| {
+                    statuses.get(&(a, *ind)).map(|s| IndicatorBoard {
+                        indicator: ind.as_str().to_owned(),
+                        label: indicator_label(*ind).to_owned(),
+                        covered: s.covered,
+                        target: s.target,
+                        expected: s.expected,
+                        days_behind: s.days_behind,
+                        gained_today: s.gained_today,
+                        eta: s.eta.map(|d| d.to_string()),
+                        lagging: self.p.lag_rule.is_lagging(s),
+                    })
+                })
+                .collect();
+            AreaBoard {
+                code: area.code.clone(),
+                name: area.name.clone(),
+                rank: 0,
+                indicators,
+                hotline: hot.get(&a).map(hotline_board).unwrap_or_default(),
+            }
+        };
+        let level = if geo.levels().contains(&AreaLevel::District) { AreaLevel::District } else { AreaLevel::Commune };
+        let mut districts: Vec<AreaBoard> = geo.of_level(level).map(area_board).collect();
+        // Rank by the mean of covered/target (capped at 100 %) over indicators with a target;
+        // ties share a rank.
+        let score = |a: &AreaBoard| {
+            let r: Vec<f64> = a
+                .indicators
+                .iter()
+                .filter(|i| i.target > 0)
+                .map(|i| (i.covered as f64 / i.target as f64).clamp(0.0, 1.0))
+                .collect();
+            if r.is_empty() { 0.0 } else { r.iter().sum::<f64>() / r.len() as f64 }
+        };
+        let scores: Vec<f64> = districts.iter().map(score).collect();
+        for (i, d) in districts.iter_mut().enumerate() {
+            d.rank = 1 + scores.iter().filter(|s| **s > scores[i]).count() as u32;
+        }
+        let local = self.p.tz.timestamp_nanos(now_nanos());
+        BoardSnapshot {
+            campaign: self.p.campaign.clone(),
+            today: self.local_day(t).to_string(),
+            updated_at: local.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            clock: match self.p.clock {
+                ClockMode::Wall => "wall".into(),
+                ClockMode::Event => "event".into(),
+            },
+            province: area_board(geo.province()),
+            districts,
+            hotline: hot.get(&geo.province()).map(hotline_board).unwrap_or_default(),
+        }
+    }
+}
+
+fn indicator_label(i: Indicator) -> &'static str {
+    match i {
+        Indicator::Cccd => "CCCD",
+        Indicator::Vneid => "VNeID mức 2",
+        Indicator::Smartphone4g => "Smartphone 4G",
+        Indicator::SimSignature => "SIM chính chủ có chữ ký số",
+        Indicator::Migrated2g => "Chuyển 2G→4G",
+    }
+}
+
+fn hotline_board(c: &HotlineCounts) -> HotlineBoard {
+    HotlineBoard {
+        received: c.received,
+        in_progress: c.in_progress,
+        overdue_specialist: c.overdue_specialist,
+        overdue_leadership: c.overdue_leadership,
+        processed: c.processed,
+        spam: c.spam,
     }
 }
 
