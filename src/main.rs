@@ -1,6 +1,7 @@
 //! `d06`: the thin binary that composes ingest → aggregator → sinks.
 
 mod config;
+mod demo;
 mod pipeline;
 mod report;
 mod simulate;
@@ -31,7 +32,7 @@ use crate::pipeline::{Parts, Pipeline};
 use crate::store::{Identity, Store};
 
 /// The embedded campaign plan: Bình Phước, "4 phủ", 2024.
-const DEFAULT_PLAN: &str = include_str!("../deploy/plans/binh-phuoc-2024.toml");
+pub(crate) const DEFAULT_PLAN: &str = include_str!("../deploy/plans/binh-phuoc-2024.toml");
 
 #[derive(Debug, Parser)]
 #[command(name = "d06", version, about = "Đề án 06 \"4 phủ\" campaign tracker")]
@@ -48,6 +49,9 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Plays a simulated 2024 campaign through the whole pipeline and serves the board;
+    /// needs nothing else installed (or uses the Kafka and ClickHouse of --config).
+    Demo(demo::DemoArgs),
     /// Checks newline-delimited messages against the contract (FILE or - for stdin).
     Validate {
         /// Input file; `-` or nothing reads standard input.
@@ -155,6 +159,22 @@ fn main() -> ExitCode {
             println!("{c:#?}");
             ExitCode::SUCCESS
         }),
+        Command::Demo(args) => {
+            init_tracing(false);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the runtime")
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        let shutdown = CancellationToken::new();
+                        spawn_signal_handler(shutdown.clone());
+                        demo::run(args, shutdown).await
+                    })
+                })
+                .map(|_| ExitCode::SUCCESS)
+        }
         Command::Run { config } => load_config(config.as_deref()).and_then(|c| {
             init_tracing(c.log.json);
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -162,7 +182,12 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            rt.block_on(run(c)).map(|_| ExitCode::SUCCESS)
+            rt.block_on(async {
+                let shutdown = CancellationToken::new();
+                spawn_signal_handler(shutdown.clone());
+                run(c, shutdown).await
+            })
+            .map(|_| ExitCode::SUCCESS)
         }),
     };
     match result {
@@ -216,7 +241,7 @@ fn validate(file: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
     Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn run(config: Config) -> Result<()> {
+async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let key = SecretKey::from_bytes(config.pseudonym.load_key()?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (geo, validator, pseudonymiser) = validator(&config, &key)?;
     let tz = config.contract.tz()?;
@@ -235,8 +260,6 @@ async fn run(config: Config) -> Result<()> {
     };
     let (store, loaded) = Store::open(&config.pipeline.state_dir, &identity)?;
 
-    let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
