@@ -1,0 +1,88 @@
+//! The core's throughput as the state grows (not a criterion bench: one
+//! measured run, printed).
+//!
+//! Streams the `support` mix through validate → route → apply (2 shards,
+//! hotline to `Tickets`), as `core.rs` does, until N coverage subjects hold
+//! state, in chunks of 100,000 messages: each chunk is generated untimed,
+//! then timed through. Prints the rate for every million subjects reached.
+//!
+//! `cargo bench -p ingest --bench core_scale -- 10000000`
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aggregator::{FactKind, Geography, GeographyVersion, Nanos, Shard, Tickets, WorkCalendar};
+use ingest::{Pseudonymiser, SecretKey, Validator, ValidatorConfig};
+
+const SHARDS: u32 = 2;
+const CHUNK: usize = 100_000;
+
+fn topic(m: &[u8]) -> usize {
+    let id = m.get(37..).unwrap_or_default();
+    if id.starts_with(b"c06-cccd") {
+        0
+    } else if id.starts_with(b"c06-vneid") {
+        1
+    } else if id.starts_with(b"hotline") {
+        3
+    } else {
+        2
+    }
+}
+
+fn main() {
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let geo = Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap());
+    let cal = Arc::new(WorkCalendar::embedded().unwrap());
+    let key = SecretKey::from_bytes(b"bench-key-0123456789abcdef-0123456789".to_vec()).unwrap();
+    let v = Validator::new(geo.clone(), Pseudonymiser::new(&key), ValidatorConfig::default());
+    let mut coverage: Vec<Shard> = (0..SHARDS).map(|_| Shard::new(geo.clone())).collect();
+    let mut tickets: Vec<Tickets> = (0..SHARDS).map(|_| Tickets::new(geo.clone(), cal.clone())).collect();
+    let mut watermarks: [Option<Nanos>; 4] = [None; 4];
+    let mut gen = support::Gen::new(11, &geo);
+
+    let (mut band_msgs, mut band_time, mut total_msgs, mut total_time) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
+    let mut next_report = 1_000_000;
+    println!("{:>12} {:>14} {:>12} {:>10}", "subjects", "messages", "msgs/s", "ns/msg");
+    loop {
+        let subjects: usize = coverage.iter().map(Shard::subjects).sum();
+        if subjects >= next_report {
+            println!(
+                "{:>12} {:>14} {:>12.0} {:>10.0}",
+                subjects,
+                total_msgs,
+                band_msgs as f64 / band_time.as_secs_f64(),
+                band_time.as_nanos() as f64 / band_msgs as f64
+            );
+            (band_msgs, band_time) = (0, Duration::ZERO);
+            next_report += 1_000_000;
+        }
+        if subjects >= n {
+            break;
+        }
+        let msgs = gen.batch(CHUNK);
+        let now = gen.now();
+        let t = Instant::now();
+        for m in &msgs {
+            let f = v.validate(m, now, &mut watermarks[topic(m)]).unwrap();
+            let s = f.subject.shard(SHARDS) as usize;
+            match f.kind {
+                FactKind::Hotline { .. } => tickets[s].apply(&f),
+                _ => coverage[s].apply(&f),
+            };
+        }
+        let spent = t.elapsed();
+        band_time += spent;
+        total_time += spent;
+        band_msgs += msgs.len() as u64;
+        total_msgs += msgs.len() as u64;
+    }
+    println!(
+        "overall: {total_msgs} messages in {:.1} s, {:.0} msgs/s",
+        total_time.as_secs_f64(),
+        total_msgs as f64 / total_time.as_secs_f64()
+    );
+}
