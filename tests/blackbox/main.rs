@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerting;
+mod board;
 mod contract;
 mod crash;
 mod dashboards;

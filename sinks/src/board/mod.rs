@@ -15,8 +15,11 @@
 //! The snapshot is serialised once per publish, not once per client.
 //!
 //! An open event stream never ends by itself, so a graceful HTTP shutdown
-//! would wait for it forever: [`Board::close`] (or dropping the [`Board`])
-//! ends every stream; the browser then reconnects to whatever serves next.
+//! would wait for it forever (and a page left open on the wall would keep
+//! d06 from stopping): build the board with [`Board::with_shutdown`] (or
+//! call [`Board::close`], or drop the [`Board`]) and every stream ends when
+//! the process shuts down; the browser then reconnects to whatever serves
+//! next.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -155,10 +158,21 @@ impl Default for Board {
 impl Board {
     /// An empty board (version 0, a default snapshot) until the first publish.
     pub fn new() -> Self {
+        Self::closed_by(CancellationToken::new())
+    }
+
+    /// An empty board whose event streams end when `shutdown` is cancelled
+    /// (as if [`close`](Self::close) were called): pass the token the HTTP
+    /// server's graceful shutdown waits on.
+    pub fn with_shutdown(shutdown: &CancellationToken) -> Self {
+        Self::closed_by(shutdown.child_token())
+    }
+
+    fn closed_by(closed: CancellationToken) -> Self {
         let snapshot = Arc::new(BoardSnapshot::default());
         let json = to_json(&snapshot);
         let (tx, _) = watch::channel(Published { version: 0, snapshot, json });
-        Board { tx, closed: CancellationToken::new() }
+        Board { tx, closed }
     }
 
     /// Replaces the snapshot and pushes it to every connected page.
@@ -470,9 +484,11 @@ mod tests {
         assert!(body.starts_with("<!DOCTYPE html>"), "{}", &body[..40]);
         assert!(body.contains("Tổng đài 1022"));
         // Self-contained: nothing fetched from elsewhere.
-        for external in ["http://", "https://", "//fonts.", "@import", "<link", "src="] {
+        for external in ["http://", "https://", "@import", "url(", "src="] {
             assert!(!body.contains(external), "page references {external}");
         }
+        let hrefs: Vec<&str> = body.match_indices("href=").map(|(i, _)| &body[i..i + 12]).collect();
+        assert_eq!(hrefs, [r#"href="data:,"#], "only the empty favicon");
 
         let (status, head, body) = http_get(addr, "/board/state").await;
         assert_eq!(status, 200);
@@ -545,6 +561,30 @@ mod tests {
         shutdown.cancel();
         board.close();
         tokio::time::timeout(Duration::from_secs(5), task).await.expect("server still running").unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_shutdown_token_ends_the_streams_so_the_server_can_stop() {
+        let shutdown = CancellationToken::new();
+        let board = Board::with_shutdown(&shutdown);
+        board.publish(snapshot(1));
+        let server = HttpServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(Metrics::new().unwrap()),
+            Arc::new(Health::new()),
+        )
+        .await
+        .unwrap()
+        .merge(board.routes());
+        let addr = server.local_addr();
+        let task = tokio::spawn(server.run(shutdown.clone()));
+        let mut es = EventStream::open(addr).await;
+        assert_eq!(es.event().await.0, 1);
+        shutdown.cancel();
+        assert_eq!(es.line().await, None);
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("server still running").unwrap().unwrap();
+        // The board itself is still there and still answers for its state.
+        assert_eq!(board.version(), 1);
     }
 
     #[tokio::test]
