@@ -83,7 +83,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
-    let board = Arc::new(Board::new());
+    let board = Arc::new(Board::with_shutdown(&shutdown));
     let server = HttpServer::bind(args.listen, Arc::clone(&metrics), Arc::clone(&health))
         .await
         .with_context(|| format!("binding {} (is another d06 running? use --listen)", args.listen))?

@@ -263,7 +263,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
-    let board = Arc::new(Board::new());
+    let board = Arc::new(Board::with_shutdown(&shutdown));
     let server = HttpServer::bind(config.http.listen, Arc::clone(&metrics), Arc::clone(&health))
         .await
         .with_context(|| format!("binding {}", config.http.listen))?

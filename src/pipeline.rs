@@ -476,7 +476,7 @@ impl Pipeline {
                 .filter_map(|ind| {
                     statuses.get(&(a, *ind)).map(|s| IndicatorBoard {
                         indicator: ind.as_str().to_owned(),
-                        label: indicator_label(*ind).to_owned(),
+                        label: sinks::board::label(*ind).to_owned(),
                         covered: s.covered,
                         target: s.target,
                         expected: s.expected,
@@ -525,16 +525,6 @@ impl Pipeline {
             districts,
             hotline: hot.get(&geo.province()).map(hotline_board).unwrap_or_default(),
         }
-    }
-}
-
-fn indicator_label(i: Indicator) -> &'static str {
-    match i {
-        Indicator::Cccd => "CCCD",
-        Indicator::Vneid => "VNeID mức 2",
-        Indicator::Smartphone4g => "Smartphone 4G",
-        Indicator::SimSignature => "SIM chính chủ có chữ ký số",
-        Indicator::Migrated2g => "Chuyển 2G→4G",
     }
 }
 
