@@ -106,16 +106,23 @@ pub async fn daily(config: &Config, day: NaiveDate, area: Option<&str>, format: 
         ),
     };
     let sink = ClickHouseSink::reader(&config.clickhouse)?;
-    let rows = sink.coverage_rows(plan.start(), day).await.context("reading coverage_daily")?;
-    let table = DailyTable::build(&geo, &plan, &rows, day)?;
+    let table = load_daily_table(&sink, &geo, &plan, day).await?;
     Ok(match format {
         Format::Markdown => table.markdown(only),
         Format::Html => table.html(only),
     })
 }
 
+/// The daily table as of the end of `day` (so far, for today), from
+/// `coverage_daily`: what `d06 report daily` prints, and what the daily
+/// alerts ([`crate::alerts`]) are made of.
+pub(crate) async fn load_daily_table(sink: &ClickHouseSink, geo: &Geography, plan: &Plan, day: NaiveDate) -> Result<DailyTable> {
+    let rows = sink.coverage_rows(plan.start(), day).await.context("reading coverage_daily")?;
+    DailyTable::build(geo, plan, &rows, day)
+}
+
 /// The plan the pipeline runs with: `plan.file`, or the embedded one.
-fn load_plan(config: &Config, geo: &Geography) -> Result<Plan> {
+pub(crate) fn load_plan(config: &Config, geo: &Geography) -> Result<Plan> {
     let text = match &config.plan.file {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the plan {}", p.display()))?,
         None => EMBEDDED_PLAN.to_owned(),
@@ -173,7 +180,7 @@ fn hotline_text(counts: &HotlineCounts, from: NaiveDate, to: NaiveDate, area_nam
 
 /// Short column label and full description of each indicator, in
 /// [`Indicator::ALL`] order.
-const INDICATORS: [(Indicator, &str, &str); 5] = [
+pub(crate) const INDICATORS: [(Indicator, &str, &str); 5] = [
     (Indicator::Cccd, "CCCD", "hồ sơ cấp căn cước công dân đã thu nhận"),
     (Indicator::Vneid, "ĐDĐT mức 2", "tài khoản định danh điện tử mức 2 đã kích hoạt"),
     (Indicator::Smartphone4g, "ĐTTM 4G", "thuê bao chuyển sang điện thoại thông minh 4G/5G"),
@@ -196,25 +203,28 @@ struct Cell {
 
 /// One area's row.
 #[derive(Clone, Debug, PartialEq)]
-struct Row {
-    area: AreaId,
-    code: String,
-    name: String,
+pub(crate) struct Row {
+    pub(crate) area: AreaId,
+    pub(crate) code: String,
+    pub(crate) name: String,
     cells: [Cell; 5],
+    /// The full status behind each cell, in [`INDICATORS`] order (what the
+    /// lag rule and the ETA need).
+    pub(crate) statuses: [coverage::Status; 5],
     /// Mean clamped ratio over the indicators with a target (module docs).
     average: Option<f64>,
     /// Rank among the districts (None for the province, or without targets).
-    rank: Option<usize>,
+    pub(crate) rank: Option<usize>,
 }
 
 /// The daily table: districts in code order, then the province.
 #[derive(Clone, Debug)]
-struct DailyTable {
+pub(crate) struct DailyTable {
     day: NaiveDate,
     plan_name: Option<String>,
     start: NaiveDate,
     end: NaiveDate,
-    districts: Vec<Row>,
+    pub(crate) districts: Vec<Row>,
     province: Row,
 }
 
@@ -232,8 +242,15 @@ fn average(cells: &[Cell; 5]) -> Option<f64> {
     }
 }
 
-/// One key's cell from its `coverage_daily` series (`plan.start()..=day`).
-fn cell(plan: &Plan, key: (Indicator, AreaId), series: &[&CoverageDailyRow], day: NaiveDate, what: &str) -> Result<Cell> {
+/// One key's cell, and the status it shows, from its `coverage_daily`
+/// series (`plan.start()..=day`).
+fn cell(
+    plan: &Plan,
+    key: (Indicator, AreaId),
+    series: &[&CoverageDailyRow],
+    day: NaiveDate,
+    what: &str,
+) -> Result<(Cell, coverage::Status)> {
     let (ind, area) = key;
     let Some(first) = series.first() else {
         bail!("coverage_daily has no rows for {what}: the pipeline has not reached {day} yet");
@@ -267,13 +284,13 @@ fn cell(plan: &Plan, key: (Indicator, AreaId), series: &[&CoverageDailyRow], day
             s.expected
         );
     }
-    Ok(Cell { covered: s.covered, target: s.target, expected: s.expected, days_behind: s.days_behind, gained: s.gained_today })
+    Ok((Cell { covered: s.covered, target: s.target, expected: s.expected, days_behind: s.days_behind, gained: s.gained_today }, s))
 }
 
 impl DailyTable {
     /// Builds the table from `coverage_daily` rows covering `plan.start()..=day`
     /// (any order, other levels ignored).
-    fn build(geo: &Geography, plan: &Plan, rows: &[CoverageDailyRow], day: NaiveDate) -> Result<DailyTable> {
+    pub(crate) fn build(geo: &Geography, plan: &Plan, rows: &[CoverageDailyRow], day: NaiveDate) -> Result<DailyTable> {
         let mut by_key: BTreeMap<(&str, &str, &str), Vec<&CoverageDailyRow>> = BTreeMap::new();
         for r in rows.iter().filter(|r| r.day <= day) {
             by_key.entry((r.indicator.as_str(), r.area_level.as_str(), r.area.as_str())).or_default().push(r);
@@ -284,12 +301,29 @@ impl DailyTable {
         let row = |area: AreaId| -> Result<Row> {
             let a = geo.area(area);
             let mut cells = [Cell { covered: 0, target: 0, expected: 0, days_behind: 0, gained: 0 }; 5];
-            for (slot, (ind, _, _)) in cells.iter_mut().zip(INDICATORS) {
+            let mut statuses = [coverage::Status {
+                covered: 0,
+                target: 0,
+                expected: 0,
+                ratio: 0.0,
+                gained_today: 0,
+                days_behind: 0,
+                eta: None,
+            }; 5];
+            for ((slot, status), (ind, _, _)) in cells.iter_mut().zip(statuses.iter_mut()).zip(INDICATORS) {
                 let what = format!("{} in {} {}", ind.as_str(), a.level, a.code);
                 let series = by_key.get(&(ind.as_str(), a.level.as_str(), a.code.as_str())).map_or(&[][..], Vec::as_slice);
-                *slot = cell(plan, (ind, area), series, day, &what)?;
+                (*slot, *status) = cell(plan, (ind, area), series, day, &what)?;
             }
-            Ok(Row { area, code: a.code.clone(), name: official_name(geo, area), average: average(&cells), cells, rank: None })
+            Ok(Row {
+                area,
+                code: a.code.clone(),
+                name: official_name(geo, area),
+                average: average(&cells),
+                cells,
+                statuses,
+                rank: None,
+            })
         };
         let mut districts: Vec<Row> = geo.of_level(AreaLevel::District).map(&row).collect::<Result<_>>()?;
         districts.sort_by(|x, y| (x.code.len(), &x.code).cmp(&(y.code.len(), &y.code)));
@@ -372,7 +406,7 @@ impl DailyTable {
     }
 
     /// The Markdown document.
-    fn markdown(&self, only: Option<AreaId>) -> String {
+    pub(crate) fn markdown(&self, only: Option<AreaId>) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# {}\n\n{}\n", md(&self.title(only)), md(&self.subtitle()));
         let mut header = vec!["Mã".to_owned(), "Đơn vị".to_owned()];
@@ -455,7 +489,7 @@ impl DailyTable {
 // ------------------------------------------------------------- formatting
 
 /// An integer the Vietnamese way: `1.234.567`, `-12`.
-fn vi_int(n: i64) -> String {
+pub(crate) fn vi_int(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if n < 0 {
@@ -480,7 +514,7 @@ fn hundredths(h: i128) -> String {
 
 /// `num / den` as a percentage, two decimals rounded half up (away from
 /// zero); `—` when `den` is 0.
-fn percent(num: i128, den: u64) -> String {
+pub(crate) fn percent(num: i128, den: u64) -> String {
     if den == 0 {
         return "—".to_owned();
     }
@@ -530,18 +564,19 @@ fn md(s: &str) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use aggregator::GeographyVersion;
 
-    fn d(m: u32, day: u32) -> NaiveDate {
+    pub(crate) fn d(m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, m, day).unwrap()
     }
 
     /// 10/4–30/4; every district weighs 1. cccd: 110 (10 per district),
     /// 50 % by 20/4, 100 % by 30/4. vneid: 22 (2 per district), 100 % by
-    /// 30/4. The other indicators have no target.
-    fn setup() -> (Geography, Plan) {
+    /// 30/4. The other indicators have no target. (Also the fixture of the
+    /// daily alerts' tests.)
+    pub(crate) fn setup() -> (Geography, Plan) {
         let g = Geography::load(GeographyVersion::Pre2025).unwrap();
         let weights: String = (688..=698).map(|c| format!("\"{c}\" = 1\n")).collect();
         let text = format!(
@@ -572,7 +607,7 @@ mod tests {
 
     /// `coverage_daily` as the pipeline writes it through 17/4, from
     /// [`coverage::series`]: every indicator, province, districts, one commune.
-    fn rows(g: &Geography, p: &Plan) -> Vec<CoverageDailyRow> {
+    pub(crate) fn rows(g: &Geography, p: &Plan) -> Vec<CoverageDailyRow> {
         let mut counts: BTreeMap<(Indicator, AreaId), BTreeMap<NaiveDate, DayCounts>> = BTreeMap::new();
         for &(ind, code, (m, day), gained) in GAINS {
             let district = g.find(AreaLevel::District, code).unwrap();
