@@ -8,6 +8,7 @@ mod alerting;
 mod board;
 mod contract;
 mod crash;
+mod daily_alerts;
 mod dashboards;
 mod events;
 mod faults;
