@@ -32,6 +32,8 @@ pub struct Config {
     pub hotline: HotlineConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The daily alerts to Alertmanager.
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// 1022 hotline settings.
@@ -230,6 +232,7 @@ impl Config {
             bail!("pipeline: flush_interval_ms and channel_batches must be > 0");
         }
         self.hotline.calendar().context("hotline.calendar_files")?;
+        self.alerts.validate().context("alerts")?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! `d06`: the thin binary that composes ingest → aggregator → sinks.
 
+mod alerts;
 mod config;
 mod demo;
 mod pipeline;
@@ -72,6 +73,38 @@ enum Command {
         #[command(subcommand)]
         report: ReportCommand,
     },
+    /// The daily alerts to Alertmanager, by hand (replays and tests).
+    #[command(hide = true)]
+    Alerts {
+        #[command(subcommand)]
+        alerts: AlertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertsCommand {
+    /// Sends the daily alerts of one day now, once: districts already recorded in ClickHouse are skipped.
+    Send {
+        /// The day (YYYY-MM-DD, local).
+        #[arg(long)]
+        day: chrono::NaiveDate,
+        /// Configuration file (TOML); defaults apply when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `d06 alerts send --day DATE`: one line per alert posted, then a summary.
+fn run_alerts(command: AlertsCommand) -> Result<ExitCode> {
+    let AlertsCommand::Send { day, config } = command;
+    let c = load_config(config.as_deref())?;
+    init_tracing(c.log.json);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let text = rt.block_on(alerts::send_day(&c, day))?;
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +187,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { file, config } => validate(file.as_deref(), config.as_deref()),
         Command::Report { report } => run_report(report),
+        Command::Alerts { alerts } => run_alerts(alerts),
         Command::Simulate(args) => simulate::command(args),
         Command::CheckConfig { config } => Config::load(&config).map(|c| {
             println!("{c:#?}");
@@ -252,6 +286,14 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let plan = Arc::new(Plan::from_toml(&plan_text, &geo).context("loading the campaign plan")?);
     let plan_name = plan.name().unwrap_or("Chiến dịch \"4 phủ\"").to_owned();
     let calendar = Arc::new(config.hotline.calendar()?);
+    let daily_alerts = alerts::DailyAlerts::new(
+        config.alerts.clone().with_default_rule(config.pipeline.lag_rule),
+        config.clickhouse.clone(),
+        Arc::clone(&plan),
+        Arc::clone(&geo),
+        tz,
+        alerts::Clock::Wall,
+    );
 
     let identity = Identity {
         geography: format!("{:?}", config.contract.geography),
@@ -330,7 +372,16 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         tokio::spawn(async move { pipeline.run(rx, s).await })
     };
 
-    supervise(vec![("source", source_task), ("pipeline", pipeline_task), ("http", http), ("lag", lag)], shutdown).await
+    let alerts_task: JoinHandle<Result<()>> = {
+        let s = shutdown.clone();
+        tokio::spawn(async move { daily_alerts.run(s).await })
+    };
+
+    supervise(
+        vec![("source", source_task), ("pipeline", pipeline_task), ("http", http), ("lag", lag), ("alerts", alerts_task)],
+        shutdown,
+    )
+    .await
 }
 
 async fn connect_clickhouse(config: &Config, _metrics: &Metrics, shutdown: &CancellationToken) -> Result<ClickHouseSink> {
