@@ -825,3 +825,92 @@ async fn d06_serves_the_board_with_the_metrics_figures_live() {
     });
     assert_eq!(chrome.errors(), Vec::<String>::new());
 }
+
+/// Issue 7: the board loads from `d06 demo` (nothing else running for it:
+/// no Kafka, no ClickHouse), shows all 11 districts with the `/metrics`
+/// figures, and updates without a reload while the simulated campaign plays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d06_demo_serves_a_populated_live_board_equal_to_metrics() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let log = tempfile::NamedTempFile::new().expect("log");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_d06"))
+        .args(["demo", "--minutes", "0.5", "--scale", "0.2", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log.reopen().expect("log"))
+        .stderr(log.reopen().expect("log"))
+        .spawn()
+        .expect("spawn d06 demo");
+    let started = Instant::now();
+    let http = reqwest::Client::new();
+    let state = |http: reqwest::Client| async move {
+        let r = http.get(format!("http://127.0.0.1:{port}/board/state")).send().await.ok()?;
+        r.json::<Value>().await.ok()
+    };
+    loop {
+        if let Some(s) = state(http.clone()).await {
+            if s["districts"].as_array().is_some_and(|d| d.len() == 11) {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no populated board within a minute:\n{}", std::fs::read_to_string(log.path()).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("board populated {:?} after the demo started", started.elapsed());
+
+    let url = format!("http://127.0.0.1:{port}/board");
+    let mut chrome = tokio::task::block_in_place(Chromium::start);
+    let first = tokio::task::block_in_place(|| {
+        chrome.navigate(&url);
+        chrome.wait_until(
+            "11 district rows",
+            "document.querySelectorAll('[data-testid=district-row]').length === 11",
+            Duration::from_secs(30),
+        );
+        chrome.eval("window.__samePage = 'yes'");
+        chrome.eval(READ_BOARD)
+    });
+    let day_first = first["today"].as_str().unwrap_or_default().to_owned();
+
+    // The campaign plays to its last day (8/7/2024); the open page follows it.
+    loop {
+        let s = state(http.clone()).await.expect("board state");
+        if s["today"] == "2024-07-08" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "the demo did not reach the campaign's end");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Let the last flush settle, then the page and /metrics must agree exactly.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics_text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let m = crate::harness::Metrics::parse(&metrics_text);
+    let last = tokio::task::block_in_place(|| {
+        chrome.wait_until(
+            "the last day on the open page",
+            "document.getElementById('today').textContent === '08/07/2024'",
+            Duration::from_secs(30),
+        );
+        assert_eq!(chrome.eval("window.__samePage"), "yes", "the page was reloaded");
+        chrome.eval(READ_BOARD)
+    });
+    assert_ne!(day_first, "08/07/2024", "the first look was taken mid-campaign");
+    assert_eq!(last["districts"].as_array().map(Vec::len), Some(11));
+    assert_board_matches_metrics(&last, &m);
+    let covered = |dom: &Value| dom["province"]["cells"][1]["covered"]["value"].as_f64().unwrap_or(0.0);
+    assert!(covered(&last) > covered(&first), "VNeID grew on the open page: {} → {}", covered(&first), covered(&last));
+    tokio::task::block_in_place(|| {
+        chrome.wait_until("animations to end", "document.getAnimations().length === 0", Duration::from_secs(10));
+        std::fs::write(artifact("board-demo.png"), chrome.screenshot()).unwrap();
+    });
+    let _ = Command::new("kill").arg("-TERM").arg(demo.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = demo.try_wait().expect("wait") {
+            assert!(status.success(), "d06 demo exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "d06 demo did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
