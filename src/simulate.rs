@@ -1504,6 +1504,9 @@ pub struct SimulateArgs {
     /// A commune no simulated event names (repeatable), e.g. for latency markers.
     #[arg(long = "exclude-commune")]
     pub exclude_communes: Vec<String>,
+    /// Share of extra invalid messages (0.005 = 0.5 %).
+    #[arg(long, default_value_t = 0.005)]
+    pub invalid_rate: f64,
     /// Write the messages to standard output, one per line (topic kind, a
     /// tab, the payload), instead of to Kafka.
     #[arg(long)]
@@ -1521,7 +1524,13 @@ pub fn command(args: SimulateArgs) -> Result<ExitCode> {
         }
     };
     let geo = Geography::load(config.contract.geography).context("loading the geography")?;
-    let mut cfg = SimConfig { seed: args.seed, scale: args.scale, days: args.days, ..SimConfig::default() };
+    let mut cfg = SimConfig {
+        seed: args.seed,
+        scale: args.scale,
+        days: args.days,
+        invalid_rate: args.invalid_rate,
+        ..SimConfig::default()
+    };
     if let Some(l) = args.lagging {
         cfg.lagging_districts = l;
     }

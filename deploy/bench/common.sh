@@ -1,0 +1,163 @@
+# shellcheck shell=bash
+# Shared by e2e.sh and latency.sh: build, fresh topics/group/state/database,
+# start and watch one d06, clean up everything the run created.
+#
+# Environment:
+#   D06_BENCH_KAFKA       broker               (127.0.0.1:9092)
+#   D06_BENCH_CLICKHOUSE  ClickHouse HTTP URL  (http://127.0.0.1:8123)
+#   PARTITIONS            partitions per topic (8)
+#   KEEP=1                keep the work directory, topics and database
+
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$BENCH_DIR/../.." && pwd)"
+KAFKA="${D06_BENCH_KAFKA:-127.0.0.1:9092}"
+CLICKHOUSE="${D06_BENCH_CLICKHOUSE:-http://127.0.0.1:8123}"
+PARTITIONS="${PARTITIONS:-8}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+BIN="$TARGET_DIR/release/d06"
+EXAMPLES="$TARGET_DIR/release/examples"
+export D06_HMAC_KEY="${D06_HMAC_KEY:-d06-bench-key-0123456789abcdef}"
+
+D06_PID=""
+CLEANUP_PIDS=()
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# build [--example NAME ...]: the release binary and the examples named.
+build() {
+    log "building release (d06 and examples: kafka_admin $*)"
+    (cd "$REPO" && cargo build --release -p d06 --bin d06 --example kafka_admin "$@")
+}
+
+machine() {
+    printf 'date %s; %s; nproc %s; %s; load %s\n' "$(date -u +%FT%TZ)" \
+        "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$(nproc)" \
+        "$(grep MemTotal /proc/meminfo | tr -s ' ')" "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# new_run: a run id, a work directory and fresh topics.
+new_run() {
+    RUN_ID="bench$(date +%s)_$$"
+    WORK="$(mktemp -d "/tmp/d06-$RUN_ID.XXXX")"
+    TOPIC_CCCD="$RUN_ID.cccd"
+    TOPIC_VNEID="$RUN_ID.vneid"
+    TOPIC_SIM="$RUN_ID.sim"
+    TOPIC_HOTLINE="$RUN_ID.hotline"
+    TOPIC_DEAD="$RUN_ID.dead"
+    SOURCES=("$TOPIC_CCCD" "$TOPIC_VNEID" "$TOPIC_SIM" "$TOPIC_HOTLINE")
+    DATABASE="d06_$RUN_ID"
+    "$EXAMPLES/kafka_admin" create "$KAFKA" "$PARTITIONS" "${SOURCES[@]}" "$TOPIC_DEAD" ||
+        die "cannot create topics on $KAFKA (is the broker running? bash deploy/local/start.sh)"
+    TOPICS_CREATED=1
+    log "run $RUN_ID: topics ${SOURCES[*]} ($PARTITIONS partitions), work dir $WORK"
+}
+
+# write_config FILE CLOCK FLUSH_MS COMMUNE_METRICS [PLAN_FILE]
+write_config() {
+    local file="$1" clock="$2" flush="$3" communes="$4" plan="${5:-}"
+    HTTP_PORT="$(free_port)"
+    cat >"$file" <<EOF
+[kafka]
+brokers = "$KAFKA"
+group_id = "$RUN_ID.group"
+lag_interval_ms = 1000
+[kafka.topics]
+cccd = "$TOPIC_CCCD"
+vneid = "$TOPIC_VNEID"
+sim = "$TOPIC_SIM"
+hotline = "$TOPIC_HOTLINE"
+dead_letter = "$TOPIC_DEAD"
+[clickhouse]
+url = "$CLICKHOUSE"
+database = "$DATABASE"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+commune_metrics = $communes
+[pipeline]
+state_dir = "$WORK/state"
+flush_interval_ms = $flush
+clock = "$clock"
+EOF
+    if [ -n "$plan" ]; then
+        printf '[plan]\nfile = "%s"\n' "$plan" >>"$file"
+    fi
+}
+
+# start_d06 CONFIG: starts `d06 run` in the background (log in $WORK/d06.log), waits for /healthz.
+start_d06() {
+    RUST_LOG="${RUST_LOG:-info}" "$BIN" run --config "$1" >"$WORK/d06.log" 2>&1 &
+    D06_PID=$!
+    D06_STARTED=$(date +%s.%N)
+    export D06_STARTED
+    for _ in $(seq 600); do
+        if curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$D06_PID" 2>/dev/null || { tail -20 "$WORK/d06.log" >&2; die "d06 exited at start-up"; }
+        sleep 0.1
+    done
+    tail -20 "$WORK/d06.log" >&2
+    die "d06 not healthy in 60 s"
+}
+
+# metric NAME: the sum of every series of NAME on d06's /metrics.
+metric() {
+    curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" 2>/dev/null |
+        awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%.0f\n", s }'
+}
+
+# committed: the group's committed offsets summed over the source topics
+# (offsets are dense from 0, so this is the number of messages committed).
+committed() {
+    "$EXAMPLES/kafka_admin" offsets "$KAFKA" "$RUN_ID.group" "${SOURCES[@]}" | awk '{print $2}'
+}
+
+# proc_status PID FIELD: e.g. VmHWM in kB.
+proc_status() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# cpu_seconds PID: user + system CPU time so far.
+cpu_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+stop_d06() {
+    if [ -n "$D06_PID" ] && kill -0 "$D06_PID" 2>/dev/null; then
+        kill -TERM "$D06_PID"
+        for _ in $(seq 300); do
+            kill -0 "$D06_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$D06_PID" 2>/dev/null && kill -KILL "$D06_PID"
+        wait "$D06_PID" 2>/dev/null || true
+    fi
+    D06_PID=""
+}
+
+cleanup() {
+    local rc=$?
+    stop_d06
+    for p in "${CLEANUP_PIDS[@]}"; do
+        kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null
+    done
+    if [ "${KEEP:-0}" = 1 ]; then
+        log "KEEP=1: kept $WORK, topics $RUN_ID.*, database $DATABASE"
+    else
+        if [ -n "${TOPICS_CREATED:-}" ]; then
+            "$EXAMPLES/kafka_admin" delete "$KAFKA" "${SOURCES[@]}" "$TOPIC_DEAD" >/dev/null 2>&1 || true
+        fi
+        if [ -n "${DATABASE:-}" ]; then
+            curl -fsS "$CLICKHOUSE" --data-binary "DROP DATABASE IF EXISTS \`$DATABASE\`" >/dev/null 2>&1 || true
+        fi
+        [ -n "${WORK:-}" ] && rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM

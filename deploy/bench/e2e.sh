@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# deploy/bench/e2e.sh — end-to-end throughput of d06 on this machine.
+#
+#   N=1000000 bash deploy/bench/e2e.sh      # default N = 10,000,000
+#
+# 1. builds d06 and the bench examples (release);
+# 2. creates fresh topics ($PARTITIONS partitions, default 8) and fills a
+#    backlog of N events with `d06 simulate --rate 0` (the 2024 campaign at
+#    SCALE, default ≈ N / 1.3 M so that the campaign holds N messages);
+# 3. (a) the broker's ceiling: examples/bare_consumer reads the same topics
+#    (fresh group, d06's librdkafka settings), counting messages, timed from
+#    its first message;
+#    (b) `d06 run` (fresh group, state directory and ClickHouse database,
+#    event clock, the example configuration's defaults: 2 shards, 1 s flush)
+#    until the group's committed offsets cover all N messages — d06 commits
+#    only after the dead letters, the ClickHouse rows and the local
+#    checkpoint of a flush are acknowledged, so "committed" means applied
+#    and durable everywhere.
+# PERF=SECONDS records a perf profile of d06 (cpu-clock) for that long
+# from 10 % consumed on and prints the top symbols.
+# INVALID_RATE (default 0.005) sets the share of invalid messages, which d06
+# sends to the dead-letter topic.
+# Prints one summary block (for BENCHMARKS.md) on standard output; progress
+# on standard error. Everything the run creates is removed (KEEP=1 keeps it).
+# See deploy/bench/common.sh for the other settings.
+
+# shellcheck source-path=SCRIPTDIR source=common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+N="${N:-10000000}"
+SCALE="${SCALE:-$(awk -v n="$N" 'BEGIN { s = n / 1300000; if (s < 0.05) s = 0.05; printf "%.2f", s }')}"
+SAMPLE_SECS="${SAMPLE_SECS:-0.2}"
+INVALID_RATE="${INVALID_RATE:-0.005}"   # share of invalid messages (dead letters)
+
+build --example bare_consumer
+new_run
+write_config "$WORK/d06.toml" event 1000 false
+MACHINE="$(machine)"
+
+log "filling a backlog of $N events: d06 simulate --rate 0 --limit $N --scale $SCALE --invalid-rate $INVALID_RATE"
+"$BIN" simulate --config "$WORK/d06.toml" --rate 0 --limit "$N" --scale "$SCALE" --invalid-rate "$INVALID_RATE" \
+    >"$WORK/simulate.txt"
+cat "$WORK/simulate.txt" >&2
+acked="$(awk '/^acked/ { print $2 }' "$WORK/simulate.txt" | tr -d ,)"
+[ "$acked" = "$N" ] || die "the backlog holds $acked messages, not $N (raise SCALE)"
+
+log "(a) bare consumer"
+bare="$("$EXAMPLES/bare_consumer" "$KAFKA" "$N" "${SOURCES[@]}")"
+echo "$bare" >&2
+bare_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$bare")"
+
+log "(b) d06 run"
+start_d06 "$WORK/d06.toml"
+launched="$(date +%s.%N)"
+samples="$WORK/samples.tsv"   # unix time, consumed, RSS kB, CPU s
+done_at=""
+perf_pid=""
+while :; do
+    consumed="$(metric d06_messages_consumed_total)"
+    kill -0 "$D06_PID" 2>/dev/null || { tail -30 "$WORK/d06.log" >&2; die "d06 exited"; }
+    # PERF=SECONDS: a cpu-clock profile of d06 from 10 % consumed on.
+    if [ -n "${PERF:-}" ] && [ -z "$perf_pid" ] && [ "${consumed:-0}" -ge $((N / 10)) ]; then
+        perf record -e cpu-clock -F 999 -g -p "$D06_PID" -o "$WORK/perf.data" -- sleep "$PERF" >/dev/null 2>&1 &
+        perf_pid=$!
+        CLEANUP_PIDS+=("$perf_pid")
+    fi
+    printf '%s\t%s\t%s\t%s\n' "$(date +%s.%N)" "$consumed" "$(proc_status "$D06_PID" VmRSS)" "$(cpu_seconds "$D06_PID")" >>"$samples"
+    # The committed offsets only once everything was read (each look costs a Kafka client).
+    if [ "${consumed:-0}" -ge "$N" ] && [ "$(committed)" -ge "$N" ]; then
+        done_at="$(date +%s.%N)"
+        break
+    fi
+    sleep "$SAMPLE_SECS"
+done
+[ -n "$perf_pid" ] && wait "$perf_pid"
+hwm="$(proc_status "$D06_PID" VmHWM)"
+cpu="$(cpu_seconds "$D06_PID")"
+curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/metrics.txt" || true
+dups="$(metric d06_duplicates_ignored_total)"
+rejected="$(metric d06_messages_rejected_total)"
+subjects="$(metric d06_state_subjects)"
+stop_d06
+rows="$(curl -fsS "$CLICKHOUSE" --data-binary "SELECT count() FROM \`$DATABASE\`.coverage_shard_daily")"
+writes="$(awk '$1 ~ /^d06_sink_write_seconds_count/ { c = $2 } $1 ~ /^d06_sink_write_seconds_sum/ { s = $2 } END { printf "%d ClickHouse writes, mean %.3f s", c, s / c }' "$WORK/metrics.txt")"
+checkpoints="$(awk '$1 == "d06_checkpoint_seconds_count" { c = $2 } $1 == "d06_checkpoint_seconds_sum" { s = $2 } END { printf "%d checkpoints, mean %.3f s", c, s / c }' "$WORK/metrics.txt")"
+# Consumption starts when the group hands d06 its partitions (the last "partition assigned").
+assigned_ts="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/d06.log" | awk '/partition assigned/ { t = $1 } END { print t }')"
+assigned="$(date -d "$assigned_ts" +%s.%N)"
+
+# Steady rate: consumed between 10 % and 90 % of N, interpolated between samples.
+steady="$(awk -v n="$N" -F'\t' '
+    function at(level,   i) { for (i = 2; i <= k; i++) if (c[i] >= level) return t[i-1] + (t[i] - t[i-1]) * (level - c[i-1]) / (c[i] - c[i-1]); return t[k] }
+    { k++; t[k] = $1; c[k] = $2 }
+    END { a = at(0.1 * n); b = at(0.9 * n); printf "%.0f", 0.8 * n / (b - a) }' "$samples")"
+e2e="$(awk -v n="$N" -v a="$assigned" -v b="$done_at" 'BEGIN { printf "%.0f", n / (b - a) }')"
+span() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+cat <<EOF
+== d06 end-to-end, $N events (invalid rate $INVALID_RATE) ==
+machine: $MACHINE
+backlog: $(head -1 "$WORK/simulate.txt")
+producer: $(sed -n 2p "$WORK/simulate.txt")
+(a) $bare
+(b) d06 run: partitions assigned $(span "$launched" "$assigned") s after launch (group join); all $N committed $(span "$assigned" "$done_at") s after that
+    end to end (assignment → all committed):  $e2e events/s
+    steady (10 % → 90 % consumed):            $steady events/s
+    d06 / bare consumer:                      $(awk -v a="$e2e" -v b="$bare_rate" 'BEGIN { printf "%.2f", a / b }') (steady $(awk -v a="$steady" -v b="$bare_rate" 'BEGIN { printf "%.2f", a / b }'))
+    peak RSS (VmHWM): $((hwm / 1024)) MiB; CPU $cpu s (user + system) from launch to the last commit
+    subjects in state $subjects, duplicates ignored $dups, dead letters $rejected, coverage_shard_daily rows $rows
+    $writes; $checkpoints
+EOF
+if [ -n "$perf_pid" ]; then
+    echo "profile (perf, cpu-clock, $PERF s from 10 % consumed; self time by thread and symbol):"
+    perf report -i "$WORK/perf.data" --stdio --no-children --sort comm,sym --percent-limit 1.5 2>/dev/null |
+        grep -E '^ +[0-9]' | head -40
+fi
