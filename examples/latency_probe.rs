@@ -16,7 +16,8 @@
 //! A marker's latency is (end of the first poll response that shows it) −
 //! (the moment it was handed to the producer): an upper bound, too high by
 //! at most one poll interval plus one response time. The probe also samples,
-//! at every /metrics poll, the staleness `now − d06_newest_event_timestamp_seconds`
+//! at every /metrics poll once the first marker is visible, the staleness
+//! `now − d06_newest_event_timestamp_seconds`
 //! (the age of the newest event time d06 has published, which under a live
 //! stream of `occurred_at ≈ now` is what a wall screen lags by).
 //!
@@ -151,7 +152,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 mark(&shared, covered, t1, true);
                 if let Ok(mut s) = shared.lock() {
                     s.metrics_poll.push(t1 - t0);
-                    if let Some(newest) = value("d06_newest_event_timestamp_seconds ") {
+                    // Once the stream flows (the first marker is visible): before
+                    // that the newest event is the warm-up's, seconds old.
+                    let flowing = s.markers.first().is_some_and(|m| m.metrics.is_some());
+                    if let Some(newest) = value("d06_newest_event_timestamp_seconds ").filter(|_| flowing) {
                         s.staleness.push(wall - newest);
                     }
                 }
@@ -259,6 +263,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", line("produce→ack (broker)", lat(|m| m.acked)));
     println!("{}", line(&format!("produce→visible /metrics (poll {} ms)", args.metrics_poll_ms), to_metrics));
     println!("{}", line(&format!("produce→visible ClickHouse coverage_daily (poll {} ms)", args.clickhouse_poll_ms), to_clickhouse));
+    // From the broker's acknowledgement on: what d06 itself adds.
+    let after_ack = |f: fn(&Marker) -> Option<f64>| -> Vec<f64> {
+        s.markers.iter().filter_map(|m| Some(f(m)? - m.acked?)).collect()
+    };
+    println!("{}", line("ack→visible /metrics", after_ack(|m| m.metrics)));
+    println!("{}", line("ack→visible ClickHouse", after_ack(|m| m.clickhouse)));
     println!("{}", line("staleness now − d06_newest_event_timestamp_seconds", s.staleness.clone()));
     println!("{}", line("/metrics response time", s.metrics_poll.clone()));
     println!("{}", line("ClickHouse query time", s.clickhouse_poll.clone()));

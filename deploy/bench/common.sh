@@ -6,6 +6,7 @@
 #   D06_BENCH_KAFKA       broker               (127.0.0.1:9092)
 #   D06_BENCH_CLICKHOUSE  ClickHouse HTTP URL  (http://127.0.0.1:8123)
 #   PARTITIONS            partitions per topic (8)
+#   KAFKA_PROPERTIES      TOML lines for d06's [kafka.properties], e.g. '"fetch.wait.max.ms" = "50"'
 #   KEEP=1                keep the work directory, topics and database
 
 set -euo pipefail
@@ -74,6 +75,8 @@ vneid = "$TOPIC_VNEID"
 sim = "$TOPIC_SIM"
 hotline = "$TOPIC_HOTLINE"
 dead_letter = "$TOPIC_DEAD"
+[kafka.properties]
+${KAFKA_PROPERTIES:-}
 [clickhouse]
 url = "$CLICKHOUSE"
 database = "$DATABASE"

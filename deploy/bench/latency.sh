@@ -3,6 +3,7 @@
 #
 #   bash deploy/bench/latency.sh                  # 5,000 msgs/s for 60 s, 1 s flush
 #   FLUSH_MS=250 bash deploy/bench/latency.sh
+#   (also RATE, DURATION, INVALID_RATE, MARKER_COMMUNE, KAFKA_PROPERTIES; see common.sh)
 #
 # 1. builds d06 and the bench examples (release), creates fresh topics and
 #    starts `d06 run` (wall clock, fresh group/state/database,
@@ -26,6 +27,7 @@ RATE="${RATE:-5000}"
 DURATION="${DURATION:-60}"
 FLUSH_MS="${FLUSH_MS:-1000}"
 MARKER_COMMUNE="${MARKER_COMMUNE:-25216}"
+INVALID_RATE="${INVALID_RATE:-0.005}"   # share of invalid messages in the stream (dead letters)
 
 build --example latency_probe
 new_run
@@ -60,14 +62,14 @@ log "live stream: $RATE msgs/s for $DURATION s, markers in commune $MARKER_COMMU
 probe=$!
 CLEANUP_PIDS+=("$probe")
 "$BIN" simulate --config "$WORK/d06.toml" --rate "$RATE" --limit $((RATE * DURATION)) \
-    --exclude-commune "$MARKER_COMMUNE" >"$WORK/simulate.txt"
+    --invalid-rate "$INVALID_RATE" --exclude-commune "$MARKER_COMMUNE" >"$WORK/simulate.txt"
 wait "$probe"
 t1=$(date +%s.%N)
 cpu1="$(cpu_seconds "$D06_PID")"
 hwm="$(proc_status "$D06_PID" VmHWM)"
 
 cat <<EOF
-== d06 latency: live stream $RATE msgs/s, flush_interval_ms $FLUSH_MS ==
+== d06 latency: live stream $RATE msgs/s (invalid rate $INVALID_RATE), flush_interval_ms $FLUSH_MS ${KAFKA_PROPERTIES:-} ==
 machine: $MACHINE
 simulate: $(head -2 "$WORK/simulate.txt" | tr '\n' ' ')
 $(cat "$WORK/probe.txt")
