@@ -553,7 +553,7 @@ impl Simulator {
         for ((area, communes), w) in raw_units.iter().zip(&weights) {
             let a = geo.area(*area);
             let share = w / weight_sum;
-            let lagging = cfg.lagging_districts.iter().any(|c| *c == a.code);
+            let lagging = cfg.lagging_districts.contains(&a.code);
             let jitter = 1.0 + (rng.unit() - 0.5) * 0.06;
             let pace = if lagging { cfg.lagging_pace } else { cfg.on_track_pace } * jitter;
             let adults = t.adults as f64 * scale * share;
