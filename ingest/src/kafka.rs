@@ -18,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -436,8 +436,12 @@ impl Source {
         let mut errors = ErrorLog::default();
         info!(topics = ?self.config.topics.sources(), group = %self.config.group_id, "source started");
         while !shutdown.is_cancelled() {
+            let mut idle = false;
             match self.consumer.poll(Duration::from_millis(20)) {
-                None => now = now_nanos(),
+                None => {
+                    now = now_nanos();
+                    idle = true;
+                }
                 Some(Err(error)) => errors.report(&error),
                 Some(Ok(msg)) => {
                     if (batch.facts.len() + batch.dead_letters.len()) % 1024 == 0 {
@@ -470,8 +474,13 @@ impl Source {
                     touched.insert(key, state);
                 }
             }
-            let full = batch.facts.len() + batch.dead_letters.len() >= self.config.max_batch_messages;
-            if full || (started.elapsed() >= linger && !touched.is_empty()) {
+            let n = batch.facts.len() + batch.dead_letters.len();
+            let full = n >= self.config.max_batch_messages;
+            // Reading the clock per message showed in profiles (6.8 % of the source's CPU):
+            // at high rates look only every 256 messages; a small batch (a slow stream) or an
+            // idle poll looks every time, so a trickle still leaves within the linger.
+            let due = !touched.is_empty() && (n < 256 || n % 256 == 0 || idle) && started.elapsed() >= linger;
+            if full || due {
                 batch.positions = touched.drain().collect();
                 batch.consumed = consumed.drain().collect();
                 let ready = std::mem::take(&mut batch);
@@ -626,8 +635,13 @@ impl DeadLetterProducer {
     }
 
     /// Sends every dead letter and waits until the broker acknowledged all of them.
+    ///
+    /// Every message is enqueued first and the acks are awaited after, so a
+    /// batch costs one linger and one round trip, not one per message
+    /// (`FutureProducer::send` futures are lazy: awaiting them one by one
+    /// would serialise the whole batch).
     pub async fn send_all(&self, letters: &[DeadLetter]) -> KafkaResult<()> {
-        let mut pending = Vec::with_capacity(letters.len());
+        let mut acks = Vec::with_capacity(letters.len());
         for d in letters {
             let partition = d.source.partition.to_string();
             let offset = d.offset.to_string();
@@ -642,10 +656,26 @@ impl DeadLetterProducer {
             if let Some(k) = &d.key {
                 record = record.key(&k[..]);
             }
-            pending.push(self.producer.send(record, Duration::from_secs(30)));
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(ack) => {
+                        acks.push(ack);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
         }
-        for p in pending {
-            p.await.map_err(|(e, _)| e)?;
+        for ack in acks {
+            match ack.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e),
+                Err(_) => return Err(KafkaError::Canceled),
+            }
         }
         Ok(())
     }
