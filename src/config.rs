@@ -185,7 +185,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             state_dir: PathBuf::from(".d06/state"),
             shards: 2,
-            flush_interval_ms: 1000,
+            flush_interval_ms: 500,
             channel_batches: 4,
             clock: ClockMode::Wall,
             lag_rule: aggregator::LagRule::default(),
