@@ -25,7 +25,7 @@
 
 RATE="${RATE:-5000}"
 DURATION="${DURATION:-60}"
-FLUSH_MS="${FLUSH_MS:-1000}"
+FLUSH_MS="${FLUSH_MS:-500}"
 MARKER_COMMUNE="${MARKER_COMMUNE:-25216}"
 INVALID_RATE="${INVALID_RATE:-0.005}"   # share of invalid messages in the stream (dead letters)
 
