@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::events::{self, Place};
-use crate::harness::{spawn_app, unique, AppOptions, Metrics, Producer};
+use crate::harness::{spawn_app, unique, AppOptions, Metrics, Producer, Prometheus};
 
 /// Where deploy/local/alertmanager.yml sends every notification.
 const WEBHOOK_ADDR: &str = "127.0.0.1:9099";
@@ -329,50 +329,15 @@ async fn the_daily_report_reaches_the_province_and_the_district() {
 
 // --- the rules on a real d06 ------------------------------------------------------
 
-/// A real Prometheus in a temp dir, on a free port, scraping one d06 every
-/// second and evaluating the project's rule files every second.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
 impl Prometheus {
-    fn start(target_port: u16, rules: &Path) -> Prometheus {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}/*.yml\n\
-             scrape_configs:\n  - job_name: d06\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n",
-            rules.display()
-        );
-        let path = dir.path().join("prometheus.yml");
-        std::fs::write(&path, config).expect("config");
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("prometheus not found on PATH: run `bash deploy/local/install.sh`");
-        Prometheus { child, port, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Option<Value> {
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let url = self.url(path);
         let r = reqwest::Client::new().get(url).query(query).send().await.ok()?;
         r.json().await.ok()
     }
 
     /// Every series of an instant query: (labels without __name__, value).
-    async fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    async fn series(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         let Some(v) = self.get("/api/v1/query", &[("query", promql)]).await else { return Vec::new() };
         let mut out = Vec::new();
         for s in v["data"]["result"].as_array().cloned().unwrap_or_default() {
@@ -401,12 +366,6 @@ impl Prometheus {
     }
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn rules_dir() -> PathBuf {
     repo().join("deploy/prometheus/rules")
@@ -415,7 +374,7 @@ fn rules_dir() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_province() {
     let app = spawn_app(AppOptions { partitions: 1, shards: 2, ..AppOptions::default() }).await;
-    let prometheus = Prometheus::start(app.metrics_port, &rules_dir());
+    let prometheus = Prometheus::start(app.metrics_port, Some(&rules_dir()));
     let producer = Producer::new();
     // CCCD applications: two in a commune of 688, one in 696.
     let a = Place::Commune("25216");
@@ -449,7 +408,7 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
 
     // Wait for the recorded per-area covered of 696 to reach 1.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while prometheus.query(r#"d06:coverage_covered:sum_by_area{indicator="cccd",area_level="district",area="696"}"#).await
+    while prometheus.series(r#"d06:coverage_covered:sum_by_area{indicator="cccd",area_level="district",area="696"}"#).await
         != [(
             BTreeMap::from([
                 ("area".to_owned(), "696".to_owned()),
@@ -470,18 +429,18 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
         assert_eq!(rows.len(), 1, "{rows:?}");
         rows[0].1
     };
-    let covered = level(prometheus.query(r#"d06:coverage_covered:sum_by_indicator_level{indicator="cccd",area_level="district"}"#).await);
+    let covered = level(prometheus.series(r#"d06:coverage_covered:sum_by_indicator_level{indicator="cccd",area_level="district"}"#).await);
     assert_eq!(covered, province("d06_coverage_covered"));
     assert_eq!(covered, sum_where(&m, "d06_coverage_covered", "cccd", "district"));
-    let target = level(prometheus.query(r#"d06:coverage_target:sum_by_indicator_level{indicator="cccd",area_level="district"}"#).await);
+    let target = level(prometheus.series(r#"d06:coverage_target:sum_by_indicator_level{indicator="cccd",area_level="district"}"#).await);
     assert_eq!(target, province("d06_coverage_target"));
     assert_eq!(target, 7101.0, "the 2024 plan's CCCD target");
-    let ratio = level(prometheus.query(r#"d06:coverage_ratio:by_indicator_level{indicator="cccd",area_level="district"}"#).await);
+    let ratio = level(prometheus.series(r#"d06:coverage_ratio:by_indicator_level{indicator="cccd",area_level="district"}"#).await);
     assert_eq!(ratio, covered / target);
 
     // The lag flag of every district and indicator agrees with the gauges:
     // covered < 0.95 × expected, or days behind ≥ 3.
-    let flags = prometheus.query("d06:coverage_behind_plan:district").await;
+    let flags = prometheus.series("d06:coverage_behind_plan:district").await;
     let codes = district_codes();
     let indicators = ["cccd", "vneid", "smartphone_4g", "sim_signature", "migrated_2g"];
     assert_eq!(flags.len(), codes.len() * indicators.len(), "{flags:?}");

@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::events::{self, Place};
-use crate::harness::{clickhouse_url, spawn_app, App, AppOptions, Producer};
+use crate::harness::{clickhouse_url, spawn_app, App, AppOptions, Producer, Prometheus};
 
 /// The dashboards and their uids: stable, the IOC wall links to them.
 const UIDS: [&str; 4] = ["d06-province", "d06-district", "d06-hotline", "d06-pipeline"];
@@ -540,38 +540,10 @@ fn substitution_follows_grafana_and_the_plugin() {
 
 // ------------------------------------------------------------ the live test
 
-/// A real Prometheus scraping one target every second, in a temp dir.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
 impl Prometheus {
-    fn start(target_port: u16) -> Prometheus {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: d06\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-        );
-        let path = dir.path().join("prometheus.yml");
-        std::fs::write(&path, config).expect("config");
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("prometheus not found on PATH: run `bash deploy/local/install.sh`");
-        Prometheus { child, port, _dir: dir }
-    }
-
     /// An instant query: `(labels, value)` per series, or the error.
     async fn query(&self, promql: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
-        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+        let url = self.url("/api/v1/query");
         let r = reqwest::Client::new().get(url).query(&[("query", promql)]).send().await.map_err(|e| e.to_string())?;
         let v: Value = r.json().await.map_err(|e| e.to_string())?;
         if v["status"] != "success" {
@@ -602,12 +574,6 @@ impl Prometheus {
     }
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A TCP proxy in front of ClickHouse that can answer the next `n` new
 /// connections with `503 Service Unavailable` (after cutting the open ones),
@@ -837,7 +803,7 @@ async fn every_dashboard_query_runs_against_real_data() {
     app.group = format!("proxied-{}", app.group);
     std::fs::write(&app.config_path, config).unwrap();
     app.start().await;
-    let prometheus = Prometheus::start(app.metrics_port);
+    let prometheus = Prometheus::start(app.metrics_port, None);
 
     let producer = Producer::new();
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();

@@ -514,3 +514,54 @@ pub fn write_file(path: &Path, text: &str) {
     let mut f = std::fs::File::create(path).expect("create");
     f.write_all(text.as_bytes()).expect("write");
 }
+
+/// A real Prometheus in a temp dir, on a free port, scraping one d06 every
+/// second and, when given, evaluating a folder of rule files every second.
+pub struct Prometheus {
+    child: Child,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(target_port: u16, rules: Option<&Path>) -> Prometheus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let rule_files = rules.map(|r| format!("rule_files:\n  - {}/*.yml\n", r.display())).unwrap_or_default();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}\
+             scrape_configs:\n  - job_name: d06\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        );
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).expect("config");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("prometheus not found on PATH: run `bash deploy/local/install.sh`");
+        Prometheus { child, port, dir }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// The URL of `path` on it.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

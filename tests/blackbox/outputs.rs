@@ -2,43 +2,15 @@
 //! `/metrics` with exact values, a real Prometheus scrapes them, and a replay
 //! from the beginning changes nothing.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::events::{self, Place};
-use crate::harness::{spawn_app, AppOptions, Producer};
-
-/// A real Prometheus scraping one target, in a temp dir, on a free port.
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+use crate::harness::{spawn_app, AppOptions, Producer, Prometheus};
 
 impl Prometheus {
-    fn start(target_port: u16) -> Prometheus {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: d06\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-        );
-        let path = dir.path().join("prometheus.yml");
-        std::fs::write(&path, config).expect("config");
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("prometheus not found on PATH: run `bash deploy/local/install.sh`");
-        Prometheus { child, port, _dir: dir }
-    }
-
-    async fn query(&self, promql: &str) -> Option<f64> {
-        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+    /// The first series' value of an instant query.
+    async fn scalar(&self, promql: &str) -> Option<f64> {
+        let url = self.url("/api/v1/query");
         let r = reqwest::Client::new().get(url).query(&[("query", promql)]).send().await.ok()?;
         let v: serde_json::Value = r.json().await.ok()?;
         let s = v["data"]["result"][0]["value"][1].as_str()?;
@@ -46,12 +18,6 @@ impl Prometheus {
     }
 }
 
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn stream() -> Vec<(usize, String)> {
     // Three CCCD applications in district 688 (one a duplicate, one late and earlier),
@@ -74,7 +40,7 @@ fn stream() -> Vec<(usize, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn figures_reach_clickhouse_metrics_and_a_real_prometheus_and_survive_a_replay() {
     let mut app = spawn_app(AppOptions { partitions: 1, shards: 2, ..AppOptions::default() }).await;
-    let prometheus = Prometheus::start(app.metrics_port);
+    let prometheus = Prometheus::start(app.metrics_port, None);
     let producer = Producer::new();
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
     let msgs = stream();
@@ -140,7 +106,7 @@ async fn figures_reach_clickhouse_metrics_and_a_real_prometheus_and_survive_a_re
     // A real Prometheus scraped it.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v = prometheus.query("sum(d06_coverage_covered{indicator=\"cccd\",area_level=\"district\"})").await;
+        let v = prometheus.scalar("sum(d06_coverage_covered{indicator=\"cccd\",area_level=\"district\"})").await;
         if v == Some(b688 as f64 + baseline(&app, "cccd", "district", "696").await + 3.0 + other_districts(&app).await) {
             break;
         }
