@@ -241,6 +241,15 @@ impl Pipeline {
                 sink.write_with_retry(&batch, shutdown, Some(&self.p.metrics))
                     .await
                     .context("writing to ClickHouse")?;
+                let rows = &self.p.metrics.sink_rows_written;
+                for (table, n) in [
+                    ("coverage_shard_daily", batch.coverage.len()),
+                    ("plan_daily", batch.plan.len()),
+                    ("hotline_shard_daily", batch.hotline.len()),
+                    ("dead_letters", batch.dead_letters.len()),
+                ] {
+                    rows.with_label_values(&["clickhouse", table]).inc_by(n as u64);
+                }
             }
             self.p.version = version;
             // 3. The local checkpoint.
@@ -266,6 +275,8 @@ impl Pipeline {
         }
         .instrument(span)
         .await?;
+        self.p.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        self.p.metrics.last_flush_time.set(now_nanos() as f64 / 1e9);
         debug!(elapsed_ms = started.elapsed().as_millis() as u64, "flushed");
         Ok(())
     }

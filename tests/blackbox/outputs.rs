@@ -160,3 +160,22 @@ async fn baseline(app: &crate::harness::App, ind: &str, level: &str, area: &str)
     );
     app.clickhouse(&sql).await.trim().parse::<f64>().expect("baseline")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_and_row_counters_are_set() {
+    let app = spawn_app(AppOptions { partitions: 1, shards: 1, ..AppOptions::default() }).await;
+    let m = events::cccd("r1", "2024-04-20T09:00:00+07:00", Place::Commune("25216"), "070203200001", "received");
+    Producer::new().send(&app.topics.cccd, 0, None, m.as_bytes()).await;
+    app.wait_consumed(1, Duration::from_secs(60)).await;
+    app.wait_for("rows counted", Duration::from_secs(30), || async {
+        let m = app.metrics().await;
+        m.get("d06_sink_rows_written_total", &[("sink", "clickhouse"), ("table", "coverage_shard_daily")]).unwrap_or(0.0) > 0.0
+            && m.get("d06_sink_rows_written_total", &[("sink", "clickhouse"), ("table", "plan_daily")]).unwrap_or(0.0) > 0.0
+    })
+    .await;
+    let m = app.metrics().await;
+    assert!(m.get("d06_flush_seconds_count", &[]).unwrap_or(0.0) >= 1.0, "flushes counted");
+    let last = m.get("d06_last_flush_timestamp_seconds", &[]).unwrap_or(0.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    assert!((now - last).abs() < 30.0, "last flush {last} vs now {now}");
+}
