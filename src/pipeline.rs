@@ -21,7 +21,7 @@ use sinks::clickhouse::{
 };
 use aggregator::LagRule;
 use sinks::board::{AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard};
-use sinks::prometheus::{CoverageGauges, Health, HotlineGauges, Metrics};
+use sinks::prometheus::{CoverageGauges, Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -387,14 +387,7 @@ impl Pipeline {
                     area_level: area.level,
                     area: area.code.clone(),
                     shard: s as u32,
-                    received: c.received,
-                    answered: c.answered,
-                    forwarded: c.forwarded,
-                    processed: c.processed,
-                    in_progress: c.in_progress,
-                    spam: c.spam,
-                    overdue_specialist: c.overdue_specialist,
-                    overdue_leadership: c.overdue_leadership,
+                    counts: c,
                     version,
                 });
             }
@@ -465,7 +458,7 @@ impl Pipeline {
             if area.level == AreaLevel::Commune && !self.p.commune_metrics {
                 continue;
             }
-            m.set_hotline(area.level.as_str(), &area.code, &hotline_gauges(c));
+            m.set_hotline(area.level.as_str(), &area.code, c);
         }
         if let Some(board) = &self.p.board {
             board.publish(self.snapshot(t, &statuses, &hot));
@@ -560,15 +553,3 @@ fn coverage_gauges(s: &Status) -> CoverageGauges {
     }
 }
 
-fn hotline_gauges(c: &HotlineCounts) -> HotlineGauges {
-    HotlineGauges {
-        received: c.received,
-        answered: c.answered,
-        forwarded: c.forwarded,
-        processed: c.processed,
-        in_progress: c.in_progress,
-        spam: c.spam,
-        overdue_specialist: c.overdue_specialist,
-        overdue_leadership: c.overdue_leadership,
-    }
-}

@@ -22,4 +22,4 @@ pub use crate::clickhouse::{
     ClickHouseConfig, ClickHouseSink, CoverageDailyRow, CoverageShardRow, DeadLetterRow, HotlineDailyRow,
     HotlineShardRow, PlanRow, SinkError, WriteBatch,
 };
-pub use crate::prometheus::{CoverageGauges, Health, HotlineGauges, HttpServer, Metrics};
+pub use crate::prometheus::{CoverageGauges, Health, HttpServer, Metrics};

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aggregator::{AreaLevel, Indicator};
+use aggregator::hotline::HotlineCounts;
 use chrono::{DateTime, NaiveDate, Utc};
 use sinks::clickhouse::{
     ClickHouseConfig, ClickHouseSink, CoverageDailyRow, CoverageShardRow, DeadLetterRow, HotlineDailyRow,
@@ -266,14 +267,16 @@ async fn hotline_view_sums_shards_and_the_latest_version_wins() {
         area_level: AreaLevel::District,
         area: area.to_owned(),
         shard,
-        received,
-        answered: 1,
-        forwarded: 0,
-        processed: 2,
-        in_progress: 0,
-        spam,
-        overdue_specialist: 1,
-        overdue_leadership: 0,
+        counts: HotlineCounts {
+            received,
+            answered: 1,
+            forwarded: 0,
+            processed: 2,
+            in_progress: 0,
+            spam,
+            overdue_specialist: 1,
+            overdue_leadership: 0,
+        },
         version,
     };
     let batch = WriteBatch {

@@ -164,22 +164,8 @@ pub struct HotlineShardRow {
     pub area: String,
     /// The shard these counts belong to.
     pub shard: u32,
-    /// Tickets received.
-    pub received: u64,
-    /// Of which answered.
-    pub answered: u64,
-    /// Of which forwarded.
-    pub forwarded: u64,
-    /// Of which processed.
-    pub processed: u64,
-    /// Of which still in progress.
-    pub in_progress: u64,
-    /// Of which spam.
-    pub spam: u64,
-    /// Of which overdue at specialist level.
-    pub overdue_specialist: u64,
-    /// Of which overdue at leadership level.
-    pub overdue_leadership: u64,
+    /// The tickets received that day, classified as of the pipeline's clock.
+    pub counts: aggregator::hotline::HotlineCounts,
     /// `ReplacingMergeTree` version.
     pub version: u64,
 }
@@ -538,14 +524,14 @@ impl ClickHouseSink {
                     area_level: r.area_level.as_str(),
                     area: &r.area,
                     shard: r.shard,
-                    received: r.received,
-                    answered: r.answered,
-                    forwarded: r.forwarded,
-                    processed: r.processed,
-                    in_progress: r.in_progress,
-                    spam: r.spam,
-                    overdue_specialist: r.overdue_specialist,
-                    overdue_leadership: r.overdue_leadership,
+                    received: r.counts.received,
+                    answered: r.counts.answered,
+                    forwarded: r.counts.forwarded,
+                    processed: r.counts.processed,
+                    in_progress: r.counts.in_progress,
+                    spam: r.counts.spam,
+                    overdue_specialist: r.counts.overdue_specialist,
+                    overdue_leadership: r.counts.overdue_leadership,
                     version: r.version,
                 })
             })

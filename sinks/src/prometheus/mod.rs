@@ -11,6 +11,7 @@
 mod http;
 
 use std::time::Duration;
+use aggregator::hotline::HotlineCounts;
 
 use ::prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -51,42 +52,18 @@ pub struct CoverageGauges {
     pub days_behind: f64,
 }
 
-/// Hotline tickets of one area received since the campaign start, by status,
-/// for [`Metrics::set_hotline`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HotlineGauges {
-    /// Received.
-    pub received: u64,
-    /// Answered.
-    pub answered: u64,
-    /// Forwarded.
-    pub forwarded: u64,
-    /// Processed.
-    pub processed: u64,
-    /// In progress.
-    pub in_progress: u64,
-    /// Spam.
-    pub spam: u64,
-    /// Overdue at specialist level.
-    pub overdue_specialist: u64,
-    /// Overdue at leadership level.
-    pub overdue_leadership: u64,
-}
-
-impl HotlineGauges {
-    /// `(status, count)` in the order of [`HOTLINE_STATUSES`].
-    pub fn by_status(&self) -> [(&'static str, u64); 8] {
-        [
-            ("received", self.received),
-            ("answered", self.answered),
-            ("forwarded", self.forwarded),
-            ("processed", self.processed),
-            ("in_progress", self.in_progress),
-            ("spam", self.spam),
-            ("overdue_specialist", self.overdue_specialist),
-            ("overdue_leadership", self.overdue_leadership),
-        ]
-    }
+/// `(status, count)` of one area's tickets in the order of [`HOTLINE_STATUSES`].
+fn hotline_by_status(c: &HotlineCounts) -> [(&'static str, u64); 8] {
+    [
+        ("received", c.received),
+        ("answered", c.answered),
+        ("forwarded", c.forwarded),
+        ("processed", c.processed),
+        ("in_progress", c.in_progress),
+        ("spam", c.spam),
+        ("overdue_specialist", c.overdue_specialist),
+        ("overdue_leadership", c.overdue_leadership),
+    ]
 }
 
 /// All of d06's metrics, registered in [`Metrics::registry`].
@@ -266,10 +243,11 @@ impl Metrics {
         }
     }
 
-    /// Sets `d06_hotline_tickets` of one area, one series per status.
-    pub fn set_hotline(&self, level: &str, area: &str, c: &HotlineGauges) {
+    /// Sets `d06_hotline_tickets` of one area (tickets received since the
+    /// campaign start), one series per status.
+    pub fn set_hotline(&self, level: &str, area: &str, c: &HotlineCounts) {
         let (level, area) = (safe_label(level), safe_label(area));
-        for (status, count) in c.by_status() {
+        for (status, count) in hotline_by_status(c) {
             self.hotline_tickets.with_label_values(&[status, level, area]).set(saturating_i64(count));
         }
     }
@@ -342,7 +320,7 @@ mod tests {
         m.last_flush_time.set(1_704_067_300.0);
         let s = CoverageGauges { covered: 750, target: 1000, expected: 800, gained_today: 12, days_behind: 3.0 };
         m.set_coverage("cccd", "district", "689", &s);
-        let h = HotlineGauges { received: 9, answered: 4, forwarded: 2, processed: 1, in_progress: 1, spam: 1, overdue_specialist: 2, overdue_leadership: 0 };
+        let h = HotlineCounts { received: 9, answered: 4, forwarded: 2, processed: 1, in_progress: 1, spam: 1, overdue_specialist: 2, overdue_leadership: 0 };
         m.set_hotline("province", "70", &h);
         m
     }
@@ -429,7 +407,7 @@ mod tests {
         assert_eq!(safe_label(""), "invalid");
         assert_eq!(safe_label(&"x".repeat(65)), "invalid");
         let m = Metrics::new().unwrap();
-        m.set_hotline("commune", "0123 456 789", &HotlineGauges { received: 1, ..HotlineGauges::default() });
+        m.set_hotline("commune", "0123 456 789", &HotlineCounts { received: 1, ..HotlineCounts::default() });
         let text = m.encode();
         assert!(text.contains("d06_hotline_tickets{area=\"invalid\",area_level=\"commune\",status=\"received\"} 1"), "{text}");
         assert!(!text.contains("0123"), "{text}");
