@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod pipeline;
 mod report;
+mod scenario;
 mod simulate;
 mod store;
 

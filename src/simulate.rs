@@ -1350,13 +1350,16 @@ fn unix_ms() -> i64 {
 /// stay late and too-late or future ones stay so.
 ///
 /// Stops early, after flushing what was sent, when `shutdown` is cancelled.
-pub async fn to_kafka(
-    sim: Simulator,
+pub async fn to_kafka<I>(
+    sim: I,
     kafka: &KafkaConfig,
     rate: u64,
     limit: Option<u64>,
     shutdown: CancellationToken,
-) -> Result<Summary> {
+) -> Result<Summary>
+where
+    I: Iterator<Item = SimMessage> + Send + 'static,
+{
     kafka.validate().context("kafka configuration")?;
     let kafka = kafka.clone();
     tokio::task::spawn_blocking(move || produce(sim, &kafka, rate, limit, &shutdown))
@@ -1393,7 +1396,7 @@ fn producer_config(kafka: &KafkaConfig, rate: u64) -> ClientConfig {
 }
 
 fn produce(
-    mut sim: Simulator,
+    mut sim: impl Iterator<Item = SimMessage>,
     kafka: &KafkaConfig,
     rate: u64,
     limit: Option<u64>,
@@ -1511,6 +1514,12 @@ pub struct SimulateArgs {
     /// tab, the payload), instead of to Kafka.
     #[arg(long)]
     pub stdout: bool,
+    /// Instead of the campaign, the 1022 ticket stream that reproduces one of
+    /// the province's hotline reports (replay it with `pipeline.clock =
+    /// "event"`, then `d06 report hotline` over the report's period). Only
+    /// `--seed`, `--limit` and `--stdout` apply.
+    #[arg(long, value_enum, conflicts_with_all = ["rate", "scale", "days", "lagging", "exclude_communes", "invalid_rate"])]
+    pub scenario: Option<crate::scenario::Which>,
 }
 
 /// Runs `d06 simulate`: prints the summary; fails if any delivery failed.
@@ -1524,19 +1533,27 @@ pub fn command(args: SimulateArgs) -> Result<ExitCode> {
         }
     };
     let geo = Geography::load(config.contract.geography).context("loading the geography")?;
-    let mut cfg = SimConfig {
-        seed: args.seed,
-        scale: args.scale,
-        days: args.days,
-        invalid_rate: args.invalid_rate,
-        ..SimConfig::default()
+    let sim: Box<dyn Iterator<Item = SimMessage> + Send> = match args.scenario {
+        Some(which) => {
+            let calendar = config.hotline.calendar().context("loading the working-time calendar")?;
+            Box::new(crate::scenario::messages(&geo, &calendar, which, args.seed).into_iter())
+        }
+        None => {
+            let mut cfg = SimConfig {
+                seed: args.seed,
+                scale: args.scale,
+                days: args.days,
+                invalid_rate: args.invalid_rate,
+                ..SimConfig::default()
+            };
+            if let Some(l) = args.lagging {
+                cfg.lagging_districts = l;
+            }
+            cfg.exclude_communes = args.exclude_communes;
+            cfg.validate(&geo)?;
+            Box::new(Simulator::new(cfg, &geo))
+        }
     };
-    if let Some(l) = args.lagging {
-        cfg.lagging_districts = l;
-    }
-    cfg.exclude_communes = args.exclude_communes;
-    cfg.validate(&geo)?;
-    let sim = Simulator::new(cfg, &geo);
     if args.stdout {
         use std::io::Write as _;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -538,6 +538,8 @@ pub fn report_table(counts: &HotlineCounts, from: NaiveDate, to: NaiveDate, area
 /// the rules ignore), spam marks later lifted, and producer retries
 /// (duplicated event ids). The same inputs always give the same facts.
 pub mod scenario {
+    use std::sync::Arc;
+
     use chrono::{DateTime, Duration, NaiveTime};
 
     use super::{working_hours, HotlineCounts};
@@ -848,6 +850,8 @@ pub mod scenario {
         seed: u64,
         ticket: u64,
         facts: Vec<Fact>,
+        /// Per fact in `facts`, the clear ticket id its subject digests.
+        ids: Vec<Arc<str>>,
     }
 
     /// One event of a ticket being generated.
@@ -861,6 +865,18 @@ pub mod scenario {
     /// (same event id), in order of generation (shuffle them for
     /// out-of-order arrival).
     pub fn generate(geo: &Geography, calendar: &WorkCalendar, scenario: &Scenario, seed: u64) -> Vec<Fact> {
+        generate_with_ids(geo, calendar, scenario, seed).into_iter().map(|(_, f)| f).collect()
+    }
+
+    /// [`generate`], each fact with the clear ticket id (the contract's
+    /// `subject`) its digest stands for, so the stream can be written out as
+    /// EVENTS-v1 messages and pseudonymised again by a real ingest.
+    pub fn generate_with_ids(
+        geo: &Geography,
+        calendar: &WorkCalendar,
+        scenario: &Scenario,
+        seed: u64,
+    ) -> Vec<(Arc<str>, Fact)> {
         let mut g = Gen {
             cal: calendar,
             communes: geo.of_level(AreaLevel::Commune).collect(),
@@ -870,6 +886,7 @@ pub mod scenario {
             seed,
             ticket: 0,
             facts: Vec::new(),
+            ids: Vec::new(),
         };
         if g.communes.is_empty() {
             g.communes.push(geo.province());
@@ -879,7 +896,7 @@ pub mod scenario {
                 g.ticket(period, recipe);
             }
         }
-        g.facts
+        g.ids.into_iter().zip(g.facts).collect()
     }
 
     impl Gen<'_> {
@@ -1055,6 +1072,7 @@ pub mod scenario {
             self.ticket += 1;
             let key = format!("d06-scenario-{}-{}", self.seed, self.ticket);
             let subject = Digest(xxhash_rust::xxh3::xxh3_128(key.as_bytes()).to_le_bytes());
+            let key: Arc<str> = key.into();
             for (n, &(at, status, level, area)) in ev.iter().enumerate() {
                 let fact = Fact {
                     event_id: format!("hl-{:x}-{:06}-{:02}", self.seed, self.ticket, n).into(),
@@ -1067,8 +1085,10 @@ pub mod scenario {
                 if self.rng.chance(4) {
                     // A producer retry: the same event id again.
                     self.facts.push(fact.clone());
+                    self.ids.push(key.clone());
                 }
                 self.facts.push(fact);
+                self.ids.push(key.clone());
             }
         }
     }

@@ -99,7 +99,7 @@ fn stream() -> Vec<(usize, String)> {
 }
 
 /// Runs `d06 report ARGS --config <the app's config>`; stdout, or a panic with stderr.
-fn report(app: &App, args: &[&str]) -> Result<String, String> {
+pub(crate) fn report(app: &App, args: &[&str]) -> Result<String, String> {
     let out = Command::new(env!("CARGO_BIN_EXE_d06"))
         .arg("report")
         .args(args)
