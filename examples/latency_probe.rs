@@ -212,7 +212,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             args.commune,
             i
         );
-        let record: FutureRecord<'_, str, str> = FutureRecord::to(&args.topic).partition(args.partition).payload(&payload);
+        let record: FutureRecord<'_, str, str> =
+            FutureRecord::to(&args.topic).partition(args.partition).payload(&payload);
         let sent = start.elapsed().as_secs_f64();
         if let Ok(mut s) = shared.lock() {
             s.markers.push(Marker { sent, ..Marker::default() });
@@ -249,7 +250,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = clickhouse_task.await;
 
     let s = shared.lock().map_err(|_| "poisoned")?;
-    let lat = |f: fn(&Marker) -> Option<f64>| -> Vec<f64> { s.markers.iter().filter_map(|m| f(m).map(|v| v - m.sent)).collect() };
+    let lat = |f: fn(&Marker) -> Option<f64>| -> Vec<f64> {
+        s.markers.iter().filter_map(|m| f(m).map(|v| v - m.sent)).collect()
+    };
     let to_metrics = lat(|m| m.metrics);
     let to_clickhouse = lat(|m| m.clickhouse);
     println!(
@@ -262,7 +265,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("{}", line("produce→ack (broker)", lat(|m| m.acked)));
     println!("{}", line(&format!("produce→visible /metrics (poll {} ms)", args.metrics_poll_ms), to_metrics));
-    println!("{}", line(&format!("produce→visible ClickHouse coverage_daily (poll {} ms)", args.clickhouse_poll_ms), to_clickhouse));
+    println!(
+        "{}",
+        line(
+            &format!("produce→visible ClickHouse coverage_daily (poll {} ms)", args.clickhouse_poll_ms),
+            to_clickhouse
+        )
+    );
     // From the broker's acknowledgement on: what d06 itself adds.
     let after_ack = |f: fn(&Marker) -> Option<f64>| -> Vec<f64> {
         s.markers.iter().filter_map(|m| Some(f(m)? - m.acked?)).collect()

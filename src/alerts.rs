@@ -273,10 +273,8 @@ impl DailyAlerts {
         tz: Tz,
         clock: Clock,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(ALERTMANAGER_TIMEOUT)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http =
+            reqwest::Client::builder().timeout(ALERTMANAGER_TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new());
         DailyAlerts {
             rule: config.rule.unwrap_or_default(),
             config,
@@ -512,11 +510,7 @@ fn next_send(plan: &Plan, tz: Tz, send_at: NaiveTime, now: DateTime<Utc>, done: 
         return None;
     }
     let next_midnight = day.checked_add_days(Days::new(1))?;
-    Some(Next {
-        day,
-        at: local_instant(day, send_at, tz),
-        deadline: local_instant(next_midnight, NaiveTime::MIN, tz),
-    })
+    Some(Next { day, at: local_instant(day, send_at, tz), deadline: local_instant(next_midnight, NaiveTime::MIN, tz) })
 }
 
 /// The instant of local `time` on `day` in `tz`: the earlier one when the
@@ -611,15 +605,7 @@ fn build_alerts(
                 annotations.insert("link".to_owned(), l.clone());
             }
             annotations.insert("description".to_owned(), description);
-            Some(SentAlert {
-                day,
-                district: row.code.clone(),
-                indicators,
-                labels,
-                annotations,
-                starts_at,
-                ends_at,
-            })
+            Some(SentAlert { day, district: row.code.clone(), indicators, labels, annotations, starts_at, ends_at })
         })
         .collect()
 }
@@ -662,7 +648,8 @@ fn description(row: &Row, lagging: &[usize], day: NaiveDate, rule: &LagRule, dis
     }
     match row.rank {
         Some(k) => {
-            let _ = write!(s, "Xếp hạng {k}/{districts} huyện, thị xã, thành phố trong tỉnh (theo bình quân tỷ lệ đạt).");
+            let _ =
+                write!(s, "Xếp hạng {k}/{districts} huyện, thị xã, thành phố trong tỉnh (theo bình quân tỷ lệ đạt).");
         }
         None => s.push_str("Chưa xếp hạng (không có chỉ tiêu được giao)."),
     }
@@ -734,7 +721,10 @@ mod tests {
         assert_eq!(next("2024-04-12T16:59:59Z", None).unwrap().day, d(4, 12));
         assert_eq!(next("2024-04-12T17:00:00Z", None), n(d(4, 13), "2024-04-13T10:00:00Z", "2024-04-13T17:00:00Z"));
         // Once today is done: tomorrow, whatever the hour.
-        assert_eq!(next("2024-04-12T10:00:05Z", Some(d(4, 12))), n(d(4, 13), "2024-04-13T10:00:00Z", "2024-04-13T17:00:00Z"));
+        assert_eq!(
+            next("2024-04-12T10:00:05Z", Some(d(4, 12))),
+            n(d(4, 13), "2024-04-13T10:00:00Z", "2024-04-13T17:00:00Z")
+        );
         assert_eq!(next("2024-04-12T02:00:00Z", Some(d(4, 12))).unwrap().day, d(4, 13));
         // Before the campaign: its first day. After it, or its last day done: nothing.
         assert_eq!(next("2024-03-01T02:00:00Z", None), n(d(4, 10), "2024-04-10T10:00:00Z", "2024-04-10T17:00:00Z"));
@@ -839,19 +829,24 @@ mod tests {
         // A looser rule (34 %, 3 days): 691's cccd 2 ≥ 0.66 × 3 = 1.98 and 2 days behind is
         // on plan; its vneid 0 < 0.66 still lags, and so does everything of 693–698.
         let loose = LagRule { tolerance: 0.34, days_behind: 3 };
-        let got: Vec<(String, String)> = build_alerts(&t, &loose, d(4, 16), window(), "warning", None, &BTreeSet::new())
-            .iter()
-            .map(|a| (a.district.clone(), a.indicator_label().to_owned()))
-            .collect();
-        assert_eq!(got[..3], [("689", "vneid"), ("691", "vneid"), ("693", "cccd,vneid")].map(|(a, b)| (a.to_owned(), b.to_owned())));
+        let got: Vec<(String, String)> =
+            build_alerts(&t, &loose, d(4, 16), window(), "warning", None, &BTreeSet::new())
+                .iter()
+                .map(|a| (a.district.clone(), a.indicator_label().to_owned()))
+                .collect();
+        assert_eq!(
+            got[..3],
+            [("689", "vneid"), ("691", "vneid"), ("693", "cccd,vneid")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
         assert_eq!(got.len(), 8);
         // A rule that only counts days (tolerance 1 ⇒ never short by ratio): 693–698 are 6 days
         // behind on cccd, 2 on vneid; 689 and 691 only 2 days: only the six, on cccd alone.
         let days_only = LagRule { tolerance: 1.0, days_behind: 3 };
-        let got: Vec<(String, String)> = build_alerts(&t, &days_only, d(4, 16), window(), "warning", None, &BTreeSet::new())
-            .iter()
-            .map(|a| (a.district.clone(), a.indicator_label().to_owned()))
-            .collect();
+        let got: Vec<(String, String)> =
+            build_alerts(&t, &days_only, d(4, 16), window(), "warning", None, &BTreeSet::new())
+                .iter()
+                .map(|a| (a.district.clone(), a.indicator_label().to_owned()))
+                .collect();
         assert_eq!(got, ["693", "694", "695", "696", "697", "698"].map(|c| (c.to_owned(), "cccd".to_owned())));
     }
 
@@ -878,7 +873,10 @@ mod tests {
         );
         let a = alerts.iter().find(|a| a.district == "691").unwrap();
         assert_eq!(a.labels["severity"], "critical");
-        assert_eq!(a.annotations["summary"], "Huyện Bù Gia Mập (691) chậm tiến độ “4 phủ” ngày 16/04/2024: CCCD, ĐDĐT mức 2");
+        assert_eq!(
+            a.annotations["summary"],
+            "Huyện Bù Gia Mập (691) chậm tiến độ “4 phủ” ngày 16/04/2024: CCCD, ĐDĐT mức 2"
+        );
         // cccd: 2 (gained 11/4) of 10, expected 3 on 16/4; expected ≤ 2 last on 14/4 → 2 days.
         // ETA: net gain over 10/4–16/4 is 2 → 8 more need ⌈8 × 7 / 2⌉ = 28 days → 14/5/2024.
         // vneid: 0 of 2, expected 1; expected 0 last on 14/4 → 2 days; no gain → no ETA.
@@ -896,17 +894,29 @@ Xếp hạng 5/11 huyện, thị xã, thành phố trong tỉnh (theo bình quâ
         // The district's row of `d06 report daily --area 691`, then the link.
         let g = Geography::load(GeographyVersion::Pre2025).unwrap();
         let md = t.markdown(g.find(AreaLevel::District, "691"));
-        assert!(md.contains("\n| 691 | Huyện Bù Gia Mập | 2/10 | 20,00% | 30,00% | 2 | 0 | 0/2 | 0,00% | 50,00% | 2 | 0 |"), "{md}");
-        assert!(description.ends_with(&format!(
-            "{md}\nXem báo cáo: https://ioc.example/d06/daily?day=2024-04-16&area=691\n"
-        )));
+        assert!(
+            md.contains("\n| 691 | Huyện Bù Gia Mập | 2/10 | 20,00% | 30,00% | 2 | 0 | 0/2 | 0,00% | 50,00% | 2 | 0 |"),
+            "{md}"
+        );
+        assert!(description
+            .ends_with(&format!("{md}\nXem báo cáo: https://ioc.example/d06/daily?day=2024-04-16&area=691\n")));
         assert_eq!(a.annotations["link"], "https://ioc.example/d06/daily?day=2024-04-16&area=691");
 
         // One indicator, a gain today, and a base URL that already has a query.
-        let alerts =
-            build_alerts(&t, &LagRule::default(), d(4, 16), window(), "warning", Some("http://x/r?k=1"), &BTreeSet::new());
+        let alerts = build_alerts(
+            &t,
+            &LagRule::default(),
+            d(4, 16),
+            window(),
+            "warning",
+            Some("http://x/r?k=1"),
+            &BTreeSet::new(),
+        );
         let a = alerts.iter().find(|a| a.district == "689").unwrap();
-        assert_eq!(a.annotations["summary"], "Thành phố Đồng Xoài (689) chậm tiến độ “4 phủ” ngày 16/04/2024: ĐDĐT mức 2");
+        assert_eq!(
+            a.annotations["summary"],
+            "Thành phố Đồng Xoài (689) chậm tiến độ “4 phủ” ngày 16/04/2024: ĐDĐT mức 2"
+        );
         assert!(a.annotations["description"].starts_with(
             "Thành phố Đồng Xoài (mã 689) chậm so với kế hoạch ngày 16/04/2024 ở 1 chỉ tiêu (chậm: đạt dưới 95% số kế hoạch, hoặc chậm từ 3 ngày trở lên).\n\
              - ĐDĐT mức 2: đạt 0/2 (0,00%), kế hoạch đến hết ngày 1 (50,00%), chậm 2 ngày, tăng trong ngày 0, dự kiến đạt chỉ tiêu: chưa xác định.\n\
@@ -915,14 +925,17 @@ Xếp hạng 5/11 huyện, thị xã, thành phố trong tỉnh (theo bình quâ
         assert_eq!(a.annotations["link"], "http://x/r?k=1&day=2024-04-16&area=689");
         // Without report_url: no link anywhere.
         let plain = build_alerts(&t, &LagRule::default(), d(4, 16), window(), "warning", None, &BTreeSet::new());
-        assert!(plain.iter().all(|a| !a.annotations.contains_key("link") && !a.annotations["description"].contains("Xem báo cáo")));
+        assert!(plain
+            .iter()
+            .all(|a| !a.annotations.contains_key("link") && !a.annotations["description"].contains("Xem báo cáo")));
         assert!(plain[0].to_json().get("generatorURL").is_none());
     }
 
     #[test]
     fn the_posted_json_is_alertmanager_v2_with_deterministic_times() {
         let t = table_16_4();
-        let alerts = build_alerts(&t, &LagRule::default(), d(4, 16), window(), "warning", Some("http://r/"), &BTreeSet::new());
+        let alerts =
+            build_alerts(&t, &LagRule::default(), d(4, 16), window(), "warning", Some("http://r/"), &BTreeSet::new());
         let v = alerts[0].to_json();
         assert_eq!(v["startsAt"], "2024-04-16T10:00:00Z");
         assert_eq!(v["endsAt"], "2024-04-17T10:00:00Z");
@@ -931,7 +944,8 @@ Xếp hạng 5/11 huyện, thị xã, thành phố trong tỉnh (theo bình quâ
         assert_eq!(v["generatorURL"], "http://r/?day=2024-04-16&area=689");
         assert_eq!(v["annotations"]["summary"], alerts[0].annotations["summary"]);
         // Built again (another instance, a retry): the very same alert.
-        let again = build_alerts(&t, &LagRule::default(), d(4, 16), window(), "warning", Some("http://r/"), &BTreeSet::new());
+        let again =
+            build_alerts(&t, &LagRule::default(), d(4, 16), window(), "warning", Some("http://r/"), &BTreeSet::new());
         assert_eq!(again, alerts);
     }
 
@@ -956,7 +970,14 @@ Xếp hạng 5/11 huyện, thị xã, thành phố trong tỉnh (theo bình quâ
     #[tokio::test]
     async fn a_disabled_job_waits_for_shutdown() {
         let (g, p) = setup();
-        let job = DailyAlerts::new(AlertsConfig::default(), ClickHouseConfig::default(), Arc::new(p), Arc::new(g), VN, Clock::Wall);
+        let job = DailyAlerts::new(
+            AlertsConfig::default(),
+            ClickHouseConfig::default(),
+            Arc::new(p),
+            Arc::new(g),
+            VN,
+            Clock::Wall,
+        );
         let stop = CancellationToken::new();
         let task = tokio::spawn(job.run(stop.clone()));
         tokio::time::sleep(Duration::from_millis(50)).await;

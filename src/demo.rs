@@ -62,8 +62,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     config.http.listen = args.listen;
     let geo = Arc::new(aggregator::Geography::load(config.contract.geography)?);
     // The demo keeps nothing: an ephemeral key and a throwaway state directory.
-    let key = SecretKey::from_bytes(format!("d06-demo-{}-{}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or(0)).into_bytes())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = SecretKey::from_bytes(
+        format!("d06-demo-{}-{}", std::process::id(), Utc::now().timestamp_nanos_opt().unwrap_or(0)).into_bytes(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let pseudonymiser = ingest::pseudonym::Pseudonymiser::new(&key);
     let tz = config.contract.tz()?;
     let validator = Validator::new(
@@ -78,7 +80,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     let plan = Arc::new(Plan::from_toml(crate::DEFAULT_PLAN, &geo).context("loading the campaign plan")?);
     let state_dir = std::env::temp_dir().join(format!("d06-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
-    let identity = Identity { geography: "demo".into(), key_fingerprint: "demo".into(), time_zone: config.contract.time_zone.clone() };
+    let identity = Identity {
+        geography: "demo".into(),
+        key_fingerprint: "demo".into(),
+        time_zone: config.contract.time_zone.clone(),
+    };
     let (store, loaded) = Store::open(&state_dir, &identity)?;
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
@@ -146,7 +152,13 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
 }
 
 /// Plays the simulated stream at `speed` × real time into the pipeline, through the real validator.
-fn play(sim: Simulator, validator: Validator, speed: f64, tx: mpsc::Sender<Batch>, shutdown: CancellationToken) -> Result<u64> {
+fn play(
+    sim: Simulator,
+    validator: Validator,
+    speed: f64,
+    tx: mpsc::Sender<Batch>,
+    shutdown: CancellationToken,
+) -> Result<u64> {
     let started = Instant::now();
     let mut sim = sim.peekable();
     let Some(first) = sim.peek().map(|m| m.emitted_at) else { return Ok(0) };

@@ -22,8 +22,8 @@ use clap::{Parser, Subcommand};
 use ingest::contract::{Validator, ValidatorConfig};
 use ingest::kafka::{DeadLetterProducer, Source};
 use ingest::pseudonym::{Pseudonymiser, SecretKey, SubjectKind};
-use sinks::clickhouse::ClickHouseSink;
 use sinks::board::Board;
+use sinks::clickhouse::ClickHouseSink;
 use sinks::prometheus::{Health, HttpServer, Metrics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -235,10 +235,7 @@ fn main() -> ExitCode {
 }
 
 fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 fn validator(config: &Config, key: &SecretKey) -> Result<(Arc<Geography>, Validator, Pseudonymiser)> {
@@ -302,7 +299,6 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         time_zone: config.contract.time_zone.clone(),
     };
     let (store, loaded) = Store::open(&config.pipeline.state_dir, &identity)?;
-
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
@@ -379,13 +375,23 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     };
 
     supervise(
-        vec![("source", source_task), ("pipeline", pipeline_task), ("http", http), ("lag", lag), ("alerts", alerts_task)],
+        vec![
+            ("source", source_task),
+            ("pipeline", pipeline_task),
+            ("http", http),
+            ("lag", lag),
+            ("alerts", alerts_task),
+        ],
         shutdown,
     )
     .await
 }
 
-async fn connect_clickhouse(config: &Config, _metrics: &Metrics, shutdown: &CancellationToken) -> Result<ClickHouseSink> {
+async fn connect_clickhouse(
+    config: &Config,
+    _metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<ClickHouseSink> {
     let mut backoff = Duration::from_millis(200);
     loop {
         let attempt = async {

@@ -12,15 +12,13 @@ use aggregator::coverage::{self, Status};
 use aggregator::hotline::{HotlineCounts, Tickets};
 use aggregator::plan::Plan;
 use aggregator::rollup::{DayCounts, Outcome, RollupKey, Shard};
+use aggregator::LagRule;
 use aggregator::{AreaId, AreaLevel, Fact, FactKind, Geography, Indicator, Nanos};
 use anyhow::{Context, Result};
 use chrono::{NaiveDate, TimeZone};
 use ingest::kafka::{Batch, Committer, DeadLetter, DeadLetterProducer, PartitionState, SourcePartition};
-use sinks::clickhouse::{
-    ClickHouseSink, CoverageShardRow, DeadLetterRow, HotlineShardRow, PlanRow, WriteBatch,
-};
-use aggregator::LagRule;
 use sinks::board::{AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard};
+use sinks::clickhouse::{ClickHouseSink, CoverageShardRow, DeadLetterRow, HotlineShardRow, PlanRow, WriteBatch};
 use sinks::prometheus::{CoverageGauges, Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -321,10 +319,7 @@ impl Pipeline {
                 for (key, first) in from {
                     let days = shard.days(&key).unwrap_or(&empty);
                     let area = geo.area(key.1);
-                    let mut net: i64 = days
-                        .range(..plan.start())
-                        .map(|(_, c)| c.gained as i64 - c.lost as i64)
-                        .sum();
+                    let mut net: i64 = days.range(..plan.start()).map(|(_, c)| c.gained as i64 - c.lost as i64).sum();
                     let mut day = plan.start();
                     while day <= through {
                         let c = days.get(&day).copied().unwrap_or(DayCounts { gained: 0, lost: 0 });
@@ -510,7 +505,11 @@ impl Pipeline {
                 .filter(|i| i.target > 0)
                 .map(|i| (i.covered as f64 / i.target as f64).clamp(0.0, 1.0))
                 .collect();
-            if r.is_empty() { 0.0 } else { r.iter().sum::<f64>() / r.len() as f64 }
+            if r.is_empty() {
+                0.0
+            } else {
+                r.iter().sum::<f64>() / r.len() as f64
+            }
         };
         let scores: Vec<f64> = districts.iter().map(score).collect();
         for (i, d) in districts.iter_mut().enumerate() {
@@ -552,4 +551,3 @@ fn coverage_gauges(s: &Status) -> CoverageGauges {
         days_behind: f64::from(s.days_behind),
     }
 }
-

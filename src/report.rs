@@ -92,17 +92,12 @@ pub async fn daily(config: &Config, day: NaiveDate, area: Option<&str>, format: 
     }
     let plan = load_plan(config, &geo)?;
     if !plan.is_running(day) {
-        bail!(
-            "{day} is outside the campaign ({} to {}): coverage_daily has no rows for it",
-            plan.start(),
-            plan.end()
-        );
+        bail!("{day} is outside the campaign ({} to {}): coverage_daily has no rows for it", plan.start(), plan.end());
     }
     let only = match area {
         None => None,
         Some(code) => Some(
-            geo.find(AreaLevel::District, code)
-                .with_context(|| format!("--area {code:?} is not a district code"))?,
+            geo.find(AreaLevel::District, code).with_context(|| format!("--area {code:?} is not a district code"))?,
         ),
     };
     let sink = ClickHouseSink::reader(&config.clickhouse)?;
@@ -116,7 +111,12 @@ pub async fn daily(config: &Config, day: NaiveDate, area: Option<&str>, format: 
 /// The daily table as of the end of `day` (so far, for today), from
 /// `coverage_daily`: what `d06 report daily` prints, and what the daily
 /// alerts ([`crate::alerts`]) are made of.
-pub(crate) async fn load_daily_table(sink: &ClickHouseSink, geo: &Geography, plan: &Plan, day: NaiveDate) -> Result<DailyTable> {
+pub(crate) async fn load_daily_table(
+    sink: &ClickHouseSink,
+    geo: &Geography,
+    plan: &Plan,
+    day: NaiveDate,
+) -> Result<DailyTable> {
     let rows = sink.coverage_rows(plan.start(), day).await.context("reading coverage_daily")?;
     DailyTable::build(geo, plan, &rows, day)
 }
@@ -230,11 +230,8 @@ pub(crate) struct DailyTable {
 
 /// Mean of covered/target clamped to [0, 1], over the cells with a target.
 fn average(cells: &[Cell; 5]) -> Option<f64> {
-    let ratios: Vec<f64> = cells
-        .iter()
-        .filter(|c| c.target > 0)
-        .map(|c| (c.covered as f64 / c.target as f64).clamp(0.0, 1.0))
-        .collect();
+    let ratios: Vec<f64> =
+        cells.iter().filter(|c| c.target > 0).map(|c| (c.covered as f64 / c.target as f64).clamp(0.0, 1.0)).collect();
     if ratios.is_empty() {
         None
     } else {
@@ -284,7 +281,16 @@ fn cell(
             s.expected
         );
     }
-    Ok((Cell { covered: s.covered, target: s.target, expected: s.expected, days_behind: s.days_behind, gained: s.gained_today }, s))
+    Ok((
+        Cell {
+            covered: s.covered,
+            target: s.target,
+            expected: s.expected,
+            days_behind: s.days_behind,
+            gained: s.gained_today,
+        },
+        s,
+    ))
 }
 
 impl DailyTable {
@@ -312,7 +318,8 @@ impl DailyTable {
             }; 5];
             for ((slot, status), (ind, _, _)) in cells.iter_mut().zip(statuses.iter_mut()).zip(INDICATORS) {
                 let what = format!("{} in {} {}", ind.as_str(), a.level, a.code);
-                let series = by_key.get(&(ind.as_str(), a.level.as_str(), a.code.as_str())).map_or(&[][..], Vec::as_slice);
+                let series =
+                    by_key.get(&(ind.as_str(), a.level.as_str(), a.code.as_str())).map_or(&[][..], Vec::as_slice);
                 (*slot, *status) = cell(plan, (ind, area), series, day, &what)?;
             }
             Ok(Row {
@@ -371,8 +378,7 @@ impl DailyTable {
 
     /// The notes under the table, one sentence each.
     fn notes(&self) -> Vec<String> {
-        let mut notes: Vec<String> =
-            INDICATORS.iter().map(|(_, short, long)| format!("{short}: {long}.")).collect();
+        let mut notes: Vec<String> = INDICATORS.iter().map(|(_, short, long)| format!("{short}: {long}.")).collect();
         notes.extend([
             "Đạt/chỉ tiêu: số đã đạt (cơ sở cộng số tăng, trừ số giảm, đến hết ngày) trên chỉ tiêu giao; %: tỷ lệ đạt.".to_owned(),
             "% KH: số kế hoạch dự kiến đạt đến hết ngày, trên chỉ tiêu giao.".to_owned(),
@@ -612,16 +618,19 @@ pub(crate) mod tests {
         for &(ind, code, (m, day), gained) in GAINS {
             let district = g.find(AreaLevel::District, code).unwrap();
             for a in [district, g.province()] {
-                counts.entry((ind, a)).or_default().entry(d(m, day)).or_insert(DayCounts { gained: 0, lost: 0 }).gained +=
-                    gained;
+                counts
+                    .entry((ind, a))
+                    .or_default()
+                    .entry(d(m, day))
+                    .or_insert(DayCounts { gained: 0, lost: 0 })
+                    .gained += gained;
             }
         }
         let commune = g.find(AreaLevel::Commune, "25216").unwrap();
         counts.entry((Indicator::Cccd, commune)).or_default().insert(d(4, 16), DayCounts { gained: 7, lost: 0 });
         let empty = BTreeMap::new();
         let mut out = Vec::new();
-        let areas: Vec<AreaId> =
-            g.of_level(AreaLevel::District).chain([g.province(), commune]).collect();
+        let areas: Vec<AreaId> = g.of_level(AreaLevel::District).chain([g.province(), commune]).collect();
         for ind in Indicator::ALL {
             for a in &areas {
                 let days = counts.get(&(*ind, *a)).unwrap_or(&empty);
@@ -678,11 +687,11 @@ pub(crate) mod tests {
         assert_eq!(
             avg,
             [
-                ("688", Some(0.45), Some(2)),   // (0.4 + 0.5) / 2
-                ("689", Some(0.5), Some(1)),    // (min(1.2, 1) + 0) / 2
-                ("690", Some(0.4), Some(4)),    // (0.3 + 0.5) / 2
-                ("691", Some(0.1), Some(5)),    // (0.2 + 0) / 2
-                ("692", Some(0.45), Some(2)),   // ties with 688
+                ("688", Some(0.45), Some(2)), // (0.4 + 0.5) / 2
+                ("689", Some(0.5), Some(1)),  // (min(1.2, 1) + 0) / 2
+                ("690", Some(0.4), Some(4)),  // (0.3 + 0.5) / 2
+                ("691", Some(0.1), Some(5)),  // (0.2 + 0) / 2
+                ("692", Some(0.45), Some(2)), // ties with 688
                 ("693", Some(0.0), Some(6)),
             ]
         );
@@ -719,7 +728,13 @@ Thử \\<b\\>\"A&B\"\\</b\\> \\| \\*x\\*: từ ngày 10/04/2024 đến ngày 30/
         assert_eq!(lines.len(), 2 + 11 + 1);
         assert!(lines[13].starts_with("| **70** | **Tỉnh Bình Phước** | **25/110** | **22,73%** | **30,00%** | **2** | **1** | **3/22** | **13,64%** | **31,82%** | **3** | **1** |"), "{}", lines[13]);
         assert!(lines[13].ends_with("| **18,18%** | **—** |"), "{}", lines[13]);
-        assert!(lines[3].starts_with("| 689 | Thành phố Đồng Xoài | 12/10 | 120,00% | 30,00% | 0 | 0 | 0/2 | 0,00% | 50,00% | 2 | 0 |"), "{}", lines[3]);
+        assert!(
+            lines[3].starts_with(
+                "| 689 | Thành phố Đồng Xoài | 12/10 | 120,00% | 30,00% | 0 | 0 | 0/2 | 0,00% | 50,00% | 2 | 0 |"
+            ),
+            "{}",
+            lines[3]
+        );
     }
 
     #[test]
@@ -735,7 +750,9 @@ Thử \\<b\\>\"A&B\"\\</b\\> \\| \\*x\\*: từ ngày 10/04/2024 đến ngày 30/
         assert!(html.contains(
             "<tr><td>691</td><td>Thị xã Phước Long</td>".replace("Thị xã Phước Long", "Huyện Bù Gia Mập").as_str()
         ));
-        assert!(html.contains("<tfoot>\n<tr><td>70</td><td>Tỉnh Bình Phước</td><td class=\"n\">25/110</td><td class=\"n\">22,73%</td>"));
+        assert!(html.contains(
+            "<tfoot>\n<tr><td>70</td><td>Tỉnh Bình Phước</td><td class=\"n\">25/110</td><td class=\"n\">22,73%</td>"
+        ));
         assert!(html.ends_with("</ul>\n</body>\n</html>\n"));
         let one = t.html(g.find(AreaLevel::District, "692"));
         assert_eq!(one.matches("<tr><td>").count(), 1);
@@ -752,11 +769,8 @@ Thử \\<b\\>\"A&B\"\\</b\\> \\| \\*x\\*: từ ngày 10/04/2024 đến ngày 30/
         let err = DailyTable::build(&g, &p, &all, d(4, 18)).unwrap_err().to_string();
         assert!(err.contains("has not reached"), "{err}");
         // One key lost its row of the day.
-        let holed: Vec<_> = all
-            .iter()
-            .filter(|r| !(r.indicator == "vneid" && r.area == "695" && r.day == d(4, 16)))
-            .cloned()
-            .collect();
+        let holed: Vec<_> =
+            all.iter().filter(|r| !(r.indicator == "vneid" && r.area == "695" && r.day == d(4, 16))).cloned().collect();
         let err = DailyTable::build(&g, &p, &holed, d(4, 16)).unwrap_err().to_string();
         assert!(err.contains("vneid in district 695"), "{err}");
         // Written under another plan (cccd target 220).

@@ -87,7 +87,9 @@ pub fn messages(geo: &Geography, calendar: &WorkCalendar, which: Which, seed: u6
 /// A deterministic delay in `0..MAX_DELAY` from the event id.
 fn delay(event_id: &str, seed: u64) -> Nanos {
     // FNV-1a over the seed and the id, then a splitmix64 finaliser.
-    let mut h = event_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64 ^ seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut h = event_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64 ^ seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^= h >> 31;
@@ -100,7 +102,8 @@ fn delay(event_id: &str, seed: u64) -> Nanos {
 }
 
 fn local(at: Nanos) -> DateTime<FixedOffset> {
-    let offset = FixedOffset::east_opt(VN).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+    let offset =
+        FixedOffset::east_opt(VN).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
     DateTime::<Utc>::from_timestamp_nanos(at).with_timezone(&offset)
 }
 

@@ -392,11 +392,39 @@ const FLOWS: [Flow; 6] = [Flow::Cccd, Flow::Vneid, Flow::VneidLevel1, Flow::Swap
 /// One event of a lifecycle, before it is written out.
 #[derive(Clone, Debug)]
 enum Event {
-    Cccd { unit: u16, citizen: u64, stage: &'static str, channel: &'static str },
-    Vneid { unit: u16, citizen: u64, stage: &'static str, level: u8 },
-    Swap { unit: u16, phone: u64, to_tech: &'static str, device: &'static str },
-    Signature { unit: u16, phone: u64, stage: &'static str },
-    Ticket { unit: u16, commune: u16, ticket: u32, opened: NaiveDate, step: u8, status: &'static str, level: &'static str, agency: Option<u8> },
+    Cccd {
+        unit: u16,
+        citizen: u64,
+        stage: &'static str,
+        channel: &'static str,
+    },
+    Vneid {
+        unit: u16,
+        citizen: u64,
+        stage: &'static str,
+        level: u8,
+    },
+    Swap {
+        unit: u16,
+        phone: u64,
+        to_tech: &'static str,
+        device: &'static str,
+    },
+    Signature {
+        unit: u16,
+        phone: u64,
+        stage: &'static str,
+    },
+    Ticket {
+        unit: u16,
+        commune: u16,
+        ticket: u32,
+        opened: NaiveDate,
+        step: u8,
+        status: &'static str,
+        level: &'static str,
+        agency: Option<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -577,7 +605,13 @@ impl Simulator {
                 next_vneid: 0,
                 next_swap: 0,
                 next_signature: 0,
-                steps: [0, coprime_step(citizens, 1), coprime_step(citizens, 2), coprime_step(phones, 3), coprime_step(phones, 4)],
+                steps: [
+                    0,
+                    coprime_step(citizens, 1),
+                    coprime_step(citizens, 2),
+                    coprime_step(phones, 3),
+                    coprime_step(phones, 4),
+                ],
             });
             citizen_base += citizens;
             phone_base += phones;
@@ -820,7 +854,8 @@ impl Simulator {
                         level = "leadership";
                     }
                     steps.push((forwarded, "forwarded", agency, level));
-                    let resolved = if r.chance(0.3) { forwarded + r.range(4 * HOUR, 8 * HOUR) } else { later[1].max(forwarded) };
+                    let resolved =
+                        if r.chance(0.3) { forwarded + r.range(4 * HOUR, 8 * HOUR) } else { later[1].max(forwarded) };
                     steps.push((resolved, "resolved", agency, level));
                     if r.chance(0.05) {
                         let reopened = resolved.max(later[2]) + DAY;
@@ -830,7 +865,16 @@ impl Simulator {
                 }
                 // else: still open (in progress, maybe overdue).
                 for (step, (at, status, agency, level)) in steps.into_iter().enumerate() {
-                    let e = Event::Ticket { unit: u16_unit, commune, ticket, opened, step: step as u8, status, level, agency };
+                    let e = Event::Ticket {
+                        unit: u16_unit,
+                        commune,
+                        ticket,
+                        opened,
+                        step: step as u8,
+                        status,
+                        level,
+                        agency,
+                    };
                     self.occur(at, e);
                 }
             }
@@ -1058,7 +1102,8 @@ impl Simulator {
             _ => {}
         }
         let offset = FixedOffset::east_opt(if zulu { 0 } else { LOCAL_OFFSET_SECS }).unwrap_or(Utc.fix());
-        let shown = if no_offset || defect.is_some_and(|d| d.reason() == Reason::MalformedJson) { at } else { written_at };
+        let shown =
+            if no_offset || defect.is_some_and(|d| d.reason() == Reason::MalformedJson) { at } else { written_at };
         SimMessage {
             kind,
             key: subject_written.is_some().then_some(key),
@@ -1164,8 +1209,8 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// The 12-digit citizen id of global citizen index `n`: `070` (born in Bình
 /// Phước), the century-and-gender digit, two year digits, six serial digits.
 fn citizen_id(n: u64, seed: u64) -> String {
-    let p = ((u128::from(n % CITIZEN_SPACE) * u128::from(SPREAD) + u128::from(mix64(seed ^ 11))) % u128::from(CITIZEN_SPACE))
-        as u64;
+    let p = ((u128::from(n % CITIZEN_SPACE) * u128::from(SPREAD) + u128::from(mix64(seed ^ 11)))
+        % u128::from(CITIZEN_SPACE)) as u64;
     let serial = p % 1_000_000;
     let rest = p / 1_000_000;
     let female = rest % 2;
@@ -1176,8 +1221,8 @@ fn citizen_id(n: u64, seed: u64) -> String {
 
 /// The national form (`0…`, 10 digits) and carrier of global subscriber index `n`.
 fn phone_number(n: u64, seed: u64) -> (String, &'static str) {
-    let p = ((u128::from(n % PHONE_SPACE) * u128::from(SPREAD) + u128::from(mix64(seed ^ 13))) % u128::from(PHONE_SPACE))
-        as u64;
+    let p = ((u128::from(n % PHONE_SPACE) * u128::from(SPREAD) + u128::from(mix64(seed ^ 13)))
+        % u128::from(PHONE_SPACE)) as u64;
     let (prefix, carrier) = PREFIXES[(p / 10_000_000) as usize % PREFIXES.len()];
     (format!("0{prefix}{:07}", p % 10_000_000), carrier)
 }
@@ -1693,7 +1738,13 @@ mod tests {
                     }
                     if m.kind == Kind::Sim {
                         let subject = text.split(r#""subject":""#).nth(1).unwrap();
-                        r.spellings[if subject.starts_with('0') { 0 } else if subject.starts_with('+') { 1 } else { 2 }] += 1;
+                        r.spellings[if subject.starts_with('0') {
+                            0
+                        } else if subject.starts_with('+') {
+                            1
+                        } else {
+                            2
+                        }] += 1;
                     }
                     r.area_forms[match (text.contains("commune_code"), text.contains("district_code")) {
                         (true, false) => 0,
@@ -1716,7 +1767,9 @@ mod tests {
                     assert_eq!(rejection.reason, intended, "{rejection} for {}", String::from_utf8_lossy(&m.payload));
                     *r.rejected.entry(intended).or_default() += 1;
                 }
-                (intended, got) => panic!("intended {intended:?}, got {got:?} for {}", String::from_utf8_lossy(&m.payload)),
+                (intended, got) => {
+                    panic!("intended {intended:?}, got {got:?} for {}", String::from_utf8_lossy(&m.payload))
+                }
             }
         }
         r
@@ -1737,7 +1790,10 @@ mod tests {
     #[test]
     fn every_message_is_valid_or_fails_with_its_intended_reason() {
         let r = run(small());
-        eprintln!("{} messages, {} valid, {:?} rejected, {} duplicates, {} late, tickets {:?}", r.messages, r.valid, r.rejected, r.duplicates, r.late, r.tickets);
+        eprintln!(
+            "{} messages, {} valid, {:?} rejected, {} duplicates, {} late, tickets {:?}",
+            r.messages, r.valid, r.rejected, r.duplicates, r.late, r.tickets
+        );
         // ≈ 1.43 M messages at scale 1; here 1/20, plus 7,101 CCCD lifecycles of ≈ 3 events.
         assert!((90_000..100_000).contains(&r.messages), "{}", r.messages);
         let invalid: usize = r.rejected.values().sum();
@@ -1815,7 +1871,10 @@ mod tests {
     fn working_hours_are_busy_nights_and_weekends_quiet_and_the_pace_ramps_up() {
         let r = run(small());
         let weekday_hour = |hours: std::ops::Range<u32>| -> f64 {
-            let n: usize = (0..5).flat_map(|d| hours.clone().map(move |h| (d, h))).map(|k| r.by_hour.get(&k).copied().unwrap_or(0)).sum();
+            let n: usize = (0..5)
+                .flat_map(|d| hours.clone().map(move |h| (d, h)))
+                .map(|k| r.by_hour.get(&k).copied().unwrap_or(0))
+                .sum();
             n as f64 / (5 * hours.len()) as f64
         };
         let working = weekday_hour(8..11);
@@ -1832,7 +1891,8 @@ mod tests {
         let (wed, sat, sun) = (per_weekday(Weekday::Wed), per_weekday(Weekday::Sat), per_weekday(Weekday::Sun));
         assert!(sat < 0.65 * wed && sat > 0.45 * wed, "sat {sat} wed {wed}");
         assert!(sun < 0.45 * wed && sun > 0.25 * wed, "sun {sun} wed {wed}");
-        let days: Vec<usize> = r.by_day.range(NaiveDate::from_ymd_opt(2024, 4, 10).unwrap()..).map(|(_, n)| *n).collect();
+        let days: Vec<usize> =
+            r.by_day.range(NaiveDate::from_ymd_opt(2024, 4, 10).unwrap()..).map(|(_, n)| *n).collect();
         let first: usize = days[..30].iter().sum();
         let last: usize = days[60..90].iter().sum();
         // Ramp 0.85 → 1.15: thirds average 0.90 and 1.10.
@@ -1902,7 +1962,10 @@ mod tests {
         // UTC in, local out; a negative shift.
         let z = br#"{"occurred_at":"2024-05-09T01:15:30.123Z"}"#;
         let out = restamp(z, -123, 5).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"occurred_at":"2024-05-09T08:15:30.000+07:00","sim_produced_at_ms":5}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"occurred_at":"2024-05-09T08:15:30.000+07:00","sim_produced_at_ms":5}"#
+        );
         assert_eq!(restamp(br#"{"occurred_at":"2024-05-09T08:15:30"}"#, 1, 1), None, "no offset: left alone");
         assert_eq!(restamp(br#"{"occurred_at":"2024-05-09T08:15:30+07:00""#, 1, 1), None, "truncated");
     }

@@ -71,9 +71,24 @@ fn main() {
     assert_eq!(events as u64, facts);
     println!("subjects            {subjects}");
     println!("facts in the log    {facts} ({:.2} per subject)", facts as f64 / subjects as f64);
-    println!("log size            {} bytes ({:.1} per fact), built in {:.2} s", log.len(), log.len() as f64 / facts as f64, built.as_secs_f64());
-    println!("replay (restart)    {:.2} s, {:.0} facts/s, {:.0} ns/fact", replay.as_secs_f64(), facts as f64 / replay.as_secs_f64(), replay.as_nanos() as f64 / facts as f64);
-    println!("state RSS           {} bytes ({:.1} MiB), {:.1} bytes/subject", state, state as f64 / 1048576.0, state as f64 / subjects as f64);
+    println!(
+        "log size            {} bytes ({:.1} per fact), built in {:.2} s",
+        log.len(),
+        log.len() as f64 / facts as f64,
+        built.as_secs_f64()
+    );
+    println!(
+        "replay (restart)    {:.2} s, {:.0} facts/s, {:.0} ns/fact",
+        replay.as_secs_f64(),
+        facts as f64 / replay.as_secs_f64(),
+        replay.as_nanos() as f64 / facts as f64
+    );
+    println!(
+        "state RSS           {} bytes ({:.1} MiB), {:.1} bytes/subject",
+        state,
+        state as f64 / 1048576.0,
+        state as f64 / subjects as f64
+    );
     println!("peak RSS (process)  {:.1} MiB", peak_bytes() as f64 / 1048576.0);
     drop(shards);
 }

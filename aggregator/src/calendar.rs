@@ -179,7 +179,9 @@ fn parse_weekday(s: &str) -> Result<Weekday, CalendarError> {
 fn parse_day(d: &DayFile) -> Result<(NaiveDate, Entry), CalendarError> {
     let bad = || CalendarError::Date(d.date.to_string());
     let date = match (d.date.date, d.date.time, d.date.offset) {
-        (Some(x), None, None) => NaiveDate::from_ymd_opt(x.year.into(), x.month.into(), x.day.into()).ok_or_else(bad)?,
+        (Some(x), None, None) => {
+            NaiveDate::from_ymd_opt(x.year.into(), x.month.into(), x.day.into()).ok_or_else(bad)?
+        }
         _ => return Err(bad()),
     };
     if d.source.trim().is_empty() {
@@ -200,7 +202,11 @@ fn insert_days(
     Ok(())
 }
 
-fn merge_setting<T: PartialEq>(mine: &mut Option<T>, theirs: Option<T>, what: &'static str) -> Result<(), CalendarError> {
+fn merge_setting<T: PartialEq>(
+    mine: &mut Option<T>,
+    theirs: Option<T>,
+    what: &'static str,
+) -> Result<(), CalendarError> {
     match (mine.as_ref(), theirs) {
         (_, None) => Ok(()),
         (None, Some(t)) => {
@@ -581,7 +587,15 @@ mod tests {
             "#,
         )
         .unwrap();
-        let utc = |d, h| NaiveDate::from_ymd_opt(2024, 5, d).unwrap().and_hms_opt(h, 0, 0).unwrap().and_utc().timestamp_nanos_opt().unwrap();
+        let utc = |d, h| {
+            NaiveDate::from_ymd_opt(2024, 5, d)
+                .unwrap()
+                .and_hms_opt(h, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_nanos_opt()
+                .unwrap()
+        };
         // Fri 3/5 10:00 UTC → Sat 4/5 08:00–12:00 = 4 h; Sun 5/5 holiday; Sat 11/5 08:00 + 2 h.
         assert_eq!(c.deadline(utc(3, 10), 6), utc(11, 10));
         assert!(!c.is_working_day(date(2024, 5, 6)));
@@ -593,7 +607,10 @@ mod tests {
     fn loading_rejects_bad_files() {
         let err = |s: &str| WorkCalendar::from_toml(s).unwrap_err();
         assert!(matches!(err("colour = 1"), CalendarError::Toml { .. }));
-        assert!(matches!(err("[[holidays]]\ndate = 2024-01-01\nsource = \"x\"\nnote = \"y\""), CalendarError::Toml { .. }));
+        assert!(matches!(
+            err("[[holidays]]\ndate = 2024-01-01\nsource = \"x\"\nnote = \"y\""),
+            CalendarError::Toml { .. }
+        ));
         assert!(matches!(err("[[holidays]]\ndate = 2024-01-01"), CalendarError::Toml { .. }), "source is required");
         assert!(matches!(err("[[holidays]]\ndate = 2024-01-01\nsource = \" \""), CalendarError::NoSource(_)));
         assert!(matches!(err("[[holidays]]\ndate = 2024-01-01T08:00:00\nsource = \"x\""), CalendarError::Date(_)));
@@ -608,7 +625,8 @@ mod tests {
         assert!(matches!(err("working_weekdays = [\"monday\"]"), CalendarError::Weekday(_)));
         let twice = "[[holidays]]\ndate = 2024-01-01\nsource = \"x\"\n";
         assert!(matches!(err(&format!("{twice}{twice}")), CalendarError::Duplicate(_)));
-        let both = "[[holidays]]\ndate = 2024-01-06\nsource = \"x\"\n[[working_days]]\ndate = 2024-01-06\nsource = \"x\"";
+        let both =
+            "[[holidays]]\ndate = 2024-01-06\nsource = \"x\"\n[[working_days]]\ndate = 2024-01-06\nsource = \"x\"";
         assert!(matches!(err(both), CalendarError::Conflict(_)));
     }
 
@@ -628,7 +646,10 @@ mod tests {
         // ... but not with one that sets another.
         let other = WorkCalendar::from_toml("time_zone = \"Asia/Bangkok\"").unwrap();
         assert!(matches!(c.merge(other), Err(CalendarError::Mismatch("time_zone"))));
-        let year = WorkCalendar::from_toml("[[holidays]]\ndate = 2026-01-01\nname = \"Tết Dương lịch\"\nsource = \"BLLĐ 2019 Điều 112\"").unwrap();
+        let year = WorkCalendar::from_toml(
+            "[[holidays]]\ndate = 2026-01-01\nname = \"Tết Dương lịch\"\nsource = \"BLLĐ 2019 Điều 112\"",
+        )
+        .unwrap();
         c.merge(year).unwrap();
         assert!(!c.is_working_day(date(2026, 1, 1)));
     }

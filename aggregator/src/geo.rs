@@ -102,10 +102,7 @@ pub struct Geography {
 }
 
 fn col<'a>(headers: &[&str], row: &[&'a str], name: &str) -> Result<&'a str, GeographyError> {
-    let i = headers
-        .iter()
-        .position(|h| *h == name)
-        .ok_or_else(|| GeographyError(format!("missing column {name}")))?;
+    let i = headers.iter().position(|h| *h == name).ok_or_else(|| GeographyError(format!("missing column {name}")))?;
     row.get(i).copied().ok_or_else(|| GeographyError(format!("short row for {name}")))
 }
 
@@ -150,7 +147,8 @@ impl Geography {
     fn pre2025() -> Result<Self, GeographyError> {
         let (h, body) = rows(PRE2025_CSV);
         let first = body.first().ok_or_else(|| GeographyError("empty pre-2025 file".into()))?;
-        let mut g = Self::new(GeographyVersion::Pre2025, col(&h, first, "province_code")?, col(&h, first, "province_name")?);
+        let mut g =
+            Self::new(GeographyVersion::Pre2025, col(&h, first, "province_code")?, col(&h, first, "province_name")?);
         for r in &body {
             let dcode = col(&h, r, "district_code")?;
             let d = num(dcode)?;
@@ -183,7 +181,8 @@ impl Geography {
     fn post2025() -> Result<Self, GeographyError> {
         let (h, body) = rows(POST2025_CSV);
         let first = body.first().ok_or_else(|| GeographyError("empty post-2025 file".into()))?;
-        let mut g = Self::new(GeographyVersion::Post2025, col(&h, first, "province_code")?, col(&h, first, "province_name")?);
+        let mut g =
+            Self::new(GeographyVersion::Post2025, col(&h, first, "province_code")?, col(&h, first, "province_name")?);
         for r in &body {
             let ccode = col(&h, r, "commune_code")?;
             let cid = g.push(Area {
@@ -197,10 +196,8 @@ impl Geography {
         let (h, body) = rows(OLD_TO_NEW_CSV);
         for r in &body {
             let new = num(col(&h, r, "new_commune_code")?)?;
-            let cid = *g
-                .communes
-                .get(&new)
-                .ok_or_else(|| GeographyError(format!("old→new names unknown unit {new}")))?;
+            let cid =
+                *g.communes.get(&new).ok_or_else(|| GeographyError(format!("old→new names unknown unit {new}")))?;
             let old = num(col(&h, r, "old_commune_code")?)?;
             g.communes.entry(old).or_insert(cid);
             let d = num(col(&h, r, "old_district_code")?)?;
@@ -241,11 +238,7 @@ impl Geography {
 
     /// Areas of one level, in file order.
     pub fn of_level(&self, level: AreaLevel) -> impl Iterator<Item = AreaId> + '_ {
-        self.areas
-            .iter()
-            .enumerate()
-            .filter(move |(_, a)| a.level == level)
-            .map(|(i, _)| AreaId(i as u16))
+        self.areas.iter().enumerate().filter(move |(_, a)| a.level == level).map(|(i, _)| AreaId(i as u16))
     }
 
     /// The area and every area it rolls up into, most specific first.
@@ -255,10 +248,7 @@ impl Geography {
 
     /// Finds an area by level and code.
     pub fn find(&self, level: AreaLevel, code: &str) -> Option<AreaId> {
-        self.areas
-            .iter()
-            .position(|a| a.level == level && a.code == code)
-            .map(|i| AreaId(i as u16))
+        self.areas.iter().position(|a| a.level == level && a.code == code).map(|i| AreaId(i as u16))
     }
 
     /// Resolves an event's codes (already checked to be 5 and 3 ASCII digits)

@@ -227,9 +227,8 @@ fn classify(events: &[Event], calendar: &WorkCalendar, t: Nanos) -> Option<Class
     let first = events.iter().position(|e| e.status == TicketStatus::Received)?;
     let received = &events[first];
     // Later `received` events under other ids are ignored altogether.
-    let considered = || {
-        events.iter().enumerate().filter(move |(i, e)| *i == first || e.status != TicketStatus::Received)
-    };
+    let considered =
+        || events.iter().enumerate().filter(move |(i, e)| *i == first || e.status != TicketStatus::Received);
     let latest = considered().next_back().map_or(received, |(_, e)| e);
     let level = latest.level;
     let spam = latest.status == TicketStatus::Spam;
@@ -352,14 +351,8 @@ impl Tickets {
         if !self.seen.insert(fact.event_key()) {
             return Outcome::Duplicate;
         }
-        let event = Event {
-            at: fact.occurred_at,
-            id: fact.event_id.clone(),
-            status,
-            level,
-            area: fact.area,
-            day: fact.day,
-        };
+        let event =
+            Event { at: fact.occurred_at, id: fact.event_id.clone(), status, level, area: fact.area, day: fact.day };
         let ticket = self.tickets.entry(fact.subject).or_default();
         let at = ticket.events.partition_point(|e| e.key() < event.key());
         ticket.events.insert(at, event);
@@ -523,7 +516,6 @@ pub fn report_table(counts: &HotlineCounts, from: NaiveDate, to: NaiveDate, area
         row.join("\t")
     )
 }
-
 
 /// Deterministic ticket histories that reproduce the province's 1022
 /// reports, for tests, benchmarks and `d06 simulate`.
@@ -1167,7 +1159,13 @@ mod tests {
     fn answered_in_time_is_processed_and_answered_at_every_level() {
         let mut t = tickets();
         let mon = date(2024, 5, 13);
-        apply_all(&mut t, &[("a1", vn(2024, 5, 13, 8, 0), Received, Specialist), ("a2", vn(2024, 5, 13, 15, 0), Answered, Specialist)]);
+        apply_all(
+            &mut t,
+            &[
+                ("a1", vn(2024, 5, 13, 8, 0), Received, Specialist),
+                ("a2", vn(2024, 5, 13, 15, 0), Answered, Specialist),
+            ],
+        );
         let want = one(|c| {
             c.processed = 1;
             c.answered = 1;
@@ -1316,7 +1314,10 @@ mod tests {
         // Deadline Tue 14/5 08:00; a `reopened` at 07:30 while open changes nothing.
         apply_all(
             &mut t,
-            &[("a1", vn(2024, 5, 13, 8, 0), Received, Specialist), ("a2", vn(2024, 5, 14, 7, 30), Reopened, Specialist)],
+            &[
+                ("a1", vn(2024, 5, 13, 8, 0), Received, Specialist),
+                ("a2", vn(2024, 5, 14, 7, 30), Reopened, Specialist),
+            ],
         );
         assert_eq!(t.next_deadline(), Some(vn(2024, 5, 14, 8, 0) + NS));
         t.advance(vn(2024, 5, 14, 9, 0));
@@ -1329,11 +1330,21 @@ mod tests {
         let area = commune(&t);
         let h = |d, hh| vn(2024, 5, d, hh, 0);
         // Resolved, reopened, answered: answered.
-        for (id, at, s) in [("a1", h(13, 8), Received), ("a2", h(13, 9), Resolved), ("a3", h(13, 10), Reopened), ("a4", h(13, 11), Answered)] {
+        for (id, at, s) in [
+            ("a1", h(13, 8), Received),
+            ("a2", h(13, 9), Resolved),
+            ("a3", h(13, 10), Reopened),
+            ("a4", h(13, 11), Answered),
+        ] {
             t.apply(&fact(1, id, at, s, Specialist, area));
         }
         // Answered, reopened, resolved: processed, neither answered nor forwarded.
-        for (id, at, s) in [("b1", h(13, 8), Received), ("b2", h(13, 9), Answered), ("b3", h(13, 10), Reopened), ("b4", h(13, 11), Resolved)] {
+        for (id, at, s) in [
+            ("b1", h(13, 8), Received),
+            ("b2", h(13, 9), Answered),
+            ("b3", h(13, 10), Reopened),
+            ("b4", h(13, 11), Resolved),
+        ] {
             t.apply(&fact(2, id, at, s, Specialist, area));
         }
         // Forwarded, then answered: forwarded, not answered.
@@ -1381,10 +1392,13 @@ mod tests {
         assert!(t.counts().is_empty() && t.take_dirty().is_empty());
         assert_eq!(t.classification(&Digest([1; 16])), None);
         t.apply(&fact(1, "a1", vn(2024, 5, 13, 8, 0), Received, Specialist, area));
-        assert_eq!(at_commune(&t, date(2024, 5, 13)), one(|c| {
-            c.processed = 1;
-            c.answered = 1;
-        }));
+        assert_eq!(
+            at_commune(&t, date(2024, 5, 13)),
+            one(|c| {
+                c.processed = 1;
+                c.answered = 1;
+            })
+        );
         // Stamped 2 s before `received` (clock skew): takes effect at the received instant.
         t.apply(&fact(2, "b2", vn(2024, 5, 13, 8, 0) - 2_000_000_000, Answered, Specialist, area));
         t.apply(&fact(2, "b1", vn(2024, 5, 13, 8, 0), Received, Specialist, area));
@@ -1413,7 +1427,12 @@ mod tests {
         assert_eq!(t.counts()[&(y, date(2024, 5, 12))], one(|c| c.overdue_specialist = 1));
         let dirty = t.take_dirty();
         let province = t.geo.province();
-        for key in [(x, date(2024, 5, 13)), (y, date(2024, 5, 12)), (province, date(2024, 5, 13)), (province, date(2024, 5, 12))] {
+        for key in [
+            (x, date(2024, 5, 13)),
+            (y, date(2024, 5, 12)),
+            (province, date(2024, 5, 13)),
+            (province, date(2024, 5, 12)),
+        ] {
             assert!(dirty.contains(&key), "{key:?}");
         }
         assert!(t.counts()[&(province, date(2024, 5, 13))].is_zero());
@@ -1483,10 +1502,13 @@ mod tests {
         };
         let want = run(&facts);
         // Reopened Tue 14/5 10:00 at leadership level → 48 h, open at T = Thu 16/5 12:00.
-        assert_eq!(want.iter().find(|(k, _)| *k == (y, date(2024, 5, 12))).unwrap().1, one(|c| {
-            c.in_progress = 1;
-            c.forwarded = 1;
-        }));
+        assert_eq!(
+            want.iter().find(|(k, _)| *k == (y, date(2024, 5, 12))).unwrap().1,
+            one(|c| {
+                c.in_progress = 1;
+                c.forwarded = 1;
+            })
+        );
         for order in permutations(&facts) {
             assert_eq!(run(&order), want);
         }
@@ -1565,7 +1587,8 @@ mod tests {
         let distinct: HashSet<&str> = facts.iter().map(|f| &*f.event_id).collect();
         assert_eq!(duplicates, facts.len() - distinct.len());
         assert!(duplicates > 20, "producer retries: {duplicates}");
-        let status = |s| facts.iter().filter(|f| matches!(f.kind, FactKind::Hotline { status, .. } if status == s)).count();
+        let status =
+            |s| facts.iter().filter(|f| matches!(f.kind, FactKind::Hotline { status, .. } if status == s)).count();
         assert!(status(Reopened) > 10, "reopened: {}", status(Reopened));
         assert!(status(Forwarded) > 10);
         assert!(facts.iter().any(|f| matches!(f.kind, FactKind::Hotline { level: Leadership, .. })));
@@ -1576,7 +1599,8 @@ mod tests {
         }
         let (mut early, mut again) = (0, 0);
         for evs in by_ticket.values() {
-            let received: Vec<_> = evs.iter().filter(|f| matches!(f.kind, FactKind::Hotline { status: Received, .. })).collect();
+            let received: Vec<_> =
+                evs.iter().filter(|f| matches!(f.kind, FactKind::Hotline { status: Received, .. })).collect();
             let first = received.iter().map(|f| f.occurred_at).min().unwrap();
             early += usize::from(evs.iter().any(|f| f.occurred_at < first));
             again += usize::from(received.iter().map(|f| &f.event_id).collect::<HashSet<_>>().len() > 1);
@@ -1618,7 +1642,14 @@ mod tests {
         // 19/6–19/7/2023: 300 = 290 + 4 + 5 + 1 + 0.
         let last = province_total(&geo, &shards, date(2023, 6, 19), date(2023, 7, 19));
         assert_eq!(
-            (last.received, last.processed, last.in_progress, last.spam, last.overdue_specialist, last.overdue_leadership),
+            (
+                last.received,
+                last.processed,
+                last.in_progress,
+                last.spam,
+                last.overdue_specialist,
+                last.overdue_leadership
+            ),
             (300, 290, 4, 5, 1, 0)
         );
         // Tickets of December 2022 are outside the report.
@@ -1643,7 +1674,14 @@ mod tests {
         let all = province_total(&geo, &shards, date(2024, 4, 22), date(2024, 5, 22));
         assert_eq!(
             all,
-            HotlineCounts { received: 299, processed: 293, in_progress: 6, answered: 268, forwarded: 31, ..Default::default() }
+            HotlineCounts {
+                received: 299,
+                processed: 293,
+                in_progress: 6,
+                answered: 268,
+                forwarded: 31,
+                ..Default::default()
+            }
         );
         // Some tickets were received on the 27/4–1/5 holidays.
         let holidays = province_total(&geo, &shards, date(2024, 4, 27), date(2024, 5, 1));
@@ -1662,7 +1700,8 @@ mod tests {
             }
         }
         summed.retain(|_, c| !c.is_zero());
-        let single: BTreeMap<_, _> = single.counts().iter().filter(|(_, c)| !c.is_zero()).map(|(k, c)| (*k, *c)).collect();
+        let single: BTreeMap<_, _> =
+            single.counts().iter().filter(|(_, c)| !c.is_zero()).map(|(k, c)| (*k, *c)).collect();
         assert!(single.len() > 300, "{} keys", single.len());
         assert!(single == summed, "one shard in order and three shuffled disagree");
         // The in-progress tickets run out after T: next_deadline is after T.

@@ -283,7 +283,10 @@ impl Hasher for KeyHasher {
         let mut chunks = bytes.chunks_exact(16);
         for c in &mut chunks {
             let (lo, hi) = c.split_at(8);
-            self.block(u64::from_le_bytes(lo.try_into().unwrap_or_default()), u64::from_le_bytes(hi.try_into().unwrap_or_default()));
+            self.block(
+                u64::from_le_bytes(lo.try_into().unwrap_or_default()),
+                u64::from_le_bytes(hi.try_into().unwrap_or_default()),
+            );
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
@@ -746,7 +749,9 @@ mod tests {
         s.apply(&fact("i", 2, 12, 9, c1, INSTALL));
         s.apply(&fact("c", 3, 12, 9, c1, CCCD));
         let mut want: Vec<RollupKey> = Vec::new();
-        for (ind, c, dist) in [(Indicator::Vneid, c2, "689"), (Indicator::SimSignature, c1, "688"), (Indicator::Cccd, c1, "688")] {
+        for (ind, c, dist) in
+            [(Indicator::Vneid, c2, "689"), (Indicator::SimSignature, c1, "688"), (Indicator::Cccd, c1, "688")]
+        {
             want.extend([(ind, c), (ind, district(&g, dist)), (ind, g.province())]);
         }
         want.sort();
@@ -758,10 +763,7 @@ mod tests {
         assert_eq!(dirty.keys().copied().collect::<Vec<_>>(), want);
         assert!(dirty.values().all(|day| *day == d(12)));
         assert!(s.take_dirty().is_empty());
-        assert_eq!(
-            format!("{s:?}"),
-            "Shard { events: 3, subjects: 3, keys: 9, dirty: 0 }"
-        );
+        assert_eq!(format!("{s:?}"), "Shard { events: 3, subjects: 3, keys: 9, dirty: 0 }");
     }
 
     #[test]

@@ -160,7 +160,11 @@ fn warm(c: &mut Criterion) {
         }
     }
     let watermarks = st.watermarks;
-    eprintln!("core warm: {} messages preloaded ({} coverage subjects), then 100,000 timed", preload.len(), st.subjects());
+    eprintln!(
+        "core warm: {} messages preloaded ({} coverage subjects), then 100,000 timed",
+        preload.len(),
+        st.subjects()
+    );
     drop(st);
     let next = gen.batch(100_000);
     let now = gen.now();

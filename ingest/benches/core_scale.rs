@@ -56,7 +56,10 @@ fn main() {
     let (mut band_msgs, mut band_time, mut total_msgs, mut total_time) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
     let (mut band_cpu, mut total_cpu) = (Duration::ZERO, Duration::ZERO);
     let mut next_report = 1_000_000;
-    println!("{:>12} {:>12} {:>12} {:>10} {:>14} {:>10}", "subjects", "messages", "wall msgs/s", "ns/msg", "on-CPU msgs/s", "ns/msg");
+    println!(
+        "{:>12} {:>12} {:>12} {:>10} {:>14} {:>10}",
+        "subjects", "messages", "wall msgs/s", "ns/msg", "on-CPU msgs/s", "ns/msg"
+    );
     loop {
         let subjects: usize = coverage.iter().map(Shard::subjects).sum();
         if subjects >= next_report {

@@ -45,11 +45,8 @@ fn bench(c: &mut Criterion) {
     });
     for ty in ["cccd.application", "vneid.account", "sim.swap", "sim.signature", "hotline.ticket"] {
         let needle = format!("\"type\":\"{ty}\"");
-        let only: Vec<&Vec<u8>> = msgs
-            .iter()
-            .filter(|m| std::str::from_utf8(m).is_ok_and(|s| s.contains(&needle)))
-            .take(2_000)
-            .collect();
+        let only: Vec<&Vec<u8>> =
+            msgs.iter().filter(|m| std::str::from_utf8(m).is_ok_and(|s| s.contains(&needle))).take(2_000).collect();
         g.throughput(Throughput::Elements(only.len() as u64));
         g.bench_function(ty, |b| {
             b.iter(|| {

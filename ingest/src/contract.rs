@@ -37,7 +37,7 @@ use std::io::{self, BufRead};
 use std::sync::Arc;
 
 use aggregator::fact::{
-    CccdStage, Channel, Carrier, Device, SignatureStage, Tech, TicketLevel, TicketStatus, VneidStage,
+    Carrier, CccdStage, Channel, Device, SignatureStage, Tech, TicketLevel, TicketStatus, VneidStage,
 };
 use aggregator::geo::AreaError;
 use aggregator::{AreaLevel, Fact, FactKind, Geography, Nanos};
@@ -190,7 +190,6 @@ impl EventType {
     }
 }
 
-
 /// Decodes, validates and pseudonymises messages. Cheap to share: `validate`
 /// takes `&self`; the per-partition watermark is the caller's.
 pub struct Validator {
@@ -275,7 +274,9 @@ impl Validator {
 
         // 6, 7. unknown_area, area_mismatch
         let area = self.geo.resolve(commune, district).map_err(|e| match e {
-            AreaError::Unknown(AreaLevel::District) => Rejection::new(Reason::UnknownArea, "district_code: unknown code"),
+            AreaError::Unknown(AreaLevel::District) => {
+                Rejection::new(Reason::UnknownArea, "district_code: unknown code")
+            }
             AreaError::Unknown(_) => Rejection::new(Reason::UnknownArea, "commune_code: unknown code"),
             AreaError::Mismatch => {
                 Rejection::new(Reason::AreaMismatch, "commune_code: not in the district of district_code")

@@ -376,10 +376,7 @@ impl Committer {
 }
 
 fn now_nanos() -> Nanos {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as Nanos)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as Nanos).unwrap_or(0)
 }
 
 impl Source {
@@ -409,8 +406,7 @@ impl Source {
                 cc.set(k, v);
             }
         }
-        let consumer: SourceConsumer =
-            cc.create_with_context(SourceContext { positions: Arc::clone(&positions) })?;
+        let consumer: SourceConsumer = cc.create_with_context(SourceContext { positions: Arc::clone(&positions) })?;
         consumer.subscribe(&config.topics.sources())?;
         Ok(Source { consumer: Arc::new(consumer), positions, validator, config: config.clone() })
     }
@@ -451,7 +447,12 @@ impl Source {
                     let mut positions = lock(&self.positions);
                     let state = positions.entry(key.clone()).or_default();
                     if msg.offset() < state.next_offset {
-                        debug!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), "skipping already applied message");
+                        debug!(
+                            topic = msg.topic(),
+                            partition = msg.partition(),
+                            offset = msg.offset(),
+                            "skipping already applied message"
+                        );
                         continue;
                     }
                     let payload = msg.payload().unwrap_or_default();
@@ -501,7 +502,6 @@ impl Source {
         info!("source stopped");
         Ok(())
     }
-
 }
 
 /// Measures consumer lag from its own thread, so the figure keeps moving
@@ -626,7 +626,9 @@ impl DeadLetterProducer {
     /// An idempotent producer for the dead-letter topic.
     pub fn new(config: &KafkaConfig) -> Result<Self, SourceError> {
         let mut cc = config.client_config();
-        for (k, v) in [("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "5"), ("message.timeout.ms", "30000")] {
+        for (k, v) in
+            [("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "5"), ("message.timeout.ms", "30000")]
+        {
             if !config.properties.contains_key(k) {
                 cc.set(k, v);
             }

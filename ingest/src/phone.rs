@@ -61,14 +61,14 @@ mod tests {
             (" 0912345678", None),
             ("0912345678 ", None),
             ("091-234-5678", None),
-            ("0212345678", None),  // landline
-            ("0112345678", None),  // no such prefix
-            ("0412345678", None),  // no such prefix
-            ("0612345678", None),  // no such prefix
+            ("0212345678", None), // landline
+            ("0112345678", None), // no such prefix
+            ("0412345678", None), // no such prefix
+            ("0612345678", None), // no such prefix
             ("0012345678", None),
-            ("091234567", None),   // 9 digits
-            ("09123456789", None), // 11 digits
-            ("8491234567", None),  // 84 + 8 digits
+            ("091234567", None),    // 9 digits
+            ("09123456789", None),  // 11 digits
+            ("8491234567", None),   // 84 + 8 digits
             ("849123456789", None), // 84 + 10 digits
             ("+8491234567", None),
             ("+849123456789", None),
@@ -76,7 +76,7 @@ mod tests {
             ("0084912345678", None),
             ("912345678", None),
             ("０９１２３４５６７８", None), // full-width digits
-            ("09١2345678", None),          // Arabic-Indic digit
+            ("09١2345678", None),           // Arabic-Indic digit
             ("", None),
             ("0", None),
             ("+84", None),

@@ -129,7 +129,9 @@ impl Pseudonymiser {
             m.update(&[0]);
             m
         };
-        Pseudonymiser { macs: [tagged(SubjectKind::CitizenId), tagged(SubjectKind::Phone), tagged(SubjectKind::Ticket)] }
+        Pseudonymiser {
+            macs: [tagged(SubjectKind::CitizenId), tagged(SubjectKind::Phone), tagged(SubjectKind::Ticket)],
+        }
     }
 
     /// The digest of an already normalised subject: the first 16 bytes of

@@ -9,8 +9,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aggregator::{AreaLevel, Indicator};
 use aggregator::hotline::HotlineCounts;
+use aggregator::{AreaLevel, Indicator};
 use chrono::{DateTime, NaiveDate, Utc};
 use sinks::clickhouse::{
     ClickHouseConfig, ClickHouseSink, CoverageDailyRow, CoverageShardRow, DeadLetterRow, HotlineDailyRow,
@@ -96,7 +96,15 @@ fn cov(d: u32, shard: u32, gained: u64, lost: u64, net: i64, version: u64) -> Co
     }
 }
 
-fn daily(d: u32, indicator: &str, gained: u64, lost: u64, covered: i64, target: u64, expected: u64) -> CoverageDailyRow {
+fn daily(
+    d: u32,
+    indicator: &str,
+    gained: u64,
+    lost: u64,
+    covered: i64,
+    target: u64,
+    expected: u64,
+) -> CoverageDailyRow {
     CoverageDailyRow {
         day: day(d),
         indicator: indicator.to_owned(),
@@ -159,11 +167,8 @@ async fn connect_creates_the_database_and_migrate_is_idempotent() {
             "schema_migrations"
         ]
     );
-    let recorded: u64 = raw()
-        .query(&format!("SELECT count() FROM `{db}`.schema_migrations FINAL"))
-        .fetch_one()
-        .await
-        .unwrap();
+    let recorded: u64 =
+        raw().query(&format!("SELECT count() FROM `{db}`.schema_migrations FINAL")).fetch_one().await.unwrap();
     assert_eq!(recorded, 1);
     drop_database(&a).await;
 }
@@ -322,21 +327,19 @@ async fn dead_letters_rewrite_the_same_key() {
         detail: "field occurred_at: not RFC 3339".to_owned(),
     };
     let first = WriteBatch {
-        dead_letters: vec![letter(5, "bad_time", "2024-01-31T23:59:59Z"), letter(6, "bad_json", "2024-01-31T23:59:59Z")],
+        dead_letters: vec![
+            letter(5, "bad_time", "2024-01-31T23:59:59Z"),
+            letter(6, "bad_json", "2024-01-31T23:59:59Z"),
+        ],
         ..WriteBatch::default()
     };
     sink.write(&first).await.unwrap();
     // Redelivered after a restart, in another month, classified again.
-    let again = WriteBatch {
-        dead_letters: vec![letter(5, "bad_time_v2", "2024-02-01T00:00:10Z")],
-        ..WriteBatch::default()
-    };
+    let again =
+        WriteBatch { dead_letters: vec![letter(5, "bad_time_v2", "2024-02-01T00:00:10Z")], ..WriteBatch::default() };
     sink.write(&again).await.unwrap();
     let rows = sink.dead_letter_rows(100).await.unwrap();
-    assert_eq!(
-        rows,
-        [letter(5, "bad_time_v2", "2024-02-01T00:00:10Z"), letter(6, "bad_json", "2024-01-31T23:59:59Z")]
-    );
+    assert_eq!(rows, [letter(5, "bad_time_v2", "2024-02-01T00:00:10Z"), letter(6, "bad_json", "2024-01-31T23:59:59Z")]);
     drop_database(&sink).await;
 }
 

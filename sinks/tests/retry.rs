@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 const TOO_MANY_PARTS: &str =
     "Code: 252, e.displayText() = DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts., e.what() = DB::Exception";
-const SYNTAX: &str = "Code: 62, e.displayText() = DB::Exception: Syntax error: failed at position 1, e.what() = DB::Exception";
+const SYNTAX: &str =
+    "Code: 62, e.displayText() = DB::Exception: Syntax error: failed at position 1, e.what() = DB::Exception";
 
 /// A fake server: answers every `INSERT` number `n` (from 1) with `fail(n)`'s
 /// error text (HTTP 500) or, for `None`, with 200; everything else with 200.

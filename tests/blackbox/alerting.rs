@@ -38,7 +38,8 @@ fn alertmanager_url() -> String {
 
 /// The eleven pre-2025 district codes, from the geography the project ships.
 fn district_codes() -> Vec<String> {
-    let csv = std::fs::read_to_string(repo().join("aggregator/data/binh_phuoc_district_summary.csv")).expect("district csv");
+    let csv =
+        std::fs::read_to_string(repo().join("aggregator/data/binh_phuoc_district_summary.csv")).expect("district csv");
     let codes: Vec<String> =
         csv.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_owned).filter(|c| !c.is_empty()).collect();
     assert_eq!(codes.len(), 11, "{codes:?}");
@@ -48,10 +49,9 @@ fn district_codes() -> Vec<String> {
 // --- Alertmanager configuration, statically (amtool) -------------------------
 
 fn amtool(args: &[&str]) -> (bool, String) {
-    let out = Command::new("amtool")
-        .args(args)
-        .output()
-        .expect("amtool not found on PATH (Debian package prometheus-alertmanager): run `bash deploy/local/install.sh`");
+    let out = Command::new("amtool").args(args).output().expect(
+        "amtool not found on PATH (Debian package prometheus-alertmanager): run `bash deploy/local/install.sh`",
+    );
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
@@ -76,7 +76,10 @@ fn both_alertmanager_configs_are_valid_and_route_every_district_to_its_own_recei
         for code in district_codes() {
             let district = format!("district-{code}");
             assert_eq!(
-                receivers(config, &[("alertname", "D06DistrictBehindPlan"), ("district", &code), ("indicator", "cccd")]),
+                receivers(
+                    config,
+                    &[("alertname", "D06DistrictBehindPlan"), ("district", &code), ("indicator", "cccd")]
+                ),
                 district,
                 "{}",
                 config.display()
@@ -162,7 +165,12 @@ impl Webhooks {
 
     /// Collects this run's notifications until `done` holds (or `timeout`),
     /// then `linger` longer, to catch any that should not come.
-    async fn collect(&mut self, timeout: Duration, linger: Duration, done: impl Fn(&[Delivery]) -> bool) -> Vec<Delivery> {
+    async fn collect(
+        &mut self,
+        timeout: Duration,
+        linger: Duration,
+        done: impl Fn(&[Delivery]) -> bool,
+    ) -> Vec<Delivery> {
         let mut got = Vec::new();
         let deadline = Instant::now() + timeout;
         while !done(&got) {
@@ -173,7 +181,9 @@ impl Webhooks {
             }
         }
         let until = Instant::now() + linger;
-        while let Ok(Some(d)) = tokio::time::timeout(until.saturating_duration_since(Instant::now()), self.rx.recv()).await {
+        while let Ok(Some(d)) =
+            tokio::time::timeout(until.saturating_duration_since(Instant::now()), self.rx.recv()).await
+        {
             got.push(d);
         }
         got
@@ -321,7 +331,11 @@ async fn the_daily_report_reaches_the_province_and_the_district() {
     assert_eq!(paths, ["/district/690", "/province"], "{got:#?}");
     let province = got.iter().find(|d| d.path == "/province").expect("province");
     assert_eq!(province.body["receiver"], "ioc-province");
-    assert_eq!(province.body["groupLabels"], json!({"alertname": "D06DailyDistrictLag"}), "one summary for all districts");
+    assert_eq!(
+        province.body["groupLabels"],
+        json!({"alertname": "D06DailyDistrictLag"}),
+        "one summary for all districts"
+    );
     let district = got.iter().find(|d| d.path == "/district/690").expect("690");
     assert_eq!(district.body["receiver"], "district-690");
     assert!(district.alerts().iter().all(|a| label(a, "district") == "690"), "{district:#?}");
@@ -366,7 +380,6 @@ impl Prometheus {
     }
 }
 
-
 fn rules_dir() -> PathBuf {
     repo().join("deploy/prometheus/rules")
 }
@@ -389,7 +402,9 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
     }
     app.wait_consumed(msgs.len() as u64, Duration::from_secs(60)).await;
     app.wait_for("district gauges", Duration::from_secs(30), || async {
-        app.metrics().await.get("d06_coverage_covered", &[("indicator", "cccd"), ("area_level", "district"), ("area", "696")])
+        app.metrics()
+            .await
+            .get("d06_coverage_covered", &[("indicator", "cccd"), ("area_level", "district"), ("area", "696")])
             == Some(1.0)
     })
     .await;
@@ -412,7 +427,8 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
     // of them sees the first rule's new series and not yet the later ones'.
     // So wait for the last series read, not the first.
     let m = app.metrics().await;
-    let province = |name: &str| m.get(name, &[("indicator", "cccd"), ("area_level", "province"), ("area", "70")]).expect(name);
+    let province =
+        |name: &str| m.get(name, &[("indicator", "cccd"), ("area_level", "province"), ("area", "70")]).expect(name);
     let one = |rows: Vec<(BTreeMap<String, String>, f64)>| match rows.as_slice() {
         [(_, v)] => Some(*v),
         _ => None,
@@ -420,13 +436,23 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
     let expected_flags = district_codes().len() * 5;
     let deadline = Instant::now() + Duration::from_secs(30);
     let (covered, target, ratio) = loop {
-        let area = one(prometheus.series(r#"d06:coverage_covered:sum_by_area{indicator="cccd",area_level="district",area="696"}"#).await);
-        let covered = one(prometheus.series(r#"d06:coverage_covered:sum_by_indicator_level{indicator="cccd",area_level="district"}"#).await);
-        let target = one(prometheus.series(r#"d06:coverage_target:sum_by_indicator_level{indicator="cccd",area_level="district"}"#).await);
-        let ratio = one(prometheus.series(r#"d06:coverage_ratio:by_indicator_level{indicator="cccd",area_level="district"}"#).await);
+        let area = one(prometheus
+            .series(r#"d06:coverage_covered:sum_by_area{indicator="cccd",area_level="district",area="696"}"#)
+            .await);
+        let covered = one(prometheus
+            .series(r#"d06:coverage_covered:sum_by_indicator_level{indicator="cccd",area_level="district"}"#)
+            .await);
+        let target = one(prometheus
+            .series(r#"d06:coverage_target:sum_by_indicator_level{indicator="cccd",area_level="district"}"#)
+            .await);
+        let ratio = one(prometheus
+            .series(r#"d06:coverage_ratio:by_indicator_level{indicator="cccd",area_level="district"}"#)
+            .await);
         let flags = prometheus.series("d06:coverage_behind_plan:district").await;
         match (area, covered, target, ratio) {
-            (Some(a), Some(c), Some(t), Some(r)) if a == 1.0 && c == province("d06_coverage_covered") && flags.len() == expected_flags => {
+            (Some(a), Some(c), Some(t), Some(r))
+                if a == 1.0 && c == province("d06_coverage_covered") && flags.len() == expected_flags =>
+            {
                 break (c, t, r)
             }
             state => assert!(
@@ -457,8 +483,10 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
         let (ind, area) = (labels["indicator"].as_str(), labels["area"].as_str());
         assert_eq!(labels["district"], area);
         assert!(codes.iter().any(|c| c == area), "{labels:?}");
-        let g = |name: &str| m.get(name, &[("indicator", ind), ("area_level", "district"), ("area", area)]).expect(name);
-        let behind = g("d06_coverage_covered") < 0.95 * g("d06_coverage_expected") || g("d06_coverage_days_behind") >= 3.0;
+        let g =
+            |name: &str| m.get(name, &[("indicator", ind), ("area_level", "district"), ("area", area)]).expect(name);
+        let behind =
+            g("d06_coverage_covered") < 0.95 * g("d06_coverage_expected") || g("d06_coverage_days_behind") >= 3.0;
         assert_eq!(*flag, if behind { 1.0 } else { 0.0 }, "{labels:?}");
     }
 }

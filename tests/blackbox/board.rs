@@ -853,7 +853,11 @@ async fn d06_demo_serves_a_populated_live_board_equal_to_metrics() {
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no populated board within a minute:\n{}", std::fs::read_to_string(log.path()).unwrap_or_default());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no populated board within a minute:\n{}",
+            std::fs::read_to_string(log.path()).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("board populated {:?} after the demo started", started.elapsed());
@@ -883,7 +887,8 @@ async fn d06_demo_serves_a_populated_live_board_equal_to_metrics() {
     }
     // Let the last flush settle, then the page and /metrics must agree exactly.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let metrics_text = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let metrics_text =
+        http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.expect("metrics").text().await.expect("text");
     let m = crate::harness::Metrics::parse(&metrics_text);
     let last = tokio::task::block_in_place(|| {
         chrome.wait_until(

@@ -16,30 +16,110 @@ fn cases() -> Vec<Case> {
     let mut v: Vec<Case> = vec![
         // valid, one per type, on campaign days
         (0, 0, events::cccd("ok-c1", "2024-04-11T09:00:00+07:00", c, "070203000001", "received"), None),
-        (0, 1, events::cccd("ok-c2", "2024-04-12T09:00:00+07:00", Place::Both("25195", "689"), "070203000002", "received"), None),
+        (
+            0,
+            1,
+            events::cccd("ok-c2", "2024-04-12T09:00:00+07:00", Place::Both("25195", "689"), "070203000002", "received"),
+            None,
+        ),
         (1, 0, events::vneid("ok-v1", "2024-04-11T10:00:00+07:00", c, "070203000001", "activated", 2), None),
-        (2, 0, events::swap("ok-s1", "2024-04-11T10:00:00+07:00", Place::District("690"), "+84912000001", "smartphone"), None),
+        (
+            2,
+            0,
+            events::swap("ok-s1", "2024-04-11T10:00:00+07:00", Place::District("690"), "+84912000001", "smartphone"),
+            None,
+        ),
         (2, 1, events::signature("ok-g1", "2024-04-11T11:00:00+07:00", c, "0912000002", "installed"), None),
         (3, 0, events::ticket("ok-t1", "2024-04-11T08:00:00+07:00", c, "T-0001", "received", "specialist"), None),
         // a duplicate of ok-c1: counted as a duplicate, not a dead letter
         (0, 1, events::cccd("ok-c1", "2024-04-11T09:00:00+07:00", c, "070203000001", "received"), None),
         // rejections, one per reason, spread over the topics
         (0, 0, "{\"schema\":".to_owned(), Some("malformed_json")),
-        (1, 1, format!("\u{feff}{}", events::vneid("bom", "2024-04-11T10:00:00+07:00", c, "070203000009", "activated", 2)), Some("malformed_json")),
-        (2, 0, format!("{} x", events::swap("trail", "2024-04-11T10:00:00+07:00", c, "0912000009", "smartphone")), Some("malformed_json")),
-        (3, 1, events::ticket("ok-t9", "2024-04-11T08:00:00+07:00", c, "T-0009", "received", "specialist").replace("d06.event.v1", "d06.event.v2"), Some("unsupported_schema")),
-        (0, 1, events::cccd("typ", "2024-04-11T09:00:00+07:00", c, "070203000010", "received").replace("cccd.application", "cccd.renewal"), Some("unknown_type")),
-        (1, 0, events::vneid("nolvl", "2024-04-11T10:00:00+07:00", c, "070203000011", "activated", 2).replace(",\"level\":2", ""), Some("missing_field")),
+        (
+            1,
+            1,
+            format!("\u{feff}{}", events::vneid("bom", "2024-04-11T10:00:00+07:00", c, "070203000009", "activated", 2)),
+            Some("malformed_json"),
+        ),
+        (
+            2,
+            0,
+            format!("{} x", events::swap("trail", "2024-04-11T10:00:00+07:00", c, "0912000009", "smartphone")),
+            Some("malformed_json"),
+        ),
+        (
+            3,
+            1,
+            events::ticket("ok-t9", "2024-04-11T08:00:00+07:00", c, "T-0009", "received", "specialist")
+                .replace("d06.event.v1", "d06.event.v2"),
+            Some("unsupported_schema"),
+        ),
+        (
+            0,
+            1,
+            events::cccd("typ", "2024-04-11T09:00:00+07:00", c, "070203000010", "received")
+                .replace("cccd.application", "cccd.renewal"),
+            Some("unknown_type"),
+        ),
+        (
+            1,
+            0,
+            events::vneid("nolvl", "2024-04-11T10:00:00+07:00", c, "070203000011", "activated", 2)
+                .replace(",\"level\":2", ""),
+            Some("missing_field"),
+        ),
         (0, 0, events::cccd("badid", "2024-04-11T09:00:00+07:00", c, "07020300001", "received"), Some("invalid_field")),
-        (2, 1, events::swap("landline", "2024-04-11T10:00:00+07:00", c, "0271000001", "smartphone"), Some("invalid_field")),
-        (3, 0, events::ticket("badstatus", "2024-04-11T08:00:00+07:00", c, "T-0010", "closed", "specialist"), Some("invalid_field")),
-        (0, 1, events::cccd("area", "2024-04-11T09:00:00+07:00", Place::Commune("99999"), "070203000012", "received"), Some("unknown_area")),
-        (1, 1, events::vneid("mismatch", "2024-04-11T10:00:00+07:00", Place::Both("25216", "689"), "070203000013", "activated", 2), Some("area_mismatch")),
-        (2, 0, events::swap("future", "2099-01-01T00:00:00+07:00", c, "0912000010", "smartphone"), Some("future_event")),
+        (
+            2,
+            1,
+            events::swap("landline", "2024-04-11T10:00:00+07:00", c, "0271000001", "smartphone"),
+            Some("invalid_field"),
+        ),
+        (
+            3,
+            0,
+            events::ticket("badstatus", "2024-04-11T08:00:00+07:00", c, "T-0010", "closed", "specialist"),
+            Some("invalid_field"),
+        ),
+        (
+            0,
+            1,
+            events::cccd("area", "2024-04-11T09:00:00+07:00", Place::Commune("99999"), "070203000012", "received"),
+            Some("unknown_area"),
+        ),
+        (
+            1,
+            1,
+            events::vneid(
+                "mismatch",
+                "2024-04-11T10:00:00+07:00",
+                Place::Both("25216", "689"),
+                "070203000013",
+                "activated",
+                2,
+            ),
+            Some("area_mismatch"),
+        ),
+        (
+            2,
+            0,
+            events::swap("future", "2099-01-01T00:00:00+07:00", c, "0912000010", "smartphone"),
+            Some("future_event"),
+        ),
     ];
     // too_late: in partition 1 of the hotline topic, a newer event first, then one 46 days older.
-    v.push((3, 1, events::ticket("late-new", "2024-06-30T08:00:00+07:00", c, "T-0020", "received", "leadership"), None));
-    v.push((3, 1, events::ticket("late-old", "2024-05-14T08:00:00+07:00", c, "T-0021", "received", "leadership"), Some("too_late")));
+    v.push((
+        3,
+        1,
+        events::ticket("late-new", "2024-06-30T08:00:00+07:00", c, "T-0020", "received", "leadership"),
+        None,
+    ));
+    v.push((
+        3,
+        1,
+        events::ticket("late-old", "2024-05-14T08:00:00+07:00", c, "T-0021", "received", "leadership"),
+        Some("too_late"),
+    ));
     v
 }
 
@@ -111,9 +191,7 @@ async fn invalid_messages_reach_the_dead_letter_topic_and_valid_ones_the_outputs
         app.clickhouse("SELECT count() FROM dead_letters FINAL").await.trim() == expected.len().to_string()
     })
     .await;
-    let hot = app
-        .clickhouse("SELECT sum(received) FROM hotline_daily WHERE area_level = 'province'")
-        .await;
+    let hot = app.clickhouse("SELECT sum(received) FROM hotline_daily WHERE area_level = 'province'").await;
     assert_eq!(hot.trim(), "2", "two received tickets (T-0001, T-0020)");
 
     // Committed offsets cover exactly what was handled.

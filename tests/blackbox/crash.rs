@@ -63,13 +63,15 @@ fn generate(n: usize, seed: u64) -> Vec<Raw> {
         let roll = rng.random_range(0..100);
         let (kind, subject, json) = if roll < 35 {
             let s = events::citizen(rng.random_range(0..60_000));
-            let (k, stage) = if rng.random_bool(0.8) { (Kind::CccdReceived, "received") } else { (Kind::CccdOther, "issued") };
+            let (k, stage) =
+                if rng.random_bool(0.8) { (Kind::CccdReceived, "received") } else { (Kind::CccdOther, "issued") };
             let j = events::cccd(&id, &at, place, &s, stage);
             (k, s, j)
         } else if roll < 65 {
             let s = events::citizen(rng.random_range(0..60_000));
             let ok = rng.random_bool(0.7);
-            let (k, stage, level) = if ok { (Kind::VneidActivated2, "activated", 2) } else { (Kind::VneidOther, "registered", 2) };
+            let (k, stage, level) =
+                if ok { (Kind::VneidActivated2, "activated", 2) } else { (Kind::VneidOther, "registered", 2) };
             let j = events::vneid(&id, &at, place, &s, stage, level);
             (k, s, j)
         } else if roll < 85 {
@@ -190,7 +192,8 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
     let raws = generate(n, seed);
     let expected = recount(&raws);
     let partitions = 4;
-    let mut app = spawn_app(AppOptions { partitions, shards: 3, flush_interval_ms: 300, ..AppOptions::default() }).await;
+    let mut app =
+        spawn_app(AppOptions { partitions, shards: 3, flush_interval_ms: 300, ..AppOptions::default() }).await;
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let messages: Vec<(String, i32, Vec<u8>)> = raws
@@ -232,7 +235,8 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
         // Kill while it works: once this run has applied something (or, when the stream has
         // ended, at any moment), at a random moment after.
         app.wait_for("progress before the kill", Duration::from_secs(60), || async {
-            done.load(std::sync::atomic::Ordering::SeqCst) || app.metrics().await.sum("d06_messages_consumed_total") > 0.0
+            done.load(std::sync::atomic::Ordering::SeqCst)
+                || app.metrics().await.sum("d06_messages_consumed_total") > 0.0
         })
         .await;
         let wait = rng.random_range(0..1_500);

@@ -87,7 +87,12 @@ impl Webhooks {
 
     /// Collects notifications until `done` holds (or `timeout`), then
     /// `linger` longer, to catch any that should not come.
-    async fn collect(&mut self, timeout: Duration, linger: Duration, done: impl Fn(&[Delivery]) -> bool) -> Vec<Delivery> {
+    async fn collect(
+        &mut self,
+        timeout: Duration,
+        linger: Duration,
+        done: impl Fn(&[Delivery]) -> bool,
+    ) -> Vec<Delivery> {
         let mut got = Vec::new();
         let deadline = Instant::now() + timeout;
         while !done(&got) {
@@ -97,7 +102,9 @@ impl Webhooks {
             }
         }
         let until = Instant::now() + linger;
-        while let Ok(Some(d)) = tokio::time::timeout(until.saturating_duration_since(Instant::now()), self.rx.recv()).await {
+        while let Ok(Some(d)) =
+            tokio::time::timeout(until.saturating_duration_since(Instant::now()), self.rx.recv()).await
+        {
             got.push(d);
         }
         got
@@ -158,7 +165,8 @@ impl Alertmanager {
         let routing = std::fs::read_to_string(repo().join("deploy/local/alertmanager.yml")).expect("local routing");
         assert!(routing.contains("127.0.0.1:9099/district/688"), "the local routing changed its webhook address");
         let config = dir.path().join("alertmanager.yml");
-        std::fs::write(&config, routing.replace("127.0.0.1:9099", &format!("127.0.0.1:{webhook_port}"))).expect("config");
+        std::fs::write(&config, routing.replace("127.0.0.1:9099", &format!("127.0.0.1:{webhook_port}")))
+            .expect("config");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("alertmanager.log")).expect("log");
         let child = Command::new("prometheus-alertmanager")
@@ -194,7 +202,8 @@ impl Alertmanager {
 
     /// `alertmanager_alerts_received_total`, all series: alerts posted to it so far.
     async fn alerts_received(&self) -> f64 {
-        let text = self.http.get(format!("{}/metrics", self.url())).send().await.expect("metrics").text().await.expect("text");
+        let text =
+            self.http.get(format!("{}/metrics", self.url())).send().await.expect("metrics").text().await.expect("text");
         text.lines()
             .filter(|l| l.starts_with("alertmanager_alerts_received_total"))
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
@@ -387,10 +396,8 @@ async fn inside_d06_run_the_job_sends_at_send_at_and_a_restart_does_not_send_aga
     // The first whole minute at least 30 s away.
     let at = (now + chrono::TimeDelta::seconds(90)).time();
     let send_at = format!("{:02}:{:02}", at.hour(), at.minute());
-    let starts_at = vn
-        .from_local_datetime(&today.and_hms_opt(at.hour(), at.minute(), 0).unwrap())
-        .unwrap()
-        .with_timezone(&Utc);
+    let starts_at =
+        vn.from_local_datetime(&today.and_hms_opt(at.hour(), at.minute(), 0).unwrap()).unwrap().with_timezone(&Utc);
 
     let mut hooks = Webhooks::listen().await;
     let am = Alertmanager::start(hooks.port).await;
@@ -439,7 +446,8 @@ async fn inside_d06_run_the_job_sends_at_send_at_and_a_restart_does_not_send_aga
     assert!(Utc::now() >= starts_at, "not sent before {send_at}");
     assert!(got.iter().all(|d| d.path != "/district/689"), "{got:#?}");
     assert_eq!(am.alerts_received().await, 10.0);
-    let rows = app.clickhouse(&format!("SELECT count(), uniqExact(district) FROM alerts FINAL WHERE day = '{today}'")).await;
+    let rows =
+        app.clickhouse(&format!("SELECT count(), uniqExact(district) FROM alerts FINAL WHERE day = '{today}'")).await;
     assert_eq!(rows, "10\t10\n");
 
     // Restarted after sending: today is due again at start-up, the records say it is done.

@@ -574,7 +574,6 @@ impl Prometheus {
     }
 }
 
-
 /// A TCP proxy in front of ClickHouse that can answer the next `n` new
 /// connections with `503 Service Unavailable` (after cutting the open ones),
 /// so that the sink-failure metrics have a real series to show.

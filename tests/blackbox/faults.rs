@@ -35,7 +35,8 @@ impl PrivateClickHouse {
     }
 
     fn start() -> PrivateClickHouse {
-        let ch = PrivateClickHouse { dir: tempfile::tempdir().expect("tempdir"), port: free_port(), tcp_port: free_port() };
+        let ch =
+            PrivateClickHouse { dir: tempfile::tempdir().expect("tempdir"), port: free_port(), tcp_port: free_port() };
         ch.script("start", &["clickhouse"]);
         ch
     }
@@ -64,18 +65,21 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn batch(from: usize, to: usize) -> Vec<(String, i32, Vec<u8>)> {
-    Vec::new().into_iter().chain((from..to).map(|i| {
-        let (c, _) = COMMUNES[i % COMMUNES.len()];
-        let day = 10 + (i % 20);
-        let m = events::cccd(
-            &format!("f-{i}"),
-            &format!("2024-04-{day:02}T09:00:00+07:00"),
-            Place::Commune(c),
-            &events::citizen(i as u64),
-            "received",
-        );
-        (String::new(), (i % 2) as i32, m.into_bytes())
-    })).collect()
+    Vec::new()
+        .into_iter()
+        .chain((from..to).map(|i| {
+            let (c, _) = COMMUNES[i % COMMUNES.len()];
+            let day = 10 + (i % 20);
+            let m = events::cccd(
+                &format!("f-{i}"),
+                &format!("2024-04-{day:02}T09:00:00+07:00"),
+                Place::Commune(c),
+                &events::citizen(i as u64),
+                "received",
+            );
+            (String::new(), (i % 2) as i32, m.into_bytes())
+        }))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

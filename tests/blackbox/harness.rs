@@ -93,23 +93,23 @@ pub struct App {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
 }
 
 pub async fn create_topics(names: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_addr())
-        .create()
-        .expect("admin client");
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", kafka_addr()).create().expect("admin client");
     let topics: Vec<NewTopic<'_>> =
         names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
     let results = admin
         .create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
         .await
-        .unwrap_or_else(|e| panic!("cannot create topics on {} (is the broker running? `bash deploy/local/start.sh`): {e}", kafka_addr()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot create topics on {} (is the broker running? `bash deploy/local/start.sh`): {e}",
+                kafka_addr()
+            )
+        });
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
     }
@@ -408,7 +408,10 @@ impl Producer {
                         acks.push(ack);
                         break;
                     }
-                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
                         rec = r;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }

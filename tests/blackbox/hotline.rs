@@ -32,11 +32,15 @@ async fn a_ticket_turns_overdue_when_its_deadline_passes_without_any_event() {
     let gauge = |status: &'static str| {
         let app = &app;
         async move {
-            app.metrics().await.get("d06_hotline_tickets", &[("status", status), ("area_level", "district"), ("area", "688")])
+            app.metrics()
+                .await
+                .get("d06_hotline_tickets", &[("status", status), ("area_level", "district"), ("area", "688")])
         }
     };
-    app.wait_for("the ticket in progress", Duration::from_secs(30), || async { gauge("in_progress").await == Some(1.0) })
-        .await;
+    app.wait_for("the ticket in progress", Duration::from_secs(30), || async {
+        gauge("in_progress").await == Some(1.0)
+    })
+    .await;
     assert_eq!(gauge("overdue_specialist").await.unwrap_or(0.0), 0.0);
 
     // No event arrives from here on; only time passes.
@@ -47,9 +51,11 @@ async fn a_ticket_turns_overdue_when_its_deadline_passes_without_any_event() {
     assert_eq!(gauge("in_progress").await, Some(0.0));
     assert_eq!(gauge("received").await, Some(1.0));
     app.wait_for("hotline_daily overdue", Duration::from_secs(30), || async {
-        app.clickhouse("SELECT sum(overdue_specialist), sum(in_progress) FROM hotline_daily WHERE area_level = 'province'")
-            .await
-            .trim()
+        app.clickhouse(
+            "SELECT sum(overdue_specialist), sum(in_progress) FROM hotline_daily WHERE area_level = 'province'",
+        )
+        .await
+        .trim()
             == "1\t0"
     })
     .await;
@@ -84,7 +90,12 @@ async fn the_province_reports_are_reproduced_through_kafka_clickhouse_and_d06_re
                 ("2023-06-19", "2023-07-19", [300, 290, 4, 5, 1, 0, 263, 30]),
             ],
         ),
-        ("hotline-2024", scenario::report_2024(), 24, vec![("2024-04-22", "2024-05-22", [299, 293, 6, 0, 0, 0, 268, 31])]),
+        (
+            "hotline-2024",
+            scenario::report_2024(),
+            24,
+            vec![("2024-04-22", "2024-05-22", [299, 293, 6, 0, 0, 0, 268, 31])],
+        ),
     ];
     for (name, sc, seed, periods) in cases {
         let app = spawn_app(AppOptions { partitions: 2, ..AppOptions::default() }).await;
@@ -125,7 +136,10 @@ async fn the_province_reports_are_reproduced_through_kafka_clickhouse_and_d06_re
         for d in geo.of_level(AreaLevel::District) {
             let code = &geo.area(d).code;
             let c: HotlineCounts = tickets.total(d, f, t);
-            let got = numbers(&crate::reports::report(&app, &["hotline", "--from", from, "--to", to, "--area", code]).expect("report"));
+            let got = numbers(
+                &crate::reports::report(&app, &["hotline", "--from", from, "--to", to, "--area", code])
+                    .expect("report"),
+            );
             let expected = [
                 c.received,
                 c.processed,

@@ -18,7 +18,6 @@ impl Prometheus {
     }
 }
 
-
 fn stream() -> Vec<(usize, String)> {
     // Three CCCD applications in district 688 (one a duplicate, one late and earlier),
     // one in 696; VNeID activations; a signature installed then revoked.
@@ -69,10 +68,7 @@ async fn figures_reach_clickhouse_metrics_and_a_real_prometheus_and_survive_a_re
         "installed then revoked"
     );
     // Today (event clock: 22/4) the province gained o3 only; o2 moved to 19/4.
-    assert_eq!(
-        m.get("d06_coverage_gained_today", &[("indicator", "cccd"), ("area_level", "province")]),
-        Some(1.0)
-    );
+    assert_eq!(m.get("d06_coverage_gained_today", &[("indicator", "cccd"), ("area_level", "province")]), Some(1.0));
     assert_eq!(m.get("d06_duplicates_ignored_total", &[]), Some(1.0));
 
     // ClickHouse, exact, day by day.
@@ -100,14 +96,16 @@ async fn figures_reach_clickhouse_metrics_and_a_real_prometheus_and_survive_a_re
             bs + 1
         )
     );
-    let days = app.clickhouse("SELECT count() FROM coverage_daily WHERE indicator = 'cccd' AND area_level = 'province'").await;
+    let days =
+        app.clickhouse("SELECT count() FROM coverage_daily WHERE indicator = 'cccd' AND area_level = 'province'").await;
     assert_eq!(days.trim(), "13", "one row per day from 10/4 to 22/4, days without events included");
 
     // A real Prometheus scraped it.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v = prometheus.scalar("sum(d06_coverage_covered{indicator=\"cccd\",area_level=\"district\"})").await;
-        if v == Some(b688 as f64 + baseline(&app, "cccd", "district", "696").await + 3.0 + other_districts(&app).await) {
+        if v == Some(b688 as f64 + baseline(&app, "cccd", "district", "696").await + 3.0 + other_districts(&app).await)
+        {
             break;
         }
         assert!(Instant::now() < deadline, "Prometheus never showed the figures (last {v:?})");
@@ -169,8 +167,11 @@ async fn flush_and_row_counters_are_set() {
     app.wait_consumed(1, Duration::from_secs(60)).await;
     app.wait_for("rows counted", Duration::from_secs(30), || async {
         let m = app.metrics().await;
-        m.get("d06_sink_rows_written_total", &[("sink", "clickhouse"), ("table", "coverage_shard_daily")]).unwrap_or(0.0) > 0.0
-            && m.get("d06_sink_rows_written_total", &[("sink", "clickhouse"), ("table", "plan_daily")]).unwrap_or(0.0) > 0.0
+        m.get("d06_sink_rows_written_total", &[("sink", "clickhouse"), ("table", "coverage_shard_daily")])
+            .unwrap_or(0.0)
+            > 0.0
+            && m.get("d06_sink_rows_written_total", &[("sink", "clickhouse"), ("table", "plan_daily")]).unwrap_or(0.0)
+                > 0.0
     })
     .await;
     let m = app.metrics().await;

@@ -131,7 +131,11 @@ fn assert_fixture(name: &str, got: &str, want: &str) {
             got.lines().nth(i).unwrap_or_default(),
             want.lines().nth(i).unwrap_or_default()
         ),
-        None => format!("{} lines got, {} wanted (or a trailing newline differs)", got.lines().count(), want.lines().count()),
+        None => format!(
+            "{} lines got, {} wanted (or a trailing newline differs)",
+            got.lines().count(),
+            want.lines().count()
+        ),
     };
     panic!(
         "report differs from tests/fixtures/reports/{name}; actual output saved to {}\n{detail}",
@@ -154,10 +158,8 @@ async fn daily_and_hotline_reports_match_the_hand_checked_fixtures() {
     // Wait until ClickHouse holds the final figures: every gain and loss
     // (README totals) and the hotline classified as of T = 20/4 16:00.
     app.wait_for("coverage in ClickHouse", Duration::from_secs(60), || async {
-        app.clickhouse(
-            "SELECT sum(gained), sum(lost), max(day) FROM coverage_daily WHERE area_level = 'province'",
-        )
-        .await
+        app.clickhouse("SELECT sum(gained), sum(lost), max(day) FROM coverage_daily WHERE area_level = 'province'")
+            .await
             == "76\t1\t2024-04-20\n"
     })
     .await;
@@ -204,6 +206,7 @@ async fn daily_and_hotline_reports_match_the_hand_checked_fixtures() {
     // A commune is not a row of the daily table; an unknown code is refused.
     let err = report(&app, &["daily", "--day", "2024-04-20", "--area", "25216"]).expect_err("commune");
     assert!(err.contains("not a district code"), "{err}");
-    let err = report(&app, &["hotline", "--from", "2024-04-01", "--to", "2024-04-30", "--area", "999"]).expect_err("unknown");
+    let err =
+        report(&app, &["hotline", "--from", "2024-04-01", "--to", "2024-04-30", "--area", "999"]).expect_err("unknown");
     assert!(err.contains("is not a province, district or commune code"), "{err}");
 }

@@ -149,7 +149,10 @@ impl FactGen {
             Some(0) => match r {
                 0..50 => (FactKind::Cccd { stage: CccdStage::Received }, "c06-cccd"),
                 50..80 => (FactKind::Vneid { stage: VneidStage::Activated, level: 2 }, "c06-vneid"),
-                _ => (FactKind::SimSwap { device: if r < 92 { Device::Smartphone } else { Device::FeaturePhone } }, "viettel"),
+                _ => (
+                    FactKind::SimSwap { device: if r < 92 { Device::Smartphone } else { Device::FeaturePhone } },
+                    "viettel",
+                ),
             },
             Some(_) => {
                 let stage = if self.rng.percent(85) { SignatureStage::Installed } else { SignatureStage::Revoked };

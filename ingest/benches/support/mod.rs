@@ -225,7 +225,11 @@ impl Gen {
             }
             "sim.swap" | "sim.signature" => {
                 let n = self.subject(1);
-                let national = format!("{}{:08}", [3, 5, 7, 8, 9][(n % 5) as usize], (n / 5).wrapping_mul(387_420_489) % 100_000_000);
+                let national = format!(
+                    "{}{:08}",
+                    [3, 5, 7, 8, 9][(n % 5) as usize],
+                    (n / 5).wrapping_mul(387_420_489) % 100_000_000
+                );
                 let _ = match self.rng.below(10) {
                     0..7 => write!(o, r#","subject":"0{national}""#),
                     7..9 => write!(o, r#","subject":"+84{national}""#),

@@ -535,7 +535,8 @@ mod tests {
 
     #[test]
     fn special_bytes_are_found_word_by_word() {
-        let naive = |b: &[u8], i: usize| b[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| i + p);
+        let naive =
+            |b: &[u8], i: usize| b[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| i + p);
         // Every position of every special byte, after ASCII, UTF-8 and
         // bytes just above and below the thresholds.
         for fill in [b'a', 0x80, 0xff, 0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f] {
@@ -547,7 +548,11 @@ mod tests {
                             v[at] = special;
                         }
                         for start in 0..=len {
-                            assert_eq!(find_special(&v, start), naive(&v, start), "{fill} {special} {len} {at} {start}");
+                            assert_eq!(
+                                find_special(&v, start),
+                                naive(&v, start),
+                                "{fill} {special} {len} {at} {start}"
+                            );
                         }
                     }
                 }
@@ -596,17 +601,59 @@ mod tests {
     /// every form, duplicates, junk), random whitespace and separators.
     fn objectish() -> impl Strategy<Value = String> {
         let plain_keys = prop::sample::select(vec![
-            "schema", "event_id", "type", "occurred_at", "source", "commune_code", "district_code", "subject",
-            "level", "stage", "agency", "channel", "status", "x", "y", "trace_id", "", "ệ",
+            "schema",
+            "event_id",
+            "type",
+            "occurred_at",
+            "source",
+            "commune_code",
+            "district_code",
+            "subject",
+            "level",
+            "stage",
+            "agency",
+            "channel",
+            "status",
+            "x",
+            "y",
+            "trace_id",
+            "",
+            "ệ",
         ]);
         let keys = prop_oneof![12 => plain_keys, 1 => prop::sample::select(vec![r"sch\u0065ma", r#"lev\"el"#])];
         let plain_vals = prop::sample::select(vec![
-            r#""d06.event.v1""#, r#""""#, r#""ệ x""#, "0", "7", "2", "123456789012345678", "true", "false", "null",
+            r#""d06.event.v1""#,
+            r#""""#,
+            r#""ệ x""#,
+            "0",
+            "7",
+            "2",
+            "123456789012345678",
+            "true",
+            "false",
+            "null",
         ]);
         let odd_vals = prop::sample::select(vec![
-            r#""a\"b""#, r#""\u0041""#, r#""\ud800""#, "\"ctl\u{1}\"", "-0", "-1", "01", "1.5", "1e400", "1E2",
-            "1234567890123456789", "9223372036854775807", "99999999999999999999", "tru", "nul", "[1,{}]", "{}",
-            r#"{"a":[]}"#, "", "x",
+            r#""a\"b""#,
+            r#""\u0041""#,
+            r#""\ud800""#,
+            "\"ctl\u{1}\"",
+            "-0",
+            "-1",
+            "01",
+            "1.5",
+            "1e400",
+            "1E2",
+            "1234567890123456789",
+            "9223372036854775807",
+            "99999999999999999999",
+            "tru",
+            "nul",
+            "[1,{}]",
+            "{}",
+            r#"{"a":[]}"#,
+            "",
+            "x",
         ]);
         let vals = prop_oneof![12 => plain_vals, 1 => odd_vals];
         let ws = prop::sample::select(vec!["", "", "", " ", "\n", "\t ", "\r\n"]);

@@ -49,16 +49,10 @@ fn base(ty: &str) -> Vec<(String, String)> {
         ("commune_code", r#""25210""#),
     ];
     match ty {
-        "cccd.application" => f.extend([
-            ("subject", r#""070203004567""#),
-            ("stage", r#""received""#),
-            ("channel", r#""station""#),
-        ]),
-        "vneid.account" => f.extend([
-            ("subject", r#""070203004567""#),
-            ("stage", r#""activated""#),
-            ("level", "2"),
-        ]),
+        "cccd.application" => {
+            f.extend([("subject", r#""070203004567""#), ("stage", r#""received""#), ("channel", r#""station""#)])
+        }
+        "vneid.account" => f.extend([("subject", r#""070203004567""#), ("stage", r#""activated""#), ("level", "2")]),
         "sim.swap" => f.extend([
             ("subject", r#""0912345678""#),
             ("carrier", r#""viettel""#),
@@ -66,11 +60,9 @@ fn base(ty: &str) -> Vec<(String, String)> {
             ("to_tech", r#""4g""#),
             ("device", r#""smartphone""#),
         ]),
-        "sim.signature" => f.extend([
-            ("subject", r#""0912345678""#),
-            ("carrier", r#""mobifone""#),
-            ("stage", r#""installed""#),
-        ]),
+        "sim.signature" => {
+            f.extend([("subject", r#""0912345678""#), ("carrier", r#""mobifone""#), ("stage", r#""installed""#)])
+        }
         "hotline.ticket" => f.extend([
             ("subject", r#""T-2024-000123""#),
             ("status", r#""received""#),
@@ -80,9 +72,7 @@ fn base(ty: &str) -> Vec<(String, String)> {
         other => panic!("no base for {other}"),
     }
     let type_json = format!("{ty:?}");
-    f.into_iter()
-        .map(|(k, v)| (k.to_string(), if k == "type" { type_json.clone() } else { v.to_string() }))
-        .collect()
+    f.into_iter().map(|(k, v)| (k.to_string(), if k == "type" { type_json.clone() } else { v.to_string() })).collect()
 }
 
 /// `ty`'s base event with changes: `(key, Some(raw json))` sets (in place, or
@@ -393,7 +383,10 @@ fn details_never_quote_input() {
 fn details_name_field_and_rule() {
     let v = validator();
     let detail = |input: Vec<u8>| v.validate(&input, NOW, &mut None).unwrap_err().to_string();
-    assert_eq!(detail(cat(b"\xEF\xBB\xBF", &event("cccd.application", &[]))), "malformed_json: starts with a byte order mark");
+    assert_eq!(
+        detail(cat(b"\xEF\xBB\xBF", &event("cccd.application", &[]))),
+        "malformed_json: starts with a byte order mark"
+    );
     assert_eq!(detail(b"[]".to_vec()), "malformed_json: not a JSON object");
     assert_eq!(detail(br#"{"a":1,"a":1}"#.to_vec()), "malformed_json: duplicate key");
     assert_eq!(detail(br#"{"type":"x"}"#.to_vec()), "missing_field: schema: missing");
@@ -421,7 +414,10 @@ fn details_name_field_and_rule() {
         detail(event("sim.swap", &[("device", Some(r#""x""#))])),
         "invalid_field: device: not one of smartphone, feature_phone"
     );
-    assert_eq!(detail(event("vneid.account", &[("level", Some("2.0"))])), "invalid_field: level: not the integer 1 or 2");
+    assert_eq!(
+        detail(event("vneid.account", &[("level", Some("2.0"))])),
+        "invalid_field: level: not the integer 1 or 2"
+    );
     assert_eq!(
         detail(event("cccd.application", &[("commune_code", None), ("district_code", Some(r#""999""#))])),
         "unknown_area: district_code: unknown code"
@@ -472,7 +468,11 @@ fn accepted_facts_carry_exactly_the_normalised_fields() {
 
     // District only: the district's area.
     let f = v
-        .validate(&event("cccd.application", &[("commune_code", None), ("district_code", Some(r#""688""#))]), NOW, &mut wm)
+        .validate(
+            &event("cccd.application", &[("commune_code", None), ("district_code", Some(r#""688""#))]),
+            NOW,
+            &mut wm,
+        )
         .unwrap();
     assert_eq!(f.area, g.find(AreaLevel::District, "688").unwrap());
     assert_ne!(f.area, commune);
@@ -483,13 +483,31 @@ fn day_is_the_local_date() {
     let v = validator();
     let mut wm = None;
     // 23:30 UTC on 9 May is 06:30 on 10 May in Hồ Chí Minh City (UTC+7).
-    let f = v.validate(&event("cccd.application", &[("occurred_at", Some(r#""2024-05-09T23:30:00Z""#))]), NOW + 86_400 * NANOS_PER_SEC, &mut wm).unwrap();
+    let f = v
+        .validate(
+            &event("cccd.application", &[("occurred_at", Some(r#""2024-05-09T23:30:00Z""#))]),
+            NOW + 86_400 * NANOS_PER_SEC,
+            &mut wm,
+        )
+        .unwrap();
     assert_eq!(f.occurred_at, 1_715_297_400 * NANOS_PER_SEC);
     assert_eq!(f.day, NaiveDate::from_ymd_opt(2024, 5, 10).unwrap());
     // 16:59:59 UTC is still 9 May locally (23:59:59).
-    let f = v.validate(&event("cccd.application", &[("occurred_at", Some(r#""2024-05-09T16:59:59Z""#))]), NOW + 86_400 * NANOS_PER_SEC, &mut wm).unwrap();
+    let f = v
+        .validate(
+            &event("cccd.application", &[("occurred_at", Some(r#""2024-05-09T16:59:59Z""#))]),
+            NOW + 86_400 * NANOS_PER_SEC,
+            &mut wm,
+        )
+        .unwrap();
     assert_eq!(f.day, NaiveDate::from_ymd_opt(2024, 5, 9).unwrap());
-    let f = v.validate(&event("cccd.application", &[("occurred_at", Some(r#""2024-05-09T17:00:00Z""#))]), NOW + 86_400 * NANOS_PER_SEC, &mut wm).unwrap();
+    let f = v
+        .validate(
+            &event("cccd.application", &[("occurred_at", Some(r#""2024-05-09T17:00:00Z""#))]),
+            NOW + 86_400 * NANOS_PER_SEC,
+            &mut wm,
+        )
+        .unwrap();
     assert_eq!(f.day, NaiveDate::from_ymd_opt(2024, 5, 10).unwrap());
     // Another configured zone gives another day.
     let utc = Validator::new(
@@ -497,7 +515,13 @@ fn day_is_the_local_date() {
         Pseudonymiser::new(&SecretKey::from_bytes(KEY.to_vec()).unwrap()),
         ValidatorConfig { time_zone: chrono_tz::UTC, ..ValidatorConfig::default() },
     );
-    let f = utc.validate(&event("cccd.application", &[("occurred_at", Some(r#""2024-05-09T17:00:00Z""#))]), NOW + 86_400 * NANOS_PER_SEC, &mut None).unwrap();
+    let f = utc
+        .validate(
+            &event("cccd.application", &[("occurred_at", Some(r#""2024-05-09T17:00:00Z""#))]),
+            NOW + 86_400 * NANOS_PER_SEC,
+            &mut None,
+        )
+        .unwrap();
     assert_eq!(f.day, NaiveDate::from_ymd_opt(2024, 5, 9).unwrap());
 }
 
@@ -513,7 +537,8 @@ fn watermark_moves_only_forward_and_only_on_success() {
     assert_eq!(wm, Some(T0 + HORIZON));
     // One nanosecond too old: rejected.
     let too_old = at(-1);
-    let r = v.validate(&event("cccd.application", &[("occurred_at", Some(&too_old))]), NOW + HORIZON, &mut wm).unwrap_err();
+    let r =
+        v.validate(&event("cccd.application", &[("occurred_at", Some(&too_old))]), NOW + HORIZON, &mut wm).unwrap_err();
     assert_eq!(r.reason, Reason::TooLate);
     assert_eq!(wm, Some(T0 + HORIZON));
     // A far-future event is rejected and does not drag the watermark forward.
@@ -523,7 +548,11 @@ fn watermark_moves_only_forward_and_only_on_success() {
     assert_eq!(wm, Some(T0 + HORIZON));
     // An invalid event with a newer time does not move it either.
     let r = v
-        .validate(&event("cccd.application", &[("occurred_at", Some(&at(HORIZON + MIN))), ("stage", Some("1"))]), NOW + HORIZON, &mut wm)
+        .validate(
+            &event("cccd.application", &[("occurred_at", Some(&at(HORIZON + MIN))), ("stage", Some("1"))]),
+            NOW + HORIZON,
+            &mut wm,
+        )
         .unwrap_err();
     assert_eq!(r.reason, Reason::InvalidField);
     assert_eq!(wm, Some(T0 + HORIZON));
@@ -566,7 +595,7 @@ fn validate_lines_uses_one_watermark_and_skips_blank_lines() {
     input.extend(event("cccd.application", &[("occurred_at", Some(&newest))]));
     input.extend(b"\n\n"); // 2: blank
     input.extend(b"   \t\r\n"); // 3: blank
-    // 4: one nanosecond older than the horizon allows: too_late (shared watermark).
+                                // 4: one nanosecond older than the horizon allows: too_late (shared watermark).
     input.extend(event("cccd.application", &[("occurred_at", Some(&at(-1)))]));
     input.extend(b"\r\n");
     // 5: exactly at the horizon: accepted (CRLF ending).

@@ -87,40 +87,40 @@ impl SinkError {
 
 /// Error codes (`Code: N.` in a ClickHouse exception) that retrying cannot fix.
 const PERMANENT_CODES: &[(u32, &str)] = &[
-    (62, "syntax"),         // SYNTAX_ERROR
-    (60, "unknown_table"),  // UNKNOWN_TABLE
-    (81, "unknown_table"),  // UNKNOWN_DATABASE
-    (16, "unknown_column"), // NO_SUCH_COLUMN_IN_TABLE
-    (47, "unknown_column"), // UNKNOWN_IDENTIFIER
-    (8, "unknown_column"),  // THERE_IS_NO_COLUMN
-    (10, "unknown_column"), // NOT_FOUND_COLUMN_IN_BLOCK
+    (62, "syntax"),          // SYNTAX_ERROR
+    (60, "unknown_table"),   // UNKNOWN_TABLE
+    (81, "unknown_table"),   // UNKNOWN_DATABASE
+    (16, "unknown_column"),  // NO_SUCH_COLUMN_IN_TABLE
+    (47, "unknown_column"),  // UNKNOWN_IDENTIFIER
+    (8, "unknown_column"),   // THERE_IS_NO_COLUMN
+    (10, "unknown_column"),  // NOT_FOUND_COLUMN_IN_BLOCK
     (352, "unknown_column"), // AMBIGUOUS_COLUMN_NAME
-    (20, "type_mismatch"),  // NUMBER_OF_COLUMNS_DOESNT_MATCH
-    (53, "type_mismatch"),  // TYPE_MISMATCH
-    (70, "type_mismatch"),  // CANNOT_CONVERT_TYPE
-    (386, "type_mismatch"), // NO_COMMON_TYPE
-    (43, "type_mismatch"),  // ILLEGAL_TYPE_OF_ARGUMENT
-    (44, "type_mismatch"),  // ILLEGAL_COLUMN
-    (6, "type_mismatch"),   // CANNOT_PARSE_TEXT
-    (27, "type_mismatch"),  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
-    (33, "type_mismatch"),  // CANNOT_READ_ALL_DATA (RowBinary shorter than the columns)
-    (38, "type_mismatch"),  // CANNOT_PARSE_DATE
-    (41, "type_mismatch"),  // CANNOT_PARSE_DATETIME
-    (117, "type_mismatch"), // INCORRECT_DATA
-    (36, "bad_query"),      // BAD_ARGUMENTS
-    (46, "bad_query"),      // UNKNOWN_FUNCTION
-    (48, "bad_query"),      // NOT_IMPLEMENTED
-    (57, "bad_query"),      // TABLE_ALREADY_EXISTS
-    (73, "bad_query"),      // UNKNOWN_FORMAT
-    (115, "bad_query"),     // UNKNOWN_SETTING
-    (164, "auth"),          // READONLY
-    (192, "auth"),          // UNKNOWN_USER
-    (193, "auth"),          // WRONG_PASSWORD
-    (194, "auth"),          // REQUIRED_PASSWORD
-    (195, "auth"),          // IP_ADDRESS_NOT_ALLOWED
-    (291, "auth"),          // DATABASE_ACCESS_DENIED
-    (497, "auth"),          // ACCESS_DENIED
-    (516, "auth"),          // AUTHENTICATION_FAILED
+    (20, "type_mismatch"),   // NUMBER_OF_COLUMNS_DOESNT_MATCH
+    (53, "type_mismatch"),   // TYPE_MISMATCH
+    (70, "type_mismatch"),   // CANNOT_CONVERT_TYPE
+    (386, "type_mismatch"),  // NO_COMMON_TYPE
+    (43, "type_mismatch"),   // ILLEGAL_TYPE_OF_ARGUMENT
+    (44, "type_mismatch"),   // ILLEGAL_COLUMN
+    (6, "type_mismatch"),    // CANNOT_PARSE_TEXT
+    (27, "type_mismatch"),   // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    (33, "type_mismatch"),   // CANNOT_READ_ALL_DATA (RowBinary shorter than the columns)
+    (38, "type_mismatch"),   // CANNOT_PARSE_DATE
+    (41, "type_mismatch"),   // CANNOT_PARSE_DATETIME
+    (117, "type_mismatch"),  // INCORRECT_DATA
+    (36, "bad_query"),       // BAD_ARGUMENTS
+    (46, "bad_query"),       // UNKNOWN_FUNCTION
+    (48, "bad_query"),       // NOT_IMPLEMENTED
+    (57, "bad_query"),       // TABLE_ALREADY_EXISTS
+    (73, "bad_query"),       // UNKNOWN_FORMAT
+    (115, "bad_query"),      // UNKNOWN_SETTING
+    (164, "auth"),           // READONLY
+    (192, "auth"),           // UNKNOWN_USER
+    (193, "auth"),           // WRONG_PASSWORD
+    (194, "auth"),           // REQUIRED_PASSWORD
+    (195, "auth"),           // IP_ADDRESS_NOT_ALLOWED
+    (291, "auth"),           // DATABASE_ACCESS_DENIED
+    (497, "auth"),           // ACCESS_DENIED
+    (516, "auth"),           // AUTHENTICATION_FAILED
 ];
 
 /// Error codes that name a transient condition (listed for the `kind` label;
@@ -206,14 +206,16 @@ mod tests {
         // Texts as ClickHouse 18.16 sends them over HTTP.
         let syntax = "Code: 62, e.displayText() = DB::Exception: Syntax error: failed at position 1";
         assert_eq!(classify_server(syntax), (false, "syntax"));
-        let table = "Code: 60, e.displayText() = DB::Exception: Table d06.nope doesn't exist., e.what() = DB::Exception";
+        let table =
+            "Code: 60, e.displayText() = DB::Exception: Table d06.nope doesn't exist., e.what() = DB::Exception";
         assert_eq!(classify_server(table), (false, "unknown_table"));
         // Current ClickHouse wording.
         let column = "Code: 16. DB::Exception: No such column foo in table d06.plan_daily. (NO_SUCH_COLUMN_IN_TABLE)";
         assert_eq!(classify_server(column), (false, "unknown_column"));
         let auth = "Code: 516. DB::Exception: default: Authentication failed. (AUTHENTICATION_FAILED)";
         assert_eq!(classify_server(auth), (false, "auth"));
-        let parts = "Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts";
+        let parts =
+            "Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts";
         assert_eq!(classify_server(parts), (true, "too_many_parts"));
         let memory = "Code: 241. DB::Exception: Memory limit (for query) exceeded";
         assert_eq!(classify_server(memory), (true, "overloaded"));

@@ -88,9 +88,7 @@ impl fmt::Debug for ClickHouseConfig {
 impl ClickHouseConfig {
     /// The password: `password`, else the value of `password_env`, else none.
     pub fn resolved_password(&self) -> Option<String> {
-        self.password
-            .clone()
-            .or_else(|| self.password_env.as_ref().and_then(|var| std::env::var(var).ok()))
+        self.password.clone().or_else(|| self.password_env.as_ref().and_then(|var| std::env::var(var).ok()))
     }
 }
 
@@ -357,7 +355,8 @@ struct HotlineDailyRead {
 /// ClickHouse `Date`: days since 1970-01-01 as UInt16.
 fn date_to_wire(day: NaiveDate, op: &str) -> Result<u16, SinkError> {
     let days = day.signed_duration_since(NaiveDate::default()).num_days();
-    u16::try_from(days).map_err(|_| SinkError::permanent("invalid_row", op, format!("day {day} outside ClickHouse Date range")))
+    u16::try_from(days)
+        .map_err(|_| SinkError::permanent("invalid_row", op, format!("day {day} outside ClickHouse Date range")))
 }
 
 fn date_from_wire(days: u16) -> NaiveDate {
@@ -592,7 +591,11 @@ impl ClickHouseSink {
             match result {
                 Ok(()) => {
                     if attempt > 1 {
-                        tracing::info!(attempts = attempt, rows = batch.len(), "ClickHouse write succeeded after retrying");
+                        tracing::info!(
+                            attempts = attempt,
+                            rows = batch.len(),
+                            "ClickHouse write succeeded after retrying"
+                        );
                     }
                     return Ok(());
                 }
@@ -619,7 +622,11 @@ impl ClickHouseSink {
 
     /// Rows of `coverage_daily` with `day_from <= day <= day_to`, ordered by
     /// indicator, area level, area, day.
-    pub async fn coverage_rows(&self, day_from: NaiveDate, day_to: NaiveDate) -> Result<Vec<CoverageDailyRow>, SinkError> {
+    pub async fn coverage_rows(
+        &self,
+        day_from: NaiveDate,
+        day_to: NaiveDate,
+    ) -> Result<Vec<CoverageDailyRow>, SinkError> {
         let q = self
             .client
             .query(
@@ -647,7 +654,11 @@ impl ClickHouseSink {
 
     /// Rows of `hotline_daily` with `day_from <= day <= day_to`, ordered by
     /// area level, area, day.
-    pub async fn hotline_rows(&self, day_from: NaiveDate, day_to: NaiveDate) -> Result<Vec<HotlineDailyRow>, SinkError> {
+    pub async fn hotline_rows(
+        &self,
+        day_from: NaiveDate,
+        day_to: NaiveDate,
+    ) -> Result<Vec<HotlineDailyRow>, SinkError> {
         let q = self
             .client
             .query(

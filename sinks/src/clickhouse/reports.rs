@@ -33,11 +33,7 @@ impl ClickHouseSink {
             client = client.with_password(password);
         }
         tracing::debug!(url = %redact_url(&cfg.url), database = %cfg.database, "ClickHouse reader");
-        Ok(ClickHouseSink {
-            client,
-            database: cfg.database.clone(),
-            timeout: Duration::from_secs(cfg.timeout_secs),
-        })
+        Ok(ClickHouseSink { client, database: cfg.database.clone(), timeout: Duration::from_secs(cfg.timeout_secs) })
     }
 }
 

@@ -103,9 +103,7 @@ impl HttpServer {
     /// requests in flight finish.
     pub async fn run(self, shutdown: CancellationToken) -> io::Result<()> {
         tracing::info!(addr = %self.local_addr, "metrics server listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+        axum::serve(self.listener, self.router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
     }
 }
 
@@ -132,9 +130,8 @@ mod tests {
         let metrics = Arc::new(Metrics::new().unwrap());
         metrics.duplicates.inc_by(7);
         let health = Arc::new(Health::new());
-        let server = HttpServer::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics), Arc::clone(&health))
-            .await
-            .unwrap();
+        let server =
+            HttpServer::bind("127.0.0.1:0".parse().unwrap(), Arc::clone(&metrics), Arc::clone(&health)).await.unwrap();
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
         let shutdown = CancellationToken::new();

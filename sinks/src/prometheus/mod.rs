@@ -10,12 +10,12 @@
 
 mod http;
 
-use std::time::Duration;
 use aggregator::hotline::HotlineCounts;
+use std::time::Duration;
 
 use ::prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub use self::http::{Health, HttpServer, DEFAULT_LISTEN};
@@ -141,7 +141,10 @@ impl Metrics {
             Ok(m)
         };
 
-        let duplicates = IntCounter::new("d06_duplicates_ignored_total", "Events ignored because their event id was already applied.")?;
+        let duplicates = IntCounter::new(
+            "d06_duplicates_ignored_total",
+            "Events ignored because their event id was already applied.",
+        )?;
         registry.register(Box::new(duplicates.clone()))?;
         let newest_event_time = Gauge::new(
             "d06_newest_event_timestamp_seconds",
@@ -152,17 +155,24 @@ impl Metrics {
         registry.register(Box::new(state_subjects.clone()))?;
         let state_events = IntGauge::new("d06_state_events", "Event ids held for deduplication, all shards.")?;
         registry.register(Box::new(state_events.clone()))?;
-        let last_flush_time =
-            Gauge::new("d06_last_flush_timestamp_seconds", "Wall-clock time (Unix seconds) of the last completed flush.")?;
+        let last_flush_time = Gauge::new(
+            "d06_last_flush_timestamp_seconds",
+            "Wall-clock time (Unix seconds) of the last completed flush.",
+        )?;
         registry.register(Box::new(last_flush_time.clone()))?;
         let sink_write_seconds = HistogramVec::new(
-            HistogramOpts::new("d06_sink_write_seconds", "Duration of one write attempt to a sink.").buckets(WRITE_BUCKETS.to_vec()),
+            HistogramOpts::new("d06_sink_write_seconds", "Duration of one write attempt to a sink.")
+                .buckets(WRITE_BUCKETS.to_vec()),
             &["sink"],
         )?;
         registry.register(Box::new(sink_write_seconds.clone()))?;
 
         Ok(Metrics {
-            messages_consumed: counter_vec("d06_messages_consumed_total", "Source messages read, per topic.", &["topic"])?,
+            messages_consumed: counter_vec(
+                "d06_messages_consumed_total",
+                "Source messages read, per topic.",
+                &["topic"],
+            )?,
             messages_rejected: counter_vec(
                 "d06_messages_rejected_total",
                 "Messages rejected to the dead letters, per reason.",
@@ -199,7 +209,11 @@ impl Metrics {
                 WRITE_BUCKETS,
             )?,
             last_flush_time,
-            coverage_covered: int_gauge_vec("d06_coverage_covered", "Covered now: baseline + gained - lost.", AREA_LABELS)?,
+            coverage_covered: int_gauge_vec(
+                "d06_coverage_covered",
+                "Covered now: baseline + gained - lost.",
+                AREA_LABELS,
+            )?,
             coverage_target: int_gauge_vec("d06_coverage_target", "Target in force now.", AREA_LABELS)?,
             coverage_expected: int_gauge_vec(
                 "d06_coverage_expected",
@@ -320,7 +334,16 @@ mod tests {
         m.last_flush_time.set(1_704_067_300.0);
         let s = CoverageGauges { covered: 750, target: 1000, expected: 800, gained_today: 12, days_behind: 3.0 };
         m.set_coverage("cccd", "district", "689", &s);
-        let h = HotlineCounts { received: 9, answered: 4, forwarded: 2, processed: 1, in_progress: 1, spam: 1, overdue_specialist: 2, overdue_leadership: 0 };
+        let h = HotlineCounts {
+            received: 9,
+            answered: 4,
+            forwarded: 2,
+            processed: 1,
+            in_progress: 1,
+            spam: 1,
+            overdue_specialist: 2,
+            overdue_leadership: 0,
+        };
         m.set_hotline("province", "70", &h);
         m
     }
@@ -395,7 +418,9 @@ mod tests {
         s.target = 0;
         m.set_coverage("vneid", "province", "70", &s);
         assert!(!m.encode().contains("d06_coverage_ratio{"));
-        assert!(m.encode().contains("d06_coverage_target{area=\"70\",area_level=\"province\",indicator=\"vneid\"} 0\n"));
+        assert!(m
+            .encode()
+            .contains("d06_coverage_target{area=\"70\",area_level=\"province\",indicator=\"vneid\"} 0\n"));
     }
 
     #[test]
@@ -409,7 +434,10 @@ mod tests {
         let m = Metrics::new().unwrap();
         m.set_hotline("commune", "0123 456 789", &HotlineCounts { received: 1, ..HotlineCounts::default() });
         let text = m.encode();
-        assert!(text.contains("d06_hotline_tickets{area=\"invalid\",area_level=\"commune\",status=\"received\"} 1"), "{text}");
+        assert!(
+            text.contains("d06_hotline_tickets{area=\"invalid\",area_level=\"commune\",status=\"received\"} 1"),
+            "{text}"
+        );
         assert!(!text.contains("0123"), "{text}");
     }
 
