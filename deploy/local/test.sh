@@ -14,6 +14,10 @@ export D06_TEST_KAFKA="127.0.0.1:${D06_KAFKA_PORT:-9092}"
 export D06_TEST_CLICKHOUSE="http://127.0.0.1:${D06_CLICKHOUSE_PORT:-8123}"
 export D06_TEST_CLICKHOUSE_URL="$D06_TEST_CLICKHOUSE"
 
+# House style first: formatting and lints (clippy.toml allows unwrap and
+# expect in tests only; [workspace.lints] holds the rest).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
 echo "[d06-test] built after $(( $(date +%s) - started )) s"
 
