@@ -42,7 +42,9 @@ pub struct Config {
 pub struct HotlineConfig {
     /// Working-time calendar files (shifts, weekdays, holidays, make-up days),
     /// merged in order; the embedded 2023–2025 Vietnamese public-sector
-    /// calendar when empty.
+    /// calendar when empty. To add a year, list the shipped files
+    /// (`aggregator/data/calendar/vn-*.toml`) and the new one. With the wall
+    /// clock, d06 warns at start-up when this year or the next has no holiday.
     pub calendar_files: Vec<PathBuf>,
 }
 

@@ -284,6 +284,18 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let plan = Arc::new(Plan::from_toml(&plan_text, &geo).context("loading the campaign plan")?);
     let plan_name = plan.name().unwrap_or("Chiến dịch \"4 phủ\"").to_owned();
     let calendar = Arc::new(config.hotline.calendar()?);
+    if config.pipeline.clock == config::ClockMode::Wall {
+        let year = chrono::Datelike::year(&chrono::Utc::now().with_timezone(&tz));
+        for year in [year, year + 1] {
+            if !calendar.has_holidays_in(year) {
+                warn!(
+                    year,
+                    "the working-time calendar lists no holiday in this year: hotline deadlines count every \
+                     weekday as a working day; add the year's file to hotline.calendar_files"
+                );
+            }
+        }
+    }
     let daily_alerts = alerts::DailyAlerts::new(
         config.alerts.clone().with_default_rule(config.pipeline.lag_rule),
         config.clickhouse.clone(),

@@ -340,6 +340,17 @@ impl WorkCalendar {
         &self.holidays
     }
 
+    /// Whether the calendar lists any holiday in `year`. A year without one
+    /// is almost certainly a year nobody entered (Viet Nam has at least New
+    /// Year, Tết, 30/4, 1/5 and 2/9): its deadlines count every weekday.
+    pub fn has_holidays_in(&self, year: i32) -> bool {
+        let (Some(first), Some(last)) = (NaiveDate::from_ymd_opt(year, 1, 1), NaiveDate::from_ymd_opt(year, 12, 31))
+        else {
+            return false;
+        };
+        self.holidays.range(first..=last).next().is_some()
+    }
+
     /// The make-up working days, in date order.
     pub fn working_days(&self) -> &BTreeMap<NaiveDate, Entry> {
         &self.working_days
@@ -652,5 +663,15 @@ mod tests {
         .unwrap();
         c.merge(year).unwrap();
         assert!(!c.is_working_day(date(2026, 1, 1)));
+    }
+
+    #[test]
+    fn the_shipped_years_have_holidays_and_others_do_not() {
+        let cal = WorkCalendar::embedded().unwrap();
+        for year in 2023..=2025 {
+            assert!(cal.has_holidays_in(year), "{year}");
+        }
+        assert!(!cal.has_holidays_in(2022));
+        assert!(!cal.has_holidays_in(2026));
     }
 }
