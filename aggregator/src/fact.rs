@@ -63,9 +63,30 @@ impl Fact {
         (self.occurred_at, &self.event_id)
     }
 
-    /// 128-bit hash of the event id, the deduplication key.
+    /// The deduplication key: a 128-bit hash of (subject, type, event id).
+    ///
+    /// A producer retry re-sends the same fact, so its copies agree on all
+    /// three and the first applied stands (EVENTS-v1 "Duplicates"). Event ids
+    /// are unique per fact *at the producer*: two upstream systems may well
+    /// both number a fact `000123`, and that must not drop either. Keying by
+    /// the subject too keeps deduplication inside the subject's shard
+    /// (SCALING.md invariant 1), so the result never depends on how many
+    /// shards or instances there are.
     pub fn event_key(&self) -> u128 {
-        xxhash_rust::xxh3::xxh3_128(self.event_id.as_bytes())
+        let id = self.event_id.as_bytes();
+        let mut buf = [0u8; 16 + 1 + 128];
+        if id.len() > 128 {
+            // Longer than the contract allows: hash without the copy.
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(&self.subject.0);
+            h.update(&[self.kind.type_tag()]);
+            h.update(id);
+            return h.digest128();
+        }
+        buf[..16].copy_from_slice(&self.subject.0);
+        buf[16] = self.kind.type_tag();
+        buf[17..17 + id.len()].copy_from_slice(id);
+        xxhash_rust::xxh3::xxh3_128(&buf[..17 + id.len()])
     }
 }
 
@@ -82,6 +103,19 @@ pub enum FactKind {
     SimSignature { stage: SignatureStage },
     /// `hotline.ticket`.
     Hotline { status: TicketStatus, level: TicketLevel },
+}
+
+impl FactKind {
+    /// One byte per contract type (`cccd.application` … `hotline.ticket`).
+    pub fn type_tag(&self) -> u8 {
+        match self {
+            FactKind::Cccd { .. } => 1,
+            FactKind::Vneid { .. } => 2,
+            FactKind::SimSwap { .. } => 3,
+            FactKind::SimSignature { .. } => 4,
+            FactKind::Hotline { .. } => 5,
+        }
+    }
 }
 
 macro_rules! str_enum {

@@ -16,19 +16,20 @@ use crate::rollup::DayCounts;
 /// Recounts `facts` from scratch: the per-(indicator, area, day) counts that
 /// applying them (in any order) must give, at every level of the geography.
 ///
-/// Deduplicates by the exact `event_id` string (the first occurrence in the
-/// slice wins), groups the events by subject, sorts each subject's events by
+/// Deduplicates by the exact (subject, type, `event_id`) (the first
+/// occurrence in the slice wins; see [`Fact::event_key`] for why the subject
+/// and type belong to a duplicate's identity), groups the events by subject, sorts each subject's events by
 /// (`occurred_at`, `event_id`) and derives the counts (EVENTS-v1 "The
 /// indicators", "Precise rules"). `hotline.ticket` facts are skipped. Only
 /// non-zero entries are present.
 pub fn recount(geo: &Geography, facts: &[Fact]) -> BTreeMap<(Indicator, AreaId, NaiveDate), DayCounts> {
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seen: HashSet<(Digest, std::mem::Discriminant<FactKind>, &str)> = HashSet::new();
     let mut by_subject: BTreeMap<Digest, Vec<&Fact>> = BTreeMap::new();
     for f in facts {
         if matches!(f.kind, FactKind::Hotline { .. }) {
             continue;
         }
-        if seen.insert(&f.event_id) {
+        if seen.insert((f.subject, std::mem::discriminant(&f.kind), &f.event_id)) {
             by_subject.entry(f.subject).or_default().push(f);
         }
     }

@@ -585,6 +585,34 @@ mod tests {
     }
 
     #[test]
+    fn an_event_id_is_a_duplicate_only_for_the_same_subject_and_type() {
+        let g = pre();
+        let c = commune(&g, "25216");
+        let facts = [
+            fact("000123", 1, 11, 9, c, CCCD),
+            // A retry of it, even with other content: the first copy stands.
+            fact("000123", 1, 12, 9, c, CCCD),
+            // Another citizen under the same id (another producer's numbering).
+            fact("000123", 2, 11, 9, c, CCCD),
+            // The same citizen and id from the VNeID system.
+            fact("000123", 1, 11, 10, c, FactKind::Vneid { stage: VneidStage::Activated, level: 2 }),
+        ];
+        // Whatever the shard count: the subjects 1 and 2 may share a shard or not.
+        for n in [1u32, 2, 3, 7] {
+            let mut shards: Vec<Shard> = (0..n).map(|_| Shard::new(g.clone())).collect();
+            let outcomes: Vec<Outcome> = facts.iter().map(|f| shards[f.subject.shard(n) as usize].apply(f)).collect();
+            assert_eq!(outcomes, [Outcome::Applied, Outcome::Duplicate, Outcome::Applied, Outcome::Applied], "{n}");
+            let total = |ind| {
+                shards.iter().filter_map(|s| s.days(&(ind, g.province()))).flatten().map(|(_, c)| c.gained).sum::<u64>()
+            };
+            assert_eq!((total(Indicator::Cccd), total(Indicator::Vneid)), (2, 1), "{n} shards");
+        }
+        let r = recount(&g, &facts);
+        assert_eq!(r.get(&(Indicator::Cccd, g.province(), d(11))).map(|c| c.gained), Some(2));
+        assert_eq!(r.get(&(Indicator::Vneid, g.province(), d(11))).map(|c| c.gained), Some(1));
+    }
+
+    #[test]
     fn non_qualifying_events_count_nothing() {
         let g = pre();
         let mut s = Shard::new(g.clone());
@@ -921,14 +949,24 @@ mod tests {
     /// (subject, time slot of 8 h over 3 days, area pick, id prefix, kind).
     type Raw = (u8, i64, usize, u8, FactKind);
     /// Raw events, exact re-sends, conflicting re-sends (index, slot, area),
-    /// shuffle seed, shard count, split point for the dirty check.
-    type Scenario = (Vec<Raw>, Vec<prop::sample::Index>, Vec<(prop::sample::Index, i64, usize)>, u64, u32, usize);
+    /// ids reused for another subject (index, subject), shuffle seed, shard
+    /// count, split point for the dirty check.
+    type Scenario = (
+        Vec<Raw>,
+        Vec<prop::sample::Index>,
+        Vec<(prop::sample::Index, i64, usize)>,
+        Vec<(prop::sample::Index, u8)>,
+        u64,
+        u32,
+        usize,
+    );
 
     fn scenario() -> impl Strategy<Value = Scenario> {
         (
             raw_strategy(),
             prop::collection::vec(any::<prop::sample::Index>(), 0..10),
             prop::collection::vec((any::<prop::sample::Index>(), 0i64..9, any::<usize>()), 0..4),
+            prop::collection::vec((any::<prop::sample::Index>(), 0u8..12), 0..4),
             any::<u64>(),
             1u32..5,
             any::<usize>(),
@@ -936,7 +974,7 @@ mod tests {
     }
 
     fn run(version: GeographyVersion, input: Scenario) -> Result<(), TestCaseError> {
-        let (raw, dups, conflicts, seed, n, split) = input;
+        let (raw, dups, conflicts, reused, seed, n, split) = input;
         let g = geo(version);
         let facts = build(&g, &raw);
         let mut all = facts.clone();
@@ -950,6 +988,13 @@ mod tests {
                 f.occurred_at = other.occurred_at;
                 f.day = other.day;
                 f.area = other.area;
+                all.push(f);
+            }
+            // The same id from another subject (another producer's numbering,
+            // or a producer bug): a different fact, counted whatever the shards.
+            for (i, subject) in &reused {
+                let mut f = facts[i.index(facts.len())].clone();
+                f.subject = Digest([*subject; 16]);
                 all.push(f);
             }
         }
@@ -1002,7 +1047,7 @@ mod tests {
         }
         let total = sum_shards(&shards);
         prop_assert_eq!(&total, &expected);
-        let distinct: HashSet<&str> = all.iter().map(|f| &*f.event_id).collect();
+        let distinct: HashSet<u128> = all.iter().map(Fact::event_key).collect();
         prop_assert_eq!(shards.iter().map(Shard::events).sum::<usize>(), distinct.len());
         prop_assert_eq!(dup, all.len() - distinct.len());
         check_hierarchy(&g, &total, &all)
