@@ -16,12 +16,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use crate::events::{self, Place};
 use crate::harness::{spawn_app, unique, AppOptions, Metrics, Producer, Prometheus};
+use crate::webhook::Webhooks;
 
 /// Where deploy/local/alertmanager.yml sends every notification.
 const WEBHOOK_ADDR: &str = "127.0.0.1:9099";
@@ -112,138 +110,6 @@ fn both_alertmanager_configs_are_valid_and_route_every_district_to_its_own_recei
 
 // --- Alertmanager, live ---------------------------------------------------------
 
-/// One notification received on the webhook port.
-#[derive(Clone, Debug)]
-struct Delivery {
-    path: String,
-    body: Value,
-}
-
-impl Delivery {
-    fn alerts(&self) -> Vec<&Value> {
-        self.body["alerts"].as_array().map(|a| a.iter().collect()).unwrap_or_default()
-    }
-}
-
-/// The webhook receivers of deploy/local/alertmanager.yml, for one run.
-struct Webhooks {
-    rx: mpsc::UnboundedReceiver<Delivery>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Webhooks {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Webhooks {
-    /// Listens on [`WEBHOOK_ADDR`], waiting up to 2 minutes for another
-    /// test or run to release it.
-    async fn listen(run: &str) -> Webhooks {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let listener = loop {
-            match TcpListener::bind(WEBHOOK_ADDR).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "{WEBHOOK_ADDR} stayed busy for 2 minutes: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let run = run.to_owned();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (tx, run) = (tx.clone(), run.clone());
-                tokio::spawn(async move { serve(stream, &run, &tx).await });
-            }
-        });
-        Webhooks { rx, task }
-    }
-
-    /// Collects this run's notifications until `done` holds (or `timeout`),
-    /// then `linger` longer, to catch any that should not come.
-    async fn collect(
-        &mut self,
-        timeout: Duration,
-        linger: Duration,
-        done: impl Fn(&[Delivery]) -> bool,
-    ) -> Vec<Delivery> {
-        let mut got = Vec::new();
-        let deadline = Instant::now() + timeout;
-        while !done(&got) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.rx.recv()).await {
-                Ok(Some(d)) => got.push(d),
-                _ => return got,
-            }
-        }
-        let until = Instant::now() + linger;
-        while let Ok(Some(d)) =
-            tokio::time::timeout(until.saturating_duration_since(Instant::now()), self.rx.recv()).await
-        {
-            got.push(d);
-        }
-        got
-    }
-}
-
-/// Serves one connection: one request, one answer, close. 200 for this
-/// run's notifications (passed on) and for anything unrelated (such as the
-/// local Prometheus' own alerts); 503 for another run's, so that
-/// Alertmanager retries it when that run listens.
-async fn serve(mut stream: TcpStream, run: &str, tx: &mpsc::UnboundedSender<Delivery>) {
-    let Some((path, body)) = read_request(&mut stream).await else { return };
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let runs: Vec<String> = body["alerts"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x["labels"]["blackbox_run"].as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    let status = if runs.iter().any(|r| r == run) {
-        let _ = tx.send(Delivery { path, body });
-        "200 OK"
-    } else if runs.is_empty() {
-        "200 OK"
-    } else {
-        "503 Service Unavailable"
-    };
-    let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    let _ = stream.write_all(reply.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// Reads one HTTP/1.1 request with a Content-Length body: (path, body).
-async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        read_more(stream, &mut buf).await?;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let path = head.split_whitespace().nth(1)?.to_owned();
-    let len = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        read_more(stream, &mut buf).await?;
-    }
-    Some((path, buf[head_end..head_end + len].to_vec()))
-}
-
-/// Appends what the peer sends next; None at EOF, error or 5 s of silence.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
-    let mut chunk = [0u8; 8192];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await.ok()?.ok()?;
-    (n > 0).then(|| buf.extend_from_slice(&chunk[..n]))
-}
-
 /// Posts alerts to the real Alertmanager (API v2).
 async fn post_alerts(alerts: &Value) {
     let url = format!("{}/api/v2/alerts", alertmanager_url());
@@ -272,7 +138,7 @@ fn label<'a>(alert: &'a Value, name: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_for_district_688_reaches_688s_webhook_and_not_689s() {
     let run = unique("r");
-    let mut hooks = Webhooks::listen(&run).await;
+    let mut hooks = Webhooks::listen(WEBHOOK_ADDR, Some(&run)).await;
     // A name of its own, so that nothing else shares its groups.
     let alertname = unique("D06BlackboxRouting");
     let alert = |district: &str, indicator: &str| {
@@ -312,7 +178,7 @@ async fn an_alert_for_district_688_reaches_688s_webhook_and_not_689s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_report_reaches_the_province_and_the_district() {
     let run = unique("r");
-    let mut hooks = Webhooks::listen(&run).await;
+    let mut hooks = Webhooks::listen(WEBHOOK_ADDR, Some(&run)).await;
     let alerts = json!([{
         "labels": {"alertname": "D06DailyDistrictLag", "district": "690", "indicator": "cccd",
                    "severity": "info", "blackbox_run": run},

@@ -17,12 +17,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 
 use crate::events::{self, citizen, Place};
 use crate::harness::{spawn_app, App, AppOptions, Producer};
+use crate::webhook::{Delivery, Webhooks};
 
 const DAY: &str = "2024-04-12";
 
@@ -42,105 +40,6 @@ fn plan_toml() -> String {
          [district_weights]\n{weights}\n[indicators.cccd]\ntarget = 110\nbaseline = 0\n\
          milestones = [ {{ date = 2024-04-20, share = 1.0 }} ]\n"
     )
-}
-
-/// One notification received by the webhook listener.
-#[derive(Clone, Debug)]
-struct Delivery {
-    path: String,
-    body: Value,
-}
-
-impl Delivery {
-    fn alerts(&self) -> Vec<Value> {
-        self.body["alerts"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-/// Webhook receivers on a free port: every request is answered 200 and passed on.
-struct Webhooks {
-    port: u16,
-    rx: mpsc::UnboundedReceiver<Delivery>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Webhooks {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Webhooks {
-    async fn listen() -> Webhooks {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the webhook listener");
-        let port = listener.local_addr().expect("addr").port();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let tx = tx.clone();
-                tokio::spawn(async move { serve(stream, &tx).await });
-            }
-        });
-        Webhooks { port, rx, task }
-    }
-
-    /// Collects notifications until `done` holds (or `timeout`), then
-    /// `linger` longer, to catch any that should not come.
-    async fn collect(
-        &mut self,
-        timeout: Duration,
-        linger: Duration,
-        done: impl Fn(&[Delivery]) -> bool,
-    ) -> Vec<Delivery> {
-        let mut got = Vec::new();
-        let deadline = Instant::now() + timeout;
-        while !done(&got) {
-            match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), self.rx.recv()).await {
-                Ok(Some(d)) => got.push(d),
-                _ => break,
-            }
-        }
-        let until = Instant::now() + linger;
-        while let Ok(Some(d)) =
-            tokio::time::timeout(until.saturating_duration_since(Instant::now()), self.rx.recv()).await
-        {
-            got.push(d);
-        }
-        got
-    }
-}
-
-async fn serve(mut stream: TcpStream, tx: &mpsc::UnboundedSender<Delivery>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let (head_end, len) = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            break (i + 4, len);
-        }
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
-        }
-    };
-    while buf.len() < head_end + len {
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
-        }
-    }
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-    let body = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
-    let _ = tx.send(Delivery { path, body });
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
-    let _ = stream.shutdown().await;
 }
 
 /// A private Alertmanager (clustering off) on a free port, routing with
@@ -242,7 +141,7 @@ fn label(alert: &Value, name: &str) -> String {
 /// rest then follows group_interval (5 s) later, in a second notification.
 fn province_districts(got: &[Delivery]) -> Vec<String> {
     let set: std::collections::BTreeSet<String> =
-        got.iter().filter(|d| d.path == "/province").flat_map(|d| d.alerts()).map(|a| label(&a, "district")).collect();
+        got.iter().filter(|d| d.path == "/province").flat_map(|d| d.alerts()).map(|a| label(a, "district")).collect();
     set.into_iter().collect()
 }
 
@@ -251,7 +150,7 @@ const LINGER: Duration = Duration::from_secs(7);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_job_alerts_a_lagging_district_once_and_not_one_on_plan() {
-    let mut hooks = Webhooks::listen().await;
+    let mut hooks = Webhooks::listen("127.0.0.1:0", None).await;
     let am = Alertmanager::start(hooks.port).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = dir.path().join("plan.toml");
@@ -337,7 +236,7 @@ async fn the_daily_job_alerts_a_lagging_district_once_and_not_one_on_plan() {
     );
     assert!(description.ends_with("\nXem báo cáo: http://ioc.example/d06/daily?day=2024-04-12&area=688\n"));
     assert!(at("/district/689").is_empty(), "689 is on plan: {got:#?}");
-    assert!(got.iter().flat_map(Delivery::alerts).all(|a| label(&a, "district") != "689"), "{got:#?}");
+    assert!(got.iter().flat_map(Delivery::alerts).all(|a| label(a, "district") != "689"), "{got:#?}");
     // The province's summary lists the ten lagging districts; every other one gets its own.
     assert_eq!(province_districts(&got), lagging, "{got:#?}");
     for code in &lagging[1..] {
@@ -399,7 +298,7 @@ async fn inside_d06_run_the_job_sends_at_send_at_and_a_restart_does_not_send_aga
     let starts_at =
         vn.from_local_datetime(&today.and_hms_opt(at.hour(), at.minute(), 0).unwrap()).unwrap().with_timezone(&Utc);
 
-    let mut hooks = Webhooks::listen().await;
+    let mut hooks = Webhooks::listen("127.0.0.1:0", None).await;
     let am = Alertmanager::start(hooks.port).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = dir.path().join("plan.toml");

@@ -16,3 +16,4 @@ mod harness;
 mod hotline;
 mod outputs;
 mod reports;
+mod webhook;
