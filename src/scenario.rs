@@ -20,10 +20,7 @@ use aggregator::hotline::scenario::{self, Scenario};
 use aggregator::{AreaLevel, Geography};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 
-use crate::simulate::{Kind, SimMessage};
-
-/// UTC+7, Viet Nam's offset all year.
-const VN: i32 = 7 * 3600;
+use crate::simulate::{local_offset, Kind, SimMessage};
 
 /// Longest delay between an event and its arrival, nanoseconds.
 const MAX_DELAY: i64 = 6 * 3600 * 1_000_000_000;
@@ -102,9 +99,7 @@ fn delay(event_id: &str, seed: u64) -> Nanos {
 }
 
 fn local(at: Nanos) -> DateTime<FixedOffset> {
-    let offset =
-        FixedOffset::east_opt(VN).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
-    DateTime::<Utc>::from_timestamp_nanos(at).with_timezone(&offset)
+    DateTime::<Utc>::from_timestamp_nanos(at).with_timezone(&local_offset())
 }
 
 /// One `hotline.ticket` message for `fact`, `subject` in clear.

@@ -1349,7 +1349,7 @@ impl fmt::Display for Summary {
     }
 }
 
-fn local_offset() -> FixedOffset {
+pub(crate) fn local_offset() -> FixedOffset {
     FixedOffset::east_opt(LOCAL_OFFSET_SECS).unwrap_or(Utc.fix())
 }
 
