@@ -150,19 +150,7 @@ fn find_area(geo: &Geography, code: &str) -> Option<AreaId> {
 
 /// The sum of the `hotline_daily` rows of one area.
 fn sum_hotline(rows: &[HotlineDailyRow], level: AreaLevel, code: &str) -> HotlineCounts {
-    rows.iter()
-        .filter(|r| r.area_level == level.as_str() && r.area == code)
-        .map(|r| HotlineCounts {
-            received: r.received,
-            answered: r.answered,
-            forwarded: r.forwarded,
-            processed: r.processed,
-            in_progress: r.in_progress,
-            spam: r.spam,
-            overdue_specialist: r.overdue_specialist,
-            overdue_leadership: r.overdue_leadership,
-        })
-        .sum()
+    rows.iter().filter(|r| r.area_level == level.as_str() && r.area == code).map(HotlineDailyRow::counts).sum()
 }
 
 /// [`report_table`] (tab-separated header and row) under a title naming the area.

@@ -260,6 +260,22 @@ pub struct HotlineDailyRow {
     pub overdue_leadership: u64,
 }
 
+impl HotlineDailyRow {
+    /// The row's eight counts, as the aggregator keeps them.
+    pub fn counts(&self) -> aggregator::hotline::HotlineCounts {
+        aggregator::hotline::HotlineCounts {
+            received: self.received,
+            answered: self.answered,
+            forwarded: self.forwarded,
+            processed: self.processed,
+            in_progress: self.in_progress,
+            spam: self.spam,
+            overdue_specialist: self.overdue_specialist,
+            overdue_leadership: self.overdue_leadership,
+        }
+    }
+}
+
 // ---- RowBinary wire structs (field order = column order of the tables) ----
 
 #[derive(Row, Serialize)]
@@ -374,6 +390,22 @@ fn datetime_from_wire(secs: u32) -> DateTime<Utc> {
     DateTime::from_timestamp(i64::from(secs), 0).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
+/// The checks both [`ClickHouseSink::connect`] and
+/// [`ClickHouseSink::reader`] make before building a client.
+fn check_config(cfg: &ClickHouseConfig) -> Result<(), SinkError> {
+    if !valid_database_name(&cfg.database) {
+        return Err(SinkError::permanent(
+            "config",
+            "connect",
+            format!("database name {:?} must be letters, digits and _", cfg.database),
+        ));
+    }
+    if cfg.timeout_secs == 0 {
+        return Err(SinkError::permanent("config", "connect", "timeout_secs must be at least 1"));
+    }
+    Ok(())
+}
+
 /// A database name that needs no escaping anywhere.
 fn valid_database_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -411,16 +443,7 @@ impl ClickHouseSink {
     /// Fails with [`SinkError::Retryable`] when the server cannot be reached
     /// and [`SinkError::Permanent`] for a bad configuration or credentials.
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
-        if !valid_database_name(&cfg.database) {
-            return Err(SinkError::permanent(
-                "config",
-                "connect",
-                format!("database name {:?} must be letters, digits and _", cfg.database),
-            ));
-        }
-        if cfg.timeout_secs == 0 {
-            return Err(SinkError::permanent("config", "connect", "timeout_secs must be at least 1"));
-        }
+        check_config(cfg)?;
         let mut client = Client::default().with_url(&cfg.url).with_validation(false);
         if let Some(user) = &cfg.user {
             client = client.with_user(user);

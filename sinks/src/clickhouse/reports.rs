@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ::clickhouse::Client;
 
-use super::{redact_url, valid_database_name, ClickHouseConfig, ClickHouseSink, SinkError};
+use super::{check_config, redact_url, ClickHouseConfig, ClickHouseSink, SinkError};
 
 impl ClickHouseSink {
     /// A sink for reading only: checks the configuration and the database
@@ -15,16 +15,7 @@ impl ClickHouseSink {
     /// [`ClickHouseSink::connect`]). A missing database or view shows up as
     /// a permanent error on the first read.
     pub fn reader(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
-        if !valid_database_name(&cfg.database) {
-            return Err(SinkError::permanent(
-                "config",
-                "connect",
-                format!("database name {:?} must be letters, digits and _", cfg.database),
-            ));
-        }
-        if cfg.timeout_secs == 0 {
-            return Err(SinkError::permanent("config", "connect", "timeout_secs must be at least 1"));
-        }
+        check_config(cfg)?;
         let mut client = Client::default().with_url(&cfg.url).with_validation(false).with_database(&cfg.database);
         if let Some(user) = &cfg.user {
             client = client.with_user(user);
