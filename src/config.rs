@@ -41,7 +41,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct HotlineConfig {
     /// Working-time calendar files (shifts, weekdays, holidays, make-up days),
-    /// merged in order; the embedded 2023–2025 Vietnamese public-sector
+    /// merged in order; the embedded 2023–2026 Vietnamese public-sector
     /// calendar when empty. To add a year, list the shipped files
     /// (`aggregator/data/calendar/vn-*.toml`) and the new one. With the wall
     /// clock, d06 warns at start-up when this year or the next has no holiday.

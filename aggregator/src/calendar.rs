@@ -7,7 +7,7 @@
 //! (default Monday to Friday), holidays (dates off) and make-up working days
 //! (weekend days worked in exchange for a bridge day off), each entry with
 //! the official text it comes from. Several files (one per year) merge into
-//! one calendar. [`WorkCalendar::embedded`] is the shipped 2023–2025
+//! one calendar. [`WorkCalendar::embedded`] is the shipped 2023–2026
 //! Vietnamese calendar.
 //!
 //! Pure code: no clock, no files at run time (the shipped files are compiled
@@ -22,10 +22,11 @@ use serde::Deserialize;
 use crate::fact::Nanos;
 
 /// The shipped calendar files, in merge order.
-const EMBEDDED: [(&str, &str); 3] = [
+const EMBEDDED: [(&str, &str); 4] = [
     ("vn-2023.toml", include_str!("../data/calendar/vn-2023.toml")),
     ("vn-2024.toml", include_str!("../data/calendar/vn-2024.toml")),
     ("vn-2025.toml", include_str!("../data/calendar/vn-2025.toml")),
+    ("vn-2026.toml", include_str!("../data/calendar/vn-2026.toml")),
 ];
 
 /// The default time zone (the contract's local time).
@@ -314,7 +315,7 @@ impl WorkCalendar {
         Ok(())
     }
 
-    /// The shipped Vietnamese public-sector calendar, 2023 to 2025
+    /// The shipped Vietnamese public-sector calendar, 2023 to 2026
     /// (`aggregator/data/calendar/vn-*.toml`, compiled in). Outside those
     /// years every Monday to Friday counts as a working day.
     pub fn embedded() -> Result<Self, CalendarError> {
@@ -477,12 +478,13 @@ mod tests {
         assert!(!c.is_working_day(date(2025, 5, 2)));
         assert!(!c.is_working_day(date(2025, 9, 1)));
         assert!(c.is_working_day(date(2025, 9, 3)));
-        // Outside the shipped years: plain weekdays.
-        assert!(c.is_working_day(date(2026, 1, 2)));
-        assert!(!c.is_working_day(date(2026, 1, 3)));
-        // 11 + 12 + 12 weekday holidays, 1 + 1 make-up Saturdays.
-        assert_eq!(c.holidays().len(), 35);
-        assert_eq!(c.working_days().len(), 2);
+        // Outside the shipped years: plain weekdays (1/1/2027, a Friday, is
+        // not entered: vn-2027.toml does not exist yet).
+        assert!(c.is_working_day(date(2027, 1, 1)));
+        assert!(!c.is_working_day(date(2027, 1, 2)));
+        // 11 + 12 + 12 + 13 weekday holidays, 1 + 1 + 2 make-up Saturdays.
+        assert_eq!(c.holidays().len(), 48);
+        assert_eq!(c.working_days().len(), 4);
         assert!(c.holidays().values().chain(c.working_days().values()).all(|e| !e.source.is_empty()));
     }
 
@@ -658,20 +660,87 @@ mod tests {
         let other = WorkCalendar::from_toml("time_zone = \"Asia/Bangkok\"").unwrap();
         assert!(matches!(c.merge(other), Err(CalendarError::Mismatch("time_zone"))));
         let year = WorkCalendar::from_toml(
-            "[[holidays]]\ndate = 2026-01-01\nname = \"Tết Dương lịch\"\nsource = \"BLLĐ 2019 Điều 112\"",
+            "[[holidays]]\ndate = 2027-01-01\nname = \"Tết Dương lịch\"\nsource = \"BLLĐ 2019 Điều 112\"",
         )
         .unwrap();
         c.merge(year).unwrap();
-        assert!(!c.is_working_day(date(2026, 1, 1)));
+        assert!(!c.is_working_day(date(2027, 1, 1)));
     }
 
     #[test]
     fn the_shipped_years_have_holidays_and_others_do_not() {
         let cal = WorkCalendar::embedded().unwrap();
-        for year in 2023..=2025 {
+        for year in 2023..=2026 {
             assert!(cal.has_holidays_in(year), "{year}");
         }
         assert!(!cal.has_holidays_in(2022));
-        assert!(!cal.has_holidays_in(2026));
+        // 2027's schedule is not published yet: d06 warns about it from 2026 on.
+        assert!(!cal.has_holidays_in(2027));
+    }
+
+    #[test]
+    fn embedded_calendar_has_2026() {
+        let c = cal();
+        // Tết Bính Ngọ: off Saturday 14/2 to Sunday 22/2/2026 (Thông báo 9441/TB-BNV).
+        assert!(c.is_working_day(date(2026, 2, 13)), "Friday before Tết");
+        for d in 14..=22 {
+            assert!(!c.is_working_day(date(2026, 2, d)), "{d}/2/2026");
+        }
+        assert!(c.is_working_day(date(2026, 2, 23)), "Monday after Tết");
+        for d in 16..=20 {
+            assert!(c.holidays()[&date(2026, 2, d)].source.contains("9441/TB-BNV"), "{d}/2/2026");
+        }
+        // Tết Dương lịch: Thursday 1/1 and Friday 2/1 off, Saturday 10/1 worked.
+        assert!(!c.is_working_day(date(2026, 1, 1)));
+        assert!(!c.is_working_day(date(2026, 1, 2)));
+        assert!(c.is_working_day(date(2026, 1, 5)));
+        assert!(c.is_working_day(date(2026, 1, 10)), "make-up Saturday");
+        assert!(c.working_days()[&date(2026, 1, 10)].source.contains("12729/VPCP-KGVX"));
+        // Giỗ Tổ on Sunday 26/4, compensated Monday 27/4; 30/4 and 1/5 are Thursday and Friday.
+        assert!(!c.is_working_day(date(2026, 4, 27)));
+        assert!(c.is_working_day(date(2026, 4, 28)));
+        assert!(!c.is_working_day(date(2026, 4, 30)));
+        assert!(!c.is_working_day(date(2026, 5, 1)));
+        // Quốc khánh: off Saturday 29/8 to Wednesday 2/9, Monday 31/8 swapped for Saturday 22/8.
+        assert!(c.is_working_day(date(2026, 8, 22)), "make-up Saturday");
+        for d in [29, 30, 31] {
+            assert!(!c.is_working_day(date(2026, 8, d)), "{d}/8/2026");
+        }
+        assert!(!c.is_working_day(date(2026, 9, 1)));
+        assert!(!c.is_working_day(date(2026, 9, 2)));
+        assert!(c.is_working_day(date(2026, 9, 3)));
+        // Ngày Văn hóa Việt Nam (Tuesday 24/11/2026) is not a day off in law yet (vn-2026.toml).
+        assert!(c.is_working_day(date(2026, 11, 24)));
+        let year = |y| c.holidays().keys().filter(|d| d.year() == y).count();
+        assert_eq!(year(2026), 13);
+    }
+
+    #[test]
+    fn deadline_across_tet_2026() {
+        let c = cal();
+        // 8 h. Fri 13/2/2026 14:00: 14:00–16:30 = 2.5 h; Sat 14 to Sun 22/2 off (Tết);
+        // Mon 23/2 07:00–11:30 = 4.5 h (7 h), 13:00 + 1 h = 14:00 → 8 h.
+        assert_eq!(c.deadline(vn(2026, 2, 13, 14, 0, 0), 8), vn(2026, 2, 23, 14, 0, 0));
+        // Received during Tết (mùng 1, Tue 17/2 10:00): nothing counts until Mon 23/2 07:00;
+        // 4.5 h + 3.5 h = 8 h → Mon 23/2 16:30.
+        assert_eq!(c.deadline(vn(2026, 2, 17, 10, 0, 0), 8), vn(2026, 2, 23, 16, 30, 0));
+        // 48 h. Thu 12/2/2026 09:00: 09:00–11:30 = 2.5 h, 13:00–16:30 = 3.5 h (6 h);
+        // Fri 13 → 14 h; 14–22/2 off; Mon 23 → 22; Tue 24 → 30; Wed 25 → 38; Thu 26 → 46;
+        // Fri 27/2 07:00 + 2 h = 09:00 → 48 h.
+        assert_eq!(c.deadline(vn(2026, 2, 12, 9, 0, 0), 48), vn(2026, 2, 27, 9, 0, 0));
+        // Without the 2026 file the same ticket would be due on Fri 20/2, in the middle of Tết:
+        // 6 h on Thu 12, then 8 h a day Fri 13, Mon 16 … Thu 19 (46 h), Fri 20/2 09:00.
+        assert_eq!(WorkCalendar::default().deadline(vn(2026, 2, 12, 9, 0, 0), 48), vn(2026, 2, 20, 9, 0, 0));
+    }
+
+    #[test]
+    fn deadline_across_new_year_2026_and_its_make_up_saturday() {
+        let c = cal();
+        // Wed 31/12/2025 15:00: 15:00–16:30 = 1.5 h; Thu 1/1 and Fri 2/1 off, Sat 3, Sun 4 off;
+        // Mon 5/1 07:00–11:30 = 4.5 h (6 h), 13:00 + 2 h = 15:00 → 8 h.
+        assert_eq!(c.deadline(vn(2025, 12, 31, 15, 0, 0), 8), vn(2026, 1, 5, 15, 0, 0));
+        // Fri 9/1/2026 13:00: 13:00–16:30 = 3.5 h; Sat 10/1 is worked: 07:00–11:30 = 4.5 h
+        // → 8 h exactly at the end of the shift, Sat 10/1 11:30.
+        assert_eq!(c.deadline(vn(2026, 1, 9, 13, 0, 0), 8), vn(2026, 1, 10, 11, 30, 0));
     }
 }
