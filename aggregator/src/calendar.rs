@@ -8,7 +8,9 @@
 //! (weekend days worked in exchange for a bridge day off), each entry with
 //! the official text it comes from. Several files (one per year) merge into
 //! one calendar. [`WorkCalendar::embedded`] is the shipped 2023–2026
-//! Vietnamese calendar.
+//! Vietnamese calendar. [`WorkCalendar::alertmanager_holidays`] renders its
+//! holidays as the Alertmanager time interval that mutes district alerts
+//! (`deploy/alertmanager/alertmanager.yml`; a test keeps the two equal).
 //!
 //! Pure code: no clock, no files at run time (the shipped files are compiled
 //! in with `include_str!`).
@@ -355,6 +357,57 @@ impl WorkCalendar {
     /// The make-up working days, in date order.
     pub fn working_days(&self) -> &BTreeMap<NaiveDate, Entry> {
         &self.working_days
+    }
+
+    /// The holidays as one entry of Alertmanager's top-level
+    /// `time_intervals` list, named `name`, indented to sit under that key:
+    /// one line per year and month, runs of consecutive days as `'a:b'`,
+    /// read in the calendar's time zone. Make-up working days are not in it
+    /// (a mute interval can only add time, and the routes' working hours are
+    /// Monday to Friday anyway). `deploy/alertmanager/alertmanager.yml`
+    /// holds this rendering of [`WorkCalendar::embedded`] as
+    /// `vn-public-holidays`; a unit test fails when the two differ.
+    pub fn alertmanager_holidays(&self, name: &str) -> String {
+        const MONTHS: [&str; 12] = [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ];
+        // (year, month) → runs of consecutive days (first, last).
+        let mut months: BTreeMap<(i32, u32), Vec<(u32, u32)>> = BTreeMap::new();
+        for d in self.holidays.keys() {
+            let runs = months.entry((d.year(), d.month0())).or_default();
+            match runs.last_mut() {
+                Some(run) if run.1 + 1 == d.day() => run.1 = d.day(),
+                _ => runs.push((d.day(), d.day())),
+            }
+        }
+        let location = self.time_zone().name();
+        let mut out = format!("  - name: {name}\n");
+        if months.is_empty() {
+            out.push_str("    time_intervals: []\n");
+            return out;
+        }
+        out.push_str("    time_intervals:\n");
+        for ((year, month0), runs) in &months {
+            let days: Vec<String> =
+                runs.iter().map(|&(a, b)| if a == b { format!("'{a}'") } else { format!("'{a}:{b}'") }).collect();
+            out.push_str(&format!(
+                "      - {{years: ['{year}'], months: ['{}'], days_of_month: [{}], location: {location}}}\n",
+                MONTHS[*month0 as usize],
+                days.join(", ")
+            ));
+        }
+        out
     }
 
     /// Whether `d` is a working day: a make-up working day, or a working
@@ -742,5 +795,62 @@ mod tests {
         // Fri 9/1/2026 13:00: 13:00–16:30 = 3.5 h; Sat 10/1 is worked: 07:00–11:30 = 4.5 h
         // → 8 h exactly at the end of the shift, Sat 10/1 11:30.
         assert_eq!(c.deadline(vn(2026, 1, 9, 13, 0, 0), 8), vn(2026, 1, 10, 11, 30, 0));
+    }
+
+    /// Where `deploy/alertmanager/alertmanager.yml` holds the generated block.
+    const ALERTMANAGER_YML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/alertmanager/alertmanager.yml");
+    const GENERATED_BEGIN: &str = "  # BEGIN generated vn-public-holidays";
+    const GENERATED_END: &str = "  # END generated vn-public-holidays";
+
+    #[test]
+    fn alertmanager_holidays_rendering() {
+        let c = WorkCalendar::from_toml(
+            "[[holidays]]\ndate = 2024-04-29\nsource = \"x\"\n\
+             [[holidays]]\ndate = 2024-04-30\nsource = \"x\"\n\
+             [[holidays]]\ndate = 2024-05-01\nsource = \"x\"\n\
+             [[holidays]]\ndate = 2024-04-18\nsource = \"x\"\n\
+             [[working_days]]\ndate = 2024-05-04\nsource = \"x\"\n",
+        )
+        .unwrap();
+        // Runs stop at the end of a month; make-up days are left out.
+        assert_eq!(
+            c.alertmanager_holidays("h"),
+            concat!(
+                "  - name: h\n",
+                "    time_intervals:\n",
+                "      - {years: ['2024'], months: ['april'], days_of_month: ['18', '29:30'], location: Asia/Ho_Chi_Minh}\n",
+                "      - {years: ['2024'], months: ['may'], days_of_month: ['1'], location: Asia/Ho_Chi_Minh}\n",
+            )
+        );
+        assert_eq!(WorkCalendar::default().alertmanager_holidays("h"), "  - name: h\n    time_intervals: []\n");
+    }
+
+    /// The holiday mutes of `deploy/alertmanager/alertmanager.yml` are the
+    /// embedded calendar's holidays, so the two cannot drift apart. After
+    /// changing a calendar file, rewrite the block with
+    /// `D06_BLESS=1 cargo test -p aggregator --lib alertmanager_yml`.
+    #[test]
+    fn alertmanager_yml_mutes_the_embedded_holidays() {
+        let yml = std::fs::read_to_string(ALERTMANAGER_YML).unwrap();
+        let lines: Vec<&str> = yml.lines().collect();
+        let begin = lines.iter().position(|l| l.starts_with(GENERATED_BEGIN)).expect("BEGIN marker");
+        let end = lines.iter().position(|l| *l == GENERATED_END).expect("END marker");
+        assert!(begin < end);
+        let current = lines[begin + 1..end].iter().map(|l| format!("{l}\n")).collect::<String>();
+        let rendered = cal().alertmanager_holidays("vn-public-holidays");
+        if current == rendered {
+            return;
+        }
+        if std::env::var_os("D06_BLESS").is_some() {
+            let mut out: Vec<String> = lines[..=begin].iter().map(|l| format!("{l}\n")).collect();
+            out.push(rendered);
+            out.extend(lines[end..].iter().map(|l| format!("{l}\n")));
+            std::fs::write(ALERTMANAGER_YML, out.concat()).unwrap();
+            return;
+        }
+        panic!(
+            "{ALERTMANAGER_YML}: the vn-public-holidays block differs from the embedded calendar; \
+             rerun with D06_BLESS=1 to rewrite it. Expected:\n{rendered}"
+        );
     }
 }
