@@ -261,6 +261,8 @@ pub struct DailyAlerts {
     http: reqwest::Client,
     /// Posted to Alertmanager, not yet recorded in ClickHouse.
     unrecorded: Mutex<Vec<AlertRecord>>,
+    /// With several instances, only the owner of facts partition 0 sends.
+    sender: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl DailyAlerts {
@@ -285,7 +287,15 @@ impl DailyAlerts {
             clock,
             http,
             unrecorded: Mutex::new(Vec::new()),
+            sender: None,
         }
+    }
+
+    /// Sends only while `owner` is set (this instance owns facts partition 0),
+    /// so that N instances send each district's alert once.
+    pub fn sent_by(mut self, owner: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.sender = Some(owner);
+        self
     }
 
     /// Waits for `send_at` each local day, sends, records; returns on
@@ -418,6 +428,19 @@ impl DailyAlerts {
     /// [`Self::send_for_day`] until it succeeds, `deadline` passes (then
     /// the day is given up, loudly) or shutdown.
     async fn send_with_retry(&self, day: NaiveDate, deadline: Option<DateTime<Utc>>, shutdown: &CancellationToken) {
+        if let Some(owner) = &self.sender {
+            // The owner of facts partition 0 sends; ownership may move to us before the day ends.
+            while !owner.load(std::sync::atomic::Ordering::Relaxed) {
+                if deadline.is_some_and(|d| Utc::now() >= d) {
+                    info!(%day, "daily alerts left to the owner of facts partition 0");
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {},
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);

@@ -170,8 +170,12 @@ pub enum ClockMode {
 pub struct PipelineConfig {
     /// Directory of the local state store.
     pub state_dir: PathBuf,
-    /// In-process shards (subjects are routed by digest).
+    /// Shards: the facts topic's partition count (subjects are routed by
+    /// digest). Fixed for the life of a facts topic: d06 creates the topic
+    /// with this many partitions and refuses to start when they differ.
     pub shards: u32,
+    /// Worker threads applying this instance's shards; 0 = one per core.
+    pub worker_threads: usize,
     /// How often changes are written out and checkpointed, milliseconds.
     pub flush_interval_ms: u64,
     /// Batches buffered between the source and the aggregator (bounds memory).
@@ -187,10 +191,21 @@ impl Default for PipelineConfig {
         PipelineConfig {
             state_dir: PathBuf::from(".d06/state"),
             shards: 2,
+            worker_threads: 0,
             flush_interval_ms: 500,
             channel_batches: 4,
             clock: ClockMode::Wall,
             lag_rule: aggregator::LagRule::default(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// The worker threads to start.
+    pub fn workers(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 }

@@ -18,7 +18,7 @@ use aggregator::plan::Plan;
 use anyhow::{Context, Result};
 use chrono::Utc;
 use ingest::contract::Validator;
-use ingest::kafka::{Batch, DeadLetter, PartitionState, SourcePartition};
+use ingest::kafka::shards::{ShardBatch, ShardEvent};
 use ingest::pseudonym::SecretKey;
 use sinks::board::Board;
 use sinks::prometheus::{Health, HttpServer, Metrics};
@@ -29,7 +29,7 @@ use tracing::info;
 use crate::config::{ClockMode, Config};
 use crate::pipeline::{Parts, Pipeline};
 use crate::simulate::{Kind, SimConfig, Simulator};
-use crate::store::{Identity, Store};
+use crate::store::Identity;
 
 /// `d06 demo` arguments.
 #[derive(Debug, clap::Args)]
@@ -84,8 +84,8 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
         geography: "demo".into(),
         key_fingerprint: "demo".into(),
         time_zone: config.contract.time_zone.clone(),
+        facts: "in-memory".into(),
     };
-    let (store, loaded) = Store::open(&state_dir, &identity)?;
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
@@ -99,27 +99,30 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
         let s = shutdown.clone();
         tokio::spawn(async move { server.run(s).await })
     };
-    let pipeline = Pipeline::restore(Parts {
+    let shards = config.pipeline.shards;
+    let mut pipeline = Pipeline::new(Parts {
         geo: Arc::clone(&geo),
         plan: Arc::clone(&plan),
         calendar: Arc::new(config.hotline.calendar()?),
         tz,
-        shards: config.pipeline.shards,
         clock: ClockMode::Event,
         flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
         commune_metrics: false,
-        store,
-        version: loaded.version,
-        positions: loaded.positions,
+        state_dir: state_dir.clone(),
+        identity,
+        facts_topic: "in-memory".into(),
+        owner: "demo".into(),
+        workers: config.pipeline.workers(),
         sink: None,
-        dead_letters: None,
         committer: None,
         metrics: Arc::clone(&metrics),
         health: Arc::clone(&health),
         board: Some(Arc::clone(&board)),
         lag_rule: config.pipeline.lag_rule,
         campaign: plan.name().unwrap_or("Chiến dịch \"4 phủ\"").to_owned(),
+        owns_first: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     })?;
+    pipeline.own_all(shards)?;
     let sim_config = SimConfig { seed: args.seed, scale: args.scale, start: plan.start(), ..SimConfig::default() };
     sim_config.validate(&geo)?;
     let days = sim_config.days;
@@ -136,7 +139,8 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     let (tx, rx) = mpsc::channel(4);
     let source = {
         let s = shutdown.clone();
-        tokio::task::spawn_blocking(move || play(simulator, validator, speed, tx, s))
+        let m = Arc::clone(&metrics);
+        tokio::task::spawn_blocking(move || play(simulator, validator, speed, shards, m, tx, s))
     };
     let pipeline = {
         let s = shutdown.clone();
@@ -151,57 +155,49 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     Ok(())
 }
 
-/// Plays the simulated stream at `speed` × real time into the pipeline, through the real validator.
+/// Plays the simulated stream at `speed` × real time through the real
+/// validator into the pipeline, routing facts to their shard in memory (the
+/// demo owns every shard) and counting what the router would count.
 fn play(
     sim: Simulator,
     validator: Validator,
     speed: f64,
-    tx: mpsc::Sender<Batch>,
+    shards: u32,
+    metrics: Arc<Metrics>,
+    tx: mpsc::Sender<ShardEvent>,
     shutdown: CancellationToken,
 ) -> Result<u64> {
     let started = Instant::now();
     let mut sim = sim.peekable();
     let Some(first) = sim.peek().map(|m| m.emitted_at) else { return Ok(0) };
-    let mut state: HashMap<SourcePartition, PartitionState> = HashMap::new();
+    let mut watermarks: HashMap<&'static str, Option<aggregator::Nanos>> = HashMap::new();
     let mut played = 0u64;
     while !shutdown.is_cancelled() {
         let elapsed_ms = (started.elapsed().as_secs_f64() * speed * 1000.0) as i64;
         let now_sim = first + chrono::Duration::milliseconds(elapsed_ms);
-        let mut batch = Batch::default();
-        let mut consumed: HashMap<Arc<str>, u64> = HashMap::new();
+        let mut batch = ShardBatch::default();
+        let mut n = 0usize;
         while let Some(m) = sim.next_if(|m| m.emitted_at <= now_sim) {
-            let topic: Arc<str> = match m.kind {
-                Kind::Cccd => "demo.cccd".into(),
-                Kind::Vneid => "demo.vneid".into(),
-                Kind::Sim => "demo.sim".into(),
-                Kind::Hotline => "demo.hotline".into(),
+            let topic: &'static str = match m.kind {
+                Kind::Cccd => "demo.cccd",
+                Kind::Vneid => "demo.vneid",
+                Kind::Sim => "demo.sim",
+                Kind::Hotline => "demo.hotline",
             };
-            let part = SourcePartition { topic: Arc::clone(&topic), partition: 0 };
-            let st = state.entry(part.clone()).or_default();
+            let watermark = watermarks.entry(topic).or_default();
             let now = Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-            match validator.validate(&m.payload, now, &mut st.watermark) {
-                Ok(fact) => batch.facts.push(fact),
-                Err(r) => batch.dead_letters.push(DeadLetter {
-                    source: part.clone(),
-                    offset: st.next_offset,
-                    key: None,
-                    payload: Vec::new(),
-                    reason: r.reason,
-                    detail: r.detail,
-                    received_at: now / 1_000_000_000,
-                }),
+            match validator.validate(&m.payload, now, watermark) {
+                Ok(fact) => batch.parts.entry(fact.subject.shard(shards) as i32).or_default().facts.push(fact),
+                Err(r) => metrics.messages_rejected.with_label_values(&[r.reason.as_str()]).inc(),
             }
-            st.next_offset += 1;
-            *consumed.entry(topic).or_default() += 1;
-            batch.positions.retain(|(p, _)| *p != part);
-            batch.positions.push((part, *st));
+            metrics.messages_consumed.with_label_values(&[topic]).inc();
             played += 1;
-            if batch.facts.len() >= 20_000 {
+            n += 1;
+            if n >= 20_000 {
                 break;
             }
         }
-        batch.consumed = consumed.into_iter().collect();
-        if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+        if !batch.parts.is_empty() && tx.blocking_send(ShardEvent::Batch(batch)).is_err() {
             break;
         }
         if sim.peek().is_none() {

@@ -12,6 +12,7 @@ mod store;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,8 @@ use aggregator::Geography;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use ingest::contract::{Validator, ValidatorConfig};
-use ingest::kafka::{DeadLetterProducer, Source};
+use ingest::kafka::router::Router;
+use ingest::kafka::shards::FactsSource;
 use ingest::pseudonym::{Pseudonymiser, SecretKey, SubjectKind};
 use sinks::board::Board;
 use sinks::clickhouse::ClickHouseSink;
@@ -31,7 +33,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::pipeline::{Parts, Pipeline};
-use crate::store::{Identity, Store};
+use crate::store::Identity;
 
 /// The embedded campaign plan: Bình Phước, "4 phủ", 2024.
 pub(crate) const DEFAULT_PLAN: &str = include_str!("../deploy/plans/binh-phuoc-2024.toml");
@@ -273,6 +275,34 @@ fn validate(file: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
     Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// What decides which shard and area a fact lands in: instances that differ
+/// in any of it would split subjects, so it is stamped on every facts record.
+pub(crate) fn deployment_identity(config: &Config, pseudonymiser: &Pseudonymiser) -> (Identity, u64, String) {
+    let key_fingerprint = format!("{:?}", pseudonymiser.digest(SubjectKind::Ticket, "d06/key-fingerprint"));
+    let description = format!(
+        "geography {:?}, time zone {}, horizon {} days, {} shards, key {}",
+        config.contract.geography,
+        config.contract.time_zone,
+        config.contract.correction_horizon_days,
+        config.pipeline.shards,
+        key_fingerprint
+    );
+    let fingerprint = ingest::kafka::record::fingerprint(&[
+        &format!("{:?}", config.contract.geography),
+        &config.contract.time_zone,
+        &config.contract.correction_horizon_days.to_string(),
+        &config.pipeline.shards.to_string(),
+        &key_fingerprint,
+    ]);
+    let identity = Identity {
+        geography: format!("{:?}", config.contract.geography),
+        key_fingerprint,
+        time_zone: config.contract.time_zone.clone(),
+        facts: String::new(),
+    };
+    (identity, fingerprint, description)
+}
+
 async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let key = SecretKey::from_bytes(config.pseudonym.load_key()?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (geo, validator, pseudonymiser) = validator(&config, &key)?;
@@ -296,6 +326,15 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             }
         }
     }
+    let state_dir = &config.pipeline.state_dir;
+    if state_dir.join("d06.redb").exists() {
+        anyhow::bail!(
+            "{} holds a single-stage state store (d06 before the facts topic). Its shards cannot be reused: \
+             move the directory away (nothing is lost: the shards rebuild from the facts topic) and start again",
+            state_dir.display()
+        );
+    }
+    let owns_first = Arc::new(AtomicBool::new(false));
     let daily_alerts = alerts::DailyAlerts::new(
         config.alerts.clone().with_default_rule(config.pipeline.lag_rule),
         config.clickhouse.clone(),
@@ -303,14 +342,16 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         Arc::clone(&geo),
         tz,
         alerts::Clock::Wall,
-    );
+    )
+    .sent_by(Arc::clone(&owns_first));
 
-    let identity = Identity {
-        geography: format!("{:?}", config.contract.geography),
-        key_fingerprint: format!("{:?}", pseudonymiser.digest(SubjectKind::Ticket, "d06/key-fingerprint")),
-        time_zone: config.contract.time_zone.clone(),
-    };
-    let (store, loaded) = Store::open(&config.pipeline.state_dir, &identity)?;
+    let (mut identity, fingerprint, description) = deployment_identity(&config, &pseudonymiser);
+    let facts =
+        ingest::kafka::admin::ensure_facts_topic(&config.kafka, config.pipeline.shards, fingerprint, &description)
+            .await
+            .context("checking the facts topic")?;
+    identity.facts = format!("{}#{:016x}", config.kafka.topics.facts, facts.incarnation);
+    info!(facts = %identity.facts, shards = facts.partitions, instance = %config.kafka.instance(), "facts topic ready");
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
@@ -326,34 +367,38 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     };
 
     let sink = connect_clickhouse(&config, &metrics, &shutdown).await?;
-    let source = Source::new(&config.kafka, validator, loaded.positions.clone()).context("creating the consumer")?;
-    let dead_letters = DeadLetterProducer::new(&config.kafka).context("creating the dead-letter producer")?;
-    let pipeline = tokio::task::block_in_place(|| {
-        Pipeline::restore(Parts {
-            geo,
-            plan,
-            calendar,
-            tz,
-            shards: config.pipeline.shards,
-            clock: config.pipeline.clock,
-            flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
-            commune_metrics: config.http.commune_metrics,
-            store,
-            version: loaded.version,
-            positions: loaded.positions,
-            sink: Some(sink),
-            dead_letters: Some(dead_letters),
-            committer: Some(source.committer()),
-            board: Some(Arc::clone(&board)),
-            lag_rule: config.pipeline.lag_rule,
-            campaign: plan_name.clone(),
-            metrics: Arc::clone(&metrics),
-            health,
-        })
+    sink.check_deployment(&identity.facts, config.pipeline.shards).await.context("checking the ClickHouse database")?;
+    let router = tokio::task::block_in_place(|| {
+        Router::new(&config.kafka, validator, facts.partitions, fingerprint, config.kafka.fault)
+    })
+    .context("creating the router (stage 1)")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(config.pipeline.channel_batches);
+    let facts_source = FactsSource::new(&config.kafka, fingerprint, tx).context("creating the facts consumer")?;
+    let pipeline = Pipeline::new(Parts {
+        geo,
+        plan,
+        calendar,
+        tz,
+        clock: config.pipeline.clock,
+        flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
+        commune_metrics: config.http.commune_metrics,
+        state_dir: state_dir.clone(),
+        identity,
+        facts_topic: config.kafka.topics.facts.clone(),
+        owner: config.kafka.instance(),
+        workers: config.pipeline.workers(),
+        sink: Some(sink),
+        committer: Some(facts_source.committer()),
+        board: Some(Arc::clone(&board)),
+        lag_rule: config.pipeline.lag_rule,
+        campaign: plan_name.clone(),
+        metrics: Arc::clone(&metrics),
+        health,
+        owns_first,
     })?;
 
     let lag: JoinHandle<Result<()>> = {
-        let probe = source.lag_probe();
+        let probe = router.lag_probe();
         let every = ingest::kafka::LagProbe::interval(&config.kafka);
         let s = shutdown.clone();
         let m = Arc::clone(&metrics);
@@ -371,16 +416,30 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             }
         })
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(config.pipeline.channel_batches);
-    let source_task: JoinHandle<Result<()>> = {
+    let router_task: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
-        tokio::task::spawn_blocking(move || source.run(tx, s).context("kafka source"))
+        let m = Arc::clone(&metrics);
+        tokio::task::spawn_blocking(move || {
+            router
+                .run(s, |c| {
+                    for (topic, n) in &c.consumed {
+                        m.messages_consumed.with_label_values(&[topic]).inc_by(*n);
+                    }
+                    for (reason, n) in &c.rejected {
+                        m.messages_rejected.with_label_values(&[reason]).inc_by(*n);
+                    }
+                })
+                .context("router (stage 1)")
+        })
+    };
+    let facts_task: JoinHandle<Result<()>> = {
+        let s = shutdown.clone();
+        tokio::task::spawn_blocking(move || facts_source.run(s).context("facts consumer (stage 2)"))
     };
     let pipeline_task: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
         tokio::spawn(async move { pipeline.run(rx, s).await })
     };
-
     let alerts_task: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
         tokio::spawn(async move { daily_alerts.run(s).await })
@@ -388,8 +447,9 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
     supervise(
         vec![
-            ("source", source_task),
-            ("pipeline", pipeline_task),
+            ("router", router_task),
+            ("facts", facts_task),
+            ("shards", pipeline_task),
             ("http", http),
             ("lag", lag),
             ("alerts", alerts_task),

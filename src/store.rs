@@ -32,6 +32,10 @@ pub struct Identity {
     pub key_fingerprint: String,
     /// Time zone the facts' local days were computed in.
     pub time_zone: String,
+    /// The facts topic and its incarnation this store caches (a shard store
+    /// of another incarnation is stale).
+    #[serde(default)]
+    pub facts: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -169,7 +173,12 @@ mod tests {
     use aggregator::{AreaId, Digest};
 
     fn identity() -> Identity {
-        Identity { geography: "pre2025".into(), key_fingerprint: "ab".into(), time_zone: "Asia/Ho_Chi_Minh".into() }
+        Identity {
+            geography: "pre2025".into(),
+            key_fingerprint: "ab".into(),
+            time_zone: "Asia/Ho_Chi_Minh".into(),
+            facts: "d06.facts.v1#1".into(),
+        }
     }
 
     fn fact(i: u8) -> Fact {

@@ -70,6 +70,8 @@ pub struct TestTopics {
     pub sim: String,
     pub hotline: String,
     pub dead_letter: String,
+    /// d06's internal facts topic (d06 creates it).
+    pub facts: String,
 }
 
 impl TestTopics {
@@ -124,6 +126,7 @@ pub async fn spawn_app(options: AppOptions) -> App {
         sim: format!("{id}.sim"),
         hotline: format!("{id}.hotline"),
         dead_letter: format!("{id}.dead"),
+        facts: format!("{id}.facts"),
     };
     let mut all: Vec<&str> = topics.sources().to_vec();
     all.push(&topics.dead_letter);
@@ -145,6 +148,7 @@ vneid = "{vneid}"
 sim = "{sim}"
 hotline = "{hotline}"
 dead_letter = "{dead}"
+facts = "{facts}"
 [kafka.properties]
 "session.timeout.ms" = "3000"
 "heartbeat.interval.ms" = "300"
@@ -167,6 +171,7 @@ clock = "{clock}"
         sim = topics.sim,
         hotline = topics.hotline,
         dead = topics.dead_letter,
+        facts = topics.facts,
         ch = options.clickhouse_url.clone().unwrap_or_else(clickhouse_url),
         state = dir.path().join("state").display(),
         shards = options.shards,

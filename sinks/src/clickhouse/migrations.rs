@@ -88,11 +88,12 @@ ANY LEFT JOIN
 ) USING (indicator, area_level, area)";
 
 /// All migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema: shard tables, plan, views, dead letters, alerts",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS {db}.coverage_shard_daily (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema: shard tables, plan, views, dead letters, alerts",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {db}.coverage_shard_daily (
     day Date,
     indicator String,
     area_level String,
@@ -105,7 +106,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(day)
 ORDER BY (indicator, area_level, area, day, shard)",
-        "CREATE TABLE IF NOT EXISTS {db}.plan_daily (
+            "CREATE TABLE IF NOT EXISTS {db}.plan_daily (
     day Date,
     indicator String,
     area_level String,
@@ -117,8 +118,8 @@ ORDER BY (indicator, area_level, area, day, shard)",
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(day)
 ORDER BY (indicator, area_level, area, day)",
-        COVERAGE_DAILY,
-        "CREATE TABLE IF NOT EXISTS {db}.hotline_shard_daily (
+            COVERAGE_DAILY,
+            "CREATE TABLE IF NOT EXISTS {db}.hotline_shard_daily (
     day Date,
     area_level String,
     area String,
@@ -135,7 +136,7 @@ ORDER BY (indicator, area_level, area, day)",
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(day)
 ORDER BY (area_level, area, day, shard)",
-        "CREATE VIEW IF NOT EXISTS {db}.hotline_daily AS
+            "CREATE VIEW IF NOT EXISTS {db}.hotline_daily AS
 SELECT
     day,
     area_level,
@@ -150,9 +151,9 @@ SELECT
     sum(overdue_leadership) AS overdue_leadership
 FROM {db}.hotline_shard_daily FINAL
 GROUP BY day, area_level, area",
-        // No partitioning: a redelivered message may carry another
-        // received_at, and rows only replace each other within a partition.
-        "CREATE TABLE IF NOT EXISTS {db}.dead_letters (
+            // No partitioning: a redelivered message may carry another
+            // received_at, and rows only replace each other within a partition.
+            "CREATE TABLE IF NOT EXISTS {db}.dead_letters (
     received_at DateTime,
     topic String,
     `partition` UInt32,
@@ -161,7 +162,7 @@ GROUP BY day, area_level, area",
     detail String
 ) ENGINE = ReplacingMergeTree
 ORDER BY (topic, `partition`, `offset`)",
-        "CREATE TABLE IF NOT EXISTS {db}.alerts (
+            "CREATE TABLE IF NOT EXISTS {db}.alerts (
     day Date,
     district String,
     indicator String,
@@ -170,8 +171,34 @@ ORDER BY (topic, `partition`, `offset`)",
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (day, district, indicator)",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "shard ownership: generations that fence zombie writers; the deployment's shard count",
+        statements: &[
+            // One row per claim of a shard (a facts partition) by an owner.
+            // Row versions are `generation << 40 | sequence`: a claim with a
+            // higher generation supersedes every row an older owner writes.
+            "CREATE TABLE IF NOT EXISTS {db}.shard_owners (
+    shard UInt32,
+    generation UInt64,
+    owner String,
+    claimed_at DateTime
+) ENGINE = ReplacingMergeTree
+ORDER BY (shard, generation)",
+            // What the shard rows of this database were written under: a
+            // deployment with another shard count or facts topic is refused,
+            // so the views can never sum stale shards.
+            "CREATE TABLE IF NOT EXISTS {db}.deployment (
+    name String,
+    value String,
+    recorded_at DateTime
+) ENGINE = ReplacingMergeTree
+ORDER BY name",
+        ],
+    },
+];
 
 /// Replaces `{db}` with the (already validated) database name, backquoted.
 pub(crate) fn render(statement: &str, database: &str) -> String {
@@ -209,7 +236,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 8);
+        assert_eq!(count, 10);
     }
 
     #[test]

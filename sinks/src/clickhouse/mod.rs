@@ -17,6 +17,7 @@
 mod alerts;
 mod error;
 pub mod migrations;
+mod ownership;
 mod reports;
 
 use std::fmt;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::alerts::AlertRecord;
 pub use self::error::SinkError;
 use self::migrations::{render, BOOTSTRAP, MIGRATIONS};
+pub use self::ownership::{Figures, HotlineFigure, SEQUENCE_BITS};
 use crate::prometheus::Metrics;
 
 /// First delay of [`ClickHouseSink::write_with_retry`].

@@ -77,6 +77,11 @@ pub struct Metrics {
     pub messages_rejected: IntCounterVec,
     /// `d06_duplicates_ignored_total`: events already applied (same event id).
     pub duplicates: IntCounter,
+    /// `d06_fenced_writes_total`: rows this instance wrote for a shard another
+    /// owner had already claimed (superseded by the newer generation).
+    pub fenced_writes: IntCounter,
+    /// `d06_shards_owned`: facts partitions this instance owns now.
+    pub shards_owned: IntGauge,
     /// `d06_sink_write_seconds{sink}`: duration of each write attempt.
     pub sink_write_seconds: HistogramVec,
     /// `d06_sink_write_failures_total{sink,kind}`: failed write attempts.
@@ -146,6 +151,13 @@ impl Metrics {
             "Events ignored because their event id was already applied.",
         )?;
         registry.register(Box::new(duplicates.clone()))?;
+        let fenced_writes = IntCounter::new(
+            "d06_fenced_writes_total",
+            "Rows written for a shard after another owner claimed it: superseded, never counted.",
+        )?;
+        registry.register(Box::new(fenced_writes.clone()))?;
+        let shards_owned = IntGauge::new("d06_shards_owned", "Facts partitions (shards) this instance owns.")?;
+        registry.register(Box::new(shards_owned.clone()))?;
         let newest_event_time = Gauge::new(
             "d06_newest_event_timestamp_seconds",
             "Event time (Unix seconds) of the newest event applied: the replay clock T.",
@@ -179,6 +191,8 @@ impl Metrics {
                 &["reason"],
             )?,
             duplicates,
+            fenced_writes,
+            shards_owned,
             sink_write_seconds,
             sink_failures: counter_vec(
                 "d06_sink_write_failures_total",

@@ -1,0 +1,465 @@
+//! Stage 1, the router: source topics → validated, pseudonymised facts on the
+//! facts topic, partitioned by subject, in Kafka transactions.
+//!
+//! One thread polls the four contract topics (`read_committed`), validates
+//! each message and produces, inside the open transaction, either a fact to
+//! the facts partition [`aggregator::Digest::shard`] picks (an explicit
+//! partition, never the client's key hash) or the original bytes to the
+//! dead-letter topic. At the end of a batch the source offsets and their
+//! `too_late` watermarks (in the offset commit's metadata, as Kafka Streams
+//! keeps its partition time) are sent to the transaction and it commits:
+//! facts, dead letters and positions land together or not at all.
+//!
+//! Positions therefore live in the group's committed offsets, not on local
+//! disk: on assignment a partition starts at its committed offset with the
+//! committed watermark, so `too_late` decides the same after any crash or
+//! rebalance. On revocation the open transaction is committed first.
+//! `transactional.id` is stable per instance, so a restarted instance fences
+//! its previous incarnation; a zombie that lost its partitions to another
+//! member is fenced by the group generation carried with its offsets.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aggregator::Nanos;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::record::FactsRecord;
+use super::{headers, ErrorLog, KafkaConfig, PartitionState, SourceError, SourcePartition};
+use crate::contract::Validator;
+
+/// What one committed transaction did, for the caller's counters.
+#[derive(Debug, Default, Clone)]
+pub struct Committed {
+    /// Messages read per source topic.
+    pub consumed: BTreeMap<String, u64>,
+    /// Messages rejected per reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Facts written.
+    pub facts: u64,
+}
+
+/// Test-only fault points (`[kafka] fault`): the process aborts at the named
+/// moment, as a `kill -9` would, to prove what the transactions guarantee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterFault {
+    /// After producing a batch, before committing its transaction.
+    BeforeCommit,
+}
+
+/// Everything the router and its rebalance callback share.
+struct Inner {
+    producer: BaseProducer,
+    /// Where each assigned partition stands, including the open transaction.
+    positions: HashMap<SourcePartition, PartitionState>,
+    /// What the last committed transaction recorded for each assigned partition.
+    committed: HashMap<SourcePartition, PartitionState>,
+    /// Partitions moved by the open transaction.
+    dirty: HashSet<SourcePartition>,
+    open: bool,
+    stats: Committed,
+    newest: Option<Nanos>,
+    /// The newest `occurred_at` broadcast as a clock record.
+    broadcast: Option<Nanos>,
+    facts_topic: String,
+    partitions: u32,
+    identity: u64,
+    timeout: Duration,
+}
+
+fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The consumer context: commits the open transaction before partitions go.
+pub struct RouterContext {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl fmt::Debug for RouterContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RouterContext")
+    }
+}
+
+impl ClientContext for RouterContext {}
+
+impl ConsumerContext for RouterContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let mut inner = lock(&self.inner);
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let committed = consumer.committed_offsets(tpl.clone(), inner.timeout);
+                let committed = match committed {
+                    Ok(c) => c,
+                    Err(error) => {
+                        // Without the committed positions the partitions cannot start right:
+                        // leave them unassigned; the next rebalance tries again.
+                        warn!(%error, "could not read committed offsets for the assignment");
+                        return;
+                    }
+                };
+                for e in committed.elements() {
+                    let key = SourcePartition { topic: e.topic().into(), partition: e.partition() };
+                    let (offset, state) = match e.offset() {
+                        Offset::Offset(o) => {
+                            let watermark = e.metadata().parse::<i64>().ok();
+                            (Offset::Offset(o), PartitionState { next_offset: o, watermark })
+                        }
+                        _ => (Offset::Beginning, PartitionState::default()),
+                    };
+                    info!(topic = e.topic(), partition = e.partition(), ?offset, watermark = ?state.watermark, "source partition assigned");
+                    if let Err(error) = tpl.set_partition_offset(e.topic(), e.partition(), offset) {
+                        warn!(%error, "could not set start offset");
+                    }
+                    inner.positions.insert(key.clone(), state);
+                    inner.committed.insert(key, state);
+                }
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                info!(partitions = tpl.count(), lost, "source partitions revoked");
+                if inner.open {
+                    if let Err(error) = inner.commit(consumer) {
+                        warn!(%error, "committing before the revocation failed; the new owner re-reads from the last commit");
+                        inner.abort_and_rewind(consumer);
+                    }
+                }
+                for e in tpl.elements() {
+                    let key = SourcePartition { topic: e.topic().into(), partition: e.partition() };
+                    inner.positions.remove(&key);
+                    inner.committed.remove(&key);
+                    inner.dirty.remove(&key);
+                }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                warn!(error = ?other, "rebalance error; unassigning");
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = result {
+            warn!(%error, "applying the rebalance failed");
+        }
+    }
+}
+
+impl Inner {
+    fn begin(&mut self) -> Result<(), KafkaError> {
+        if !self.open {
+            self.producer.begin_transaction()?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, record: BaseRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+        let mut record = record;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Broadcasts the clock, sends the positions, commits. On success the
+    /// transaction is closed and `stats` is returned.
+    fn commit(&mut self, consumer: &BaseConsumer<RouterContext>) -> Result<Committed, KafkaError> {
+        if let Some(newest) = self.newest.filter(|n| Some(*n) > self.broadcast) {
+            let mut buf = Vec::new();
+            FactsRecord::Clock(newest).encode(self.identity, &mut buf);
+            let topic = self.facts_topic.clone();
+            for p in 0..self.partitions as i32 {
+                self.send(BaseRecord::to(&topic).partition(p).payload(&buf[..]))?;
+            }
+        }
+        let mut tpl = TopicPartitionList::new();
+        for key in &self.dirty {
+            if let Some(s) = self.positions.get(key) {
+                tpl.add_partition_offset(&key.topic, key.partition, Offset::Offset(s.next_offset))?;
+                if let (Some(w), Some(mut e)) = (s.watermark, tpl.find_partition(&key.topic, key.partition)) {
+                    e.set_metadata(w.to_string());
+                }
+            }
+        }
+        if tpl.count() > 0 {
+            let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
+            self.producer.send_offsets_to_transaction(&tpl, &group, self.timeout)?;
+        }
+        self.producer.commit_transaction(self.timeout)?;
+        self.open = false;
+        for key in self.dirty.drain() {
+            if let Some(s) = self.positions.get(&key) {
+                self.committed.insert(key, *s);
+            }
+        }
+        if self.newest > self.broadcast {
+            self.broadcast = self.newest;
+        }
+        Ok(std::mem::take(&mut self.stats))
+    }
+
+    /// Aborts the open transaction and puts every partition back where the
+    /// last commit left it (the aborted facts are invisible to `read_committed`).
+    fn abort_and_rewind(&mut self, consumer: &BaseConsumer<RouterContext>) {
+        if self.open {
+            if let Err(error) = self.producer.abort_transaction(self.timeout) {
+                warn!(%error, "aborting the transaction failed");
+            }
+            self.open = false;
+        }
+        for key in self.dirty.drain() {
+            let back = self.committed.get(&key).copied().unwrap_or_default();
+            self.positions.insert(key.clone(), back);
+            let offset = if back.next_offset > 0 { Offset::Offset(back.next_offset) } else { Offset::Beginning };
+            if let Err(error) = consumer.seek(&key.topic, key.partition, offset, self.timeout) {
+                warn!(%error, topic = %key.topic, partition = key.partition, "rewind failed");
+            }
+        }
+        self.stats = Committed::default();
+        self.newest = self.broadcast;
+    }
+}
+
+/// Stage 1: the source consumer and the transactional facts producer.
+pub struct Router {
+    consumer: Arc<BaseConsumer<RouterContext>>,
+    inner: Arc<Mutex<Inner>>,
+    validator: Validator,
+    config: KafkaConfig,
+    fault: Option<RouterFault>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router").field("config", &self.config).finish()
+    }
+}
+
+fn now_nanos() -> Nanos {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as Nanos).unwrap_or(0)
+}
+
+impl Router {
+    /// Creates the consumer and the transactional producer and fences any
+    /// earlier incarnation of this instance (`init_transactions`).
+    /// `partitions` is the facts topic's partition count; `identity` the
+    /// fingerprint stamped on every record.
+    pub fn new(
+        config: &KafkaConfig,
+        validator: Validator,
+        partitions: u32,
+        identity: u64,
+        fault: Option<RouterFault>,
+    ) -> Result<Self, SourceError> {
+        config.validate()?;
+        let timeout = Duration::from_millis(config.transaction_timeout_ms.max(1000));
+        let mut pc = config.client_config();
+        let txn_id = config.transactional_id();
+        for (k, v) in [
+            ("transactional.id", txn_id.as_str()),
+            ("transaction.timeout.ms", &config.transaction_timeout_ms.to_string()),
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("queue.buffering.max.messages", "1000000"),
+            ("message.timeout.ms", &config.transaction_timeout_ms.to_string()),
+        ] {
+            if !config.properties.contains_key(k) {
+                pc.set(k, v);
+            }
+        }
+        let producer: BaseProducer = pc.create()?;
+        producer.init_transactions(Duration::from_secs(30)).map_err(SourceError::Kafka)?;
+        info!(transactional_id = %txn_id, "transactional producer ready (earlier incarnations fenced)");
+        let inner = Arc::new(Mutex::new(Inner {
+            producer,
+            positions: HashMap::new(),
+            committed: HashMap::new(),
+            dirty: HashSet::new(),
+            open: false,
+            stats: Committed::default(),
+            newest: None,
+            broadcast: None,
+            facts_topic: config.topics.facts.clone(),
+            partitions,
+            identity,
+            timeout,
+        }));
+        let mut cc = config.client_config();
+        let defaults = [
+            ("group.id", config.group_id.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "false"),
+            ("fetch.queue.backoff.ms", "10"),
+            ("queued.max.messages.kbytes", "16384"),
+            ("session.timeout.ms", "10000"),
+            ("max.poll.interval.ms", "300000"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("topic.metadata.refresh.interval.ms", "5000"),
+        ];
+        for (k, v) in defaults {
+            if !config.properties.contains_key(k) {
+                cc.set(k, v);
+            }
+        }
+        let consumer: BaseConsumer<RouterContext> =
+            cc.create_with_context(RouterContext { inner: Arc::clone(&inner) })?;
+        consumer.subscribe(&config.topics.sources())?;
+        Ok(Router { consumer: Arc::new(consumer), inner, validator, config: config.clone(), fault })
+    }
+
+    /// Source partitions' positions, for the lag probe.
+    pub fn lag_probe(&self) -> super::LagProbe {
+        let inner = Arc::clone(&self.inner);
+        super::LagProbe::new(
+            Arc::clone(&self.consumer) as Arc<dyn super::Watermarks>,
+            Arc::new(move || lock(&inner).committed.iter().map(|(k, s)| (k.clone(), s.next_offset)).collect()),
+        )
+    }
+
+    /// Polls until `shutdown`, committing a transaction per batch; `on_commit`
+    /// hears what each committed transaction did. Blocking: its own thread.
+    pub fn run(self, shutdown: CancellationToken, mut on_commit: impl FnMut(&Committed)) -> Result<(), SourceError> {
+        let linger = Duration::from_millis(self.config.linger_ms);
+        let max = self.config.max_batch_messages;
+        let mut started = Instant::now();
+        let mut in_batch = 0usize;
+        let mut now = now_nanos();
+        let mut errors = ErrorLog::default();
+        let mut buf = Vec::with_capacity(256);
+        let facts_topic = self.config.topics.facts.clone();
+        let dead_topic = self.config.topics.dead_letter.clone();
+        info!(topics = ?self.config.topics.sources(), facts = %facts_topic, group = %self.config.group_id, "router started");
+        while !shutdown.is_cancelled() {
+            let polled = self.consumer.poll(Duration::from_millis(20));
+            let mut inner = lock(&self.inner);
+            match polled {
+                None => now = now_nanos(),
+                Some(Err(error)) => errors.report(&error),
+                Some(Ok(msg)) => {
+                    if in_batch.is_multiple_of(1024) {
+                        now = now_nanos();
+                    }
+                    let key = SourcePartition { topic: msg.topic().into(), partition: msg.partition() };
+                    let Some(mut state) = inner.positions.get(&key).copied() else {
+                        debug!(topic = msg.topic(), partition = msg.partition(), "message of an unassigned partition");
+                        continue;
+                    };
+                    if msg.offset() < state.next_offset {
+                        continue;
+                    }
+                    inner.begin()?;
+                    let payload = msg.payload().unwrap_or_default();
+                    match self.validator.validate(payload, now, &mut state.watermark) {
+                        Ok(fact) => {
+                            let p = fact.subject.shard(inner.partitions) as i32;
+                            let occurred = fact.occurred_at;
+                            let subject = fact.subject.0;
+                            FactsRecord::Fact {
+                                topic: msg.topic().to_owned(),
+                                partition: msg.partition(),
+                                offset: msg.offset(),
+                                fact,
+                            }
+                            .encode(inner.identity, &mut buf);
+                            inner
+                                .send(BaseRecord::to(&facts_topic).partition(p).key(&subject[..]).payload(&buf[..]))?;
+                            inner.newest = Some(inner.newest.map_or(occurred, |n| n.max(occurred)));
+                            inner.stats.facts += 1;
+                        }
+                        Err(rejection) => {
+                            let partition = msg.partition().to_string();
+                            let offset = msg.offset().to_string();
+                            let hdrs = OwnedHeaders::new()
+                                .insert(Header { key: headers::REASON, value: Some(rejection.reason.as_str()) })
+                                .insert(Header { key: headers::DETAIL, value: Some(rejection.detail.as_str()) })
+                                .insert(Header { key: headers::TOPIC, value: Some(msg.topic()) })
+                                .insert(Header { key: headers::PARTITION, value: Some(partition.as_str()) })
+                                .insert(Header { key: headers::OFFSET, value: Some(offset.as_str()) });
+                            let mut record: BaseRecord<'_, [u8], [u8]> =
+                                BaseRecord::to(&dead_topic).payload(payload).headers(hdrs);
+                            if let Some(k) = msg.key() {
+                                record = record.key(k);
+                            }
+                            inner.send(record)?;
+                            *inner.stats.rejected.entry(rejection.reason.as_str()).or_default() += 1;
+                        }
+                    }
+                    state.next_offset = msg.offset() + 1;
+                    *inner.stats.consumed.entry(msg.topic().to_owned()).or_default() += 1;
+                    inner.positions.insert(key.clone(), state);
+                    inner.dirty.insert(key);
+                    in_batch += 1;
+                }
+            }
+            let due = inner.open && (in_batch >= max || started.elapsed() >= linger);
+            if due {
+                if self.fault == Some(RouterFault::BeforeCommit) {
+                    inner.producer.flush(Duration::from_secs(10)).map_err(SourceError::Kafka)?;
+                    warn!("fault point before_commit: aborting the process");
+                    std::process::abort();
+                }
+                match inner.commit(&self.consumer) {
+                    Ok(stats) => on_commit(&stats),
+                    Err(error) => {
+                        if let KafkaError::Transaction(e) = &error {
+                            if e.is_fatal() {
+                                // Fenced: another incarnation of this instance owns the id.
+                                return Err(SourceError::Kafka(error));
+                            }
+                        }
+                        warn!(%error, "transaction failed; aborted and rewound to the last commit");
+                        inner.abort_and_rewind(&self.consumer);
+                    }
+                }
+                in_batch = 0;
+                started = Instant::now();
+            } else if !inner.open {
+                started = Instant::now();
+            }
+        }
+        let mut inner = lock(&self.inner);
+        if inner.open {
+            match inner.commit(&self.consumer) {
+                Ok(stats) => on_commit(&stats),
+                Err(error) => {
+                    warn!(%error, "last transaction failed; aborting (the next owner re-reads it)");
+                    inner.abort_and_rewind(&self.consumer);
+                }
+            }
+        }
+        drop(inner);
+        self.consumer.unsubscribe();
+        info!("router stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! Shard ownership in ClickHouse: the generations that fence a zombie's
+//! writes, the deployment record that refuses a changed shard count, and the
+//! province-wide figures read back as sums over every shard.
+//!
+//! A new owner of a shard claims the next generation (one more than any
+//! claim or row version it can see) and stamps its rows with
+//! `generation << 40 | sequence`. Whatever a previous owner writes later —
+//! paused past its session, then resumed — carries a lower version and loses
+//! in `ReplacingMergeTree`; the new owner's first flush rewrites every row
+//! of the shard, so no key is left to the old owner.
+
+use std::collections::BTreeMap;
+
+use ::clickhouse::Row;
+use aggregator::hotline::HotlineCounts;
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use super::{date_from_wire, ClickHouseSink, SinkError};
+
+/// Bits of a row version below the generation.
+pub const SEQUENCE_BITS: u32 = 40;
+
+/// One area's hotline counts summed over shards and days.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotlineFigure {
+    /// `area_level`.
+    pub area_level: String,
+    /// GSO code.
+    pub area: String,
+    /// Counts.
+    pub counts: HotlineCounts,
+}
+
+/// (indicator, area_level, area).
+pub type CoverageKey = (String, String, String);
+
+/// What every instance shows: sums over all shards, read back from the shard tables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// (indicator, area_level, area) → day → (gained, lost), summed over shards.
+    pub coverage: BTreeMap<CoverageKey, BTreeMap<NaiveDate, (u64, u64)>>,
+    /// Hotline counts of tickets received from the campaign start on.
+    pub hotline: Vec<HotlineFigure>,
+}
+
+#[derive(Row, Deserialize)]
+struct CoverageSumRead {
+    day: u16,
+    indicator: String,
+    area_level: String,
+    area: String,
+    gained: u64,
+    lost: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct HotlineSumRead {
+    area_level: String,
+    area: String,
+    received: u64,
+    answered: u64,
+    forwarded: u64,
+    processed: u64,
+    in_progress: u64,
+    spam: u64,
+    overdue_specialist: u64,
+    overdue_leadership: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct GenerationRead {
+    shard: u32,
+    generation: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct DeploymentRead {
+    name: String,
+    value: String,
+}
+
+impl ClickHouseSink {
+    /// Claims `shard` for `owner`: returns a generation higher than every
+    /// earlier claim and every row version of the shard.
+    pub async fn claim_shard(&self, shard: u32, owner: &str) -> Result<u64, SinkError> {
+        let q = self
+            .client
+            .query(
+                "SELECT greatest(\
+                   (SELECT max(generation) FROM shard_owners WHERE shard = ?), \
+                   greatest((SELECT intDiv(max(version), 1099511627776) FROM coverage_shard_daily WHERE shard = ?), \
+                            (SELECT intDiv(max(version), 1099511627776) FROM hotline_shard_daily WHERE shard = ?)))",
+            )
+            .bind(shard)
+            .bind(shard)
+            .bind(shard);
+        let seen: u64 = self.timed("read shard generation", q.fetch_one::<u64>()).await?;
+        let generation = seen + 1;
+        let insert = self
+            .client
+            .query("INSERT INTO shard_owners (shard, generation, owner, claimed_at) SELECT ?, ?, ?, now()")
+            .bind(shard)
+            .bind(generation)
+            .bind(owner);
+        self.timed("claim shard", insert.execute()).await?;
+        Ok(generation)
+    }
+
+    /// The newest claimed generation of each of `shards`.
+    pub async fn generations(&self, shards: &[u32]) -> Result<BTreeMap<u32, u64>, SinkError> {
+        if shards.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let list = shards.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let q = self.client.query(&format!(
+            "SELECT shard, max(generation) AS generation FROM shard_owners WHERE shard IN ({list}) GROUP BY shard"
+        ));
+        let rows = self.timed("read shard generations", q.fetch_all::<GenerationRead>()).await?;
+        Ok(rows.into_iter().map(|r| (r.shard, r.generation)).collect())
+    }
+
+    /// Records `facts` (the facts topic and its incarnation) and `shards` the
+    /// first time; refuses, permanently, a database written under others.
+    pub async fn check_deployment(&self, facts: &str, shards: u32) -> Result<(), SinkError> {
+        let q = self.client.query("SELECT name, value FROM deployment FINAL");
+        let rows = self.timed("read deployment", q.fetch_all::<DeploymentRead>()).await?;
+        let want = [("facts_topic", facts.to_owned()), ("shards", shards.to_string())];
+        for (name, value) in &want {
+            match rows.iter().find(|r| r.name == *name) {
+                Some(r) if r.value != *value => {
+                    return Err(SinkError::permanent(
+                        "deployment",
+                        "check deployment",
+                        format!(
+                            "database {} holds shard rows written with {name} = {}, this instance has {value}: its \
+                             views would sum stale shards. Use a new database, or the same settings",
+                            self.database, r.value
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    let insert = self
+                        .client
+                        .query("INSERT INTO deployment (name, value, recorded_at) SELECT ?, ?, now()")
+                        .bind(*name)
+                        .bind(value.as_str());
+                    self.timed("record deployment", insert.execute()).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sums over every shard: coverage per key and day (levels in `levels`),
+    /// hotline per area for tickets received on or after `since`.
+    pub async fn figures(&self, levels: &[&str], since: NaiveDate) -> Result<Figures, SinkError> {
+        let list = levels.iter().map(|l| format!("'{}'", l.replace('\'', ""))).collect::<Vec<_>>().join(",");
+        let q = self.client.query(&format!(
+            "SELECT day, indicator, area_level, area, sum(gained) AS gained, sum(lost) AS lost \
+             FROM coverage_shard_daily FINAL WHERE area_level IN ({list}) \
+             GROUP BY day, indicator, area_level, area"
+        ));
+        let rows = self.timed("read coverage sums", q.fetch_all::<CoverageSumRead>()).await?;
+        let mut out = Figures::default();
+        for r in rows {
+            out.coverage
+                .entry((r.indicator, r.area_level, r.area))
+                .or_default()
+                .insert(date_from_wire(r.day), (r.gained, r.lost));
+        }
+        let q = self
+            .client
+            .query(&format!(
+                "SELECT area_level, area, sum(received) AS received, sum(answered) AS answered, \
+                 sum(forwarded) AS forwarded, sum(processed) AS processed, sum(in_progress) AS in_progress, \
+                 sum(spam) AS spam, sum(overdue_specialist) AS overdue_specialist, \
+                 sum(overdue_leadership) AS overdue_leadership \
+                 FROM hotline_shard_daily FINAL WHERE area_level IN ({list}) AND day >= toDate(?) \
+                 GROUP BY area_level, area"
+            ))
+            .bind(since.to_string());
+        let rows = self.timed("read hotline sums", q.fetch_all::<HotlineSumRead>()).await?;
+        out.hotline = rows
+            .into_iter()
+            .map(|r| HotlineFigure {
+                area_level: r.area_level,
+                area: r.area,
+                counts: HotlineCounts {
+                    received: r.received,
+                    answered: r.answered,
+                    forwarded: r.forwarded,
+                    processed: r.processed,
+                    in_progress: r.in_progress,
+                    spam: r.spam,
+                    overdue_specialist: r.overdue_specialist,
+                    overdue_leadership: r.overdue_leadership,
+                },
+            })
+            .collect();
+        Ok(out)
+    }
+}

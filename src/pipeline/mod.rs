@@ -1,0 +1,495 @@
+//! Stage 2, the shards: applies the facts partitions this instance owns and,
+//! at every flush, makes everything durable in the order the invariants
+//! require (ARCHITECTURE.md): ClickHouse rows acked → ownership checked →
+//! each shard's store checkpointed → offsets committed to the group (for
+//! monitoring) → figures read back and published.
+//!
+//! Ownership arrives as events from the facts consumer ([`ShardEvent`]): on
+//! assignment a shard is restored from its store (or rebuilt) and claims the
+//! next generation in ClickHouse; on revocation it is flushed in full,
+//! checkpointed and dropped. Shards are applied on a pool of worker threads.
+
+mod figures;
+mod shard;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aggregator::calendar::WorkCalendar;
+use aggregator::plan::Plan;
+use aggregator::{AreaLevel, Geography, LagRule, Nanos};
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use ingest::kafka::shards::{DeadLetterRecord, ShardBatch, ShardCommitter, ShardEvent};
+use rayon::prelude::*;
+use sinks::board::Board;
+use sinks::clickhouse::{ClickHouseSink, DeadLetterRow, PlanRow, WriteBatch};
+use sinks::prometheus::{Health, Metrics};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use self::figures::{Sums, View};
+use self::shard::ShardState;
+use crate::config::ClockMode;
+use crate::store::Identity;
+
+/// Everything the pipeline needs, built by `main`.
+pub struct Parts {
+    /// The geography facts were resolved through.
+    pub geo: Arc<Geography>,
+    /// The campaign plan.
+    pub plan: Arc<Plan>,
+    /// Working-time calendar for hotline deadlines.
+    pub calendar: Arc<WorkCalendar>,
+    /// Local days.
+    pub tz: chrono_tz::Tz,
+    /// Which clock is "now".
+    pub clock: ClockMode,
+    /// Flush cadence.
+    pub flush_interval: Duration,
+    /// Also export commune gauges.
+    pub commune_metrics: bool,
+    /// Where the shards' stores live.
+    pub state_dir: PathBuf,
+    /// What every shard store must have been written under.
+    pub identity: Identity,
+    /// The facts topic (names the stores' positions).
+    pub facts_topic: String,
+    /// This instance, as recorded with its shard claims.
+    pub owner: String,
+    /// Worker threads applying shards.
+    pub workers: usize,
+    /// ClickHouse (none in the self-contained demo).
+    pub sink: Option<ClickHouseSink>,
+    /// Commits positions to the group (none without Kafka).
+    pub committer: Option<ShardCommitter>,
+    /// The built-in board, when served.
+    pub board: Option<Arc<Board>>,
+    /// When an area lags the plan (board colours).
+    pub lag_rule: LagRule,
+    /// Campaign name shown on the board.
+    pub campaign: String,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Readiness.
+    pub health: Arc<Health>,
+    /// Set while this instance owns facts partition 0 (the daily alerts' sender).
+    pub owns_first: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts").field("owner", &self.owner).field("clock", &self.clock).finish()
+    }
+}
+
+/// The running pipeline.
+pub struct Pipeline {
+    p: Parts,
+    view: View,
+    pool: rayon::ThreadPool,
+    shards: BTreeMap<u32, ShardState>,
+    pending_dead: Vec<DeadLetterRecord>,
+    dead_positions: BTreeMap<i32, i64>,
+    /// Plan rows are in ClickHouse through this day.
+    plan_through: Option<NaiveDate>,
+    flushed_once: bool,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("parts", &self.p).field("shards", &self.shards.len()).finish()
+    }
+}
+
+fn now_nanos() -> Nanos {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as Nanos).unwrap_or(0)
+}
+
+impl Pipeline {
+    /// A pipeline that owns no shard yet.
+    pub fn new(p: Parts) -> Result<Pipeline> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(p.workers.max(1))
+            .thread_name(|i| format!("d06-shard-{i}"))
+            .build()
+            .context("starting the shard worker pool")?;
+        let view = View {
+            geo: Arc::clone(&p.geo),
+            plan: Arc::clone(&p.plan),
+            tz: p.tz,
+            commune_metrics: p.commune_metrics,
+            board: p.board.clone(),
+            lag_rule: p.lag_rule,
+            campaign: p.campaign.clone(),
+            clock_name: match p.clock {
+                ClockMode::Wall => "wall",
+                ClockMode::Event => "event",
+            },
+        };
+        Ok(Pipeline {
+            p,
+            view,
+            pool,
+            shards: BTreeMap::new(),
+            pending_dead: Vec::new(),
+            dead_positions: BTreeMap::new(),
+            plan_through: None,
+            flushed_once: false,
+        })
+    }
+
+    /// Consumes events until the source ends (or shutdown and a grace
+    /// period), flushing on a timer; the last flush writes the final state.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<ShardEvent>, shutdown: CancellationToken) -> Result<()> {
+        let mut tick = tokio::time::interval(self.p.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(e) => self.handle(e, &shutdown).await?,
+                    None => break,
+                },
+                _ = tick.tick() => self.flush(&shutdown).await?,
+                _ = shutdown.cancelled(), if grace.is_none() => {
+                    grace = Some(Box::pin(tokio::time::sleep(Duration::from_secs(15))));
+                }
+                _ = async { if let Some(g) = grace.as_mut() { g.await } }, if grace.is_some() => {
+                    warn!("the facts consumer did not finish within 15 s of shutdown; stopping anyway");
+                    break;
+                }
+            }
+        }
+        self.flush(&shutdown).await?;
+        info!("pipeline drained and stopped");
+        Ok(())
+    }
+
+    async fn handle(&mut self, event: ShardEvent, shutdown: &CancellationToken) -> Result<()> {
+        match event {
+            ShardEvent::Batch(b) => self.absorb(b),
+            ShardEvent::Assign { partitions, reply } => {
+                let mut starts = Vec::new();
+                for (p, high) in partitions {
+                    let p = p as u32;
+                    if let Some(s) = self.shards.get(&p) {
+                        starts.push((p as i32, s.next_offset));
+                        continue;
+                    }
+                    let mut shard = tokio::task::block_in_place(|| {
+                        ShardState::open(
+                            &self.p.state_dir,
+                            &self.p.identity,
+                            p,
+                            high,
+                            &self.p.geo,
+                            &self.p.calendar,
+                            &self.p.facts_topic,
+                        )
+                    })
+                    .with_context(|| format!("opening shard {p}"))?;
+                    if let Some(sink) = &self.p.sink {
+                        shard.generation = claim(sink, p, &self.p.owner, shutdown).await?;
+                        info!(partition = p, generation = shard.generation, "shard claimed");
+                    }
+                    starts.push((p as i32, shard.next_offset));
+                    self.shards.insert(p, shard);
+                }
+                self.ownership_changed();
+                // The consumer may have given up waiting: nothing to do then.
+                let _ = reply.send(starts);
+            }
+            ShardEvent::Revoke { partitions, lost, done } => {
+                for p in &partitions {
+                    if let Some(s) = self.shards.get_mut(&(*p as u32)) {
+                        // Leave the complete last state, under this owner's generation.
+                        s.full_rewrite = true;
+                    }
+                }
+                let flushed = self.flush(shutdown).await;
+                for p in &partitions {
+                    self.shards.remove(&(*p as u32));
+                }
+                info!(?partitions, lost, "shards released");
+                self.ownership_changed();
+                let _ = done.send(());
+                flushed?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ownership_changed(&self) {
+        self.p.metrics.shards_owned.set(self.shards.len() as i64);
+        self.p.owns_first.store(self.shards.contains_key(&0), Ordering::Relaxed);
+    }
+
+    fn absorb(&mut self, mut batch: ShardBatch) {
+        let work: Vec<(&mut ShardState, _)> =
+            self.shards.iter_mut().filter_map(|(p, s)| batch.parts.remove(&(*p as i32)).map(|b| (s, b))).collect();
+        let duplicates: u64 = self.pool.install(|| work.into_par_iter().map(|(s, b)| s.absorb(b)).sum());
+        self.p.metrics.duplicates.inc_by(duplicates);
+        for (p, b) in &batch.parts {
+            debug!(partition = p, facts = b.facts.len(), "facts of a shard not owned; ignored");
+        }
+        self.pending_dead.append(&mut batch.dead_letters);
+        self.dead_positions.append(&mut batch.dead_positions);
+    }
+
+    /// Takes every shard of `0..shards` (the demo: no Kafka, no ClickHouse).
+    pub fn own_all(&mut self, shards: u32) -> Result<()> {
+        for p in 0..shards {
+            let s = ShardState::open(
+                &self.p.state_dir,
+                &self.p.identity,
+                p,
+                i64::MAX,
+                &self.p.geo,
+                &self.p.calendar,
+                &self.p.facts_topic,
+            )?;
+            self.shards.insert(p, s);
+        }
+        self.ownership_changed();
+        Ok(())
+    }
+
+    /// The clock T of one shard (wall, or its newest event).
+    fn shard_now(&self, s: &ShardState, wall: Nanos) -> Option<Nanos> {
+        match self.p.clock {
+            ClockMode::Wall => Some(wall),
+            ClockMode::Event => s.newest,
+        }
+    }
+
+    /// The instance's clock T: wall, or the newest event of any owned shard.
+    fn now(&self, wall: Nanos) -> Option<Nanos> {
+        match self.p.clock {
+            ClockMode::Wall => Some(wall),
+            ClockMode::Event => self.shards.values().filter_map(|s| s.newest).max(),
+        }
+    }
+
+    fn local_day(&self, t: Nanos) -> NaiveDate {
+        chrono::TimeZone::timestamp_nanos(&self.p.tz, t).date_naive()
+    }
+
+    async fn flush(&mut self, shutdown: &CancellationToken) -> Result<()> {
+        let started = Instant::now();
+        let span = info_span!("flush", shards = self.shards.len(), dead = self.pending_dead.len());
+        async {
+            let wall = now_nanos();
+            let plan = Arc::clone(&self.p.plan);
+            let geo = Arc::clone(&self.p.geo);
+            let mut batch = WriteBatch::default();
+            let mut written: BTreeMap<u32, (u64, usize)> = BTreeMap::new();
+            let partitions: Vec<u32> = self.shards.keys().copied().collect();
+            for p in partitions {
+                let t = self.shards.get(&p).and_then(|s| self.shard_now(s, wall));
+                let through = t.map(|t| self.local_day(t).min(plan.end()));
+                let Some(s) = self.shards.get_mut(&p) else { continue };
+                if let Some(t) = t {
+                    s.tickets.advance(t);
+                }
+                let version = s.next_version();
+                let rows = s.rows(through, &plan, &geo, version, &mut batch);
+                written.insert(p, (s.generation, rows));
+            }
+            self.plan_rows(wall, &mut batch);
+            for d in &self.pending_dead {
+                batch.dead_letters.push(DeadLetterRow {
+                    received_at: chrono::DateTime::from_timestamp(d.received_at, 0).unwrap_or_default(),
+                    topic: d.topic.clone(),
+                    partition: d.partition.max(0) as u32,
+                    offset: d.offset.max(0) as u64,
+                    reason: d.reason.clone(),
+                    detail: d.detail.clone(),
+                });
+            }
+            // 1. ClickHouse.
+            if let (Some(sink), false) = (&self.p.sink, batch.is_empty()) {
+                sink.write_with_retry(&batch, shutdown, Some(&self.p.metrics))
+                    .await
+                    .context("writing to ClickHouse")?;
+                let rows = &self.p.metrics.sink_rows_written;
+                for (table, n) in [
+                    ("coverage_shard_daily", batch.coverage.len()),
+                    ("plan_daily", batch.plan.len()),
+                    ("hotline_shard_daily", batch.hotline.len()),
+                    ("dead_letters", batch.dead_letters.len()),
+                ] {
+                    rows.with_label_values(&["clickhouse", table]).inc_by(n as u64);
+                }
+                // 2. Ownership: a shard another owner has claimed since is dropped here;
+                //    what we just wrote for it carries a lower version and never counts.
+                let wrote: Vec<u32> = written.iter().filter(|(_, (_, n))| *n > 0).map(|(p, _)| *p).collect();
+                if !wrote.is_empty() {
+                    let current = sink.generations(&wrote).await.context("reading shard generations")?;
+                    for p in wrote {
+                        let (mine, rows) = written[&p];
+                        if current.get(&p).is_some_and(|g| *g > mine) {
+                            warn!(
+                                partition = p,
+                                generation = mine,
+                                newer = current[&p],
+                                rows,
+                                "fenced: another instance owns this shard; dropping it"
+                            );
+                            self.p.metrics.fenced_writes.inc_by(rows as u64);
+                            self.shards.remove(&p);
+                        }
+                    }
+                    self.ownership_changed();
+                }
+            }
+            // 3. Each shard's store.
+            let cp_started = Instant::now();
+            tokio::task::block_in_place(|| {
+                self.pool.install(|| {
+                    self.shards.par_iter_mut().try_for_each(|(p, s)| {
+                        let v = s.next_version();
+                        s.checkpoint(v).with_context(|| format!("checkpointing shard {p}"))
+                    })
+                })
+            })?;
+            self.p.metrics.checkpoint_seconds.observe(cp_started.elapsed().as_secs_f64());
+            // 4. Offsets to the group.
+            if let Some(c) = &self.p.committer {
+                let facts: Vec<(i32, i64)> = self
+                    .shards
+                    .values()
+                    .filter(|s| s.next_offset > 0)
+                    .map(|s| (s.partition as i32, s.next_offset))
+                    .collect();
+                let dead: Vec<(i32, i64)> = std::mem::take(&mut self.dead_positions).into_iter().collect();
+                c.commit(&facts, &dead);
+            }
+            self.pending_dead.clear();
+            // 5. Figures.
+            self.publish(wall).await;
+            if !self.flushed_once {
+                self.flushed_once = true;
+                info!("first flush complete");
+            }
+            self.p.health.set_ready(true);
+            Ok::<(), anyhow::Error>(())
+        }
+        .instrument(span)
+        .await?;
+        self.p.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        self.p.metrics.last_flush_time.set(now_nanos() as f64 / 1e9);
+        Ok(())
+    }
+
+    /// Plan rows: every day from the start on the first flush, then each new day.
+    fn plan_rows(&mut self, wall: Nanos, out: &mut WriteBatch) {
+        let plan = &self.p.plan;
+        let Some(t) = self.now(wall) else { return };
+        let through = self.local_day(t).min(plan.end());
+        if through < plan.start() {
+            return;
+        }
+        let first = match self.plan_through {
+            None => plan.start(),
+            Some(w) if through > w => match w.succ_opt() {
+                Some(d) => d,
+                None => return,
+            },
+            Some(_) => return,
+        };
+        // Identical from every instance; a wall-clock version only orders a changed plan.
+        let version = (wall.max(0) / 1_000) as u64;
+        let geo = &self.p.geo;
+        for ind in aggregator::Indicator::ALL {
+            for (i, area) in geo.areas().iter().enumerate() {
+                let a = aggregator::AreaId(i as u16);
+                let mut day = first;
+                while day <= through {
+                    out.plan.push(PlanRow {
+                        day,
+                        indicator: *ind,
+                        area_level: area.level,
+                        area: area.code.clone(),
+                        baseline: plan.baseline(*ind, a),
+                        target: plan.target(*ind, a),
+                        expected: plan.expected(*ind, a, day),
+                        version,
+                    });
+                    match day.succ_opt() {
+                        Some(d) => day = d,
+                        None => break,
+                    }
+                }
+            }
+        }
+        self.plan_through = Some(through);
+    }
+
+    /// Pipeline gauges from the owned shards; business figures from the sums over all shards.
+    async fn publish(&self, wall: Nanos) {
+        let m = &self.p.metrics;
+        m.state_subjects.set(self.shards.values().map(|s| s.coverage.subjects() as i64).sum());
+        m.state_events.set(self.shards.values().map(|s| s.coverage.events() as i64).sum());
+        if let Some(n) = self.shards.values().filter_map(|s| s.newest).max() {
+            m.newest_event_time.set(n as f64 / 1e9);
+        }
+        let Some(t) = self.now(wall) else { return };
+        let sums = match &self.p.sink {
+            Some(sink) => {
+                let mut levels = vec![AreaLevel::Province.as_str(), AreaLevel::District.as_str()];
+                if self.p.commune_metrics {
+                    levels.push(AreaLevel::Commune.as_str());
+                }
+                match sink.figures(&levels, self.p.plan.start()).await {
+                    Ok(f) => Sums::from_clickhouse(f, &self.p.geo),
+                    Err(error) => {
+                        warn!(%error, "reading the province-wide figures back failed; gauges keep their last values");
+                        return;
+                    }
+                }
+            }
+            None => self.local_sums(),
+        };
+        self.view.publish(m, &sums, t, wall);
+    }
+
+    /// Sums over the shards of this process (the demo owns them all).
+    fn local_sums(&self) -> Sums {
+        let mut sums = Sums::default();
+        let start = self.p.plan.start();
+        for s in self.shards.values() {
+            for key in s.coverage.keys() {
+                if let Some(days) = s.coverage.days(key) {
+                    sums.add_days(*key, days);
+                }
+            }
+            for ((a, day), c) in s.tickets.counts() {
+                if *day >= start {
+                    *sums.hotline.entry(*a).or_default() += *c;
+                }
+            }
+        }
+        sums
+    }
+}
+
+/// Claims a shard's next generation, retrying while ClickHouse is unreachable.
+async fn claim(sink: &ClickHouseSink, p: u32, owner: &str, shutdown: &CancellationToken) -> Result<u64> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match sink.claim_shard(p, owner).await {
+            Ok(g) => return Ok(g),
+            Err(e) if e.is_retryable() && !shutdown.is_cancelled() => {
+                warn!(partition = p, attempt, error = %e, "claiming the shard failed; retrying");
+                tokio::time::sleep(sinks::clickhouse::backoff(attempt)).await;
+            }
+            Err(e) => return Err(e).context(format!("claiming shard {p}")),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! One shard: the state of one facts partition, its local store, and the
+//! ClickHouse rows it owns.
+//!
+//! The store is a cache of the facts partition up to an offset (SCALING.md
+//! 3): it is restored on assignment when it belongs to the same facts topic
+//! incarnation, and rebuilt from the partition otherwise. Rows carry
+//! `generation << 40 | sequence`, the generation claimed in ClickHouse when
+//! the shard was assigned, so a previous owner's late writes lose.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aggregator::calendar::WorkCalendar;
+use aggregator::hotline::Tickets;
+use aggregator::plan::Plan;
+use aggregator::rollup::{DayCounts, Outcome, RollupKey, Shard};
+use aggregator::{AreaId, FactKind, Geography, Indicator, Nanos};
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use ingest::kafka::shards::PartBatch;
+use ingest::kafka::{PartitionState, SourcePartition};
+use sinks::clickhouse::{CoverageShardRow, HotlineShardRow, WriteBatch, SEQUENCE_BITS};
+use tracing::{info, warn};
+
+use crate::store::{Identity, Store};
+
+/// The state of one facts partition.
+pub(super) struct ShardState {
+    pub partition: u32,
+    pub coverage: Shard,
+    pub tickets: Tickets,
+    store: Store,
+    store_key: SourcePartition,
+    /// The next facts offset this state reflects.
+    pub next_offset: i64,
+    /// The shard's clock: the newest `occurred_at` or clock record seen.
+    pub newest: Option<Nanos>,
+    pending_log: Vec<u8>,
+    moved: bool,
+    pub generation: u64,
+    sequence: u64,
+    /// The next flush writes every row of the shard.
+    pub full_rewrite: bool,
+    written_through: Option<NaiveDate>,
+}
+
+impl std::fmt::Debug for ShardState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardState").field("partition", &self.partition).field("next", &self.next_offset).finish()
+    }
+}
+
+/// Where shard `p`'s store lives.
+pub(super) fn store_dir(state_dir: &Path, partition: u32) -> PathBuf {
+    state_dir.join("shards").join(format!("p{partition}"))
+}
+
+impl ShardState {
+    /// Opens (or rebuilds) the store of `partition` and replays it. A store
+    /// of another identity (facts topic incarnation, key, geography) or past
+    /// the partition's end is discarded: the partition rebuilds it.
+    pub fn open(
+        state_dir: &Path,
+        identity: &Identity,
+        partition: u32,
+        high: i64,
+        geo: &Arc<Geography>,
+        calendar: &Arc<WorkCalendar>,
+        facts_topic: &str,
+    ) -> Result<ShardState> {
+        let dir = store_dir(state_dir, partition);
+        let key = SourcePartition { topic: facts_topic.into(), partition: partition as i32 };
+        let (mut store, mut loaded) = match Store::open(&dir, identity) {
+            Ok(opened) => opened,
+            Err(error) => {
+                warn!(partition, error = %format!("{error:#}"), "shard store not usable; rebuilding from the facts partition");
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                Store::open(&dir, identity)?
+            }
+        };
+        let reflected = loaded.positions.get(&key).map_or(0, |s| s.next_offset);
+        if high == 0 && reflected > 0 {
+            warn!(partition, reflected, "shard store is ahead of an empty facts partition; rebuilding");
+            drop(store);
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            (store, loaded) = Store::open(&dir, identity)?;
+        }
+        let state = loaded.positions.get(&key).copied().unwrap_or_default();
+        let mut shard = ShardState {
+            partition,
+            coverage: Shard::new(Arc::clone(geo)),
+            tickets: Tickets::new(Arc::clone(geo), Arc::clone(calendar)),
+            store,
+            store_key: key,
+            next_offset: state.next_offset,
+            newest: state.watermark,
+            pending_log: Vec::new(),
+            moved: false,
+            generation: 0,
+            sequence: loaded.version & ((1 << SEQUENCE_BITS) - 1),
+            full_rewrite: true,
+            written_through: None,
+        };
+        let started = std::time::Instant::now();
+        let mut replayed = 0u64;
+        let ShardState { store, coverage, tickets, .. } = &mut shard;
+        store.replay(|fact| {
+            replayed += 1;
+            match fact.kind {
+                FactKind::Hotline { .. } => tickets.apply(&fact),
+                _ => coverage.apply(&fact),
+            };
+        })?;
+        info!(
+            partition,
+            facts = replayed,
+            next_offset = shard.next_offset,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shard restored"
+        );
+        Ok(shard)
+    }
+
+    /// Applies one batch of the partition; returns the duplicates seen.
+    pub fn absorb(&mut self, part: PartBatch) -> u64 {
+        let mut duplicates = 0;
+        for fact in &part.facts {
+            self.observe(fact.occurred_at);
+            let outcome = match fact.kind {
+                FactKind::Hotline { .. } => self.tickets.apply(fact),
+                _ => self.coverage.apply(fact),
+            };
+            match outcome {
+                Outcome::Applied => fact.encode(&mut self.pending_log),
+                Outcome::Duplicate => duplicates += 1,
+            }
+        }
+        if let Some(t) = part.clock {
+            self.observe(t);
+        }
+        if part.next_offset > self.next_offset {
+            self.next_offset = part.next_offset;
+            self.moved = true;
+        }
+        duplicates
+    }
+
+    fn observe(&mut self, t: Nanos) {
+        self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
+    }
+
+    /// Takes the next row version.
+    pub fn next_version(&mut self) -> u64 {
+        self.sequence += 1;
+        (self.generation << SEQUENCE_BITS) | (self.sequence & ((1 << SEQUENCE_BITS) - 1))
+    }
+
+    /// Appends the rows that changed (all rows on a full rewrite) through
+    /// `through` to `out`; returns how many.
+    pub fn rows(
+        &mut self,
+        through: Option<NaiveDate>,
+        plan: &Plan,
+        geo: &Geography,
+        version: u64,
+        out: &mut WriteBatch,
+    ) -> usize {
+        let before = out.coverage.len() + out.hotline.len();
+        let full = self.full_rewrite || self.written_through.is_none();
+        let rollover_from = match (self.written_through, through) {
+            (Some(w), Some(th)) if th > w => w.succ_opt(),
+            _ => None,
+        };
+        let s = self.partition;
+        if let Some(through) = through.filter(|th| *th >= plan.start()) {
+            let dirty = self.coverage.take_dirty();
+            let mut from: BTreeMap<RollupKey, NaiveDate> = BTreeMap::new();
+            if full {
+                for i in Indicator::ALL {
+                    for a in 0..geo.areas().len() {
+                        from.insert((*i, AreaId(a as u16)), plan.start());
+                    }
+                }
+            } else {
+                if let Some(r) = rollover_from {
+                    for k in self.coverage.keys() {
+                        from.insert(*k, r);
+                    }
+                }
+                for (k, d) in dirty {
+                    let e = from.entry(k).or_insert(d);
+                    *e = (*e).min(d);
+                }
+            }
+            let empty = BTreeMap::new();
+            for (key, first) in from {
+                let days = self.coverage.days(&key).unwrap_or(&empty);
+                let area = geo.area(key.1);
+                let mut net: i64 = days.range(..plan.start()).map(|(_, c)| c.gained as i64 - c.lost as i64).sum();
+                let mut day = plan.start();
+                while day <= through {
+                    let c = days.get(&day).copied().unwrap_or(DayCounts { gained: 0, lost: 0 });
+                    net += c.gained as i64 - c.lost as i64;
+                    if day >= first {
+                        out.coverage.push(CoverageShardRow {
+                            day,
+                            indicator: key.0,
+                            area_level: area.level,
+                            area: area.code.clone(),
+                            shard: s,
+                            gained: c.gained,
+                            lost: c.lost,
+                            net,
+                            version,
+                        });
+                    }
+                    match day.succ_opt() {
+                        Some(d) => day = d,
+                        None => break,
+                    }
+                }
+            }
+            self.written_through = Some(through);
+        }
+        let dirty = self.tickets.take_dirty();
+        let counts = self.tickets.counts();
+        let keys: Vec<(AreaId, NaiveDate)> =
+            if self.full_rewrite { counts.keys().copied().collect() } else { dirty.into_iter().collect() };
+        for (a, day) in keys {
+            let c = counts.get(&(a, day)).copied().unwrap_or_default();
+            let area = geo.area(a);
+            out.hotline.push(HotlineShardRow {
+                day,
+                area_level: area.level,
+                area: area.code.clone(),
+                shard: s,
+                counts: c,
+                version,
+            });
+        }
+        self.full_rewrite = false;
+        out.coverage.len() + out.hotline.len() - before
+    }
+
+    /// Commits the applied facts and the offset they reach to the store (fsync).
+    pub fn checkpoint(&mut self, version: u64) -> Result<()> {
+        if self.pending_log.is_empty() && !self.moved {
+            return Ok(());
+        }
+        let log = std::mem::take(&mut self.pending_log);
+        let positions = HashMap::from([(
+            self.store_key.clone(),
+            PartitionState { next_offset: self.next_offset, watermark: self.newest },
+        )]);
+        self.store.checkpoint(&log, &positions, version)?;
+        self.moved = false;
+        Ok(())
+    }
+}
