@@ -14,6 +14,7 @@ mod events;
 mod faults;
 mod harness;
 mod hotline;
+mod hotline_crosscheck;
 mod hotline_oracle;
 mod outputs;
 mod reports;
