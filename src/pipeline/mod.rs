@@ -98,6 +98,9 @@ pub struct Pipeline {
     /// Plan rows are in ClickHouse through this day.
     plan_through: Option<NaiveDate>,
     flushed_once: bool,
+    /// The newest event time of every shard this instance has owned (the
+    /// event clock survives losing a shard).
+    newest_seen: Option<Nanos>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -140,6 +143,7 @@ impl Pipeline {
             dead_positions: BTreeMap::new(),
             plan_through: None,
             flushed_once: false,
+            newest_seen: None,
         })
     }
 
@@ -267,11 +271,11 @@ impl Pipeline {
         }
     }
 
-    /// The instance's clock T: wall, or the newest event of any owned shard.
+    /// The instance's clock T: wall, or the newest event of any shard it owns or owned.
     fn now(&self, wall: Nanos) -> Option<Nanos> {
         match self.p.clock {
             ClockMode::Wall => Some(wall),
-            ClockMode::Event => self.shards.values().filter_map(|s| s.newest).max(),
+            ClockMode::Event => self.shards.values().filter_map(|s| s.newest).chain(self.newest_seen).max(),
         }
     }
 
@@ -284,6 +288,7 @@ impl Pipeline {
         let span = info_span!("flush", shards = self.shards.len(), dead = self.pending_dead.len());
         async {
             let wall = now_nanos();
+            self.newest_seen = self.now(wall).filter(|_| self.p.clock == ClockMode::Event);
             let plan = Arc::clone(&self.p.plan);
             let geo = Arc::clone(&self.p.geo);
             let mut batch = WriteBatch::default();

@@ -303,7 +303,7 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
     let deadline = Instant::now() + Duration::from_secs(30);
     let (covered, target, ratio) = loop {
         let area = one(prometheus
-            .series(r#"d06:coverage_covered:sum_by_area{indicator="cccd",area_level="district",area="696"}"#)
+            .series(r#"d06:coverage_covered:max_by_area{indicator="cccd",area_level="district",area="696"}"#)
             .await);
         let covered = one(prometheus
             .series(r#"d06:coverage_covered:sum_by_indicator_level{indicator="cccd",area_level="district"}"#)

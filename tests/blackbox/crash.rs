@@ -16,19 +16,19 @@ use crate::harness::{spawn_app, AppOptions, Producer};
 
 /// One generated event, with what the recount needs.
 #[derive(Clone, Debug)]
-struct Raw {
-    id: String,
-    indicator_kind: Kind,
-    subject: String,
+pub(crate) struct Raw {
+    pub(crate) id: String,
+    pub(crate) indicator_kind: Kind,
+    pub(crate) subject: String,
     /// Minutes since 2024-04-10 00:00 local.
-    minute: i64,
-    commune: Option<&'static str>,
-    district: &'static str,
-    json: String,
+    pub(crate) minute: i64,
+    pub(crate) commune: Option<&'static str>,
+    pub(crate) district: &'static str,
+    pub(crate) json: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     CccdReceived,
     CccdOther,
     VneidActivated2,
@@ -62,7 +62,7 @@ fn stamp(minute: i64) -> (String, String) {
     (t.format("%Y-%m-%dT%H:%M:%S+07:00").to_string(), t.format("%Y-%m-%d").to_string())
 }
 
-fn generate(n: usize, seed: u64) -> Vec<Raw> {
+pub(crate) fn generate(n: usize, seed: u64) -> Vec<Raw> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out: Vec<Raw> = Vec::with_capacity(n + n / 8);
     let mut i = 0usize;
@@ -148,9 +148,9 @@ fn generate(n: usize, seed: u64) -> Vec<Raw> {
 }
 
 /// (indicator, level, area, day) → (gained, lost), computed the naive way.
-type Expected = BTreeMap<(String, String, String, String), (i64, i64)>;
+pub(crate) type Expected = BTreeMap<(String, String, String, String), (i64, i64)>;
 
-fn recount(raws: &[Raw]) -> Expected {
+pub(crate) fn recount(raws: &[Raw]) -> Expected {
     let mut seen = std::collections::HashSet::new();
     // A duplicate is the same (subject, type, event id) (ARCHITECTURE.md).
     let unique: Vec<&Raw> =
@@ -304,28 +304,37 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
     .await;
     eprintln!("caught up after {:?}", started.elapsed());
 
-    // ClickHouse equals the recount, row for row.
-    let rows = app
-        .clickhouse(
-            "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
-             WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day",
-        )
-        .await;
-    let mut got: Expected = BTreeMap::new();
-    for line in rows.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        got.insert(
-            (f[0].into(), f[1].into(), f[2].into(), f[3].into()),
-            (f[4].parse().expect("gained"), f[5].parse().expect("lost")),
-        );
-    }
-    let diff: Vec<_> = expected
-        .iter()
-        .filter(|(k, v)| got.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
-        .chain(got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), (0, 0), Some(*v))))
-        .take(10)
-        .collect();
+    // ClickHouse equals the recount, row for row, once stage 2 has applied
+    // every fact stage 1 committed (it follows within a few flushes).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (got, diff) = loop {
+        let rows = app
+            .clickhouse(
+                "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
+                 WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day",
+            )
+            .await;
+        let mut got: Expected = BTreeMap::new();
+        for line in rows.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            got.insert(
+                (f[0].into(), f[1].into(), f[2].into(), f[3].into()),
+                (f[4].parse().expect("gained"), f[5].parse().expect("lost")),
+            );
+        }
+        let diff: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
+            .chain(got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), (0, 0), Some(*v))))
+            .take(10)
+            .collect();
+        if diff.is_empty() || Instant::now() > deadline {
+            break (got, diff);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let _ = got;
     assert!(diff.is_empty(), "ClickHouse differs from the recount (key, expected, got): {diff:?}");
     assert!(expected.len() > 1_000, "the stream covers many keys: {}", expected.len());
 
@@ -336,8 +345,8 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
              WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
         )
         .await;
-    let metrics = app.metrics().await;
-    let mut checked = 0;
+    // The gauges are the sums read back after a flush: give them a few flushes.
+    let mut wanted: Vec<(String, String, String, i64)> = Vec::new();
     for line in baselines.lines() {
         let f: Vec<&str> = line.split('\t').collect();
         let baseline: i64 = f[3].parse().expect("baseline");
@@ -346,10 +355,25 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
             .filter(|((i, l, a, _), _)| i == f[0] && l == f[1] && a == f[2])
             .map(|(_, (g, l))| g - l)
             .sum();
+        wanted.push((f[0].into(), f[1].into(), f[2].into(), baseline + net));
+    }
+    let mut metrics = app.metrics().await;
+    for _ in 0..30 {
+        let all = wanted.iter().all(|(i, l, a, v)| {
+            metrics.get("d06_coverage_covered", &[("indicator", i), ("area_level", l), ("area", a)]) == Some(*v as f64)
+        });
+        if all {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        metrics = app.metrics().await;
+    }
+    let mut checked = 0;
+    for (i, l, a, v) in &wanted {
         let shown = metrics
-            .get("d06_coverage_covered", &[("indicator", f[0]), ("area_level", f[1]), ("area", f[2])])
-            .unwrap_or_else(|| panic!("no gauge for {line}"));
-        assert_eq!(shown as i64, baseline + net, "covered for {} {} {}", f[0], f[1], f[2]);
+            .get("d06_coverage_covered", &[("indicator", i), ("area_level", l), ("area", a)])
+            .unwrap_or_else(|| panic!("no gauge for {i} {l} {a}"));
+        assert_eq!(shown as i64, *v, "covered for {i} {l} {a}");
         checked += 1;
     }
     assert_eq!(checked, 5 * 12, "every indicator × (province + 11 districts)");

@@ -447,15 +447,21 @@ fn queries_follow_the_house_rules() {
             match &t.query {
                 Query::Prometheus(expr) => {
                     assert!(!expr.trim().is_empty(), "{at}: empty expr");
-                    // Sum numerators and denominators, then divide: a ratio of
-                    // sums, never a sum (or an average) of ratios.
+                    // Combine numerators and denominators, then divide: a ratio of
+                    // totals, never a sum (or an average) of ratios. Every
+                    // instance exports the province-wide figures, so instances
+                    // combine with max (ARCHITECTURE.md); sum stays right for
+                    // figures that are per instance.
                     let sides = top_level_divisions(expr);
                     if sides.len() > 1 {
                         for side in &sides {
                             let s = strip_parens(side);
                             assert!(
-                                s.starts_with("sum by") || s.starts_with("sum("),
-                                "{at}: divide sums only, got {s:?} in\n{expr}"
+                                s.starts_with("sum by")
+                                    || s.starts_with("sum(")
+                                    || s.starts_with("max by")
+                                    || s.starts_with("max("),
+                                "{at}: divide combined totals only, got {s:?} in\n{expr}"
                             );
                         }
                     }

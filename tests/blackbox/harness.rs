@@ -140,6 +140,7 @@ pub async fn spawn_app(options: AppOptions) -> App {
 [kafka]
 brokers = "{kafka}"
 group_id = "{group}"
+instance_id = "i0"
 linger_ms = 20
 lag_interval_ms = 1000
 [kafka.topics]
@@ -229,6 +230,39 @@ impl App {
             assert!(Instant::now() < deadline, "d06 not healthy in 60 s:\n{}", self.log_tail(40));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Another instance of the same deployment (same topics, group, database,
+    /// key), with its own state directory, port and instance id; not started.
+    pub fn sibling(&self, instance: &str) -> App {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metrics_port = free_port();
+        let config = std::fs::read_to_string(&self.config_path)
+            .expect("config")
+            .replace(&self.state_dir().display().to_string(), &dir.path().join("state").display().to_string())
+            .replace(&format!("127.0.0.1:{}", self.metrics_port), &format!("127.0.0.1:{metrics_port}"))
+            .replace("instance_id = \"i0\"", &format!("instance_id = \"{instance}\""));
+        let config_path = dir.path().join("d06.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        App {
+            config_path,
+            log_path: dir.path().join("d06.log"),
+            topics: self.topics.clone(),
+            group: self.group.clone(),
+            database: self.database.clone(),
+            metrics_port,
+            options: self.options.clone(),
+            child: None,
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to the running process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("not running");
+        let sent = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
+        assert!(sent.map(|s| s.success()).unwrap_or(false), "kill -{name} failed");
     }
 
     /// SIGKILL, no goodbye.

@@ -18,4 +18,5 @@ mod hotline_crosscheck;
 mod hotline_oracle;
 mod outputs;
 mod reports;
+mod scale_out;
 mod webhook;

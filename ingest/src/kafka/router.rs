@@ -135,7 +135,11 @@ impl ConsumerContext for RouterContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
                 info!(partitions = tpl.count(), lost, "source partitions revoked");
-                if inner.open {
+                if inner.open && lost {
+                    // Another member may own them already: never commit for lost partitions.
+                    warn!("assignment lost: aborting the open transaction");
+                    inner.abort_and_rewind(consumer);
+                } else if inner.open {
                     if let Err(error) = inner.commit(consumer) {
                         warn!(%error, "committing before the revocation failed; the new owner re-reads from the last commit");
                         inner.abort_and_rewind(consumer);
@@ -208,6 +212,30 @@ impl Inner {
             }
         }
         if tpl.count() > 0 {
+            // A member that lost its partitions without noticing (paused past its
+            // session) must not move a newer owner's offsets back. Kafka fences it
+            // by group generation (KIP-447); this check does not rely on the broker.
+            let current = consumer.committed_offsets(tpl.clone(), self.timeout)?;
+            let mut overtaken = false;
+            for e in current.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    let key = SourcePartition { topic: e.topic().into(), partition: e.partition() };
+                    if self.positions.get(&key).is_some_and(|s| o > s.next_offset) {
+                        warn!(
+                            topic = e.topic(),
+                            partition = e.partition(),
+                            committed = o,
+                            "another member committed past this one: aborting"
+                        );
+                        self.committed
+                            .insert(key, PartitionState { next_offset: o, watermark: e.metadata().parse().ok() });
+                        overtaken = true;
+                    }
+                }
+            }
+            if overtaken {
+                return Err(KafkaError::Canceled);
+            }
             let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
             self.producer.send_offsets_to_transaction(&tpl, &group, self.timeout)?;
         }

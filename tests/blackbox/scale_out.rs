@@ -1,0 +1,188 @@
+//! Issue 12: three `d06 run` in one group on one stream. Mid-stream one is
+//! killed with SIGKILL and restarted on an empty state directory, one leaves
+//! with SIGTERM, one is paused past its session timeout and resumed (a
+//! zombie). At the end ClickHouse, every instance's `/metrics` and the
+//! dead letters equal an independent recount, and the zombie's writes were
+//! fenced: in the shard table without `FINAL`, never in the figures.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::crash::{generate, recount, Expected, Kind};
+use crate::harness::{spawn_app, App, AppOptions, Producer};
+
+async fn coverage(app: &App) -> Expected {
+    let rows = app
+        .clickhouse(
+            "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
+             WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day",
+        )
+        .await;
+    rows.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            ((f[0].into(), f[1].into(), f[2].into(), f[3].into()), (f[4].parse().expect("g"), f[5].parse().expect("l")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_killed_left_and_paused_equal_the_recount() {
+    let n: usize = std::env::var("D06_SCALE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(60_000);
+    let seed: u64 = rand::random();
+    eprintln!("scale-out test: {n} events, seed {seed}");
+    let raws = generate(n, seed);
+    let expected = recount(&raws);
+    let partitions = 4;
+    let options = AppOptions { partitions, shards: 4, flush_interval_ms: 300, ..AppOptions::default() };
+    let mut a = spawn_app(options).await;
+    let mut b = a.sibling("i1");
+    let mut c = a.sibling("i2");
+    b.start().await;
+    c.start().await;
+
+    let topics: Vec<String> = a.topics.sources().iter().map(|s| s.to_string()).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5ca1e);
+    let mut messages: Vec<(String, i32, Vec<u8>)> = raws
+        .iter()
+        .map(|r| {
+            let t = match r.indicator_kind {
+                Kind::CccdReceived | Kind::CccdOther => 0,
+                Kind::VneidActivated2 | Kind::VneidOther => 1,
+                _ => 2,
+            };
+            (topics[t].clone(), rng.random_range(0..partitions), r.json.clone().into_bytes())
+        })
+        .collect();
+    // Invalid messages on all four topics, each one dead letter.
+    let mut invalid = 0usize;
+    for i in 0..400 {
+        let at = rng.random_range(0..messages.len());
+        let topic = topics[i % 4].clone();
+        let bad = if i % 2 == 0 { b"{not json".to_vec() } else { br#"{"schema":"d06.event.v0"}"#.to_vec() };
+        messages.insert(at, (topic, rng.random_range(0..partitions), bad));
+        invalid += 1;
+    }
+    let total = messages.len();
+    let mut per_partition: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (t, p, _) in &messages {
+        *per_partition.entry((t.clone(), *p)).or_insert(0) += 1;
+    }
+
+    let producer = tokio::spawn(async move {
+        let p = Producer::new();
+        for chunk in messages.chunks(2_000) {
+            p.send_all(chunk).await;
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+    });
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    b.kill9();
+    std::fs::remove_dir_all(b.state_dir()).expect("wipe b's state");
+    eprintln!("b killed and wiped after {:?}", started.elapsed());
+    b.start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(c.terminate().success(), "c left cleanly:\n{}", c.log_tail(20));
+    eprintln!("c left after {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.signal("STOP");
+    eprintln!("a paused after {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    a.signal("CONT");
+    eprintln!("a resumed after {:?}", started.elapsed());
+    producer.await.expect("producer");
+    eprintln!("all {total} produced after {:?}", started.elapsed());
+
+    // Stage 1 has committed every source message...
+    b.wait_for("every source message routed", Duration::from_secs(240), || async {
+        let committed = b.committed_offsets();
+        per_partition.iter().all(|(k, n)| committed.get(k).copied().unwrap_or(0) >= *n)
+    })
+    .await;
+    // ...and stage 2 catches up: ClickHouse equals the recount.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let got = coverage(&b).await;
+        if got == expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            let diff: Vec<_> = expected
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
+                .take(10)
+                .collect();
+            panic!(
+                "ClickHouse differs from the recount (key, expected, got): {diff:?}\n--- a:\n{}\n--- b:\n{}",
+                a.log_tail(30),
+                b.log_tail(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(expected.len() > 500, "the stream covers many keys: {}", expected.len());
+    eprintln!("ClickHouse equals the recount after {:?}", started.elapsed());
+
+    // Every dead letter once, keyed by source position.
+    let dead = b.clickhouse("SELECT count() FROM dead_letters FINAL").await;
+    assert_eq!(dead.trim().parse::<usize>().expect("count"), invalid, "dead letters");
+
+    // Every live instance shows the province-wide figures (Prometheus combines them with max).
+    let baselines = b
+        .clickhouse(
+            "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
+             WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
+        )
+        .await;
+    for app in [&a, &b] {
+        app.wait_for("province-wide gauges", Duration::from_secs(30), || async {
+            let m = app.metrics().await;
+            baselines.lines().all(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                let baseline: i64 = f[3].parse().expect("baseline");
+                let net: i64 = expected
+                    .iter()
+                    .filter(|((i, l, ar, _), _)| i == f[0] && l == f[1] && ar == f[2])
+                    .map(|(_, (g, l))| g - l)
+                    .sum();
+                let shown = m.get("d06_coverage_covered", &[("indicator", f[0]), ("area_level", f[1]), ("area", f[2])]);
+                if shown != Some((baseline + net) as f64) {
+                    eprintln!("{}: {line}: shown {shown:?}, expected {}", app.metrics_port, baseline + net);
+                }
+                shown == Some((baseline + net) as f64)
+            })
+        })
+        .await;
+    }
+
+    // The zombie's writes were fenced: rows of its superseded generations are in the
+    // shard table, and none of them is what the figures read.
+    let fenced = a.metrics().await.sum("d06_fenced_writes_total");
+    let claims = b.clickhouse("SELECT shard, generation, owner FROM shard_owners ORDER BY shard, generation").await;
+    eprintln!("fenced writes on a: {fenced}\nclaims:\n{claims}");
+    assert!(fenced > 0.0, "the paused instance's writes were fenced:\n{}", a.log_tail(40));
+    let stale = b
+        .clickhouse(
+            "SELECT count() FROM coverage_shard_daily \
+             WHERE (shard, intDiv(version, 1099511627776)) IN \
+               (SELECT shard, generation FROM shard_owners WHERE owner = 'i0') \
+             AND (shard, intDiv(version, 1099511627776)) NOT IN \
+               (SELECT shard, max(generation) FROM shard_owners GROUP BY shard)",
+        )
+        .await;
+    assert!(stale.trim().parse::<u64>().expect("count") > 0, "superseded rows of the zombie are kept: {stale}");
+    let surviving = b
+        .clickhouse(
+            "SELECT count() FROM coverage_shard_daily FINAL \
+             WHERE (shard, intDiv(version, 1099511627776)) NOT IN \
+               (SELECT shard, max(generation) FROM shard_owners GROUP BY shard)",
+        )
+        .await;
+    assert_eq!(surviving.trim(), "0", "only the current owners' rows are read");
+    assert!(a.is_running() && b.is_running(), "both still running:\n{}\n{}", a.log_tail(20), b.log_tail(20));
+}
