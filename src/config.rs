@@ -184,6 +184,10 @@ pub struct PipelineConfig {
     pub clock: ClockMode,
     /// When an area lags the plan (board colours, daily alerts).
     pub lag_rule: aggregator::LagRule,
+    /// Test only: abort the process at a fault point (`after_clickhouse`:
+    /// after a flush's rows are in ClickHouse, before the shards' stores are
+    /// checkpointed), as a `kill -9` would.
+    pub fault: Option<crate::pipeline::PipelineFault>,
 }
 
 impl Default for PipelineConfig {
@@ -196,6 +200,7 @@ impl Default for PipelineConfig {
             channel_batches: 4,
             clock: ClockMode::Wall,
             lag_rule: aggregator::LagRule::default(),
+            fault: None,
         }
     }
 }

@@ -121,6 +121,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
         lag_rule: config.pipeline.lag_rule,
         campaign: plan.name().unwrap_or("Chiến dịch \"4 phủ\"").to_owned(),
         owns_first: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        fault: None,
     })?;
     pipeline.own_all(shards)?;
     let sim_config = SimConfig { seed: args.seed, scale: args.scale, start: plan.start(), ..SimConfig::default() };

@@ -395,6 +395,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         metrics: Arc::clone(&metrics),
         health,
         owns_first,
+        fault: config.pipeline.fault,
     })?;
 
     let lag: JoinHandle<Result<()>> = {

@@ -27,6 +27,9 @@ use sinks::prometheus::{CoverageGauges, Metrics};
 pub(super) struct Sums {
     pub coverage: BTreeMap<(Indicator, AreaId), BTreeMap<NaiveDate, DayCounts>>,
     pub hotline: BTreeMap<AreaId, HotlineCounts>,
+    /// The newest day any shard wrote (read back): an instance that owns few
+    /// or no shards still knows how far the province has got.
+    pub newest_day: Option<NaiveDate>,
 }
 
 fn level_of(s: &str) -> Option<AreaLevel> {
@@ -47,7 +50,7 @@ impl Sums {
     /// The sums read back from ClickHouse, resolved through the geography
     /// (rows of areas it does not know are ignored).
     pub fn from_clickhouse(f: Figures, geo: &Geography) -> Sums {
-        let mut out = Sums::default();
+        let mut out = Sums { newest_day: f.newest_day, ..Sums::default() };
         for ((ind, level, code), days) in f.coverage {
             let (Some(ind), Some(level)) = (Indicator::from_str(&ind), level_of(&level)) else { continue };
             let Some(area) = geo.find(level, &code) else { continue };
@@ -81,7 +84,11 @@ pub(super) struct View {
 impl View {
     /// Sets the business gauges and publishes the board from `sums` as of `t`.
     pub fn publish(&self, m: &Metrics, sums: &Sums, t: Nanos, wall: Nanos) {
-        let today = self.tz.timestamp_nanos(t).date_naive();
+        let mut today = self.tz.timestamp_nanos(t).date_naive();
+        if self.clock_name == "event" {
+            // The event clock of this instance's shards may trail the province's.
+            today = today.max(sums.newest_day.unwrap_or(today));
+        }
         let geo = &self.geo;
         let mut statuses: BTreeMap<(AreaId, Indicator), Status> = BTreeMap::new();
         let empty = BTreeMap::new();
@@ -111,14 +118,14 @@ impl View {
             m.set_hotline(area.level.as_str(), &area.code, c);
         }
         if let Some(board) = &self.board {
-            board.publish(self.snapshot(t, wall, &statuses, &sums.hotline));
+            board.publish(self.snapshot(today, wall, &statuses, &sums.hotline));
         }
     }
 
     /// The board's view of the same figures the gauges show.
     fn snapshot(
         &self,
-        t: Nanos,
+        today: NaiveDate,
         wall: Nanos,
         statuses: &BTreeMap<(AreaId, Indicator), Status>,
         hot: &BTreeMap<AreaId, HotlineCounts>,
@@ -174,7 +181,7 @@ impl View {
         let local = self.tz.timestamp_nanos(wall);
         BoardSnapshot {
             campaign: self.campaign.clone(),
-            today: self.tz.timestamp_nanos(t).date_naive().to_string(),
+            today: today.to_string(),
             updated_at: local.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
             clock: self.clock_name.into(),
             province: area_board(geo.province()),

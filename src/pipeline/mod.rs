@@ -37,6 +37,14 @@ use self::shard::ShardState;
 use crate::config::ClockMode;
 use crate::store::Identity;
 
+/// Test-only fault points of stage 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineFault {
+    /// After a flush's rows are acknowledged by ClickHouse, before any store is checkpointed.
+    AfterClickhouse,
+}
+
 /// Everything the pipeline needs, built by `main`.
 pub struct Parts {
     /// The geography facts were resolved through.
@@ -79,6 +87,8 @@ pub struct Parts {
     pub health: Arc<Health>,
     /// Set while this instance owns facts partition 0 (the daily alerts' sender).
     pub owns_first: Arc<AtomicBool>,
+    /// Test only: a fault point.
+    pub fault: Option<PipelineFault>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -352,6 +362,10 @@ impl Pipeline {
                     self.ownership_changed();
                 }
             }
+            if self.p.fault == Some(PipelineFault::AfterClickhouse) && !batch.coverage.is_empty() {
+                warn!("fault point after_clickhouse: aborting the process");
+                std::process::abort();
+            }
             // 3. Each shard's store.
             let cp_started = Instant::now();
             tokio::task::block_in_place(|| {
@@ -443,7 +457,10 @@ impl Pipeline {
         if let Some(n) = self.shards.values().filter_map(|s| s.newest).max() {
             m.newest_event_time.set(n as f64 / 1e9);
         }
-        let Some(t) = self.now(wall) else { return };
+        let own = self.now(wall);
+        if own.is_none() && self.p.sink.is_none() {
+            return;
+        }
         let sums = match &self.p.sink {
             Some(sink) => {
                 let mut levels = vec![AreaLevel::Province.as_str(), AreaLevel::District.as_str()];
@@ -459,6 +476,12 @@ impl Pipeline {
                 }
             }
             None => self.local_sums(),
+        };
+        // An instance whose shards have seen no event yet takes the province's day from the sums.
+        let t = match own {
+            Some(t) => t,
+            None if sums.newest_day.is_some() => Nanos::MIN,
+            None => return,
         };
         self.view.publish(m, &sums, t, wall);
     }

@@ -177,9 +177,10 @@ impl ShardState {
             let dirty = self.coverage.take_dirty();
             let mut from: BTreeMap<RollupKey, NaiveDate> = BTreeMap::new();
             if full {
+                // From the first day with counts, before the start included.
                 for i in Indicator::ALL {
                     for a in 0..geo.areas().len() {
-                        from.insert((*i, AreaId(a as u16)), plan.start());
+                        from.insert((*i, AreaId(a as u16)), NaiveDate::MIN);
                     }
                 }
             } else {
@@ -197,7 +198,26 @@ impl ShardState {
             for (key, first) in from {
                 let days = self.coverage.days(&key).unwrap_or(&empty);
                 let area = geo.area(key.1);
-                let mut net: i64 = days.range(..plan.start()).map(|(_, c)| c.gained as i64 - c.lost as i64).sum();
+                // Days before the campaign start are written too (only those with counts):
+                // the view's `covered` adds them from the first day on (OUTPUTS-v1), and the
+                // read-back figures see the same rows.
+                let mut net: i64 = 0;
+                for (day, c) in days.range(..plan.start()) {
+                    net += c.gained as i64 - c.lost as i64;
+                    if *day >= first {
+                        out.coverage.push(CoverageShardRow {
+                            day: *day,
+                            indicator: key.0,
+                            area_level: area.level,
+                            area: area.code.clone(),
+                            shard: s,
+                            gained: c.gained,
+                            lost: c.lost,
+                            net,
+                            version,
+                        });
+                    }
+                }
                 let mut day = plan.start();
                 while day <= through {
                     let c = days.get(&day).copied().unwrap_or(DayCounts { gained: 0, lost: 0 });

@@ -265,6 +265,56 @@ impl App {
         assert!(sent.map(|s| s.success()).unwrap_or(false), "kill -{name} failed");
     }
 
+    /// Runs the process expecting it to exit by itself (a refusal at start-up or a
+    /// fault point); returns its status. Panics if it still runs after `timeout`.
+    pub async fn run_to_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_d06"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("D06_HMAC_KEY", HMAC_KEY)
+            .env("RUST_LOG", std::env::var("D06_TEST_RUST_LOG").unwrap_or_else(|_| self.options.rust_log.to_owned()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn d06");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("d06 still running after {timeout:?}:\n{}", self.log_tail(30));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the running process exits by itself (a fault point); returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.child.as_mut().expect("not running");
+            if let Some(status) = c.try_wait().expect("wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "d06 did not exit within {timeout:?}:\n{}", self.log_tail(30));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Rewrites the configuration file (takes effect at the next start).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config_path).expect("config");
+        std::fs::write(&self.config_path, edit(text)).expect("config");
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -501,6 +551,43 @@ pub fn read_topic(topic: &str, partitions: i32, n: usize, timeout: Duration) -> 
                 }
             }
             out.push(ReadBack { payload: m.payload().unwrap_or_default().to_vec(), headers, raw_headers: raw });
+        }
+    }
+    out
+}
+
+/// Every record of `topic` visible to a `read_committed` reader, with its
+/// partition and headers; stops once nothing new arrived for `idle`.
+pub fn read_committed(topic: &str, partitions: i32, idle: Duration) -> Vec<(i32, ReadBack)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_addr())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut last = Instant::now();
+    let mut out = Vec::new();
+    while last.elapsed() < idle {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let mut headers = BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for i in 0..h.count() {
+                    let hd = h.get(i);
+                    headers
+                        .insert(hd.key.to_owned(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
+                }
+            }
+            out.push((
+                m.partition(),
+                ReadBack { payload: m.payload().unwrap_or_default().to_vec(), headers, raw_headers: Vec::new() },
+            ));
+            last = Instant::now();
         }
     }
     out

@@ -6,6 +6,7 @@
 
 mod alerting;
 mod board;
+mod campaign_bounds;
 mod contract;
 mod crash;
 mod daily_alerts;
@@ -17,6 +18,8 @@ mod hotline;
 mod hotline_crosscheck;
 mod hotline_oracle;
 mod outputs;
+mod refusals;
 mod reports;
 mod scale_out;
+mod transactions;
 mod webhook;

@@ -50,7 +50,11 @@ async fn figures_reach_clickhouse_metrics_and_a_real_prometheus_and_survive_a_re
 
     // /metrics, exact.
     app.wait_for("gauges", Duration::from_secs(30), || async {
-        app.metrics().await.get("d06_coverage_covered", &[("indicator", "cccd"), ("area_level", "province")]).is_some()
+        // The last series a publish sets: a scrape can fall between two gauges of the first one.
+        let m = app.metrics().await;
+        m.get("d06_coverage_covered", &[("indicator", "sim_signature"), ("area_level", "commune"), ("area", "25216")])
+            .is_some()
+            && m.get("d06_coverage_covered", &[("indicator", "cccd"), ("area_level", "province")]).is_some()
     })
     .await;
     let m = app.metrics().await;

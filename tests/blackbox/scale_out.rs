@@ -98,11 +98,23 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     eprintln!("all {total} produced after {:?}", started.elapsed());
 
     // Stage 1 has committed every source message...
-    b.wait_for("every source message routed", Duration::from_secs(240), || async {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
         let committed = b.committed_offsets();
-        per_partition.iter().all(|(k, n)| committed.get(k).copied().unwrap_or(0) >= *n)
-    })
-    .await;
+        if per_partition.iter().all(|(k, n)| committed.get(k).copied().unwrap_or(0) >= *n) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let behind: Vec<_> =
+                per_partition.iter().filter(|(k, n)| committed.get(*k).copied().unwrap_or(0) < **n).collect();
+            panic!(
+                "not every source message routed; behind (partition, produced): {behind:?}\n--- a:\n{}\n--- b:\n{}",
+                a.log_tail(40),
+                b.log_tail(40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // ...and stage 2 catches up: ClickHouse equals the recount.
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {

@@ -27,7 +27,7 @@ use aggregator::Nanos;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -59,7 +59,9 @@ pub enum RouterFault {
 
 /// Everything the router and its rebalance callback share.
 struct Inner {
-    producer: BaseProducer,
+    /// Threaded: delivery reports are served on librdkafka's own thread, so
+    /// `abort_transaction` can flush while the router thread waits.
+    producer: ThreadedProducer<DefaultProducerContext>,
     /// Where each assigned partition stands, including the open transaction.
     positions: HashMap<SourcePartition, PartitionState>,
     /// What the last committed transaction recorded for each assigned partition.
@@ -184,7 +186,7 @@ impl Inner {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
-                    self.producer.poll(Duration::from_millis(5));
+                    std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((e, _)) => return Err(e),
             }
@@ -322,7 +324,7 @@ impl Router {
                 pc.set(k, v);
             }
         }
-        let producer: BaseProducer = pc.create()?;
+        let producer: ThreadedProducer<DefaultProducerContext> = pc.create()?;
         producer.init_transactions(Duration::from_secs(30)).map_err(SourceError::Kafka)?;
         info!(transactional_id = %txn_id, "transactional producer ready (earlier incarnations fenced)");
         let inner = Arc::new(Mutex::new(Inner {
@@ -350,7 +352,10 @@ impl Router {
             ("fetch.queue.backoff.ms", "10"),
             ("queued.max.messages.kbytes", "16384"),
             ("session.timeout.ms", "10000"),
-            ("max.poll.interval.ms", "300000"),
+            // The router polls continuously (a commit waits at most the transaction
+            // timeout), so a short interval bounds how long a rebalance can wait
+            // for a member whose thread is stuck.
+            ("max.poll.interval.ms", "60000"),
             ("partition.assignment.strategy", "cooperative-sticky"),
             ("topic.metadata.refresh.interval.ms", "5000"),
         ];

@@ -42,6 +42,9 @@ pub struct Figures {
     pub coverage: BTreeMap<CoverageKey, BTreeMap<NaiveDate, (u64, u64)>>,
     /// Hotline counts of tickets received from the campaign start on.
     pub hotline: Vec<HotlineFigure>,
+    /// The newest day any shard has written rows through (the most advanced
+    /// shard's "today"; with the event clock, the day of the replay clock T).
+    pub newest_day: Option<NaiveDate>,
 }
 
 #[derive(Row, Deserialize)]
@@ -163,7 +166,8 @@ impl ClickHouseSink {
              GROUP BY day, indicator, area_level, area"
         ));
         let rows = self.timed("read coverage sums", q.fetch_all::<CoverageSumRead>()).await?;
-        let mut out = Figures::default();
+        let mut out =
+            Figures { newest_day: rows.iter().map(|r| r.day).max().map(date_from_wire), ..Figures::default() };
         for r in rows {
             out.coverage
                 .entry((r.indicator, r.area_level, r.area))
