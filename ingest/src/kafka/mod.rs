@@ -23,13 +23,13 @@ use aggregator::{Fact, Nanos};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::contract::Reason;
 
 /// Topic names (EVENTS-v1 defaults; every name is configurable).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Topics {
     /// CCCD applications (`cccd.application`).
@@ -68,7 +68,7 @@ impl Topics {
 }
 
 /// Kafka connection and consumer settings.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
@@ -120,6 +120,24 @@ impl Default for KafkaConfig {
             facts_replication: 1,
             fault: None,
         }
+    }
+}
+
+/// What [`KafkaConfig::redacted`] puts in place of a secret.
+pub const REDACTED: &str = "[redacted]";
+
+impl KafkaConfig {
+    /// This section with the values of secret-looking `properties`
+    /// (`sasl.password`, `ssl.key.password`, …) replaced by [`REDACTED`],
+    /// for printing the configuration. `properties_from_env` holds variable
+    /// names, not values, and is kept.
+    pub fn redacted(&self) -> KafkaConfig {
+        let properties = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), if looks_secret(k) { REDACTED.to_owned() } else { v.clone() }))
+            .collect();
+        KafkaConfig { properties, ..self.clone() }
     }
 }
 
@@ -402,4 +420,48 @@ pub mod headers {
     pub const PARTITION: &str = "d06.source.partition";
     /// Source offset (decimal).
     pub const OFFSET: &str = "d06.source.offset";
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::producer::BaseProducer;
+
+    use super::*;
+
+    /// librdkafka checks `compression.type` when the client is created (an
+    /// unsupported codec is refused by `rd_kafka_conf_set`), so creating a
+    /// producer proves the codec is built in; no broker is contacted.
+    fn producer_with(codec: &str) -> Result<BaseProducer, KafkaError> {
+        let config = KafkaConfig { brokers: "127.0.0.1:1".into(), ..KafkaConfig::default() };
+        config.client_config().set("compression.type", codec).create()
+    }
+
+    #[test]
+    fn librdkafka_is_built_with_zstd_lz4_and_snappy() {
+        for codec in ["zstd", "lz4", "snappy", "gzip"] {
+            if let Err(e) = producer_with(codec) {
+                panic!("compression.type = {codec}: {e}");
+            }
+        }
+        // The check is real: a codec librdkafka does not know is refused.
+        assert!(producer_with("brotli").is_err());
+        // Consumers decompress what upstream producers chose: the same codecs.
+        let features = ClientConfig::new().create_native_config().unwrap().get("builtin.features").unwrap();
+        for f in ["zstd", "lz4", "snappy", "gzip"] {
+            assert!(features.split(',').any(|x| x == f), "builtin.features lacks {f}: {features}");
+        }
+    }
+
+    #[test]
+    fn redacted_hides_secret_property_values_only() {
+        let mut config = KafkaConfig::default();
+        config.properties.insert("sasl.password".into(), "hunter2".into());
+        config.properties.insert("sasl.username".into(), "d06".into());
+        config.properties_from_env.insert("sasl.oauthbearer.client.secret".into(), "D06_SECRET".into());
+        let r = config.redacted();
+        assert_eq!(r.properties["sasl.password"], REDACTED);
+        assert_eq!(r.properties["sasl.username"], "d06");
+        assert_eq!(r.properties_from_env, config.properties_from_env, "variable names, not values");
+        assert_eq!(KafkaConfig { properties: config.properties.clone(), ..r.clone() }, config);
+    }
 }
