@@ -70,7 +70,7 @@ use aggregator::{Geography, Indicator};
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Days, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Value};
 use sinks::clickhouse::{AlertRecord, ClickHouseConfig, ClickHouseSink};
 use tokio_util::sync::CancellationToken;
@@ -125,6 +125,12 @@ impl fmt::Display for LocalTime {
     }
 }
 
+impl Serialize for LocalTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for LocalTime {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -133,7 +139,7 @@ impl<'de> Deserialize<'de> for LocalTime {
 }
 
 /// `[alerts]`: the daily alert job.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// Run the daily alert job inside `d06 run` (off by default).
@@ -169,11 +175,14 @@ impl Default for AlertsConfig {
 impl AlertsConfig {
     /// Checks what can be checked before anything starts.
     pub fn validate(&self) -> Result<()> {
-        if !self.alertmanager_url.starts_with("http://") || self.alertmanager_url.len() <= "http://".len() {
+        let shown = sinks::clickhouse::redact_url(&self.alertmanager_url);
+        if self.alertmanager_url.starts_with("https://") {
             bail!(
-                "alertmanager_url {:?} must be an http:// URL (d06 is built without TLS; put a local proxy in front of an https Alertmanager)",
-                self.alertmanager_url
+                "alertmanager_url {shown:?}: d06 is built without TLS for Alertmanager; use http:// (put a local proxy in front of an https Alertmanager)"
             );
+        }
+        if !self.alertmanager_url.starts_with("http://") || self.alertmanager_url.len() <= "http://".len() {
+            bail!("alertmanager_url {shown:?} must be an http:// URL");
         }
         if let Some(u) = &self.report_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -797,8 +806,12 @@ mod tests {
             assert!(err.contains("is not a local time"), "{bad}: {err}");
         }
         assert!(toml::from_str::<AlertsConfig>("sendat = \"17:00\"").unwrap_err().to_string().contains("sendat"));
-        let https = AlertsConfig { alertmanager_url: "https://am:9093".into(), ..AlertsConfig::default() };
-        assert!(https.validate().unwrap_err().to_string().contains("http://"));
+        let https = AlertsConfig { alertmanager_url: "https://u:pw-secret@am:9093".into(), ..AlertsConfig::default() };
+        let err = https.validate().unwrap_err().to_string();
+        assert!(err.contains("without TLS") && err.contains("http://"), "{err}");
+        assert!(!err.contains("pw-secret"), "{err}");
+        let tcp = AlertsConfig { alertmanager_url: "am:9093".into(), ..AlertsConfig::default() };
+        assert!(tcp.validate().unwrap_err().to_string().contains("must be an http:// URL"));
         let no_severity = AlertsConfig { severity: " ".into(), ..AlertsConfig::default() };
         assert!(no_severity.validate().is_err());
         assert_eq!(format!("{:?}", LocalTime(hm(7, 5))), "\"07:05\"");

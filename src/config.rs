@@ -3,15 +3,20 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use aggregator::GeographyVersion;
+use aggregator::plan::Plan;
+use aggregator::{Geography, GeographyVersion};
 use anyhow::{bail, Context, Result};
 use ingest::kafka::KafkaConfig;
-use serde::Deserialize;
+use ingest::pseudonym::SecretKey;
+use serde::{Deserialize, Serialize};
 use sinks::clickhouse::ClickHouseConfig;
 
+use crate::exit;
+
 /// The whole configuration file (`d06 run --config d06.toml`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Kafka source topics, consumer group and dead-letter topic.
@@ -37,7 +42,7 @@ pub struct Config {
 }
 
 /// 1022 hotline settings.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HotlineConfig {
     /// Working-time calendar files (shifts, weekdays, holidays, make-up days),
@@ -69,7 +74,7 @@ impl HotlineConfig {
 }
 
 /// HTTP endpoint settings.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Listen address; loopback by default.
@@ -85,7 +90,7 @@ impl Default for HttpConfig {
 }
 
 /// Where the HMAC key comes from. Required in `run` mode; never logged.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PseudonymConfig {
     /// A file holding the key (raw bytes; at least 16).
@@ -122,7 +127,7 @@ impl PseudonymConfig {
 }
 
 /// The contract's tunables.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContractConfig {
     /// Which official geography codes resolve through.
@@ -154,7 +159,7 @@ impl ContractConfig {
 }
 
 /// Which clock says what "now" is for "today" and hotline deadlines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockMode {
     /// The wall clock (live operation).
@@ -165,7 +170,7 @@ pub enum ClockMode {
 }
 
 /// Local state and pipeline cadence.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Directory of the local state store.
@@ -216,7 +221,7 @@ impl PipelineConfig {
 }
 
 /// The campaign plan.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanConfig {
     /// A plan file; the embedded 2024 Bình Phước plan when not set.
@@ -224,7 +229,7 @@ pub struct PlanConfig {
 }
 
 /// Log output.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// JSON lines (production) instead of human-readable text.
@@ -232,30 +237,129 @@ pub struct LogConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file; every failure is a
+    /// [`exit::ConfigError`] (exit 78).
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let config: Config = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let config = Config::parse(path)?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks what can be checked before anything starts.
+    /// Reads and parses a config file (unknown keys refused), unvalidated.
+    fn parse(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+        text.and_then(|t| toml::from_str(&t).with_context(|| format!("parsing {}", path.display())))
+            .map_err(exit::config)
+    }
+
+    /// Checks what can be checked before anything starts: the first problem,
+    /// as a [`exit::ConfigError`].
     pub fn validate(&self) -> Result<()> {
-        self.kafka.validate().context("kafka")?;
-        self.contract.tz().context("contract.time_zone")?;
+        match self.problems().into_iter().next() {
+            Some(e) => Err(exit::config(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem [`Config::validate`] looks for, one error each.
+    fn problems(&self) -> Vec<anyhow::Error> {
+        let mut problems = Vec::new();
+        let mut check = |r: Result<()>| {
+            if let Err(e) = r {
+                problems.push(e);
+            }
+        };
+        check(self.kafka.validate().context("kafka"));
+        check(self.clickhouse.check_url().map_err(anyhow::Error::msg).context("clickhouse"));
+        check(self.contract.tz().map(drop).context("contract.time_zone"));
         if self.contract.future_tolerance_secs < 0 || self.contract.correction_horizon_days <= 0 {
-            bail!("contract: tolerances must be positive");
+            check(Err(anyhow::anyhow!("contract: tolerances must be positive")));
         }
         if self.pipeline.shards == 0 || self.pipeline.shards > 1024 {
-            bail!("pipeline.shards must be 1..=1024");
+            check(Err(anyhow::anyhow!("pipeline.shards must be 1..=1024")));
         }
         if self.pipeline.flush_interval_ms == 0 || self.pipeline.channel_batches == 0 {
-            bail!("pipeline: flush_interval_ms and channel_batches must be > 0");
+            check(Err(anyhow::anyhow!("pipeline: flush_interval_ms and channel_batches must be > 0")));
         }
-        self.hotline.calendar().context("hotline.calendar_files")?;
-        self.alerts.validate().context("alerts")?;
-        Ok(())
+        check(self.hotline.calendar().map(drop).context("hotline.calendar_files"));
+        check(self.alerts.validate().context("alerts"));
+        problems
+    }
+
+    /// The pseudonymisation key (`pseudonym`); a missing or short key is a
+    /// [`exit::ConfigError`]. Never printed.
+    pub fn key(&self) -> Result<SecretKey> {
+        let bytes = self.pseudonym.load_key().map_err(exit::config)?;
+        SecretKey::from_bytes(bytes).map_err(|e| exit::config(anyhow::anyhow!("pseudonym: {e}")))
+    }
+
+    /// The campaign plan (`plan.file`, else the embedded one) resolved in
+    /// `geo`; an unreadable or invalid file is a [`exit::ConfigError`].
+    pub fn plan(&self, geo: &Geography) -> Result<Plan> {
+        let text = match &self.plan.file {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading the plan {}", p.display()))
+                .map_err(exit::config)?,
+            None => crate::DEFAULT_PLAN.to_owned(),
+        };
+        Plan::from_toml(&text, geo).context("loading the campaign plan").map_err(exit::config)
+    }
+
+    /// Everything `d06 run` checks that needs no network: [`Config::validate`]'s
+    /// problems, then the key (unless `with_key` is false) and the plan.
+    fn offline_problems(&self, with_key: bool) -> Vec<anyhow::Error> {
+        let mut problems = self.problems();
+        if with_key {
+            if let Err(e) = self.key() {
+                problems.push(e);
+            }
+        }
+        match Geography::load(self.contract.geography) {
+            Ok(geo) => {
+                if let Err(e) = self.plan(&geo) {
+                    problems.push(e);
+                }
+            }
+            Err(e) => problems.push(anyhow::Error::new(e).context("loading the geography")),
+        }
+        problems
+    }
+
+    /// This configuration with every secret replaced by `"[redacted]"`: Kafka
+    /// properties that look secret, the ClickHouse password and any
+    /// credentials in a URL. Variable and file names stay.
+    pub fn redacted(&self) -> Config {
+        let url = sinks::clickhouse::redact_url;
+        let mut c = self.clone();
+        c.kafka = self.kafka.redacted();
+        c.clickhouse = self.clickhouse.redacted();
+        c.alerts.alertmanager_url = url(&self.alerts.alertmanager_url);
+        c.alerts.report_url = self.alerts.report_url.as_deref().map(url);
+        c
+    }
+
+    /// The configuration, defaults included, as TOML with secrets redacted.
+    pub fn to_redacted_toml(&self) -> Result<String> {
+        toml::to_string(&self.redacted()).context("printing the configuration as TOML")
+    }
+}
+
+/// `d06 check-config FILE`: prints the configuration as TOML (secrets
+/// redacted) and one line per problem on standard error; a problem is a
+/// [`exit::ConfigError`] (exit 78).
+pub fn check(path: &Path, with_key: bool) -> Result<ExitCode> {
+    let config = Config::parse(path)?;
+    let problems = config.offline_problems(with_key);
+    use std::io::Write as _;
+    let text = config.to_redacted_toml()?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the configuration")?;
+    for p in &problems {
+        eprintln!("d06: {}: {p:#}", path.display());
+    }
+    match problems.len() {
+        0 => Ok(ExitCode::SUCCESS),
+        n => Err(exit::config(anyhow::anyhow!("{n} problem(s) in {}", path.display()))),
     }
 }
 
@@ -277,6 +381,121 @@ mod tests {
     fn the_example_config_parses() {
         let c: Config = toml::from_str(include_str!("../deploy/d06.example.toml")).unwrap();
         c.validate().unwrap();
+    }
+
+    fn problems_of(text: &str) -> Vec<String> {
+        let c: Config = toml::from_str(text).unwrap();
+        c.offline_problems(true).iter().map(|e| format!("{e:#}")).collect()
+    }
+
+    fn key_file(dir: &tempfile::TempDir, bytes: &[u8]) -> String {
+        let path = dir.path().join("key");
+        std::fs::write(&path, bytes).unwrap();
+        format!("[pseudonym]\nkey_file = \"{}\"\n", path.display())
+    }
+
+    #[test]
+    fn load_failures_are_configuration_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Config::load(&dir.path().join("absent.toml")).unwrap_err();
+        assert_eq!(exit::code_of(&missing), exit::CONFIG, "{missing:#}");
+        for (text, expected) in [
+            ("[pipeline]\nshardz = 3\n", "shardz"),
+            ("[pipeline]\nshards = 0\n", "pipeline.shards"),
+            ("[clickhouse]\nurl = \"tcp://ch:9000\"\n", "must be an http:// URL"),
+            ("not toml at all", "parsing"),
+        ] {
+            let path = dir.path().join("d06.toml");
+            std::fs::write(&path, text).unwrap();
+            let e = Config::load(&path).unwrap_err();
+            assert_eq!(exit::code_of(&e), exit::CONFIG, "{e:#}");
+            assert!(format!("{e:#}").contains(expected), "{expected}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn every_offline_problem_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[clickhouse]\nurl = \"https://ch.example:8443\"\n[alerts]\nalertmanager_url = \"https://am.example\"\n\
+             [pipeline]\nshards = 0\n[plan]\nfile = \"{}/no-plan.toml\"\n[hotline]\ncalendar_files = [\"{}/no-cal.toml\"]\n\
+             [pseudonym]\nkey_env = \"D06_TEST_NEVER_SET_8f3a\"\n",
+            dir.path().display(),
+            dir.path().display()
+        );
+        let problems = problems_of(&text);
+        let expect = [
+            "clickhouse: url \"https://ch.example:8443\": d06 is built without TLS",
+            "pipeline.shards",
+            "hotline.calendar_files",
+            "alerts: alertmanager_url \"https://am.example\": d06 is built without TLS",
+            "no pseudonymisation key: set the environment variable D06_TEST_NEVER_SET_8f3a",
+            "no-plan.toml",
+        ];
+        assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+        for (p, e) in problems.iter().zip(expect) {
+            assert!(p.contains(e), "{e:?} in {p:?}");
+            assert!(!p.contains('\n'), "one line: {p:?}");
+        }
+    }
+
+    #[test]
+    fn the_key_must_be_16_bytes_and_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = problems_of(&key_file(&dir, b"short-secret\n"));
+        assert_eq!(short.len(), 1, "{short:?}");
+        assert!(short[0].contains("at least 16 bytes") && !short[0].contains("short-secret"), "{short:?}");
+        let c: Config = toml::from_str(&key_file(&dir, b"short-secret\n")).unwrap();
+        assert_eq!(exit::code_of(&c.key().map(drop).unwrap_err()), exit::CONFIG);
+        assert_eq!(problems_of(&key_file(&dir, b"a-key-of-twenty-four-by\n")), Vec::<String>::new());
+        let c: Config = toml::from_str(&key_file(&dir, b"a-key-of-twenty-four-by")).unwrap();
+        assert!(c.offline_problems(false).is_empty() && c.offline_problems(true).is_empty());
+        let none: Config = toml::from_str("[pseudonym]\nkey_env = \"D06_TEST_NEVER_SET_8f3a\"\n").unwrap();
+        assert!(none.offline_problems(false).is_empty(), "--without-key skips only the key");
+    }
+
+    #[test]
+    fn an_invalid_plan_file_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = dir.path().join("plan.toml");
+        std::fs::write(&plan, "name = 3\n").unwrap();
+        let c: Config = toml::from_str(&format!("[plan]\nfile = \"{}\"\n", plan.display())).unwrap();
+        let geo = Geography::load(c.contract.geography).unwrap();
+        let e = c.plan(&geo).unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::CONFIG, "{e:#}");
+        assert!(Config::default().plan(&geo).is_ok(), "the embedded plan");
+    }
+
+    #[test]
+    fn printed_toml_is_redacted_complete_and_loads_again() {
+        let c: Config = toml::from_str(
+            "[kafka.properties]\n\"sasl.password\" = \"hunter2-secret\"\n\"sasl.username\" = \"d06\"\n\
+             [kafka.properties_from_env]\n\"ssl.key.password\" = \"D06_SSL_KEY_PASSWORD\"\n\
+             [clickhouse]\nurl = \"http://admin:url-secret@ch:8123\"\npassword = \"ch-secret-pw\"\n\
+             [alerts]\nalertmanager_url = \"http://am:am-secret@am:9093\"\nsend_at = \"07:30\"\n\
+             [pseudonym]\nkey_file = \"/run/secrets/d06_hmac_key\"\n",
+        )
+        .unwrap();
+        let text = c.to_redacted_toml().unwrap();
+        for secret in ["hunter2-secret", "url-secret", "ch-secret-pw", "am-secret"] {
+            assert!(!text.contains(secret), "{secret} in\n{text}");
+        }
+        for shown in [
+            "\"sasl.password\" = \"[redacted]\"",
+            "password = \"[redacted]\"",
+            "\"sasl.username\" = \"d06\"",
+            "D06_SSL_KEY_PASSWORD",
+            "key_file = \"/run/secrets/d06_hmac_key\"",
+            "send_at = \"07:30\"",
+            "[pipeline.lag_rule]",
+            "geography = \"pre2025\"",
+            "clock = \"wall\"",
+        ] {
+            assert!(text.contains(shown), "{shown} in\n{text}");
+        }
+        let again: Config = toml::from_str(&text).unwrap();
+        assert_eq!(again.to_redacted_toml().unwrap(), text);
+        assert!(Config::default().to_redacted_toml().unwrap().contains("[kafka.topics]"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod alerts;
 mod config;
 mod demo;
+mod exit;
 mod pipeline;
 mod report;
 mod scenario;
@@ -16,7 +17,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::plan::Plan;
 use aggregator::Geography;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -64,10 +64,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Validates a configuration file and prints it with secrets redacted.
+    /// Checks a configuration file as `run` would, without the network, and
+    /// prints it as TOML with secrets redacted; exits 78 on any problem.
     CheckConfig {
         /// Configuration file (TOML).
         config: PathBuf,
+        /// Skips the pseudonymisation key check, for a file checked away from
+        /// the host that runs it (CI); everything else is still checked.
+        #[arg(long)]
+        without_key: bool,
     },
     /// Produces a simulated 2024 "4 phủ" campaign into the configured Kafka topics.
     Simulate(simulate::SimulateArgs),
@@ -192,10 +197,7 @@ fn main() -> ExitCode {
         Command::Report { report } => run_report(report),
         Command::Alerts { alerts } => run_alerts(alerts),
         Command::Simulate(args) => simulate::command(args),
-        Command::CheckConfig { config } => Config::load(&config).map(|c| {
-            println!("{c:#?}");
-            ExitCode::SUCCESS
-        }),
+        Command::CheckConfig { config, without_key } => config::check(&config, !without_key),
         Command::Demo(args) => {
             init_tracing(false);
             tokio::runtime::Builder::new_multi_thread()
@@ -206,7 +208,7 @@ fn main() -> ExitCode {
                 .and_then(|rt| {
                     rt.block_on(async {
                         let shutdown = CancellationToken::new();
-                        spawn_signal_handler(shutdown.clone());
+                        exit::spawn_signal_handler(shutdown.clone());
                         demo::run(args, shutdown).await
                     })
                 })
@@ -221,19 +223,13 @@ fn main() -> ExitCode {
                 .context("starting the runtime")?;
             rt.block_on(async {
                 let shutdown = CancellationToken::new();
-                spawn_signal_handler(shutdown.clone());
+                exit::spawn_signal_handler(shutdown.clone());
                 run(c, shutdown).await
             })
             .map(|_| ExitCode::SUCCESS)
         }),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("d06: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::report(result)
 }
 
 fn now_nanos() -> i64 {
@@ -252,7 +248,8 @@ fn validator(config: &Config, key: &SecretKey) -> Result<(Arc<Geography>, Valida
     Ok((geo, v, pseudonymiser))
 }
 
-/// `d06 validate`: one line per rejected message, a summary, non-zero exit if any was rejected.
+/// `d06 validate`: one line per rejected message, a summary; exits 0 when all
+/// passed, 1 when some were rejected, 74 when the input cannot be read.
 fn validate(file: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
     let config = load_config(config)?;
     // Digests are never shown here, so an ephemeral key serves.
@@ -263,16 +260,17 @@ fn validate(file: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
         None => Box::new(std::io::stdin().lock()),
         Some(p) if p == Path::new("-") => Box::new(std::io::stdin().lock()),
         Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display())).map_err(exit::input)?,
         )),
     };
-    let (rejected, accepted) =
-        ingest::contract::validate_lines(&validator, input, now_nanos()).context("reading the input")?;
+    let (rejected, accepted) = ingest::contract::validate_lines(&validator, input, now_nanos())
+        .context("reading the input")
+        .map_err(exit::input)?;
     for (line, r) in &rejected {
         println!("line {line}: {r}");
     }
     println!("{accepted} accepted, {} rejected", rejected.len());
-    Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(exit::REJECTED) })
 }
 
 /// What decides which shard and area a fact lands in: instances that differ
@@ -304,14 +302,10 @@ pub(crate) fn deployment_identity(config: &Config, pseudonymiser: &Pseudonymiser
 }
 
 async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let key = SecretKey::from_bytes(config.pseudonym.load_key()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = config.key()?;
     let (geo, validator, pseudonymiser) = validator(&config, &key)?;
     let tz = config.contract.tz()?;
-    let plan_text = match &config.plan.file {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the plan {}", p.display()))?,
-        None => DEFAULT_PLAN.to_owned(),
-    };
-    let plan = Arc::new(Plan::from_toml(&plan_text, &geo).context("loading the campaign plan")?);
+    let plan = Arc::new(config.plan(&geo)?);
     let plan_name = plan.name().unwrap_or("Chiến dịch \"4 phủ\"").to_owned();
     let calendar = Arc::new(config.hotline.calendar()?);
     if config.pipeline.clock == config::ClockMode::Wall {
@@ -328,11 +322,11 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
     let state_dir = &config.pipeline.state_dir;
     if state_dir.join("d06.redb").exists() {
-        anyhow::bail!(
+        return Err(exit::config(anyhow::anyhow!(
             "{} holds a single-stage state store (d06 before the facts topic). Its shards cannot be reused: \
              move the directory away (nothing is lost: the shards rebuild from the facts topic) and start again",
             state_dir.display()
-        );
+        )));
     }
     let owns_first = Arc::new(AtomicBool::new(false));
     let daily_alerts = alerts::DailyAlerts::new(
@@ -349,6 +343,11 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let facts =
         ingest::kafka::admin::ensure_facts_topic(&config.kafka, config.pipeline.shards, fingerprint, &description)
             .await
+            .map_err(|e| match e {
+                // Another deployment's topic, or another shard count: the configuration, not the network.
+                ingest::kafka::SourceError::Config(_) => exit::config(anyhow::Error::new(e)),
+                e => anyhow::Error::new(e),
+            })
             .context("checking the facts topic")?;
     identity.facts = format!("{}#{:016x}", config.kafka.topics.facts, facts.incarnation);
     info!(facts = %identity.facts, shards = facts.partitions, instance = %config.kafka.instance(), "facts topic ready");
@@ -485,32 +484,6 @@ async fn connect_clickhouse(
             Err(e) => return Err(e).context("preparing ClickHouse"),
         }
     }
-}
-
-fn spawn_signal_handler(shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = term.recv() => info!("SIGTERM: draining"),
-                        _ = tokio::signal::ctrl_c() => info!("SIGINT: draining"),
-                    }
-                }
-                Err(error) => {
-                    warn!(%error, "no SIGTERM handler; only Ctrl-C stops d06 gracefully");
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        shutdown.cancel();
-    });
 }
 
 /// Waits for the first task to end, reports which and why, stops the others.

@@ -293,7 +293,7 @@ mod tests {
 /// Defaults for the 2024 campaign: 5 % tolerance (a district a few people
 /// short of a linear plan on a given evening is not lagging) and 3 days (a
 /// district three days behind a 90-day plan needs a call, whatever the ratio).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LagRule {
     /// Share of `expected` an area may fall short by (0.05 = 5 %).

@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const PRE2025_CSV: &str = include_str!("../data/binh_phuoc_pre2025_3tier.csv");
 const POST2025_CSV: &str = include_str!("../data/binh_phuoc_area_post2025_2tier.csv");
 const OLD_TO_NEW_CSV: &str = include_str!("../data/binh_phuoc_old_to_new.csv");
 
 /// Which administrative geography areas are resolved and rolled up through.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GeographyVersion {
     /// Before the 2025 reform: commune, district, province (the campaign's own).

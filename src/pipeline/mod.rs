@@ -38,7 +38,7 @@ use crate::config::ClockMode;
 use crate::store::Identity;
 
 /// Test-only fault points of stage 2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PipelineFault {
     /// After a flush's rows are acknowledged by ClickHouse, before any store is checkpointed.

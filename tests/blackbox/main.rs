@@ -12,6 +12,7 @@ mod crash;
 mod daily_alerts;
 mod dashboards;
 mod events;
+mod exit_codes;
 mod faults;
 mod harness;
 mod hotline;

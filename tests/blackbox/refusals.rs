@@ -9,7 +9,7 @@ use crate::harness::{spawn_app, App, AppOptions};
 
 async fn refused(app: &mut App, expect: &str) {
     let status = app.run_to_exit(Duration::from_secs(60)).await;
-    assert!(!status.success(), "refused with a non-zero exit");
+    assert_eq!(status.code(), Some(78), "refused as a configuration error (EX_CONFIG):\n{}", app.log_tail(5));
     let log = app.log();
     assert!(log.contains(expect), "the log names the reason ({expect:?}):\n{}", app.log_tail(15));
     assert!(!log.contains("shard claimed"), "a refused instance claims nothing:\n{}", app.log_tail(15));

@@ -50,7 +50,7 @@ pub struct Committed {
 
 /// Test-only fault points (`[kafka] fault`): the process aborts at the named
 /// moment, as a `kill -9` would, to prove what the transactions guarantee.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouterFault {
     /// After producing a batch, before committing its transaction.

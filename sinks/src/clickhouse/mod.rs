@@ -41,7 +41,7 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// How to reach ClickHouse (`[clickhouse]` in the config file).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
     /// HTTP interface URL, e.g. `http://127.0.0.1:8123`.
@@ -87,7 +87,40 @@ impl fmt::Debug for ClickHouseConfig {
     }
 }
 
+/// Whether the ClickHouse client is built with TLS. It is not (the workspace
+/// enables only `lz4` of the `clickhouse` crate), so `https://` URLs are
+/// refused by [`ClickHouseConfig::check_url`] rather than at the first request.
+pub const CLIENT_HAS_TLS: bool = false;
+
+/// What [`ClickHouseConfig::redacted`] puts in place of a secret.
+pub const REDACTED: &str = "[redacted]";
+
 impl ClickHouseConfig {
+    /// Checks the URL's scheme: `http://`, or `https://` when the client is
+    /// built with TLS ([`CLIENT_HAS_TLS`]). The message names the problem
+    /// and never quotes credentials embedded in the URL.
+    pub fn check_url(&self) -> Result<(), String> {
+        let shown = redact_url(&self.url);
+        match self.url.split_once("://") {
+            Some(("http", rest)) if !rest.is_empty() => Ok(()),
+            Some(("https", rest)) if !rest.is_empty() && CLIENT_HAS_TLS => Ok(()),
+            Some(("https", _)) => Err(format!(
+                "url {shown:?}: d06 is built without TLS for ClickHouse; use http:// (e.g. through a local TLS proxy)"
+            )),
+            _ => Err(format!("url {shown:?} must be an http:// URL")),
+        }
+    }
+
+    /// This section with its secrets replaced by [`REDACTED`]: the password
+    /// and any `user:password@` in the URL. For printing the configuration.
+    pub fn redacted(&self) -> ClickHouseConfig {
+        ClickHouseConfig {
+            url: redact_url(&self.url),
+            password: self.password.as_ref().map(|_| REDACTED.to_owned()),
+            ..self.clone()
+        }
+    }
+
     /// The password: `password`, else the value of `password_env`, else none.
     pub fn resolved_password(&self) -> Option<String> {
         self.password.clone().or_else(|| self.password_env.as_ref().and_then(|var| std::env::var(var).ok()))
@@ -95,7 +128,7 @@ impl ClickHouseConfig {
 }
 
 /// The URL with any `user:password@` replaced, for logs.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
@@ -828,6 +861,36 @@ mod tests {
         assert!(!valid_database_name("d06`; DROP"));
         assert!(!valid_database_name(""));
         assert!(!valid_database_name("d-06"));
+    }
+
+    #[test]
+    fn urls_must_be_http_and_https_is_refused_without_tls() {
+        let with = |url: &str| ClickHouseConfig { url: url.into(), ..ClickHouseConfig::default() }.check_url();
+        assert_eq!(with("http://127.0.0.1:8123"), Ok(()));
+        let https = with("https://admin:hunter2@ch.local:8443");
+        assert_eq!(https.is_ok(), CLIENT_HAS_TLS, "{https:?}");
+        if let Err(e) = https {
+            assert!(e.contains("without TLS") && !e.contains("hunter2"), "{e}");
+        }
+        for bad in ["tcp://ch.local:9000", "ch.local:8123", "http://", ""] {
+            assert!(with(bad).unwrap_err().contains("must be an http:// URL"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redacted_hides_the_password_and_url_credentials_only() {
+        let cfg = ClickHouseConfig {
+            url: "http://admin:hunter2@ch.local:8123/".into(),
+            password: Some("s3cret-pw".into()),
+            password_env: Some("D06_CH_PASSWORD".into()),
+            user: Some("d06".into()),
+            ..ClickHouseConfig::default()
+        };
+        let r = cfg.redacted();
+        assert_eq!(r.url, "http://<redacted>@ch.local:8123/");
+        assert_eq!(r.password.as_deref(), Some(REDACTED));
+        assert_eq!((r.user, r.password_env, r.database), (cfg.user, cfg.password_env, cfg.database));
+        assert_eq!(ClickHouseConfig::default().redacted(), ClickHouseConfig::default());
     }
 
     #[test]
