@@ -20,6 +20,7 @@ use chrono::Utc;
 use ingest::contract::Validator;
 use ingest::kafka::shards::{ShardBatch, ShardEvent};
 use ingest::pseudonym::SecretKey;
+use simulate::{Kind, SimConfig, Simulator};
 use sinks::board::Board;
 use sinks::prometheus::{Health, HttpServer, Metrics};
 use tokio::sync::mpsc;
@@ -28,7 +29,6 @@ use tracing::info;
 
 use crate::config::{ClockMode, Config};
 use crate::pipeline::{Parts, Pipeline};
-use crate::simulate::{Kind, SimConfig, Simulator};
 use crate::store::Identity;
 
 /// `d06 demo` arguments.
@@ -218,7 +218,7 @@ async fn with_services(config: Config, args: &DemoArgs, shutdown: CancellationTo
     let kafka = config.kafka.clone();
     let rate = 2_000;
     let s = shutdown.clone();
-    let producer = tokio::spawn(async move { crate::simulate::to_kafka(simulator, &kafka, rate, None, s).await });
+    let producer = tokio::spawn(async move { simulate::to_kafka(simulator, &kafka, rate, None, s).await });
     let result = crate::run(config, shutdown.clone()).await;
     shutdown.cancel();
     producer.await.context("simulator")??;

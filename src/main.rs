@@ -6,8 +6,6 @@ mod demo;
 mod exit;
 mod pipeline;
 mod report;
-mod scenario;
-mod simulate;
 mod store;
 
 use std::io::BufRead;
@@ -196,7 +194,10 @@ fn main() -> ExitCode {
         Command::Validate { file, config } => validate(file.as_deref(), config.as_deref()),
         Command::Report { report } => run_report(report),
         Command::Alerts { alerts } => run_alerts(alerts),
-        Command::Simulate(args) => simulate::command(args),
+        Command::Simulate(args) => load_config(args.config.as_deref()).and_then(|c| {
+            let calendar = c.hotline.calendar().context("loading the working-time calendar")?;
+            simulate::command(args, simulate::Setup { kafka: c.kafka, geography: c.contract.geography, calendar })
+        }),
         Command::CheckConfig { config, without_key } => config::check(&config, !without_key),
         Command::Demo(args) => {
             init_tracing(false);

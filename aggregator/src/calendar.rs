@@ -475,7 +475,7 @@ impl WorkCalendar {
 /// A local wall-clock time as unix nanos; `None` past year 2262. A time
 /// skipped by a clock change is read with the offset in force just before
 /// it, so it maps to the first instant after the gap.
-pub(crate) fn local_to_nanos(tz: &Tz, local: NaiveDateTime) -> Option<Nanos> {
+pub fn local_to_nanos(tz: &Tz, local: NaiveDateTime) -> Option<Nanos> {
     let utc = match tz.from_local_datetime(&local) {
         chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => t.naive_utc(),
         chrono::LocalResult::None => {

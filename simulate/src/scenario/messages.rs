@@ -1,6 +1,6 @@
 //! `d06 simulate --scenario hotline-2023|hotline-2024`: the generated 1022
 //! ticket streams that reproduce the province's own reports
-//! ([`aggregator::hotline::scenario`]), written out as EVENTS-v1 messages so
+//! ([`super::generate`]), written out as EVENTS-v1 messages so
 //! they go through the whole product: Kafka, ingest (validation,
 //! pseudonymisation), the hotline state, ClickHouse and `d06 report hotline`.
 //!
@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use aggregator::calendar::WorkCalendar;
 use aggregator::fact::{Fact, FactKind, Nanos};
-use aggregator::hotline::scenario::{self, Scenario};
 use aggregator::{AreaLevel, Geography};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 
-use crate::simulate::{local_offset, Kind, SimMessage};
+use super::{generate_with_ids, report_2023, report_2024, Scenario};
+use crate::clock::local_offset;
+use crate::message::{Kind, SimMessage};
 
 /// Longest delay between an event and its arrival, nanoseconds.
 const MAX_DELAY: i64 = 6 * 3600 * 1_000_000_000;
@@ -42,8 +43,8 @@ impl Which {
     /// The scenario behind the report.
     pub fn scenario(self) -> Scenario {
         match self {
-            Which::Hotline2023 => scenario::report_2023(),
-            Which::Hotline2024 => scenario::report_2024(),
+            Which::Hotline2023 => report_2023(),
+            Which::Hotline2024 => report_2024(),
         }
     }
 }
@@ -54,7 +55,7 @@ pub const CLOCK_TICKET: &str = "d06-scenario-clock";
 /// The messages of `which`, in arrival order, the clock message last.
 pub fn messages(geo: &Geography, calendar: &WorkCalendar, which: Which, seed: u64) -> Vec<SimMessage> {
     let sc = which.scenario();
-    let generated = scenario::generate_with_ids(geo, calendar, &sc, seed);
+    let generated = generate_with_ids(geo, calendar, &sc, seed);
     let mut out: Vec<(Nanos, SimMessage)> = generated
         .iter()
         .map(|(ticket, fact)| {
@@ -157,7 +158,7 @@ mod tests {
         for which in [Which::Hotline2023, Which::Hotline2024] {
             let sc = which.scenario();
             let msgs = messages(&geo, &cal, which, 7);
-            let generated = scenario::generate(&geo, &cal, &sc, 7);
+            let generated = crate::scenario::generate(&geo, &cal, &sc, 7);
             assert_eq!(msgs.len(), generated.len() + 1, "every fact and the clock");
             let ids: HashSet<&str> = generated.iter().map(|f| &*f.event_id).collect();
             assert!(ids.len() < generated.len(), "producer retries are in the stream");
