@@ -5,7 +5,7 @@
 //! # What is sent
 //!
 //! The figures are those of `d06 report daily` for the day
-//! ([`crate::report::load_daily_table`]: `coverage_daily` read back and
+//! ([`reports::load_daily_table`]: `coverage_daily` read back and
 //! turned into [`aggregator::coverage::status`]), so the alert, the report
 //! and the board agree. A district lags on an indicator when
 //! [`LagRule::is_lagging`] says so (the one lag rule; `[alerts] rule`, by
@@ -77,7 +77,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
-use crate::report::{self, percent, vi_int, DailyTable, Row, INDICATORS};
+use reports::{percent, vi_int, DailyTable, Row, INDICATORS};
 
 /// The `alertname` of the daily alerts (routed by `deploy/alertmanager/`).
 pub const ALERT_NAME: &str = "D06DailyDistrictLag";
@@ -362,7 +362,7 @@ impl DailyAlerts {
         let sink = ClickHouseSink::reader(&self.clickhouse)?;
         self.record_unrecorded(&sink).await?;
         let already = sink.alerted_districts(day).await.context("reading the alerts already sent")?;
-        let table = report::load_daily_table(&sink, &self.geo, &self.plan, day).await?;
+        let table = reports::load_daily_table(&sink, &self.geo, &self.plan, day).await?;
         let starts_at = local_instant(day, self.config.send_at.0, self.tz);
         let ends_at = ends_at(starts_at, Utc::now());
         let alerts = build_alerts(
@@ -494,7 +494,7 @@ impl DailyAlerts {
 /// `[alerts] enabled`. Returns one line per alert posted and a summary.
 pub async fn send_day(config: &Config, day: NaiveDate) -> Result<String> {
     let geo = Arc::new(Geography::load(config.contract.geography).context("loading the geography")?);
-    let plan = Arc::new(report::load_plan(config, &geo)?);
+    let plan = Arc::new(reports::load_plan(config.plan.file.as_deref(), &geo)?);
     if !plan.is_running(day) {
         bail!("{day} is outside the campaign ({} to {}): no daily alerts", plan.start(), plan.end());
     }
@@ -703,8 +703,8 @@ fn share_percent(share: f64) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::report::tests::{d, rows, setup};
     use aggregator::{AreaLevel, GeographyVersion};
+    use reports::fixtures::{d, rows, setup};
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -825,7 +825,7 @@ mod tests {
         assert_eq!(share_percent(1.0), "100%");
     }
 
-    /// The report's fixture on 16/4 (hand-checked in `report::tests`):
+    /// The report's fixture on 16/4 (hand-checked in the `reports` crate's tests):
     /// district cccd target 10, expected 3; vneid target 2, expected 1.
     fn table_16_4() -> DailyTable {
         let (g, p) = setup();
@@ -916,7 +916,7 @@ mod tests {
         // cccd: 2 (gained 11/4) of 10, expected 3 on 16/4; expected ≤ 2 last on 14/4 → 2 days.
         // ETA: net gain over 10/4–16/4 is 2 → 8 more need ⌈8 × 7 / 2⌉ = 28 days → 14/5/2024.
         // vneid: 0 of 2, expected 1; expected 0 last on 14/4 → 2 days; no gain → no ETA.
-        // Rank: average (0.2 + 0) / 2 = 0.1, fifth of eleven (report::tests).
+        // Rank: average (0.2 + 0) / 2 = 0.1, fifth of eleven (the `reports` crate's tests).
         let description = &a.annotations["description"];
         let want = "\
 Huyện Bù Gia Mập (mã 691) chậm so với kế hoạch ngày 16/04/2024 ở 2 chỉ tiêu (chậm: đạt dưới 95% số kế hoạch, hoặc chậm từ 3 ngày trở lên).

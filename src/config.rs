@@ -245,6 +245,15 @@ impl Config {
         Ok(config)
     }
 
+    /// What the reports read (`d06 report`, the daily alerts).
+    pub fn report_source(&self) -> reports::Source {
+        reports::Source {
+            geography: self.contract.geography,
+            clickhouse: self.clickhouse.clone(),
+            plan_file: self.plan.file.clone(),
+        }
+    }
+
     /// Reads and parses a config file (unknown keys refused), unvalidated.
     fn parse(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));

@@ -5,7 +5,6 @@ mod config;
 mod demo;
 mod exit;
 mod pipeline;
-mod report;
 mod store;
 
 use std::io::BufRead;
@@ -139,8 +138,8 @@ enum ReportCommand {
         #[arg(long)]
         area: Option<String>,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = report::Format::Markdown)]
-        format: report::Format,
+        #[arg(long, value_enum, default_value_t = reports::Format::Markdown)]
+        format: reports::Format,
         /// Configuration file (TOML); defaults apply when omitted.
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -153,11 +152,11 @@ fn run_report(command: ReportCommand) -> Result<ExitCode> {
     let text = match command {
         ReportCommand::Hotline { from, to, area, config } => {
             let c = load_config(config.as_deref())?;
-            rt.block_on(report::hotline(&c, from, to, area.as_deref()))?
+            rt.block_on(reports::hotline(&c.report_source(), from, to, area.as_deref()))?
         }
         ReportCommand::Daily { day, area, format, config } => {
             let c = load_config(config.as_deref())?;
-            rt.block_on(report::daily(&c, day, area.as_deref(), format))?
+            rt.block_on(reports::daily(&c.report_source(), day, area.as_deref(), format))?
         }
     };
     use std::io::Write as _;
