@@ -38,7 +38,7 @@ pub struct Config {
     /// Logging.
     pub log: LogConfig,
     /// The daily alerts to Alertmanager.
-    pub alerts: crate::alerts::AlertsConfig,
+    pub alerts: alerts::AlertsConfig,
 }
 
 /// 1022 hotline settings.

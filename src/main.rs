@@ -1,6 +1,5 @@
 //! `d06`: the thin binary that composes ingest → aggregator → sinks.
 
-mod alerts;
 mod config;
 mod demo;
 mod exit;
@@ -105,7 +104,8 @@ fn run_alerts(command: AlertsCommand) -> Result<ExitCode> {
     let c = load_config(config.as_deref())?;
     init_tracing(c.log.json);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    let text = rt.block_on(alerts::send_day(&c, day))?;
+    let alerts = c.alerts.clone().with_default_rule(c.pipeline.lag_rule);
+    let text = rt.block_on(alerts::send_day(&c.report_source(), alerts, c.contract.tz()?, day))?;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result")?;

@@ -1,4 +1,4 @@
-//! Issue 6: the daily alert job (`src/alerts.rs`) end to end. The real app
+//! Issue 6: the daily alert job (the `alerts` crate) end to end. The real app
 //! writes ClickHouse from real events; `d06 alerts send --day` (the job's
 //! `send_for_day`, run by hand) posts to a real, PRIVATE Alertmanager, which
 //! routes with the project's own tree (`deploy/local/alertmanager.yml`, its
