@@ -75,6 +75,7 @@ vneid = "$TOPIC_VNEID"
 sim = "$TOPIC_SIM"
 hotline = "$TOPIC_HOTLINE"
 dead_letter = "$TOPIC_DEAD"
+facts = "$RUN_ID.facts"
 [kafka.properties]
 ${KAFKA_PROPERTIES:-}
 [clickhouse]
@@ -85,6 +86,7 @@ listen = "127.0.0.1:$HTTP_PORT"
 commune_metrics = $communes
 [pipeline]
 state_dir = "$WORK/state"
+shards = ${SHARDS:-2}
 flush_interval_ms = $flush
 clock = "$clock"
 EOF

@@ -10,12 +10,11 @@
 # 3. (a) the broker's ceiling: examples/bare_consumer reads the same topics
 #    (fresh group, d06's librdkafka settings), counting messages, timed from
 #    its first message;
-#    (b) `d06 run` (fresh group, state directory and ClickHouse database,
-#    event clock, the example configuration's defaults: 2 shards, 1 s flush)
-#    until the group's committed offsets cover all N messages — d06 commits
-#    only after the dead letters, the ClickHouse rows and the local
-#    checkpoint of a flush are acknowledged, so "committed" means applied
-#    and durable everywhere.
+#    (b) `d06 run` (fresh group, facts topic, state directory and ClickHouse
+#    database, event clock, SHARDS shards (default 2), 1 s flush) until the
+#    router (stage 1) has committed all N source messages in its
+#    transactions and the shards (stage 2) have applied every fact
+#    (`d06_facts_applied_total` = N − dead letters).
 # PERF=SECONDS records a perf profile of d06 (cpu-clock) for that long
 # from 10 % consumed on and prints the top symbols.
 # INVALID_RATE (default 0.005) sets the share of invalid messages, which d06
@@ -65,8 +64,11 @@ while :; do
         CLEANUP_PIDS+=("$perf_pid")
     fi
     printf '%s\t%s\t%s\t%s\n' "$(date +%s.%N)" "$consumed" "$(proc_status "$D06_PID" VmRSS)" "$(cpu_seconds "$D06_PID")" >>"$samples"
-    # The committed offsets only once everything was read (each look costs a Kafka client).
-    if [ "${consumed:-0}" -ge "$N" ] && [ "$(committed)" -ge "$N" ]; then
+    # Two stages: the router has committed every source message, and the shards
+    # have applied every fact it wrote (N minus the dead letters).
+    applied="$(metric d06_facts_applied_total)"
+    rejected_now="$(metric d06_messages_rejected_total)"
+    if [ "${consumed:-0}" -ge "$N" ] && [ "${applied:-0}" -ge $((N - ${rejected_now:-0})) ] && [ "$(committed)" -ge "$N" ]; then
         done_at="$(date +%s.%N)"
         break
     fi

@@ -246,6 +246,8 @@ impl Pipeline {
     fn absorb(&mut self, mut batch: ShardBatch) {
         let work: Vec<(&mut ShardState, _)> =
             self.shards.iter_mut().filter_map(|(p, s)| batch.parts.remove(&(*p as i32)).map(|b| (s, b))).collect();
+        let facts: usize = work.iter().map(|(_, b)| b.facts.len()).sum();
+        self.p.metrics.facts_applied.inc_by(facts as u64);
         let duplicates: u64 = self.pool.install(|| work.into_par_iter().map(|(s, b)| s.absorb(b)).sum());
         self.p.metrics.duplicates.inc_by(duplicates);
         for (p, b) in &batch.parts {
@@ -344,7 +346,7 @@ impl Pipeline {
                 //    what we just wrote for it carries a lower version and never counts.
                 let wrote: Vec<u32> = written.iter().filter(|(_, (_, n))| *n > 0).map(|(p, _)| *p).collect();
                 if !wrote.is_empty() {
-                    let current = sink.generations(&wrote).await.context("reading shard generations")?;
+                    let current = generations(sink, &wrote, &self.p.metrics, shutdown).await?;
                     for p in wrote {
                         let (mine, rows) = written[&p];
                         if current.get(&p).is_some_and(|g| *g > mine) {
@@ -470,6 +472,7 @@ impl Pipeline {
                 match sink.figures(&levels, self.p.plan.start()).await {
                     Ok(f) => Sums::from_clickhouse(f, &self.p.geo),
                     Err(error) => {
+                        m.sink_failures.with_label_values(&["clickhouse", error.kind()]).inc();
                         warn!(%error, "reading the province-wide figures back failed; gauges keep their last values");
                         return;
                     }
@@ -503,6 +506,29 @@ impl Pipeline {
             }
         }
         sums
+    }
+}
+
+/// The current generation of `shards`, retrying while ClickHouse is unreachable
+/// (a failed read counts in `d06_sink_write_failures_total` like a failed write).
+async fn generations(
+    sink: &ClickHouseSink,
+    shards: &[u32],
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<BTreeMap<u32, u64>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match sink.generations(shards).await {
+            Ok(g) => return Ok(g),
+            Err(e) if e.is_retryable() && !shutdown.is_cancelled() => {
+                metrics.sink_failures.with_label_values(&["clickhouse", e.kind()]).inc();
+                warn!(attempt, error = %e, "reading shard generations failed; retrying");
+                tokio::time::sleep(sinks::clickhouse::backoff(attempt)).await;
+            }
+            Err(e) => return Err(e).context("reading shard generations"),
+        }
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Metrics {
     pub messages_rejected: IntCounterVec,
     /// `d06_duplicates_ignored_total`: events already applied (same event id).
     pub duplicates: IntCounter,
+    /// `d06_facts_applied_total`: facts the shards of this instance applied
+    /// (duplicates included), read from the facts topic.
+    pub facts_applied: IntCounter,
     /// `d06_fenced_writes_total`: rows this instance wrote for a shard another
     /// owner had already claimed (superseded by the newer generation).
     pub fenced_writes: IntCounter,
@@ -151,6 +154,11 @@ impl Metrics {
             "Events ignored because their event id was already applied.",
         )?;
         registry.register(Box::new(duplicates.clone()))?;
+        let facts_applied = IntCounter::new(
+            "d06_facts_applied_total",
+            "Facts read from the facts topic and applied by this instance's shards (duplicates included).",
+        )?;
+        registry.register(Box::new(facts_applied.clone()))?;
         let fenced_writes = IntCounter::new(
             "d06_fenced_writes_total",
             "Rows written for a shard after another owner claimed it: superseded, never counted.",
@@ -191,6 +199,7 @@ impl Metrics {
                 &["reason"],
             )?,
             duplicates,
+            facts_applied,
             fenced_writes,
             shards_owned,
             sink_write_seconds,
