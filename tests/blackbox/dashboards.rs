@@ -1254,13 +1254,17 @@ fn compose_references_only_files_that_exist_and_promtool_accepts_its_prometheus_
     );
     assert!(toml.contains("listen = \"0.0.0.0:9464\""), "reachable by Prometheus at d06:9464");
     assert_eq!(at(&flat, "services.d06.stop_signal"), ["SIGTERM"]);
-    // ClickHouse admits the password-less writer from d06's fixed address only.
-    let address = at(&flat, "services.d06.networks.d06.ipv4_address");
-    assert_eq!(address.len(), 1, "d06 has a fixed address");
+    // ClickHouse admits the password-less writer from the d06 replicas' fixed addresses only.
+    let replicas = ["d06", "d06-b"];
     let users = std::fs::read_to_string(dir.join("clickhouse/users.d/d06.xml")).unwrap();
     let d06_user = &users[users.find("<d06>").unwrap()..users.find("</d06>").unwrap()];
-    assert!(d06_user.contains(&format!("<ip>{}</ip>", address[0])), "{d06_user}");
-    assert_eq!(d06_user.matches("<ip>").count(), 1, "{d06_user}");
+    for r in replicas {
+        let address = at(&flat, &format!("services.{r}.networks.d06.ipv4_address"));
+        assert_eq!(address.len(), 1, "{r} has a fixed address");
+        assert!(d06_user.contains(&format!("<ip>{}</ip>", address[0])), "{r}: {d06_user}");
+        assert_eq!(at(&flat, &format!("services.{r}.stop_signal")), ["SIGTERM"]);
+    }
+    assert_eq!(d06_user.matches("<ip>").count(), replicas.len(), "{d06_user}");
 }
 
 #[test]
