@@ -69,6 +69,8 @@ write_config() {
 brokers = "$KAFKA"
 group_id = "$RUN_ID.group"
 lag_interval_ms = 1000
+max_batch_messages = ${MAX_BATCH:-20000}
+linger_ms = ${LINGER_MS:-50}
 [kafka.topics]
 cccd = "$TOPIC_CCCD"
 vneid = "$TOPIC_VNEID"
