@@ -126,6 +126,8 @@ macro_rules! str_enum {
         impl $name {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// How many values there are (sizes tables: never a literal).
+            pub const COUNT: usize = Self::ALL.len();
             /// The contract's spelling.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $s),+ }

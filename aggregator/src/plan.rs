@@ -272,7 +272,7 @@ pub struct Plan {
     end: NaiveDate,
     time_zone: Tz,
     /// Indexed by `Indicator as usize`.
-    indicators: [IndicatorPlan; 5],
+    indicators: [IndicatorPlan; Indicator::COUNT],
 }
 
 fn local_date(field: &str, d: &Datetime) -> Result<NaiveDate, PlanError> {
@@ -373,7 +373,7 @@ impl Plan {
         }
 
         let n = geo.areas().len();
-        let mut indicators: [IndicatorPlan; 5] = Default::default();
+        let mut indicators: [IndicatorPlan; Indicator::COUNT] = Default::default();
         let RawIndicators { cccd, vneid, smartphone_4g, sim_signature, migrated_2g } = raw.indicators;
         let sections = [
             (Indicator::Cccd, cccd),

@@ -42,7 +42,7 @@ pub struct Row {
     pub area: AreaId,
     pub code: String,
     pub name: String,
-    pub(crate) cells: [Cell; 5],
+    pub(crate) cells: [Cell; Indicator::COUNT],
     /// The full status behind each cell, in [`INDICATORS`] order (what the
     /// lag rule and the ETA need).
     pub statuses: [coverage::Status; 5],
@@ -64,7 +64,7 @@ pub struct DailyTable {
 }
 
 /// Mean of covered/target clamped to [0, 1], over the cells with a target.
-fn average(cells: &[Cell; 5]) -> Option<f64> {
+fn average(cells: &[Cell; Indicator::COUNT]) -> Option<f64> {
     let ratios: Vec<f64> =
         cells.iter().filter(|c| c.target > 0).map(|c| (c.covered as f64 / c.target as f64).clamp(0.0, 1.0)).collect();
     if ratios.is_empty() {
@@ -141,7 +141,7 @@ impl DailyTable {
         }
         let row = |area: AreaId| -> Result<Row> {
             let a = geo.area(area);
-            let mut cells = [Cell { covered: 0, target: 0, expected: 0, days_behind: 0, gained: 0 }; 5];
+            let mut cells = [Cell { covered: 0, target: 0, expected: 0, days_behind: 0, gained: 0 }; Indicator::COUNT];
             let mut statuses = [coverage::Status {
                 covered: 0,
                 target: 0,
