@@ -200,27 +200,15 @@ impl ShardState {
                 let area = geo.area(key.1);
                 // Days before the campaign start are written too (only those with counts):
                 // the view's `covered` adds them from the first day on (OUTPUTS-v1), and the
-                // read-back figures see the same rows.
+                // read-back figures see the same rows. From the start on, every day is written.
+                let before = days.range(..plan.start()).map(|(d, c)| (*d, *c));
+                let campaign = plan
+                    .start()
+                    .iter_days()
+                    .take_while(|d| *d <= through)
+                    .map(|d| (d, days.get(&d).copied().unwrap_or(DayCounts { gained: 0, lost: 0 })));
                 let mut net: i64 = 0;
-                for (day, c) in days.range(..plan.start()) {
-                    net += c.gained as i64 - c.lost as i64;
-                    if *day >= first {
-                        out.coverage.push(CoverageShardRow {
-                            day: *day,
-                            indicator: key.0,
-                            area_level: area.level,
-                            area: area.code.clone(),
-                            shard: s,
-                            gained: c.gained,
-                            lost: c.lost,
-                            net,
-                            version,
-                        });
-                    }
-                }
-                let mut day = plan.start();
-                while day <= through {
-                    let c = days.get(&day).copied().unwrap_or(DayCounts { gained: 0, lost: 0 });
+                for (day, c) in before.chain(campaign) {
                     net += c.gained as i64 - c.lost as i64;
                     if day >= first {
                         out.coverage.push(CoverageShardRow {
@@ -234,10 +222,6 @@ impl ShardState {
                             net,
                             version,
                         });
-                    }
-                    match day.succ_opt() {
-                        Some(d) => day = d,
-                        None => break,
                     }
                 }
             }

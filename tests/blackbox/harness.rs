@@ -200,11 +200,10 @@ clock = "{clock}"
 }
 
 impl App {
-    /// Starts the process (again) and waits for `/healthz`.
-    pub async fn start(&mut self) {
-        assert!(self.child.is_none(), "already running");
+    /// `d06 run --config …` with the test key, its output appended to the log.
+    fn spawn(&self) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_d06"))
+        Command::new(env!("CARGO_BIN_EXE_d06"))
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)
@@ -214,8 +213,13 @@ impl App {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("spawn d06");
-        self.child = Some(child);
+            .expect("spawn d06")
+    }
+
+    /// Starts the process (again) and waits for `/healthz`.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.child = Some(self.spawn());
         let url = format!("http://127.0.0.1:{}/healthz", self.metrics_port);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -269,18 +273,7 @@ impl App {
     /// fault point); returns its status. Panics if it still runs after `timeout`.
     pub async fn run_to_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_d06"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config_path)
-            .env("D06_HMAC_KEY", HMAC_KEY)
-            .env("RUST_LOG", std::env::var("D06_TEST_RUST_LOG").unwrap_or_else(|_| self.options.rust_log.to_owned()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn d06");
+        let mut child = self.spawn();
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {

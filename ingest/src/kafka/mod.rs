@@ -243,6 +243,36 @@ impl KafkaConfig {
         format!("{}.shards", self.group_id)
     }
 
+    /// A consumer's settings for `group`: d06's defaults (manual commits,
+    /// `read_committed`, small prefetch, cooperative-sticky, metadata
+    /// refreshed every 5 s so a topic that appears later is seen within
+    /// seconds), with `max.poll.interval.ms` = `max_poll_ms`; `properties`
+    /// given by the operator win.
+    pub(crate) fn consumer_config(&self, group: &str, max_poll_ms: u64) -> ClientConfig {
+        let mut cc = self.client_config();
+        let max_poll = max_poll_ms.to_string();
+        let defaults = [
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "false"),
+            ("fetch.queue.backoff.ms", "10"),
+            ("queued.max.messages.kbytes", "16384"),
+            ("session.timeout.ms", "10000"),
+            ("max.poll.interval.ms", max_poll.as_str()),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("topic.metadata.refresh.interval.ms", "5000"),
+        ];
+        for (k, v) in defaults {
+            if !self.properties.contains_key(k) {
+                cc.set(k, v);
+            }
+        }
+        cc
+    }
+
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);

@@ -341,29 +341,10 @@ impl Router {
             identity,
             timeout,
         }));
-        let mut cc = config.client_config();
-        let defaults = [
-            ("group.id", config.group_id.as_str()),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("isolation.level", "read_committed"),
-            ("enable.partition.eof", "false"),
-            ("fetch.queue.backoff.ms", "10"),
-            ("queued.max.messages.kbytes", "16384"),
-            ("session.timeout.ms", "10000"),
-            // The router polls continuously (a commit waits at most the transaction
-            // timeout), so a short interval bounds how long a rebalance can wait
-            // for a member whose thread is stuck.
-            ("max.poll.interval.ms", "60000"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-            ("topic.metadata.refresh.interval.ms", "5000"),
-        ];
-        for (k, v) in defaults {
-            if !config.properties.contains_key(k) {
-                cc.set(k, v);
-            }
-        }
+        // The router polls continuously (a commit waits at most the transaction
+        // timeout), so a short interval bounds how long a rebalance can wait
+        // for a member whose thread is stuck.
+        let cc = config.consumer_config(&config.group_id, 60_000);
         let consumer: BaseConsumer<RouterContext> =
             cc.create_with_context(RouterContext { inner: Arc::clone(&inner) })?;
         consumer.subscribe(&config.topics.sources())?;

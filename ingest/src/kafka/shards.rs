@@ -233,29 +233,9 @@ impl FactsSource {
     /// facts and dead-letter topics. `tx` also carries the rebalance events.
     pub fn new(config: &KafkaConfig, identity: u64, tx: mpsc::Sender<ShardEvent>) -> Result<Self, SourceError> {
         config.validate()?;
-        let mut cc = config.client_config();
-        let group = config.shards_group_id();
         let max_poll: u64 =
             config.properties.get("max.poll.interval.ms").and_then(|v| v.parse().ok()).unwrap_or(300_000);
-        let defaults = [
-            ("group.id", group.as_str()),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
-            ("isolation.level", "read_committed"),
-            ("enable.partition.eof", "false"),
-            ("fetch.queue.backoff.ms", "10"),
-            ("queued.max.messages.kbytes", "16384"),
-            ("session.timeout.ms", "10000"),
-            ("max.poll.interval.ms", "300000"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
-            ("topic.metadata.refresh.interval.ms", "5000"),
-        ];
-        for (k, v) in defaults {
-            if !config.properties.contains_key(k) {
-                cc.set(k, v);
-            }
-        }
+        let cc = config.consumer_config(&config.shards_group_id(), 300_000);
         let context = ShardsContext {
             tx: Mutex::new(Some(tx)),
             facts: config.topics.facts.clone(),
