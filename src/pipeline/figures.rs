@@ -22,6 +22,8 @@ use sinks::board::{AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard
 use sinks::clickhouse::Figures;
 use sinks::prometheus::{CoverageGauges, Metrics};
 
+use crate::config::ClockMode;
+
 /// Coverage per key and day, and hotline per area: sums over all shards.
 #[derive(Debug, Default)]
 pub(super) struct Sums {
@@ -78,14 +80,14 @@ pub(super) struct View {
     pub board: Option<Arc<Board>>,
     pub lag_rule: LagRule,
     pub campaign: String,
-    pub clock_name: &'static str,
+    pub clock: ClockMode,
 }
 
 impl View {
     /// Sets the business gauges and publishes the board from `sums` as of `t`.
     pub fn publish(&self, m: &Metrics, sums: &Sums, t: Nanos, wall: Nanos) {
         let mut today = self.tz.timestamp_nanos(t).date_naive();
-        if self.clock_name == "event" {
+        if self.clock == ClockMode::Event {
             // The event clock of this instance's shards may trail the province's.
             today = today.max(sums.newest_day.unwrap_or(today));
         }
@@ -183,7 +185,10 @@ impl View {
             campaign: self.campaign.clone(),
             today: today.to_string(),
             updated_at: local.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-            clock: self.clock_name.into(),
+            clock: match self.clock {
+                ClockMode::Wall => "wall".into(),
+                ClockMode::Event => "event".into(),
+            },
             province: area_board(geo.province()),
             districts,
             hotline: hot.get(&geo.province()).map(hotline_board).unwrap_or_default(),

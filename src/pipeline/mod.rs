@@ -139,10 +139,7 @@ impl Pipeline {
             board: p.board.clone(),
             lag_rule: p.lag_rule,
             campaign: p.campaign.clone(),
-            clock_name: match p.clock {
-                ClockMode::Wall => "wall",
-                ClockMode::Event => "event",
-            },
+            clock: p.clock,
         };
         Ok(Pipeline {
             p,
@@ -372,10 +369,9 @@ impl Pipeline {
             let cp_started = Instant::now();
             tokio::task::block_in_place(|| {
                 self.pool.install(|| {
-                    self.shards.par_iter_mut().try_for_each(|(p, s)| {
-                        let v = s.next_version();
-                        s.checkpoint(v).with_context(|| format!("checkpointing shard {p}"))
-                    })
+                    self.shards
+                        .par_iter_mut()
+                        .try_for_each(|(p, s)| s.checkpoint().with_context(|| format!("checkpointing shard {p}")))
                 })
             })?;
             self.p.metrics.checkpoint_seconds.observe(cp_started.elapsed().as_secs_f64());

@@ -71,20 +71,23 @@ impl ShardState {
     ) -> Result<ShardState> {
         let dir = store_dir(state_dir, partition);
         let key = SourcePartition { topic: facts_topic.into(), partition: partition as i32 };
+        // An empty store in place of an unusable one: the partition rebuilds it.
+        let rebuild = || -> Result<_> {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            Store::open(&dir, identity)
+        };
         let (mut store, mut loaded) = match Store::open(&dir, identity) {
             Ok(opened) => opened,
             Err(error) => {
                 warn!(partition, error = %format!("{error:#}"), "shard store not usable; rebuilding from the facts partition");
-                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-                Store::open(&dir, identity)?
+                rebuild()?
             }
         };
         let reflected = loaded.positions.get(&key).map_or(0, |s| s.next_offset);
         if high == 0 && reflected > 0 {
             warn!(partition, reflected, "shard store is ahead of an empty facts partition; rebuilding");
             drop(store);
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-            (store, loaded) = Store::open(&dir, identity)?;
+            (store, loaded) = rebuild()?;
         }
         let state = loaded.positions.get(&key).copied().unwrap_or_default();
         let mut shard = ShardState {
@@ -150,10 +153,15 @@ impl ShardState {
         self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
     }
 
+    /// The version of the rows last written.
+    fn version(&self) -> u64 {
+        (self.generation << SEQUENCE_BITS) | (self.sequence & ((1 << SEQUENCE_BITS) - 1))
+    }
+
     /// Takes the next row version.
     pub fn next_version(&mut self) -> u64 {
         self.sequence += 1;
-        (self.generation << SEQUENCE_BITS) | (self.sequence & ((1 << SEQUENCE_BITS) - 1))
+        self.version()
     }
 
     /// Appends the rows that changed (all rows on a full rewrite) through
@@ -247,8 +255,9 @@ impl ShardState {
         out.coverage.len() + out.hotline.len() - before
     }
 
-    /// Commits the applied facts and the offset they reach to the store (fsync).
-    pub fn checkpoint(&mut self, version: u64) -> Result<()> {
+    /// Commits the applied facts, the offset they reach and the version of
+    /// the rows last written to the store (fsync).
+    pub fn checkpoint(&mut self) -> Result<()> {
         if self.pending_log.is_empty() && !self.moved {
             return Ok(());
         }
@@ -257,7 +266,7 @@ impl ShardState {
             self.store_key.clone(),
             PartitionState { next_offset: self.next_offset, watermark: self.newest },
         )]);
-        self.store.checkpoint(&log, &positions, version)?;
+        self.store.checkpoint(&log, &positions, self.version())?;
         self.moved = false;
         Ok(())
     }

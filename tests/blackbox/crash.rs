@@ -147,6 +147,25 @@ pub(crate) fn generate(n: usize, seed: u64) -> Vec<Raw> {
     out
 }
 
+/// Each event as (topic, partition, bytes): on its type's source topic, a random partition.
+pub(crate) fn messages(
+    raws: &[Raw],
+    topics: &[String],
+    partitions: i32,
+    rng: &mut StdRng,
+) -> Vec<(String, i32, Vec<u8>)> {
+    raws.iter()
+        .map(|r| {
+            let t = match r.indicator_kind {
+                Kind::CccdReceived | Kind::CccdOther => 0,
+                Kind::VneidActivated2 | Kind::VneidOther => 1,
+                _ => 2,
+            };
+            (topics[t].clone(), rng.random_range(0..partitions), r.json.clone().into_bytes())
+        })
+        .collect()
+}
+
 /// (indicator, level, area, day) → (gained, lost), computed the naive way.
 pub(crate) type Expected = BTreeMap<(String, String, String, String), (i64, i64)>;
 
@@ -239,17 +258,7 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
         spawn_app(AppOptions { partitions, shards: 3, flush_interval_ms: 300, ..AppOptions::default() }).await;
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let messages: Vec<(String, i32, Vec<u8>)> = raws
-        .iter()
-        .map(|r| {
-            let t = match r.indicator_kind {
-                Kind::CccdReceived | Kind::CccdOther => 0,
-                Kind::VneidActivated2 | Kind::VneidOther => 1,
-                _ => 2,
-            };
-            (topics[t].clone(), rng.random_range(0..partitions), r.json.clone().into_bytes())
-        })
-        .collect();
+    let messages = messages(&raws, &topics, partitions, &mut rng);
     let total = messages.len();
     let mut messages_per_partition: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for (t, p, _) in &messages {
@@ -293,7 +302,7 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
     eprintln!("all {total} produced after {:?}", started.elapsed());
 
     // Let it finish: every message handled means every committed offset at
-    // the end. The broker's high watermark may trail (PEERS.md): count what was sent.
+    // the end. The broker's high watermark may trail (docs/PEERS.md): count what was sent.
     app.wait_for("every message handled", Duration::from_secs(300), || async {
         let committed = app.committed_offsets();
         let done: i64 = messages_per_partition.keys().map(|k| committed.get(k).copied().unwrap_or(0)).sum();

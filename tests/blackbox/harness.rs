@@ -17,7 +17,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -515,43 +515,8 @@ pub struct ReadBack {
     pub raw_headers: Vec<u8>,
 }
 
-/// Reads `n` messages from every partition of `topic` from the beginning.
-pub fn read_topic(topic: &str, partitions: i32, n: usize, timeout: Duration) -> Vec<ReadBack> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_addr())
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let mut headers = BTreeMap::new();
-            let mut raw = Vec::new();
-            if let Some(h) = m.headers() {
-                for i in 0..h.count() {
-                    let hd = h.get(i);
-                    let v = hd.value.unwrap_or_default();
-                    raw.extend_from_slice(hd.key.as_bytes());
-                    raw.extend_from_slice(v);
-                    headers.insert(hd.key.to_owned(), String::from_utf8_lossy(v).into_owned());
-                }
-            }
-            out.push(ReadBack { payload: m.payload().unwrap_or_default().to_vec(), headers, raw_headers: raw });
-        }
-    }
-    out
-}
-
-/// Every record of `topic` visible to a `read_committed` reader, with its
-/// partition and headers; stops once nothing new arrived for `idle`.
-pub fn read_committed(topic: &str, partitions: i32, idle: Duration) -> Vec<(i32, ReadBack)> {
+/// A `read_committed` reader of every partition of `topic`, from the beginning.
+fn reader(topic: &str, partitions: i32) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka_addr())
         .set("group.id", unique("reader"))
@@ -564,22 +529,46 @@ pub fn read_committed(topic: &str, partitions: i32, idle: Duration) -> Vec<(i32,
         tpl.add_partition_offset(topic, p, Offset::Beginning).expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+fn read_back(m: &BorrowedMessage<'_>) -> ReadBack {
+    let mut headers = BTreeMap::new();
+    let mut raw = Vec::new();
+    if let Some(h) = m.headers() {
+        for i in 0..h.count() {
+            let hd = h.get(i);
+            let v = hd.value.unwrap_or_default();
+            raw.extend_from_slice(hd.key.as_bytes());
+            raw.extend_from_slice(v);
+            headers.insert(hd.key.to_owned(), String::from_utf8_lossy(v).into_owned());
+        }
+    }
+    ReadBack { payload: m.payload().unwrap_or_default().to_vec(), headers, raw_headers: raw }
+}
+
+/// Reads `n` messages from every partition of `topic` from the beginning.
+pub fn read_topic(topic: &str, partitions: i32, n: usize, timeout: Duration) -> Vec<ReadBack> {
+    let consumer = reader(topic, partitions);
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(read_back(&m));
+        }
+    }
+    out
+}
+
+/// Every record of `topic` visible to a `read_committed` reader, with its
+/// partition and headers; stops once nothing new arrived for `idle`.
+pub fn read_committed(topic: &str, partitions: i32, idle: Duration) -> Vec<(i32, ReadBack)> {
+    let consumer = reader(topic, partitions);
     let mut last = Instant::now();
     let mut out = Vec::new();
     while last.elapsed() < idle {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let mut headers = BTreeMap::new();
-            if let Some(h) = m.headers() {
-                for i in 0..h.count() {
-                    let hd = h.get(i);
-                    headers
-                        .insert(hd.key.to_owned(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
-                }
-            }
-            out.push((
-                m.partition(),
-                ReadBack { payload: m.payload().unwrap_or_default().to_vec(), headers, raw_headers: Vec::new() },
-            ));
+            out.push((m.partition(), read_back(&m)));
             last = Instant::now();
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::crash::{generate, recount, Expected, Kind};
+use crate::crash::{generate, messages, recount, Expected};
 use crate::harness::{spawn_app, App, AppOptions, Producer};
 
 async fn coverage(app: &App) -> Expected {
@@ -46,17 +46,7 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
 
     let topics: Vec<String> = a.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5ca1e);
-    let mut messages: Vec<(String, i32, Vec<u8>)> = raws
-        .iter()
-        .map(|r| {
-            let t = match r.indicator_kind {
-                Kind::CccdReceived | Kind::CccdOther => 0,
-                Kind::VneidActivated2 | Kind::VneidOther => 1,
-                _ => 2,
-            };
-            (topics[t].clone(), rng.random_range(0..partitions), r.json.clone().into_bytes())
-        })
-        .collect();
+    let mut messages = messages(&raws, &topics, partitions, &mut rng);
     // Invalid messages on all four topics, each one dead letter.
     let mut invalid = 0usize;
     for i in 0..400 {
