@@ -4,6 +4,7 @@ mod config;
 mod demo;
 mod exit;
 mod pipeline;
+mod progress;
 mod store;
 
 use std::io::BufRead;
@@ -392,30 +393,23 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         lag_rule: config.pipeline.lag_rule,
         campaign: plan_name.clone(),
         metrics: Arc::clone(&metrics),
-        health,
+        health: Arc::clone(&health),
         owns_first,
         fault: config.pipeline.fault,
     })?;
 
-    let lag: JoinHandle<Result<()>> = {
-        let probe = router.lag_probe();
-        let every = ingest::kafka::LagProbe::interval(&config.kafka);
-        let s = shutdown.clone();
-        let m = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {},
-                    _ = s.cancelled() => return Ok(()),
-                }
-                let p = probe.clone();
-                let measured = tokio::task::spawn_blocking(move || p.measure()).await.context("lag probe")?;
-                for (part, lag) in measured {
-                    m.consumer_lag.with_label_values(&[&*part.topic, part.partition.to_string().as_str()]).set(lag);
-                }
-            }
-        })
+    let progress = progress::ProgressTask {
+        probe: router.lag_probe(),
+        every: ingest::kafka::LagProbe::interval(&config.kafka),
+        progress: ingest::kafka::progress::Progress::new(
+            config.pipeline.behind_messages,
+            Duration::from_secs(config.pipeline.progress_log_secs),
+        ),
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        board: Arc::clone(&board),
     };
+    let lag: JoinHandle<Result<()>> = tokio::spawn(progress.run(shutdown.clone()));
     let router_task: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
         let m = Arc::clone(&metrics);
@@ -451,7 +445,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             ("facts", facts_task),
             ("shards", pipeline_task),
             ("http", http),
-            ("lag", lag),
+            ("progress", lag),
             ("alerts", alerts_task),
         ],
         shutdown,

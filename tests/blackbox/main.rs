@@ -19,6 +19,8 @@ mod hotline;
 mod hotline_crosscheck;
 mod hotline_oracle;
 mod outputs;
+mod proxy;
+mod readiness;
 mod refusals;
 mod reports;
 mod scale_out;

@@ -18,7 +18,7 @@ use ::prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-pub use self::http::{Health, HttpServer, DEFAULT_LISTEN};
+pub use self::http::{Health, HttpServer, NotReady, DEFAULT_LISTEN};
 
 /// Buckets for sink writes and flushes, in seconds.
 const WRITE_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
