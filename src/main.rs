@@ -436,7 +436,8 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     };
     let alerts_task: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
-        tokio::spawn(async move { daily_alerts.run(s).await })
+        let job = daily_alerts.reporting_to(Arc::clone(&metrics));
+        tokio::spawn(async move { job.run(s).await })
     };
 
     supervise(
