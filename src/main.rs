@@ -197,6 +197,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => load_config(args.config.as_deref()).and_then(|c| {
             let calendar = c.hotline.calendar().context("loading the working-time calendar")?;
             simulate::command(args, simulate::Setup { kafka: c.kafka, geography: c.contract.geography, calendar })
+                .map_err(foreign_topic_is_config)
         }),
         Command::CheckConfig { config, without_key } => config::check(&config, !without_key),
         Command::Demo(args) => {
@@ -302,6 +303,15 @@ pub(crate) fn deployment_identity(config: &Config, pseudonymiser: &Pseudonymiser
     (identity, fingerprint, description)
 }
 
+/// Refusing to simulate into a topic with real records is the configuration's
+/// fault (the topics named), not the network's: exit 78.
+fn foreign_topic_is_config(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<simulate::guard::GuardError>() {
+        Some(simulate::guard::GuardError::Foreign { .. }) => exit::config(e),
+        _ => e,
+    }
+}
+
 async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let key = config.key()?;
     let (geo, validator, pseudonymiser) = validator(&config, &key)?;
@@ -352,6 +362,18 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             .context("checking the facts topic")?;
     identity.facts = format!("{}#{:016x}", config.kafka.topics.facts, facts.incarnation);
     info!(facts = %identity.facts, shards = facts.partitions, instance = %config.kafka.instance(), "facts topic ready");
+    match ingest::kafka::retention::finite_retention(&config.kafka).await {
+        Ok(finite) => {
+            for f in finite {
+                warn!(topic = %f.topic, limit = %f.limit.0, value = f.limit.1, "{}", f.message());
+            }
+        }
+        Err(error) => warn!(
+            %error,
+            "could not read the topics' retention: make sure the facts and source topics keep the campaign's \
+             whole history (docs/OPERATIONS.md)"
+        ),
+    }
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());

@@ -23,6 +23,8 @@ mod proxy;
 mod readiness;
 mod refusals;
 mod reports;
+mod retention;
 mod scale_out;
+mod simulate_guard;
 mod transactions;
 mod webhook;

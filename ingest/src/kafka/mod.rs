@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod progress;
 pub mod record;
+pub mod retention;
 pub mod router;
 pub mod shards;
 
@@ -274,7 +275,9 @@ impl KafkaConfig {
         cc
     }
 
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    /// The operator's connection settings (brokers, `properties`,
+    /// `properties_from_env`: TLS, SASL…) and nothing else.
+    pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         for (k, v) in &self.properties {
