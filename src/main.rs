@@ -4,6 +4,7 @@ mod config;
 mod demo;
 mod exit;
 mod pipeline;
+mod plan_cmd;
 mod progress;
 mod store;
 
@@ -78,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         report: ReportCommand,
     },
+    /// Edits a campaign plan file.
+    Plan {
+        #[command(subcommand)]
+        plan: plan_cmd::PlanCommand,
+    },
     /// The daily alerts to Alertmanager, by hand (replays and tests).
     #[command(hide = true)]
     Alerts {
@@ -107,6 +113,17 @@ fn run_alerts(command: AlertsCommand) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let alerts = c.alerts.clone().with_default_rule(c.pipeline.lag_rule);
     let text = rt.block_on(alerts::send_day(&c.report_source(), alerts, c.contract.tz()?, day))?;
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `d06 plan …`: prints what it did.
+fn run_plan(command: plan_cmd::PlanCommand) -> Result<ExitCode> {
+    let c = load_config(plan_cmd::config_path(&command))?;
+    let geo = Geography::load(c.contract.geography).context("loading the geography")?;
+    let text = plan_cmd::run(command, &geo)?;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result")?;
@@ -194,6 +211,7 @@ fn main() -> ExitCode {
         Command::Validate { file, config } => validate(file.as_deref(), config.as_deref()),
         Command::Report { report } => run_report(report),
         Command::Alerts { alerts } => run_alerts(alerts),
+        Command::Plan { plan } => run_plan(plan),
         Command::Simulate(args) => load_config(args.config.as_deref()).and_then(|c| {
             let calendar = c.hotline.calendar().context("loading the working-time calendar")?;
             simulate::command(args, simulate::Setup { kafka: c.kafka, geography: c.contract.geography, calendar })

@@ -99,8 +99,16 @@ pub struct Status {
     pub days_behind: u32,
     /// The day covered reaches the target at the average net gain per day
     /// of the last 7 days (today included): `today` if already reached,
-    /// `None` if that pace is ≤ 0.
+    /// `None` if that pace is ≤ 0 or the baseline is unknown.
     pub eta: Option<NaiveDate>,
+    /// Whether the plan knows the baseline. When it does not, `covered`
+    /// counts from a baseline of 0, the area is never behind
+    /// (`days_behind` 0, no ETA) and its pace is what it shows.
+    pub baseline_known: bool,
+    /// Net gain per day over the last 7 days (today included).
+    pub pace_per_day: f64,
+    /// The pace the plan needs today ([`Plan::needed_per_day`]).
+    pub needed_per_day: f64,
 }
 
 /// The status as of `today` (live: the wall-clock local day; replay: the
@@ -113,7 +121,13 @@ pub fn status(plan: &Plan, key: RollupKey, days: &BTreeMap<NaiveDate, DayCounts>
     let ratio = if target == 0 { 0.0 } else { covered as f64 / target as f64 };
     let gained_today = days.get(&today).map_or(0, |c| c.gained);
 
-    let days_behind = if covered >= to_i64(expected) || today <= plan.start() {
+    let baseline_known = plan.baseline_known(ind, area);
+    let from = today.checked_sub_days(Days::new(6)).unwrap_or(NaiveDate::MIN);
+    let net7: i64 = days.range(from..=today).map(|(_, c)| net(c)).sum();
+    let pace_per_day = net7 as f64 / 7.0;
+    let needed_per_day = plan.needed_per_day(ind, area, today);
+
+    let days_behind = if !baseline_known || covered >= to_i64(expected) || today <= plan.start() {
         0
     } else {
         // `expected` never decreases: binary search for the latest day in
@@ -139,11 +153,11 @@ pub fn status(plan: &Plan, key: RollupKey, days: &BTreeMap<NaiveDate, DayCounts>
     };
 
     let need = to_i64(target) - covered;
-    let eta = if need <= 0 {
+    let eta = if !baseline_known {
+        None
+    } else if need <= 0 {
         Some(today)
     } else {
-        let from = today.checked_sub_days(Days::new(6)).unwrap_or(NaiveDate::MIN);
-        let net7: i64 = days.range(from..=today).map(|(_, c)| net(c)).sum();
         if net7 <= 0 {
             None
         } else {
@@ -153,7 +167,18 @@ pub fn status(plan: &Plan, key: RollupKey, days: &BTreeMap<NaiveDate, DayCounts>
         }
     };
 
-    Status { covered, target, expected, ratio, gained_today, days_behind, eta }
+    Status {
+        covered,
+        target,
+        expected,
+        ratio,
+        gained_today,
+        days_behind,
+        eta,
+        baseline_known,
+        pace_per_day,
+        needed_per_day,
+    }
 }
 
 #[cfg(test)]
@@ -241,7 +266,10 @@ mod tests {
                 ratio: 0.31,
                 gained_today: 0,
                 days_behind: 1,
-                eta: Some(d(5, 17))
+                eta: Some(d(5, 17)),
+                baseline_known: true,
+                pace_per_day: 16.0 / 7.0,
+                needed_per_day: 4.0, // 10 → 50 over 10/4–20/4
             }
         );
         // On the milestone day 20/4 (expected 50): still met on 15/4 only.
@@ -265,6 +293,42 @@ mod tests {
         let s = status(&p, (Indicator::Cccd, g.province()), &history(), d(4, 9));
         // covered 15; window 3/4–9/4 has the 5 of 8/4: 85 × 7 / 5 = 119 days → 6/8.
         assert_eq!((s.covered, s.expected, s.days_behind, s.eta), (15, 10, 0, Some(d(8, 6))));
+    }
+
+    #[test]
+    fn unknown_baseline_shows_the_pace_and_is_never_behind() {
+        let g = Geography::load(GeographyVersion::Pre2025).unwrap();
+        let weights: String = (688..=698).map(|c| format!("\"{c}\" = 1\n")).collect();
+        // Province unknown; district 688 has a count from a source.
+        let text = format!(
+            "start = 2024-04-10\nend = 2024-04-30\n[district_weights]\n{weights}\n[indicators.smartphone_4g]\ntarget = 110\n\
+             baseline = \"unknown\"\nmilestones = [ {{ date = 2024-04-30, share = 1.0 }} ]\n\
+             areas.\"688\" = {{ baseline = 4, baseline_source = \"survey\" }}"
+        );
+        let p = Plan::from_toml(&text, &g).unwrap();
+        let prov = (Indicator::Smartphone4g, g.province());
+        // 2 on 8/4 (before the start), 3 on each of 10/4..=14/4; as of 16/4
+        // the plan expects round(110 × 6/20) = 33 from a baseline of 0 and
+        // 17 are counted: a known baseline would be 3 days behind.
+        let mut days = counts(&[(d(4, 8), 2, 0)]);
+        for day in 10..=14 {
+            days.insert(d(4, day), DayCounts { gained: 3, lost: 0 });
+        }
+        let s = status(&p, prov, &days, d(4, 16));
+        assert!(!s.baseline_known);
+        assert_eq!((s.covered, s.expected, s.days_behind, s.eta), (17, 33, 0, None));
+        // Last 7 days 10/4–16/4: 15 gained → 15/7 a day; the plan rises
+        // 110 over the 20 days from 10/4 to 30/4: 5.5 a day.
+        assert_eq!((s.pace_per_day, s.needed_per_day), (15.0 / 7.0, 5.5));
+        assert!(!LagRule::default().is_lagging(&s));
+        // The district with a count is judged as before: expected
+        // 4 + round((10 − 4) × 6/20) = 6 (its target is 10), covered 4;
+        // expected was last ≤ 4 on 11/4 (4 + round(0.3)), 5 days ago.
+        let d688 = g.find(AreaLevel::District, "688").unwrap();
+        let s = status(&p, (Indicator::Smartphone4g, d688), &BTreeMap::new(), d(4, 16));
+        assert!(s.baseline_known);
+        assert_eq!((s.covered, s.expected, s.days_behind), (4, 6, 5));
+        assert!(LagRule::default().is_lagging(&s));
     }
 
     #[test]
@@ -309,9 +373,11 @@ impl Default for LagRule {
 }
 
 impl LagRule {
-    /// Whether `status` lags under this rule. An area with no target never lags.
+    /// Whether `status` lags under this rule. An area with no target, or
+    /// whose baseline is unknown, never lags (its gap to the plan is not
+    /// known: a data gap, not a lag).
     pub fn is_lagging(&self, status: &Status) -> bool {
-        if status.target == 0 {
+        if status.target == 0 || !status.baseline_known {
             return false;
         }
         (status.covered as f64) < status.expected as f64 * (1.0 - self.tolerance)
@@ -324,7 +390,18 @@ mod lag_rule_tests {
     use super::*;
 
     fn status(covered: i64, expected: u64, days_behind: u32) -> Status {
-        Status { covered, target: 1000, expected, ratio: 0.0, gained_today: 0, days_behind, eta: None }
+        Status {
+            covered,
+            target: 1000,
+            expected,
+            ratio: 0.0,
+            gained_today: 0,
+            days_behind,
+            eta: None,
+            baseline_known: true,
+            pace_per_day: 0.0,
+            needed_per_day: 0.0,
+        }
     }
 
     #[test]
@@ -336,5 +413,7 @@ mod lag_rule_tests {
         assert!(r.is_lagging(&status(100, 100, 3)));
         assert!(!r.is_lagging(&status(100, 100, 2)));
         assert!(!r.is_lagging(&Status { target: 0, ..status(0, 100, 9) }));
+        // Unknown baseline: a data gap, never a lag.
+        assert!(!r.is_lagging(&Status { baseline_known: false, ..status(0, 100, 9) }));
     }
 }

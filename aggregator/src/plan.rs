@@ -18,9 +18,11 @@
 //!
 //! [indicators.cccd]
 //! target = 7101                      # or: target_ratio = 0.9, denominator = "adult_population"
-//! baseline = 0
+//! baseline = 0                       # or "unknown"; default 0
+//! baseline_source = "Báo cáo …"      # optional: where the baseline comes from
 //! milestones = [ { date = 2024-05-09, share = 0.3 }, { date = 2024-07-08, share = 1.0 } ]
 //! areas."688" = { target = 700 }     # optional overrides, districts or communes
+//! areas."689" = { baseline = 1200, baseline_source = "Viettel, 31/3/2024" }
 //! ```
 //!
 //! **Targets.** An indicator's province target is `target`, or
@@ -35,6 +37,17 @@
 //! are split the same way, independently (override or share of the
 //! province baseline for districts; listed or 0 for communes). An indicator
 //! the plan does not mention has target, baseline and expected 0 everywhere.
+//!
+//! **Unknown baselines.** `baseline = "unknown"` (for the province, or for
+//! an area in `areas`) says no source gives the figure. With the province
+//! baseline unknown nothing is split: a district or commune is known only
+//! if `areas` gives it a count (`d06 plan import-baseline` writes these
+//! from a CSV file); every other area is unknown. With the province
+//! baseline a count, a commune may be declared unknown but a district may
+//! not (the province figure could not be split). An unknown baseline counts
+//! as 0 in `covered` and `expected`; the outputs say it is unknown, the
+//! area shows its pace ([`Plan::needed_per_day`]) and never lags
+//! (`coverage::LagRule`).
 //!
 //! **Expected.** What the plan expects covered to be by the end of a day: the
 //! baseline up to and on `start`; from there it rises linearly (per day)
@@ -144,6 +157,23 @@ pub enum PlanError {
         /// The district code.
         code: String,
     },
+    /// A district's baseline is `"unknown"` while the province's is a count:
+    /// the rest of the province figure could not be split honestly.
+    #[error("{indicator}: district {code} has an unknown baseline but the province baseline is a count; make the province baseline \"unknown\" too, or give the district's count")]
+    UnknownUnderKnown {
+        /// The indicator.
+        indicator: Indicator,
+        /// The district code.
+        code: String,
+    },
+    /// A `baseline_source` is empty.
+    #[error("{indicator}: baseline_source must not be empty ({code})")]
+    EmptySource {
+        /// The indicator.
+        indicator: Indicator,
+        /// The area code, or `province`.
+        code: String,
+    },
     /// District overrides exceed the province figure, or do not reach it
     /// while no district is left to take the rest.
     #[error("{indicator}: district {what}s sum to {sum}, the province {what} is {total}")]
@@ -214,9 +244,13 @@ struct RawIndicator {
     /// Name of an entry of `[denominators]`.
     #[serde(default)]
     denominator: Option<String>,
-    /// Already achieved in the province before `start`.
+    /// Already achieved in the province before `start`: a count, or
+    /// `"unknown"` when no source gives one.
     #[serde(default)]
-    baseline: u64,
+    baseline: RawBaseline,
+    /// Where the province baseline comes from (a report, a file).
+    #[serde(default)]
+    baseline_source: Option<String>,
     /// Dates and the share of the target expected by the end of each.
     #[serde(default)]
     milestones: Vec<RawMilestone>,
@@ -242,9 +276,55 @@ struct RawArea {
     /// The area's target (instead of its share of the province's).
     #[serde(default)]
     target: Option<u64>,
-    /// The area's baseline (instead of its share of the province's).
+    /// The area's baseline (instead of its share of the province's): a
+    /// count, or `"unknown"`.
     #[serde(default)]
-    baseline: Option<u64>,
+    baseline: Option<RawBaseline>,
+    /// Where the area's baseline comes from.
+    #[serde(default)]
+    baseline_source: Option<String>,
+}
+
+/// A baseline as written in a plan: a count or the word `"unknown"`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+enum RawBaseline {
+    /// A count.
+    Count(u64),
+    /// `"unknown"`.
+    Word(UnknownWord),
+}
+
+impl Default for RawBaseline {
+    fn default() -> Self {
+        RawBaseline::Count(0)
+    }
+}
+
+/// The only word a baseline may be.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum UnknownWord {
+    /// No source gives the figure.
+    Unknown,
+}
+
+impl RawBaseline {
+    fn typed(self) -> Baseline {
+        match self {
+            RawBaseline::Count(n) => Baseline::Known(n),
+            RawBaseline::Word(UnknownWord::Unknown) => Baseline::Unknown,
+        }
+    }
+}
+
+/// What an area had achieved before the campaign started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Baseline {
+    /// A count from a source.
+    Known(u64),
+    /// No source gives one: the area's pace is shown, never its lag.
+    Unknown,
 }
 
 /// A milestone: by the end of `date`, `share` of the target.
@@ -260,7 +340,12 @@ pub struct Milestone {
 #[derive(Clone, Debug, Default)]
 struct IndicatorPlan {
     targets: Vec<u64>,
+    /// 0 where unknown (see `known`).
     baselines: Vec<u64>,
+    /// Whether each area's baseline is known.
+    known: Vec<bool>,
+    /// Where baselines come from, by area (the plan's `baseline_source`s).
+    sources: BTreeMap<AreaId, String>,
     milestones: Vec<Milestone>,
 }
 
@@ -383,7 +468,13 @@ impl Plan {
             (Indicator::Migrated2g, migrated_2g),
         ];
         for (ind, section) in sections {
-            let mut p = IndicatorPlan { targets: vec![0; n], baselines: vec![0; n], milestones: Vec::new() };
+            let mut p = IndicatorPlan {
+                targets: vec![0; n],
+                baselines: vec![0; n],
+                known: vec![true; n],
+                sources: BTreeMap::new(),
+                milestones: Vec::new(),
+            };
             if let Some(r) = section {
                 let target = match (r.target, r.target_ratio, &r.denominator) {
                     (Some(t), None, None) => t,
@@ -415,6 +506,16 @@ impl Plan {
                 }
                 let mut target_over = BTreeMap::new();
                 let mut baseline_over = BTreeMap::new();
+                let mut unknown_over = Vec::new();
+                let source = |code: &str, text: &Option<String>| match text {
+                    Some(t) if t.trim().is_empty() => {
+                        Err(PlanError::EmptySource { indicator: ind, code: code.to_string() })
+                    }
+                    _ => Ok(text.clone()),
+                };
+                if let Some(t) = source("province", &r.baseline_source)? {
+                    p.sources.insert(geo.province(), t);
+                }
                 for (code, a) in &r.areas {
                     let area = geo
                         .find(AreaLevel::District, code)
@@ -426,28 +527,72 @@ impl Plan {
                     if let Some(t) = a.target {
                         target_over.insert(area, t);
                     }
-                    if let Some(b) = a.baseline {
-                        baseline_over.insert(area, b);
+                    match a.baseline.map(RawBaseline::typed) {
+                        Some(Baseline::Known(b)) => {
+                            baseline_over.insert(area, b);
+                        }
+                        Some(Baseline::Unknown) => unknown_over.push((area, code)),
+                        None => {}
+                    }
+                    if let Some(t) = source(code, &a.baseline_source)? {
+                        p.sources.insert(area, t);
                     }
                 }
                 let province = geo.province().0 as usize;
                 p.targets[province] = target;
-                p.baselines[province] = r.baseline;
                 let has_districts = !districts.is_empty();
-                for (what, total, over, out) in [
-                    ("target", target, &target_over, &mut p.targets),
-                    ("baseline", r.baseline, &baseline_over, &mut p.baselines),
-                ] {
-                    if has_districts {
-                        for (a, v) in split(ind, what, total, &districts, over, &weights)? {
-                            out[a.0 as usize] = v;
+                if has_districts {
+                    for (a, v) in split(ind, "target", target, &districts, &target_over, &weights)? {
+                        p.targets[a.0 as usize] = v;
+                    }
+                }
+                match r.baseline.typed() {
+                    Baseline::Known(total) => {
+                        p.baselines[province] = total;
+                        if let Some((_, code)) =
+                            unknown_over.iter().find(|(a, _)| geo.area(*a).level == AreaLevel::District)
+                        {
+                            return Err(PlanError::UnknownUnderKnown { indicator: ind, code: code.to_string() });
+                        }
+                        if has_districts {
+                            for (a, v) in split(ind, "baseline", total, &districts, &baseline_over, &weights)? {
+                                p.baselines[a.0 as usize] = v;
+                            }
                         }
                     }
-                    for (a, v) in over {
-                        if geo.area(*a).level == AreaLevel::Commune {
-                            out[a.0 as usize] = *v;
+                    Baseline::Unknown => {
+                        // Nothing to split: only the areas the plan gives a count are known.
+                        for (i, area) in geo.areas().iter().enumerate() {
+                            if area.level != AreaLevel::Commune {
+                                p.known[i] = false;
+                            }
+                        }
+                        for (a, v) in &baseline_over {
+                            p.baselines[a.0 as usize] = *v;
+                            p.known[a.0 as usize] = true;
                         }
                     }
+                }
+                for (i, area) in geo.areas().iter().enumerate() {
+                    if area.level == AreaLevel::Commune {
+                        // A commune the plan does not list: 0 if the province is known.
+                        p.known[i] = p.known[province];
+                    }
+                }
+                for (a, v) in &target_over {
+                    if geo.area(*a).level == AreaLevel::Commune {
+                        p.targets[a.0 as usize] = *v;
+                    }
+                }
+                for (a, v) in &baseline_over {
+                    if geo.area(*a).level == AreaLevel::Commune {
+                        p.baselines[a.0 as usize] = *v;
+                        p.known[a.0 as usize] = true;
+                    }
+                }
+                for (a, _) in &unknown_over {
+                    p.baselines[a.0 as usize] = 0;
+                    p.known[a.0 as usize] = false;
                 }
             }
             indicators[ind as usize] = p;
@@ -490,9 +635,53 @@ impl Plan {
         self.indicators[ind as usize].targets.get(area.0 as usize).copied().unwrap_or(0)
     }
 
-    /// What the area had achieved before the campaign started.
+    /// What the area had achieved before the campaign started; 0 when the
+    /// plan says it is unknown (see [`Plan::baseline_of`]).
     pub fn baseline(&self, ind: Indicator, area: AreaId) -> u64 {
         self.indicators[ind as usize].baselines.get(area.0 as usize).copied().unwrap_or(0)
+    }
+
+    /// Whether the plan knows the area's baseline (an indicator the plan
+    /// does not mention has a known baseline of 0).
+    pub fn baseline_known(&self, ind: Indicator, area: AreaId) -> bool {
+        self.indicators[ind as usize].known.get(area.0 as usize).copied().unwrap_or(true)
+    }
+
+    /// The area's baseline, known or not.
+    pub fn baseline_of(&self, ind: Indicator, area: AreaId) -> Baseline {
+        if self.baseline_known(ind, area) {
+            Baseline::Known(self.baseline(ind, area))
+        } else {
+            Baseline::Unknown
+        }
+    }
+
+    /// Where the area's baseline comes from, if the plan says (its own
+    /// `baseline_source`, else the province's when the area's figure is a
+    /// share of it).
+    pub fn baseline_source(&self, ind: Indicator, area: AreaId) -> Option<&str> {
+        self.indicators[ind as usize].sources.get(&area).map(String::as_str)
+    }
+
+    /// The plan's rise per day on the milestone segment that holds `day`
+    /// (from `start` to the first milestone, then between milestones): the
+    /// pace the plan needs. 0 before the start and after the last
+    /// milestone. With an unknown baseline it is computed from a baseline
+    /// of 0, so it is an upper bound.
+    pub fn needed_per_day(&self, ind: Indicator, area: AreaId, day: NaiveDate) -> f64 {
+        if day < self.start {
+            return 0.0;
+        }
+        let mut prev = self.start;
+        for m in &self.indicators[ind as usize].milestones {
+            if day <= m.date {
+                let span = (m.date - prev).num_days().max(1) as f64;
+                let rise = self.expected(ind, area, m.date) as f64 - self.expected(ind, area, prev) as f64;
+                return rise / span;
+            }
+            prev = m.date;
+        }
+        0.0
     }
 
     /// What the plan expects covered to be by the end of `day` (see the
@@ -574,7 +763,7 @@ mod tests {
             (Indicator::SimSignature, 431_750), // round(0.5 × 863,500)
         ] {
             assert_eq!(p.target(ind, prov), target, "{ind}");
-            assert_eq!(p.baseline(ind, prov), 0, "{ind}");
+            assert_eq!(p.baseline(ind, prov), 0, "{ind}"); // 0 or unknown
             let sum: u64 = g.of_level(AreaLevel::District).map(|a| p.target(ind, a)).sum();
             assert_eq!(sum, target, "{ind}");
             assert!(g.of_level(AreaLevel::Commune).all(|a| p.target(ind, a) == 0));
@@ -752,6 +941,75 @@ mod tests {
             &g
         )
         .is_ok());
+    }
+
+    #[test]
+    fn baselines_can_be_unknown_per_indicator_and_area() {
+        let g = pre();
+        let c = |code| g.find(AreaLevel::Commune, code).unwrap();
+        // Province unknown: districts with a count are known, the others and
+        // the unlisted communes are not.
+        let p = small(
+            "[indicators.sim_signature]\ntarget = 100\nbaseline = \"unknown\"\n\
+             areas.\"688\" = { baseline = 7, baseline_source = \"Viettel, 31/3/2024\" }\n\
+             areas.\"25216\" = { baseline = 2 }",
+        )
+        .unwrap();
+        let ind = Indicator::SimSignature;
+        assert_eq!(p.baseline_of(ind, g.province()), Baseline::Unknown);
+        assert_eq!(p.baseline_of(ind, district(&g, "688")), Baseline::Known(7));
+        assert_eq!(p.baseline_source(ind, district(&g, "688")), Some("Viettel, 31/3/2024"));
+        assert_eq!(p.baseline_of(ind, district(&g, "689")), Baseline::Unknown);
+        assert_eq!(p.baseline(ind, district(&g, "689")), 0);
+        assert_eq!(p.baseline_of(ind, c("25216")), Baseline::Known(2));
+        assert_eq!(p.baseline_of(ind, c("25195")), Baseline::Unknown);
+        // Targets are still split (100 × 3/13 → 23 for 688).
+        assert_eq!(p.target(ind, district(&g, "688")), 23);
+        // Other indicators are untouched.
+        assert_eq!(p.baseline_of(Indicator::Cccd, g.province()), Baseline::Known(0));
+        // Province known: a commune may be unknown, a district may not.
+        let p = small("[indicators.cccd]\ntarget = 100\nbaseline = 13\nareas.\"25216\" = { baseline = \"unknown\" }")
+            .unwrap();
+        assert!(!p.baseline_known(Indicator::Cccd, c("25216")));
+        assert!(p.baseline_known(Indicator::Cccd, c("25195")));
+        assert!(p.baseline_known(Indicator::Cccd, district(&g, "689")));
+        assert!(matches!(
+            small("[indicators.cccd]\ntarget = 100\nbaseline = 13\nareas.\"688\" = { baseline = \"unknown\" }"),
+            Err(PlanError::UnknownUnderKnown { .. })
+        ));
+        // Only a count or the word "unknown"; a source is not empty.
+        assert!(matches!(small("[indicators.cccd]\ntarget = 1\nbaseline = \"unkown\""), Err(PlanError::Toml(_))));
+        assert!(matches!(
+            small("[indicators.cccd]\ntarget = 1\nbaseline = 0\nbaseline_source = \" \""),
+            Err(PlanError::EmptySource { .. })
+        ));
+    }
+
+    #[test]
+    fn the_2024_plan_does_not_know_the_share_baselines() {
+        let g = pre();
+        let p = Plan::from_toml(FIXTURE, &g).unwrap();
+        for ind in [Indicator::Smartphone4g, Indicator::SimSignature] {
+            assert!(g.areas().iter().enumerate().all(|(i, _)| !p.baseline_known(ind, AreaId(i as u16))), "{ind}");
+        }
+        for ind in [Indicator::Cccd, Indicator::Vneid, Indicator::Migrated2g] {
+            assert_eq!(p.baseline_of(ind, g.province()), Baseline::Known(0), "{ind}");
+        }
+    }
+
+    #[test]
+    fn needed_pace_follows_the_milestone_segments() {
+        let p = small(
+            "[indicators.cccd]\ntarget = 1000\nbaseline = 100\nmilestones = [ { date = 2024-04-20, share = 0.3 }, { date = 2024-05-10, share = 0.5 } ]",
+        )
+        .unwrap();
+        let prov = pre().province();
+        let n = |day| p.needed_per_day(Indicator::Cccd, prov, day);
+        assert_eq!(n(d(4, 9)), 0.0); // before the start
+        assert_eq!(n(d(4, 10)), 20.0); // 100 → 300 over 10 days
+        assert_eq!(n(d(4, 20)), 20.0);
+        assert_eq!(n(d(4, 21)), 10.0); // 300 → 500 over 20 days
+        assert_eq!(n(d(5, 11)), 0.0); // after the last milestone
     }
 
     #[test]

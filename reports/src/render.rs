@@ -41,7 +41,7 @@ impl DailyTable {
         notes.extend([
             "Đạt/chỉ tiêu: số đã đạt (cơ sở cộng số tăng, trừ số giảm, đến hết ngày) trên chỉ tiêu giao; %: tỷ lệ đạt.".to_owned(),
             "% KH: số kế hoạch dự kiến đạt đến hết ngày, trên chỉ tiêu giao.".to_owned(),
-            "Chậm (ngày): 0 nếu đạt hoặc vượt kế hoạch; nếu không, số ngày kể từ ngày gần nhất mà số kế hoạch dự kiến không vượt quá số đã đạt (từ ngày bắt đầu nếu chưa có ngày nào như vậy).".to_owned(),
+            "Chậm (ngày): 0 nếu đạt hoặc vượt kế hoạch; nếu không, số ngày kể từ ngày gần nhất mà số kế hoạch dự kiến không vượt quá số đã đạt (từ ngày bắt đầu nếu chưa có ngày nào như vậy); “—” khi chưa có số liệu nền (số đã đạt chỉ tính từ số tăng, không đánh giá chậm).".to_owned(),
             "Tăng trong ngày: số được tính thêm trong ngày (chưa trừ số giảm).".to_owned(),
             "Bình quân: trung bình cộng tỷ lệ đạt (tối đa 100%) của các chỉ tiêu có chỉ tiêu giao.".to_owned(),
             format!(
@@ -59,7 +59,7 @@ impl DailyTable {
             out.push(format!("{}/{}", vi_int(c.covered), vi_int(i64::try_from(c.target).unwrap_or(i64::MAX))));
             out.push(percent(i128::from(c.covered), c.target));
             out.push(percent(i128::from(c.expected), c.target));
-            out.push(c.days_behind.to_string());
+            out.push(if c.baseline_known { c.days_behind.to_string() } else { "—".to_owned() });
             out.push(vi_int(i64::try_from(c.gained).unwrap_or(i64::MAX)));
         }
         out.push(r.average.map_or_else(|| "—".to_owned(), average_percent));

@@ -34,6 +34,8 @@ pub(crate) struct Cell {
     pub(crate) expected: u64,
     pub(crate) days_behind: u32,
     pub(crate) gained: u64,
+    /// Whether the plan knows the baseline (days behind shows "—" if not).
+    pub(crate) baseline_known: bool,
 }
 
 /// One area's row.
@@ -123,6 +125,7 @@ fn cell(
             expected: s.expected,
             days_behind: s.days_behind,
             gained: s.gained_today,
+            baseline_known: s.baseline_known,
         },
         s,
     ))
@@ -141,7 +144,9 @@ impl DailyTable {
         }
         let row = |area: AreaId| -> Result<Row> {
             let a = geo.area(area);
-            let mut cells = [Cell { covered: 0, target: 0, expected: 0, days_behind: 0, gained: 0 }; Indicator::COUNT];
+            let mut cells =
+                [Cell { covered: 0, target: 0, expected: 0, days_behind: 0, gained: 0, baseline_known: true };
+                    Indicator::COUNT];
             let mut statuses = [coverage::Status {
                 covered: 0,
                 target: 0,
@@ -150,6 +155,9 @@ impl DailyTable {
                 gained_today: 0,
                 days_behind: 0,
                 eta: None,
+                baseline_known: true,
+                pace_per_day: 0.0,
+                needed_per_day: 0.0,
             }; 5];
             for ((slot, status), (ind, _, _)) in cells.iter_mut().zip(statuses.iter_mut()).zip(INDICATORS) {
                 let what = format!("{} in {} {}", ind.as_str(), a.level, a.code);

@@ -14,7 +14,7 @@ use crate::render::{esc, md};
 use crate::table::{Cell, DailyTable};
 
 fn c(covered: i64, target: u64, expected: u64, days_behind: u32, gained: u64) -> Cell {
-    Cell { covered, target, expected, days_behind, gained }
+    Cell { covered, target, expected, days_behind, gained, baseline_known: true }
 }
 
 #[test]

@@ -148,6 +148,11 @@ impl View {
                         gained_today: s.gained_today,
                         eta: s.eta.map(|d| d.to_string()),
                         lagging: self.lag_rule.is_lagging(s),
+                        baseline_known: s.baseline_known,
+                        pace_per_day: s.pace_per_day,
+                        needed_per_day: s.needed_per_day,
+                        note: (!s.baseline_known && s.target > 0)
+                            .then(|| sinks::board::pace_note(s.pace_per_day, s.needed_per_day)),
                     })
                 })
                 .collect();
@@ -214,6 +219,9 @@ fn coverage_gauges(s: &Status) -> CoverageGauges {
         target: s.target,
         expected: s.expected,
         gained_today: s.gained_today,
-        days_behind: f64::from(s.days_behind),
+        days_behind: s.baseline_known.then_some(f64::from(s.days_behind)),
+        baseline_known: s.baseline_known,
+        pace_per_day: s.pace_per_day,
+        needed_per_day: s.needed_per_day,
     }
 }

@@ -26,7 +26,7 @@ use chrono::NaiveDate;
 use ingest::kafka::shards::{DeadLetterRecord, ShardBatch, ShardCommitter, ShardEvent};
 use rayon::prelude::*;
 use sinks::board::Board;
-use sinks::clickhouse::{ClickHouseSink, DeadLetterRow, PlanRow, WriteBatch};
+use sinks::clickhouse::{BaselineRow, ClickHouseSink, DeadLetterRow, PlanRow, WriteBatch};
 use sinks::prometheus::{Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -403,7 +403,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Plan rows: every day from the start on the first flush, then each new day.
+    /// Plan rows: every day from the start on the first flush (with each
+    /// area's baseline), then each new day.
     fn plan_rows(&mut self, wall: Nanos, out: &mut WriteBatch) {
         let plan = &self.p.plan;
         let Some(t) = self.now(wall) else { return };
@@ -425,6 +426,17 @@ impl Pipeline {
         for ind in aggregator::Indicator::ALL {
             for (i, area) in geo.areas().iter().enumerate() {
                 let a = aggregator::AreaId(i as u16);
+                if self.plan_through.is_none() {
+                    out.baselines.push(BaselineRow {
+                        indicator: *ind,
+                        area_level: area.level,
+                        area: area.code.clone(),
+                        baseline: plan.baseline(*ind, a),
+                        baseline_known: plan.baseline_known(*ind, a),
+                        source: plan.baseline_source(*ind, a).unwrap_or_default().to_owned(),
+                        version,
+                    });
+                }
                 let mut day = first;
                 while day <= through {
                     out.plan.push(PlanRow {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use aggregator::{AreaLevel, Geography, GeographyVersion, Indicator};
 use serde_json::{json, Value};
-use sinks::board::{label, AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard, ReplayBoard};
+use sinks::board::{label, pace_note, AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard, ReplayBoard};
 use sinks::{Health, HttpServer, Metrics};
 use tokio_util::sync::CancellationToken;
 
@@ -268,6 +268,21 @@ fn vn(n: i64) -> String {
     }
 }
 
+/// A rate as the page writes it: one decimal (comma) below 100, whole and
+/// grouped above.
+fn vn_rate(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        return vn(x.round() as i64);
+    }
+    let tenths = (x * 10.0).round() as i64;
+    let (sign, t) = if tenths < 0 { ("−", -tenths) } else { ("", tenths) };
+    if t % 10 == 0 {
+        format!("{sign}{}", t / 10)
+    } else {
+        format!("{sign}{},{}", t / 10, t % 10)
+    }
+}
+
 /// Everything the tests read back from the page, in one evaluation.
 const READ_BOARD: &str = r#"(() => {
   const q = (el, id) => el.querySelector('[data-testid="' + id + '"]');
@@ -322,7 +337,14 @@ fn assert_area(dom: &Value, want: &AreaBoard) {
         assert_eq!(c["target"]["text"], vn(w.target as i64), "{at}");
         assert_eq!(c["expected"]["value"], w.expected, "{at}");
         assert_eq!(c["days_behind"]["value"], w.days_behind, "{at}");
-        let lag = if w.days_behind == 0 {
+        let lag = if !w.baseline_known {
+            // The fixture's paces are whole numbers: the page shows them grouped.
+            format!(
+                "Chưa có số liệu nền — tốc độ {}/ngày (kế hoạch cần {}/ngày)",
+                vn(w.pace_per_day as i64),
+                vn(w.needed_per_day as i64)
+            )
+        } else if w.days_behind == 0 {
             "Đúng kế hoạch".to_owned()
         } else {
             format!("Chậm {} ngày", w.days_behind)
@@ -330,10 +352,11 @@ fn assert_area(dom: &Value, want: &AreaBoard) {
         assert_eq!(c["days_behind"]["text"], lag, "{at}");
         assert_eq!(c["gained_today"]["value"], w.gained_today, "{at}");
         assert_eq!(c["gained_today"]["text"], format!("Hôm nay +{}", vn(w.gained_today as i64)), "{at}");
-        let (status, colour) = match (w.lagging, w.days_behind) {
-            (true, _) => ("lag", "rgb(239, 68, 68)"),
-            (false, 0) => ("ok", "rgb(34, 197, 94)"),
-            (false, _) => ("behind", "rgb(245, 165, 36)"),
+        let (status, colour) = match (w.baseline_known, w.lagging, w.days_behind) {
+            (false, _, _) => ("unknown", "rgb(96, 165, 250)"),
+            (true, true, _) => ("lag", "rgb(239, 68, 68)"),
+            (true, false, 0) => ("ok", "rgb(34, 197, 94)"),
+            (true, false, _) => ("behind", "rgb(245, 165, 36)"),
         };
         assert_eq!(c["status"], status, "{at}");
         assert_eq!(c["border"], colour, "{at}");
@@ -417,8 +440,12 @@ fn campaign(step: u64) -> BoardSnapshot {
                     let covered = (expected * pace / 100 + step * gained_today) as i64;
                     let expected = expected + step * per_day;
                     let short = (expected as i64 - covered).max(0) as u64;
-                    let days_behind = short.div_ceil(per_day.max(1)) as u32;
-                    let lagging = (covered as f64) < expected as f64 * 0.95 || days_behind >= 3;
+                    // SIM signatures: the plan does not know the baseline
+                    // (as in the 2024 plan): never behind, the pace shown.
+                    let known = ind != Indicator::SimSignature;
+                    let days_behind = if known { short.div_ceil(per_day.max(1)) as u32 } else { 0 };
+                    let lagging = known && ((covered as f64) < expected as f64 * 0.95 || days_behind >= 3);
+                    let pace_per_day = (per_day * pace / 100) as f64;
                     IndicatorBoard {
                         indicator: ind.as_str().into(),
                         label: label(ind).into(),
@@ -427,8 +454,12 @@ fn campaign(step: u64) -> BoardSnapshot {
                         expected,
                         days_behind,
                         gained_today,
-                        eta: (covered >= expected as i64).then(|| "2024-06-30".into()),
+                        eta: (known && covered >= expected as i64).then(|| "2024-06-30".into()),
                         lagging,
+                        baseline_known: known,
+                        pace_per_day,
+                        needed_per_day: per_day as f64,
+                        note: (!known).then(|| pace_note(pace_per_day, per_day as f64)),
                     }
                 })
                 .collect();
@@ -458,16 +489,23 @@ fn campaign(step: u64) -> BoardSnapshot {
         .map(|(j, &ind)| {
             let covered = sum(&|c| c.covered as u64, j) as i64;
             let expected = sum(&|c| c.expected, j);
+            let known = ind != Indicator::SimSignature;
+            let pace_per_day = boards.iter().map(|b| b.indicators[j].pace_per_day).sum::<f64>();
+            let needed_per_day = boards.iter().map(|b| b.indicators[j].needed_per_day).sum::<f64>();
             IndicatorBoard {
                 indicator: ind.as_str().into(),
                 label: label(ind).into(),
                 covered,
                 target: sum(&|c| c.target, j),
                 expected,
-                days_behind: u32::from(covered < expected as i64),
+                days_behind: u32::from(known && covered < expected as i64),
                 gained_today: sum(&|c| c.gained_today, j),
-                eta: Some("2024-07-02".into()),
+                eta: known.then(|| "2024-07-02".into()),
                 lagging: false,
+                baseline_known: known,
+                pace_per_day,
+                needed_per_day,
+                note: (!known).then(|| pace_note(pace_per_day, needed_per_day)),
             }
         })
         .collect();
@@ -525,6 +563,10 @@ fn vn_groups_thousands_with_dots() {
     assert_eq!(vn(777_150), "777.150");
     assert_eq!(vn(1_234_567), "1.234.567");
     assert_eq!(vn(-5_000), "−5.000");
+    assert_eq!(
+        (vn_rate(2.14), vn_rate(5.5), vn_rate(0.0), vn_rate(8634.9)),
+        ("2,1".into(), "5,5".into(), "0".into(), "8.635".into())
+    );
     assert_eq!(base64_decode("aGVsbG8="), b"hello");
     assert_eq!(base64_decode("aGk="), b"hi");
     assert_eq!(base64_decode("YWJj"), b"abc");
@@ -537,6 +579,7 @@ fn fixture_has_every_colour_and_ranks_every_district() {
     assert!(cells.iter().any(|c| c.lagging));
     assert!(cells.iter().any(|c| !c.lagging && c.days_behind > 0), "an amber cell");
     assert!(cells.iter().any(|c| c.days_behind == 0));
+    assert!(cells.iter().any(|c| !c.baseline_known && !c.lagging), "a cell without a baseline");
     let mut ranks: Vec<u32> = s.districts.iter().map(|d| d.rank).collect();
     ranks.sort_unstable();
     assert_eq!(ranks, (1..=11).collect::<Vec<u32>>());
@@ -706,9 +749,25 @@ fn assert_board_matches_metrics(dom: &Value, m: &crate::harness::Metrics) {
                 ("target", "d06_coverage_target"),
                 ("expected", "d06_coverage_expected"),
                 ("gained_today", "d06_coverage_gained_today"),
-                ("days_behind", "d06_coverage_days_behind"),
             ] {
                 assert_eq!(c[field]["value"].as_f64(), Some(gauge(name, ind, level, area)), "{at} {field}");
+            }
+            let labels = [("indicator", ind), ("area_level", level), ("area", area)];
+            if gauge("d06_coverage_baseline_known", ind, level, area) == 1.0 {
+                let days = gauge("d06_coverage_days_behind", ind, level, area);
+                assert_eq!(c["days_behind"]["value"].as_f64(), Some(days), "{at}");
+                assert_ne!(c["status"], "unknown", "{at}");
+            } else {
+                // No baseline: no days behind on /metrics, the pace on the board.
+                assert_eq!(m.get("d06_coverage_days_behind", &labels), None, "{at}");
+                assert_eq!(c["status"], "unknown", "{at}");
+                assert_eq!(c["border"], "rgb(96, 165, 250)", "{at}");
+                let text = format!(
+                    "Chưa có số liệu nền — tốc độ {}/ngày (kế hoạch cần {}/ngày)",
+                    vn_rate(gauge("d06_coverage_pace_per_day", ind, level, area)),
+                    vn_rate(gauge("d06_coverage_needed_per_day", ind, level, area))
+                );
+                assert_eq!(c["days_behind"]["text"], text, "{at}");
             }
             assert_eq!(c["covered"]["text"], vn(gauge("d06_coverage_covered", ind, level, area) as i64), "{at}");
         }
@@ -797,6 +856,35 @@ async fn d06_serves_the_board_with_the_metrics_figures_live() {
     assert_eq!(districts, codes, "the 11 districts in GSO code order");
     assert_eq!(dom["today"], "20/04/2024", "event clock: today is the newest event's day");
     assert_board_matches_metrics(&dom, &app.metrics().await);
+
+    // ClickHouse and /metrics agree on which baselines the plan knows: the
+    // embedded 2024 plan has none for the two shares of all adults
+    // (smartphone_4g, sim_signature), whose cells show their pace.
+    let rows = app
+        .clickhouse(
+            "SELECT indicator, area_level, area, baseline_known FROM coverage_baseline FINAL \
+             WHERE area_level != 'commune' ORDER BY indicator, area_level, area",
+        )
+        .await;
+    let m = app.metrics().await;
+    let mut keys = 0;
+    for line in rows.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let known: f64 = f[3].parse().expect("baseline_known");
+        let labels = [("indicator", f[0]), ("area_level", f[1]), ("area", f[2])];
+        assert_eq!(m.get("d06_coverage_baseline_known", &labels), Some(known), "{line}");
+        assert_eq!(known == 0.0, ["smartphone_4g", "sim_signature"].contains(&f[0]), "{line}");
+        keys += 1;
+    }
+    assert_eq!(keys, 5 * 12, "5 indicators × (province + 11 districts):\n{rows}");
+    let unknown: Vec<&Value> = dom["districts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["cells"].as_array().unwrap())
+        .filter(|c| c["status"] == "unknown")
+        .collect();
+    assert_eq!(unknown.len(), 2 * 11, "smartphone_4g and sim_signature in every district");
 
     // New events on a later day reach the open page without a reload.
     let mut more = 0u64;

@@ -118,6 +118,56 @@ pub struct IndicatorBoard {
     pub eta: Option<String>,
     /// Whether the area lags under the campaign's lag rule (red on the board).
     pub lagging: bool,
+    /// Whether the plan knows the area's baseline. When it does not, the
+    /// cell shows its pace ([`pace_note`]), never a lag.
+    pub baseline_known: bool,
+    /// Net gain per day over the last 7 days.
+    pub pace_per_day: f64,
+    /// The pace the plan needs now.
+    pub needed_per_day: f64,
+    /// What the cell says instead of its lag, in Vietnamese (set while the
+    /// baseline is unknown).
+    pub note: Option<String>,
+}
+
+/// The cell's text while the baseline is unknown: `Chưa có số liệu nền —
+/// tốc độ 2,1/ngày (kế hoạch cần 5,5/ngày)`.
+pub fn pace_note(pace_per_day: f64, needed_per_day: f64) -> String {
+    format!(
+        "Chưa có số liệu nền — tốc độ {}/ngày (kế hoạch cần {}/ngày)",
+        vi_rate(pace_per_day),
+        vi_rate(needed_per_day)
+    )
+}
+
+/// A rate the Vietnamese way: one decimal below 100 (`2,1`), whole numbers
+/// with `.` thousands above (`12.345`).
+fn vi_rate(x: f64) -> String {
+    let negative = x < 0.0;
+    let a = x.abs();
+    let body = if a < 100.0 {
+        let tenths = (a * 10.0).round() as u64;
+        if tenths.is_multiple_of(10) {
+            (tenths / 10).to_string()
+        } else {
+            format!("{},{}", tenths / 10, tenths % 10)
+        }
+    } else {
+        let digits = (a.round() as u64).to_string();
+        let mut out = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push('.');
+            }
+            out.push(ch);
+        }
+        out
+    };
+    if negative && body != "0" {
+        format!("−{body}")
+    } else {
+        body
+    }
 }
 
 /// Hotline tickets received since the campaign start, by status as of now.
@@ -358,7 +408,19 @@ mod tests {
             gained_today: 12,
             eta: (days_behind == 0).then(|| "2024-06-30".to_owned()),
             lagging: days_behind >= 3,
+            baseline_known: true,
+            pace_per_day: 10.0,
+            needed_per_day: 12.0,
+            note: None,
         }
+    }
+
+    #[test]
+    fn the_pace_note_is_vietnamese() {
+        assert_eq!(pace_note(15.0 / 7.0, 5.5), "Chưa có số liệu nền — tốc độ 2,1/ngày (kế hoạch cần 5,5/ngày)");
+        assert_eq!(pace_note(0.0, 8634.9), "Chưa có số liệu nền — tốc độ 0/ngày (kế hoạch cần 8.635/ngày)");
+        assert_eq!(pace_note(-0.43, 120.0), "Chưa có số liệu nền — tốc độ −0,4/ngày (kế hoạch cần 120/ngày)");
+        assert_eq!(vi_rate(1_234_567.0), "1.234.567");
     }
 
     fn snapshot(covered: i64) -> BoardSnapshot {

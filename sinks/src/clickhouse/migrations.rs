@@ -198,6 +198,26 @@ ORDER BY (shard, generation)",
 ORDER BY name",
         ],
     },
+    Migration {
+        version: 3,
+        name: "coverage_baseline: each area's baseline and whether the plan knows it",
+        statements: &[
+            // One row per (indicator, area): the plan's baseline as the
+            // pipeline last wrote it (read with FINAL). `baseline_known` 0:
+            // the plan gives no baseline, `covered` counts from 0 and the
+            // area is never behind (OUTPUTS-v1).
+            "CREATE TABLE IF NOT EXISTS {db}.coverage_baseline (
+    indicator String,
+    area_level String,
+    area String,
+    baseline UInt64,
+    baseline_known UInt8,
+    source String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (indicator, area_level, area)",
+        ],
+    },
 ];
 
 /// Replaces `{db}` with the (already validated) database name, backquoted.
@@ -236,7 +256,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 10);
+        assert_eq!(count, 11);
     }
 
     #[test]

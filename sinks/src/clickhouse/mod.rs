@@ -186,6 +186,26 @@ pub struct PlanRow {
     pub version: u64,
 }
 
+/// One row of `coverage_baseline` (OUTPUTS-v1): an area's baseline as the
+/// plan gives it, and whether it is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaselineRow {
+    /// The indicator.
+    pub indicator: Indicator,
+    /// Level of `area`.
+    pub area_level: AreaLevel,
+    /// GSO code of the area.
+    pub area: String,
+    /// The baseline (0 when unknown).
+    pub baseline: u64,
+    /// Whether the plan knows the baseline.
+    pub baseline_known: bool,
+    /// Where the baseline comes from ("" when the plan does not say).
+    pub source: String,
+    /// `ReplacingMergeTree` version.
+    pub version: u64,
+}
+
 /// One shard's hotline ticket counts for one (day received, area).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HotlineShardRow {
@@ -227,6 +247,8 @@ pub struct WriteBatch {
     pub coverage: Vec<CoverageShardRow>,
     /// Rows for `plan_daily`.
     pub plan: Vec<PlanRow>,
+    /// Rows for `coverage_baseline`.
+    pub baselines: Vec<BaselineRow>,
     /// Rows for `hotline_shard_daily`.
     pub hotline: Vec<HotlineShardRow>,
     /// Rows for `dead_letters`.
@@ -241,7 +263,7 @@ impl WriteBatch {
 
     /// Number of rows over all tables.
     pub fn len(&self) -> usize {
-        self.coverage.len() + self.plan.len() + self.hotline.len() + self.dead_letters.len()
+        self.coverage.len() + self.plan.len() + self.baselines.len() + self.hotline.len() + self.dead_letters.len()
     }
 }
 
@@ -335,6 +357,17 @@ struct PlanWire<'a> {
     baseline: u64,
     target: u64,
     expected: u64,
+    version: u64,
+}
+
+#[derive(Row, Serialize)]
+struct BaselineWire<'a> {
+    indicator: &'a str,
+    area_level: &'a str,
+    area: &'a str,
+    baseline: u64,
+    baseline_known: u8,
+    source: &'a str,
     version: u64,
 }
 
@@ -536,7 +569,7 @@ impl ClickHouseSink {
     }
 
     /// Writes all rows of a batch, each non-empty table as one `INSERT`
-    /// (the four run concurrently). On error some tables may have been
+    /// (the five run concurrently). On error some tables may have been
     /// written and others not; writing the batch again is harmless.
     pub async fn write(&self, batch: &WriteBatch) -> Result<(), SinkError> {
         let coverage = batch
@@ -572,6 +605,19 @@ impl ClickHouseSink {
                 })
             })
             .collect::<Result<Vec<_>, SinkError>>()?;
+        let baselines: Vec<BaselineWire> = batch
+            .baselines
+            .iter()
+            .map(|r| BaselineWire {
+                indicator: r.indicator.as_str(),
+                area_level: r.area_level.as_str(),
+                area: &r.area,
+                baseline: r.baseline,
+                baseline_known: u8::from(r.baseline_known),
+                source: &r.source,
+                version: r.version,
+            })
+            .collect();
         let hotline = batch
             .hotline
             .iter()
@@ -610,12 +656,14 @@ impl ClickHouseSink {
         tokio::try_join!(
             self.insert_all::<CoverageWire<'static>>("coverage_shard_daily", &coverage),
             self.insert_all::<PlanWire<'static>>("plan_daily", &plan),
+            self.insert_all::<BaselineWire<'static>>("coverage_baseline", &baselines),
             self.insert_all::<HotlineWire<'static>>("hotline_shard_daily", &hotline),
             self.insert_all::<DeadLetterWire<'static>>("dead_letters", &dead_letters),
         )?;
         tracing::debug!(
             coverage = coverage.len(),
             plan = plan.len(),
+            baselines = baselines.len(),
             hotline = hotline.len(),
             dead_letters = dead_letters.len(),
             "wrote batch to ClickHouse"

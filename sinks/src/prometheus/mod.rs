@@ -48,8 +48,15 @@ pub struct CoverageGauges {
     pub expected: u64,
     /// Gained since local midnight.
     pub gained_today: u64,
-    /// Days the area lags the plan (0 when on or ahead).
-    pub days_behind: f64,
+    /// Days the area lags the plan (0 when on or ahead); `None` while the
+    /// baseline is unknown (the series is then absent).
+    pub days_behind: Option<f64>,
+    /// Whether the plan knows the area's baseline.
+    pub baseline_known: bool,
+    /// Net gain per day over the last 7 days.
+    pub pace_per_day: f64,
+    /// The pace the plan needs now.
+    pub needed_per_day: f64,
 }
 
 /// `(status, count)` of one area's tickets in the order of [`HOTLINE_STATUSES`].
@@ -122,8 +129,14 @@ pub struct Metrics {
     pub coverage_ratio: GaugeVec,
     /// `d06_coverage_gained_today{indicator,area_level,area}`.
     pub coverage_gained_today: IntGaugeVec,
-    /// `d06_coverage_days_behind{indicator,area_level,area}`.
+    /// `d06_coverage_days_behind{indicator,area_level,area}`; absent while the baseline is unknown.
     pub coverage_days_behind: GaugeVec,
+    /// `d06_coverage_baseline_known{indicator,area_level,area}`: 1 when the plan knows the baseline, else 0.
+    pub coverage_baseline_known: IntGaugeVec,
+    /// `d06_coverage_pace_per_day{indicator,area_level,area}`: net gain per day over the last 7 days.
+    pub coverage_pace_per_day: GaugeVec,
+    /// `d06_coverage_needed_per_day{indicator,area_level,area}`: the pace the plan needs now.
+    pub coverage_needed_per_day: GaugeVec,
     /// `d06_hotline_tickets{status,area_level,area}`.
     pub hotline_tickets: IntGaugeVec,
 }
@@ -272,6 +285,21 @@ impl Metrics {
                 "Days the area lags the campaign plan (0 when on or ahead).",
                 AREA_LABELS,
             )?,
+            coverage_baseline_known: int_gauge_vec(
+                "d06_coverage_baseline_known",
+                "1 when the campaign plan knows the area's baseline, 0 when it is unknown (then covered counts from 0 and days_behind is absent).",
+                AREA_LABELS,
+            )?,
+            coverage_pace_per_day: gauge_vec(
+                "d06_coverage_pace_per_day",
+                "Net gain per day over the last 7 days (today included).",
+                AREA_LABELS,
+            )?,
+            coverage_needed_per_day: gauge_vec(
+                "d06_coverage_needed_per_day",
+                "Gain per day the campaign plan needs now (its current milestone segment).",
+                AREA_LABELS,
+            )?,
             hotline_tickets: int_gauge_vec(
                 "d06_hotline_tickets",
                 "Hotline tickets received since the campaign start, by status.",
@@ -281,15 +309,25 @@ impl Metrics {
         })
     }
 
-    /// Sets the six coverage gauges of one (indicator, area). The ratio is
-    /// removed while the target is 0 (there is nothing to divide by).
+    /// Sets the coverage gauges of one (indicator, area). The ratio is
+    /// removed while the target is 0 (there is nothing to divide by), days
+    /// behind while the baseline is unknown (there is no gap to measure).
     pub fn set_coverage(&self, indicator: &str, level: &str, area: &str, s: &CoverageGauges) {
         let labels = [safe_label(indicator), safe_label(level), safe_label(area)];
         self.coverage_covered.with_label_values(&labels).set(s.covered);
         self.coverage_target.with_label_values(&labels).set(saturating_i64(s.target));
         self.coverage_expected.with_label_values(&labels).set(saturating_i64(s.expected));
         self.coverage_gained_today.with_label_values(&labels).set(saturating_i64(s.gained_today));
-        self.coverage_days_behind.with_label_values(&labels).set(s.days_behind);
+        match s.days_behind {
+            Some(d) => self.coverage_days_behind.with_label_values(&labels).set(d),
+            None => {
+                // Absent is the honest value; an error only means it was never set.
+                let _ = self.coverage_days_behind.remove_label_values(&labels);
+            }
+        }
+        self.coverage_baseline_known.with_label_values(&labels).set(i64::from(s.baseline_known));
+        self.coverage_pace_per_day.with_label_values(&labels).set(s.pace_per_day);
+        self.coverage_needed_per_day.with_label_values(&labels).set(s.needed_per_day);
         if s.target > 0 {
             self.coverage_ratio.with_label_values(&labels).set(s.covered as f64 / s.target as f64);
         } else {
@@ -373,7 +411,16 @@ mod tests {
         m.checkpoint_seconds.observe(0.004);
         m.flush_seconds.observe(0.2);
         m.last_flush_time.set(1_704_067_300.0);
-        let s = CoverageGauges { covered: 750, target: 1000, expected: 800, gained_today: 12, days_behind: 3.0 };
+        let s = CoverageGauges {
+            covered: 750,
+            target: 1000,
+            expected: 800,
+            gained_today: 12,
+            days_behind: Some(3.0),
+            baseline_known: true,
+            pace_per_day: 2.5,
+            needed_per_day: 4.0,
+        };
         m.set_coverage("cccd", "district", "689", &s);
         let h = HotlineCounts {
             received: 9,
@@ -412,6 +459,9 @@ mod tests {
             "d06_coverage_ratio{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 0.75",
             "d06_coverage_gained_today{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 12",
             "d06_coverage_days_behind{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 3",
+            "d06_coverage_baseline_known{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 1",
+            "d06_coverage_pace_per_day{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 2.5",
+            "d06_coverage_needed_per_day{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 4",
             "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"received\"} 9",
             "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"overdue_specialist\"} 2",
             "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"overdue_leadership\"} 0",
@@ -462,6 +512,32 @@ mod tests {
         assert!(m
             .encode()
             .contains("d06_coverage_target{area=\"70\",area_level=\"province\",indicator=\"vneid\"} 0\n"));
+    }
+
+    #[test]
+    fn days_behind_is_absent_while_the_baseline_is_unknown() {
+        let m = Metrics::new().unwrap();
+        let known = CoverageGauges {
+            covered: 5,
+            target: 10,
+            days_behind: Some(2.0),
+            baseline_known: true,
+            ..CoverageGauges::default()
+        };
+        m.set_coverage("sim_signature", "district", "689", &known);
+        assert!(m.encode().contains(
+            "d06_coverage_days_behind{area=\"689\",area_level=\"district\",indicator=\"sim_signature\"} 2\n"
+        ));
+        let unknown = CoverageGauges { days_behind: None, baseline_known: false, pace_per_day: 1.5, ..known };
+        m.set_coverage("sim_signature", "district", "689", &unknown);
+        let text = m.encode();
+        assert!(!text.contains("d06_coverage_days_behind{"), "{text}");
+        assert!(text.contains(
+            "d06_coverage_baseline_known{area=\"689\",area_level=\"district\",indicator=\"sim_signature\"} 0\n"
+        ));
+        assert!(text.contains(
+            "d06_coverage_pace_per_day{area=\"689\",area_level=\"district\",indicator=\"sim_signature\"} 1.5\n"
+        ));
     }
 
     #[test]
