@@ -1,7 +1,9 @@
 //! `d06 demo`: the whole product on a fresh machine, nothing else installed.
 //!
-//! A simulated 2024 "4 phủ" campaign in Bình Phước (`simulate`) plays at an
-//! accelerated clock through the same validator, aggregator, pipeline,
+//! A simulated 2024 "4 phủ" campaign in Bình Phước (`simulate`), with a
+//! simulated pre-campaign baseline for the indicators the plan has none for
+//! (`simulate::baseline`: 40 % of each district's smartphone target and
+//! 10 % of its SIM-signature target, ± 15 %), plays at an accelerated clock through the same validator, aggregator, pipeline,
 //! `/metrics` and board as production. Without a configuration file nothing
 //! else is needed: the source is in-process and there is no ClickHouse or
 //! dead-letter topic (rejections are counted on `/metrics`). With `--config`
@@ -51,6 +53,27 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
+/// The embedded 2024 plan with a simulated pre-campaign baseline for the
+/// indicators whose baseline it does not know (`simulate::baseline`),
+/// imported as `d06 plan import-baseline` would, so the wall shows what a
+/// real baseline would.
+fn demo_plan(geo: &aggregator::Geography, seed: u64) -> Result<Plan> {
+    let plan = Plan::from_toml(crate::DEFAULT_PLAN, geo).context("loading the campaign plan")?;
+    let rows = simulate::BaselineShares::default().entries(&plan, geo, seed);
+    let text = aggregator::plan_edit::import_baselines(crate::DEFAULT_PLAN, &rows, geo)
+        .context("importing the simulated baseline")?;
+    let plan = Plan::from_toml(&text, geo).context("loading the campaign plan with the simulated baseline")?;
+    for ind in aggregator::Indicator::ALL {
+        info!(
+            indicator = ind.as_str(),
+            baseline = plan.baseline(*ind, geo.province()),
+            source = plan.baseline_source(*ind, geo.province()).unwrap_or("the plan"),
+            "demo baseline"
+        );
+    }
+    Ok(plan)
+}
+
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     if let Some(path) = &args.config {
@@ -77,7 +100,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
             correction_horizon_secs: config.contract.correction_horizon_days * 86_400,
         },
     );
-    let plan = Arc::new(Plan::from_toml(crate::DEFAULT_PLAN, &geo).context("loading the campaign plan")?);
+    let plan = Arc::new(demo_plan(&geo, args.seed)?);
     let state_dir = std::env::temp_dir().join(format!("d06-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     let identity = Identity {
@@ -134,6 +157,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     println!("  d06 demo: the 2024 \"4 phủ\" campaign in Bình Phước, {days} days in {} minutes", args.minutes);
     println!("  Board:    http://{addr}/board");
     println!("  Metrics:  http://{addr}/metrics");
+    println!("  Baseline: simulated for smartphone 4G and SIM signatures (the plan has none)");
     println!("  Ctrl-C stops it.");
     println!();
 

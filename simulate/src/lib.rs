@@ -13,8 +13,9 @@
 //!   the district's pace, times [`SimConfig::scale`]: at scale 1.0 a 90-day
 //!   campaign is ≈ 1.4 million messages. `smartphone_4g` follows from the
 //!   `sim.swap` events (85 % smartphones): the plan's 777,150 target (90 % of
-//!   adults, baseline 0) cannot be reached by swaps of 2G subscribers alone
-//!   (211,000), so every district stays behind on it.
+//!   adults) cannot be reached by swaps of 2G subscribers alone (211,000):
+//!   with the plan's unknown baseline no district is called behind on it;
+//!   with the demo's simulated baseline ([`baseline`]) every district is.
 //! - **Pace.** Districts in [`SimConfig::lagging_districts`] run at
 //!   [`SimConfig::lagging_pace`] (default 0.75) of their share, the others
 //!   at [`SimConfig::on_track_pace`] (1.07), each ± 3 %.
@@ -67,8 +68,11 @@
 //! - `kafka`: [`to_kafka`], the writer; [`restamp`] (live mode) and
 //!   [`Summary`].
 //! - [`scenario`]: the hotline report generator and its messages.
+//! - [`baseline`]: [`BaselineShares`], a simulated pre-campaign baseline
+//!   per district, as baseline-file rows (`d06 demo` imports them).
 //! - `cli`: [`SimulateArgs`] and [`command`], `d06 simulate` itself.
 
+pub mod baseline;
 mod cli;
 mod clock;
 mod config;
@@ -88,6 +92,7 @@ mod summary;
 #[cfg(test)]
 mod tests;
 
+pub use baseline::BaselineShares;
 pub use cli::{command, Setup, SimulateArgs};
 pub use config::{SimConfig, Targets};
 pub use kafka::to_kafka;

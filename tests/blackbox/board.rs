@@ -1019,6 +1019,28 @@ async fn d06_demo_serves_a_populated_live_board_equal_to_metrics() {
     assert_board_matches_metrics(&last, &m);
     let covered = |dom: &Value| dom["province"]["cells"][1]["covered"]["value"].as_f64().unwrap_or(0.0);
     assert!(covered(&last) > covered(&first), "VNeID grew on the open page: {} → {}", covered(&first), covered(&last));
+    // The demo simulates a pre-campaign baseline for the two indicators the
+    // plan has none for (simulate::baseline: 40 % and 10 % of each
+    // district's target, ± 15 %): the wall judges them as a real baseline
+    // would be judged, no cell waits for data.
+    for ind in ["smartphone_4g", "sim_signature"] {
+        let labels = [("indicator", ind), ("area_level", "province"), ("area", "70")];
+        assert_eq!(m.get("d06_coverage_baseline_known", &labels), Some(1.0), "{ind}");
+        let target = m.get("d06_coverage_target", &labels).expect("target");
+        let expected = m.get("d06_coverage_expected", &labels).expect("expected");
+        let share = if ind == "smartphone_4g" { 0.40 } else { 0.10 };
+        // Covered includes the baseline: at least 85 % of its share of the target.
+        assert!(m.get("d06_coverage_covered", &labels).expect("covered") >= 0.85 * share * target, "{ind}");
+        assert!(expected >= target, "{ind}: the plan reached its target on the last day");
+    }
+    let waiting: Vec<&Value> = last["districts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["cells"].as_array().unwrap())
+        .filter(|c| c["status"] == "unknown")
+        .collect();
+    assert!(waiting.is_empty(), "{waiting:?}");
     tokio::task::block_in_place(|| {
         chrome.wait_until("animations to end", "document.getAnimations().length === 0", Duration::from_secs(10));
         std::fs::write(artifact("board-demo.png"), chrome.screenshot()).unwrap();

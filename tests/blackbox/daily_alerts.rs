@@ -44,7 +44,7 @@ fn plan_toml() -> String {
 
 /// A private Alertmanager (clustering off) on a free port, routing with
 /// `deploy/local/alertmanager.yml` to the test's webhook port.
-struct Alertmanager {
+pub(crate) struct Alertmanager {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
@@ -59,7 +59,7 @@ impl Drop for Alertmanager {
 }
 
 impl Alertmanager {
-    async fn start(webhook_port: u16) -> Alertmanager {
+    pub(crate) async fn start(webhook_port: u16) -> Alertmanager {
         let dir = tempfile::tempdir().expect("tempdir");
         let routing = std::fs::read_to_string(repo().join("deploy/local/alertmanager.yml")).expect("local routing");
         assert!(routing.contains("127.0.0.1:9099/district/688"), "the local routing changed its webhook address");
@@ -91,7 +91,7 @@ impl Alertmanager {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -100,7 +100,7 @@ impl Alertmanager {
     }
 
     /// `alertmanager_alerts_received_total`, all series: alerts posted to it so far.
-    async fn alerts_received(&self) -> f64 {
+    pub(crate) async fn alerts_received(&self) -> f64 {
         let text =
             self.http.get(format!("{}/metrics", self.url())).send().await.expect("metrics").text().await.expect("text");
         text.lines()
@@ -111,7 +111,7 @@ impl Alertmanager {
 }
 
 /// `d06 alerts send --day DAY --config <the app's config>`: (success, stdout, stderr).
-async fn send(app: &App, day: &str) -> (bool, String, String) {
+pub(crate) async fn send(app: &App, day: &str) -> (bool, String, String) {
     let config: PathBuf = app.config_path.clone();
     let day = day.to_owned();
     let out = tokio::task::spawn_blocking(move || {

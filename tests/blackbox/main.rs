@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerting;
+mod baselines;
 mod board;
 mod campaign_bounds;
 mod contract;
