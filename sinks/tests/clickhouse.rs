@@ -13,8 +13,8 @@ use aggregator::hotline::HotlineCounts;
 use aggregator::{AreaLevel, Indicator};
 use chrono::{DateTime, NaiveDate, Utc};
 use sinks::clickhouse::{
-    ClickHouseConfig, ClickHouseSink, CoverageDailyRow, CoverageShardRow, DeadLetterRow, HotlineDailyRow,
-    HotlineShardRow, PlanRow, WriteBatch,
+    AreaRow, BaselineRow, ClickHouseConfig, ClickHouseSink, CoverageDailyRow, CoverageShardRow, DeadLetterRow,
+    HotlineDailyRow, HotlineShardRow, PlanRow, WriteBatch,
 };
 use sinks::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -135,7 +135,7 @@ async fn connect_creates_the_database_and_migrate_is_idempotent() {
     let started = Instant::now();
     sink.migrate().await.unwrap();
     eprintln!("migrate: first {first:?}, second {:?}", started.elapsed());
-    assert_eq!(sink.applied_migrations().await.unwrap(), [1, 2]);
+    assert_eq!(sink.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
 
     // A second instance migrating the same database at the same moment as
     // a third: both succeed, nothing is duplicated.
@@ -147,7 +147,7 @@ async fn connect_creates_the_database_and_migrate_is_idempotent() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.unwrap();
     rb.unwrap();
-    assert_eq!(a.applied_migrations().await.unwrap(), [1, 2]);
+    assert_eq!(a.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
     let tables: Vec<String> = raw()
         .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
         .bind(db.as_str())
@@ -158,6 +158,8 @@ async fn connect_creates_the_database_and_migrate_is_idempotent() {
         tables,
         [
             "alerts",
+            "areas",
+            "coverage_baseline",
             "coverage_daily",
             "coverage_shard_daily",
             "dead_letters",
@@ -369,5 +371,47 @@ async fn a_missing_table_is_permanent_and_not_retried() {
     assert!(!err.is_retryable(), "{err}");
     assert_eq!(err.kind(), "auth", "{err}");
     assert!(!err.to_string().contains("wrong"), "{err}");
+    drop_database(&sink).await;
+}
+
+#[tokio::test]
+async fn baselines_and_areas_keep_the_newest_version_per_key() {
+    let Some(sink) = fresh_sink().await else { return };
+    sink.migrate().await.unwrap();
+    let baseline = |known: bool, n: u64, version: u64| BaselineRow {
+        indicator: Indicator::SimSignature,
+        area_level: AreaLevel::District,
+        area: "689".into(),
+        baseline: n,
+        baseline_known: known,
+        source: if known { "Sở TT&TT".into() } else { String::new() },
+        version,
+    };
+    let area = |name: &str, version: u64| AreaRow {
+        area_level: AreaLevel::District,
+        area: "689".into(),
+        name: name.into(),
+        parent: "70".into(),
+        version,
+    };
+    // Unknown first; then a plan with an imported figure (a newer version);
+    // a stale write last must not win.
+    for (b, a) in [
+        (baseline(false, 0, 1), area("old", 1)),
+        (baseline(true, 1200, 3), area("Thành phố Đồng Xoài", 3)),
+        (baseline(false, 0, 2), area("stale", 2)),
+    ] {
+        sink.write(&WriteBatch { baselines: vec![b], areas: vec![a], ..WriteBatch::default() }).await.unwrap();
+    }
+    let db = sink.database().to_owned();
+    let got: (String, String, u64, u8, String) = raw()
+        .query(&format!("SELECT indicator, area, baseline, baseline_known, source FROM `{db}`.coverage_baseline FINAL"))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(got, ("sim_signature".into(), "689".into(), 1200, 1, "Sở TT&TT".into()));
+    let names: Vec<(String, String, String)> =
+        raw().query(&format!("SELECT area, name, parent FROM `{db}`.areas FINAL")).fetch_all().await.unwrap();
+    assert_eq!(names, [("689".into(), "Thành phố Đồng Xoài".into(), "70".into())]);
     drop_database(&sink).await;
 }
