@@ -656,9 +656,10 @@ impl Plan {
         }
     }
 
-    /// Where the area's baseline comes from, if the plan says (its own
-    /// `baseline_source`, else the province's when the area's figure is a
-    /// share of it).
+    /// Where the area's baseline comes from, if the plan says: the
+    /// indicator's `baseline_source` for the province, the area's own for
+    /// a district or commune (a district's share of the province figure
+    /// has none of its own).
     pub fn baseline_source(&self, ind: Indicator, area: AreaId) -> Option<&str> {
         self.indicators[ind as usize].sources.get(&area).map(String::as_str)
     }

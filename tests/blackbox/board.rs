@@ -340,7 +340,7 @@ fn assert_area(dom: &Value, want: &AreaBoard) {
         let lag = if !w.baseline_known {
             // The fixture's paces are whole numbers: the page shows them grouped.
             format!(
-                "Chưa có số liệu nền — tốc độ {}/ngày (kế hoạch cần {}/ngày)",
+                "Chưa có số liệu nền — tốc độ {}/ngày, cần {}",
                 vn(w.pace_per_day as i64),
                 vn(w.needed_per_day as i64)
             )
@@ -763,7 +763,7 @@ fn assert_board_matches_metrics(dom: &Value, m: &crate::harness::Metrics) {
                 assert_eq!(c["status"], "unknown", "{at}");
                 assert_eq!(c["border"], "rgb(96, 165, 250)", "{at}");
                 let text = format!(
-                    "Chưa có số liệu nền — tốc độ {}/ngày (kế hoạch cần {}/ngày)",
+                    "Chưa có số liệu nền — tốc độ {}/ngày, cần {}",
                     vn_rate(gauge("d06_coverage_pace_per_day", ind, level, area)),
                     vn_rate(gauge("d06_coverage_needed_per_day", ind, level, area))
                 );

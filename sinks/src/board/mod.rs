@@ -131,13 +131,11 @@ pub struct IndicatorBoard {
 }
 
 /// The cell's text while the baseline is unknown: `Chưa có số liệu nền —
-/// tốc độ 2,1/ngày (kế hoạch cần 5,5/ngày)`.
+/// tốc độ 2,1/ngày, cần 5,5` ("no baseline data — pace 2.1 a day, 5.5
+/// needed": the net gain per day over the last 7 days, and the plan's
+/// daily rise).
 pub fn pace_note(pace_per_day: f64, needed_per_day: f64) -> String {
-    format!(
-        "Chưa có số liệu nền — tốc độ {}/ngày (kế hoạch cần {}/ngày)",
-        vi_rate(pace_per_day),
-        vi_rate(needed_per_day)
-    )
+    format!("Chưa có số liệu nền — tốc độ {}/ngày, cần {}", vi_rate(pace_per_day), vi_rate(needed_per_day))
 }
 
 /// A rate the Vietnamese way: one decimal below 100 (`2,1`), whole numbers
@@ -417,9 +415,9 @@ mod tests {
 
     #[test]
     fn the_pace_note_is_vietnamese() {
-        assert_eq!(pace_note(15.0 / 7.0, 5.5), "Chưa có số liệu nền — tốc độ 2,1/ngày (kế hoạch cần 5,5/ngày)");
-        assert_eq!(pace_note(0.0, 8634.9), "Chưa có số liệu nền — tốc độ 0/ngày (kế hoạch cần 8.635/ngày)");
-        assert_eq!(pace_note(-0.43, 120.0), "Chưa có số liệu nền — tốc độ −0,4/ngày (kế hoạch cần 120/ngày)");
+        assert_eq!(pace_note(15.0 / 7.0, 5.5), "Chưa có số liệu nền — tốc độ 2,1/ngày, cần 5,5");
+        assert_eq!(pace_note(0.0, 8634.9), "Chưa có số liệu nền — tốc độ 0/ngày, cần 8.635");
+        assert_eq!(pace_note(-0.43, 120.0), "Chưa có số liệu nền — tốc độ −0,4/ngày, cần 120");
         assert_eq!(vi_rate(1_234_567.0), "1.234.567");
     }
 
