@@ -544,40 +544,6 @@ fn substitution_follows_grafana_and_the_plugin() {
 
 // ------------------------------------------------------------ the live test
 
-impl Prometheus {
-    /// An instant query: `(labels, value)` per series, or the error.
-    async fn query(&self, promql: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
-        let url = self.url("/api/v1/query");
-        let r = reqwest::Client::new().get(url).query(&[("query", promql)]).send().await.map_err(|e| e.to_string())?;
-        let v: Value = r.json().await.map_err(|e| e.to_string())?;
-        if v["status"] != "success" {
-            return Err(format!("{}: {}", v["errorType"], v["error"]));
-        }
-        let value = |x: &Value| x[1].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN);
-        match v["data"]["resultType"].as_str() {
-            Some("vector") => Ok(v["data"]["result"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(|s| {
-                    let labels = s["metric"]
-                        .as_object()
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
-                        .unwrap_or_default();
-                    (labels, value(&s["value"]))
-                })
-                .collect()),
-            Some("scalar") => Ok(vec![(BTreeMap::new(), value(&v["data"]["result"]))]),
-            other => Err(format!("unexpected result type {other:?}")),
-        }
-    }
-
-    async fn value(&self, promql: &str) -> Option<f64> {
-        self.query(promql).await.ok()?.first().map(|(_, v)| *v)
-    }
-}
-
 /// Coverage events: several districts, every indicator, one duplicate, one
 /// level-1 activation (not counted), the newest event last. `(topic, partition, message)`.
 fn coverage_stream() -> Vec<(usize, i32, String)> {

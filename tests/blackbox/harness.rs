@@ -20,6 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
 
 pub const HMAC_KEY: &str = "blackbox-test-key-0123456789abcdef";
 
@@ -637,12 +638,19 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(target_port: u16, rules: Option<&Path>) -> Prometheus {
+        Prometheus::start_many(&[target_port], rules)
+    }
+
+    /// Scraping several d06 instances of one deployment (job `d06`).
+    pub fn start_many(target_ports: &[u16], rules: Option<&Path>) -> Prometheus {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let rule_files = rules.map(|r| format!("rule_files:\n  - {}/*.yml\n", r.display())).unwrap_or_default();
+        let targets: Vec<String> = target_ports.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}\
-             scrape_configs:\n  - job_name: d06\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+             scrape_configs:\n  - job_name: d06\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
         );
         let path = dir.path().join("prometheus.yml");
         std::fs::write(&path, config).expect("config");
@@ -674,5 +682,39 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// An instant query: `(labels, value)` per series, or the error.
+    pub async fn query(&self, promql: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> {
+        let url = self.url("/api/v1/query");
+        let r = reqwest::Client::new().get(url).query(&[("query", promql)]).send().await.map_err(|e| e.to_string())?;
+        let v: Value = r.json().await.map_err(|e| e.to_string())?;
+        if v["status"] != "success" {
+            return Err(format!("{}: {}", v["errorType"], v["error"]));
+        }
+        let value = |x: &Value| x[1].as_str().and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        match v["data"]["resultType"].as_str() {
+            Some("vector") => Ok(v["data"]["result"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| {
+                    let labels = s["metric"]
+                        .as_object()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
+                        .unwrap_or_default();
+                    (labels, value(&s["value"]))
+                })
+                .collect()),
+            Some("scalar") => Ok(vec![(BTreeMap::new(), value(&v["data"]["result"]))]),
+            other => Err(format!("unexpected result type {other:?}")),
+        }
+    }
+
+    pub async fn value(&self, promql: &str) -> Option<f64> {
+        self.query(promql).await.ok()?.first().map(|(_, v)| *v)
     }
 }
