@@ -26,7 +26,7 @@ use chrono::NaiveDate;
 use ingest::kafka::shards::{DeadLetterRecord, ShardBatch, ShardCommitter, ShardEvent};
 use rayon::prelude::*;
 use sinks::board::Board;
-use sinks::clickhouse::{BaselineRow, ClickHouseSink, DeadLetterRow, PlanRow, WriteBatch};
+use sinks::clickhouse::{AreaRow, BaselineRow, ClickHouseSink, DeadLetterRow, PlanRow, WriteBatch};
 use sinks::prometheus::{Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -404,7 +404,7 @@ impl Pipeline {
     }
 
     /// Plan rows: every day from the start on the first flush (with each
-    /// area's baseline), then each new day.
+    /// area's baseline, and the areas themselves), then each new day.
     fn plan_rows(&mut self, wall: Nanos, out: &mut WriteBatch) {
         let plan = &self.p.plan;
         let Some(t) = self.now(wall) else { return };
@@ -423,6 +423,15 @@ impl Pipeline {
         // Identical from every instance; a wall-clock version only orders a changed plan.
         let version = (wall.max(0) / 1_000) as u64;
         let geo = &self.p.geo;
+        if self.plan_through.is_none() {
+            out.areas.extend(geo.areas().iter().map(|area| AreaRow {
+                area_level: area.level,
+                area: area.code.clone(),
+                name: area.name.clone(),
+                parent: area.parent.map(|p| geo.area(p).code.clone()).unwrap_or_default(),
+                version,
+            }));
+        }
         for ind in aggregator::Indicator::ALL {
             for (i, area) in geo.areas().iter().enumerate() {
                 let a = aggregator::AreaId(i as u16);

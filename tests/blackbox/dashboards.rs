@@ -46,8 +46,10 @@ const WALL: [&str; 3] = ["d06-province", "d06-district", "d06-hotline"];
 /// The five indicators of EVENTS-v1.
 const INDICATORS: [&str; 5] = ["cccd", "vneid", "smartphone_4g", "sim_signature", "migrated_2g"];
 /// Tables and views a dashboard may read (OUTPUTS-v1 and the physical ones).
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
     "coverage_daily",
+    "coverage_baseline",
+    "areas",
     "hotline_daily",
     "dead_letters",
     "plan_daily",
@@ -170,7 +172,9 @@ fn targets(d: &Dashboard, sources: &BTreeMap<String, String>) -> Vec<Target> {
         let title = p["title"].as_str().unwrap_or("").to_owned();
         for t in p["targets"].as_array().map(Vec::as_slice).unwrap_or_default() {
             let ds = if t["datasource"].is_object() { &t["datasource"] } else { &p["datasource"] };
-            let uid = ds["uid"].as_str().unwrap_or_else(|| panic!("{}: panel {title:?}: no datasource uid", d.uid()));
+            let named = ds["uid"].as_str().unwrap_or_else(|| panic!("{}: panel {title:?}: no datasource uid", d.uid()));
+            let uid = resolve_datasource(d, named, sources);
+            let uid = uid.as_str();
             let ty = sources
                 .get(uid)
                 .unwrap_or_else(|| panic!("{}: panel {title:?} uses datasource {uid:?}, not provisioned", d.uid()));
@@ -198,18 +202,55 @@ fn targets(d: &Dashboard, sources: &BTreeMap<String, String>) -> Vec<Target> {
     out
 }
 
+/// A data source uid as a panel names it: a provisioned uid, or
+/// `${var}` for a data source variable of the dashboard, which Grafana
+/// resolves to its current value among the data sources of its plugin
+/// type (here: the one provisioned source of that type).
+fn resolve_datasource(d: &Dashboard, named: &str, sources: &BTreeMap<String, String>) -> String {
+    let Some(var) = named.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
+        return named.to_owned();
+    };
+    let list = d.json["templating"]["list"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let v = list
+        .iter()
+        .find(|v| v["name"] == var)
+        .unwrap_or_else(|| panic!("{}: data source {named}: no such variable", d.uid()));
+    assert_eq!(v["type"], "datasource", "{}: {named} is not a data source variable", d.uid());
+    let ty = v["query"].as_str().unwrap_or("");
+    let of_type: Vec<&String> = sources.iter().filter(|(_, t)| *t == ty).map(|(u, _)| u).collect();
+    assert_eq!(of_type.len(), 1, "{}: {named}: provisioned sources of type {ty}: {of_type:?}", d.uid());
+    assert_eq!(v["current"]["value"], of_type[0].as_str(), "{}: {named}: the default is the provisioned one", d.uid());
+    of_type[0].clone()
+}
+
 /// A dashboard variable and its `(value, label)` options.
 #[derive(Clone, Debug)]
 struct Variable {
     name: String,
     options: Vec<(String, String)>,
+    /// A query variable's ClickHouse SQL (its options come from running it:
+    /// [`query_variables`]).
+    sql: Option<String>,
 }
 
+/// The variables whose values come from the dashboard itself (custom,
+/// constant) with their options; query variables with their SQL and no
+/// options yet. Data source variables are resolved in [`targets`].
 fn variables(d: &Dashboard) -> Vec<Variable> {
     let mut out = Vec::new();
     for v in d.json["templating"]["list"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let name = v["name"].as_str().unwrap_or("").to_owned();
         let options: Vec<(String, String)> = match v["type"].as_str().unwrap_or("") {
+            "datasource" => continue,
+            "query" => {
+                let uid = v["datasource"]["uid"].as_str().unwrap_or("");
+                let ty = resolve_datasource(d, uid, &provisioned_datasources());
+                assert_eq!(ty, "d06-clickhouse", "{}: variable {name}: only ClickHouse query variables here", d.uid());
+                let sql = v["query"].as_str().unwrap_or_else(|| panic!("{}: variable {name}: SQL query", d.uid()));
+                assert_eq!(v["definition"].as_str(), Some(sql), "{}: variable {name}: definition = query", d.uid());
+                out.push(Variable { name, options: Vec::new(), sql: Some(sql.to_owned()) });
+                continue;
+            }
             // Grafana's custom syntax: `label : value, label : value` (or bare values).
             "custom" => v["query"]
                 .as_str()
@@ -227,9 +268,28 @@ fn variables(d: &Dashboard) -> Vec<Variable> {
             other => panic!("{}: variable {name}: type {other:?} has no entry in the substitution table", d.uid()),
         };
         assert!(!options.is_empty(), "{}: variable {name} has no values", d.uid());
-        out.push(Variable { name, options });
+        out.push(Variable { name, options, sql: None });
     }
     out
+}
+
+/// Fills the options of the query variables by running their SQL against
+/// the test's database, as Grafana does on load (first column the value,
+/// second the text, as the ClickHouse plugin reads them).
+async fn query_variables(vars: &mut [Variable], http: &reqwest::Client, database: &str, range: Range) {
+    for v in vars.iter_mut() {
+        let Some(sql) = &v.sql else { continue };
+        let concrete = put_clickhouse(sql, range, database);
+        let text = crate::harness::clickhouse_query(http, database, &concrete).await;
+        v.options = text
+            .lines()
+            .map(|l| {
+                let (value, label) = l.split_once('\t').unwrap_or((l, l));
+                (value.to_owned(), label.to_owned())
+            })
+            .collect();
+        assert!(!v.options.is_empty(), "variable {}: no values from\n{concrete}", v.name);
+    }
 }
 
 /// Replaces the Grafana forms of variable `name` by `value` (`label` for `:text`).
@@ -381,9 +441,11 @@ fn dashboards_have_stable_unique_uids_and_only_provisioned_datasources() {
             if WALL.contains(&d.uid()) {
                 assert!(!title.is_ascii(), "{}: {title:?} is not Vietnamese with diacritics", d.uid());
             }
-            // Every data source a panel names is provisioned (targets are checked in `targets`).
+            // Every data source a panel names is provisioned, or a variable
+            // resolving to one (targets are checked in `targets`).
             if let Some(uid) = p["datasource"]["uid"].as_str() {
-                assert!(sources.contains_key(uid), "{}: panel {title:?}: datasource {uid} not provisioned", d.uid());
+                let uid = resolve_datasource(d, uid, &sources);
+                assert!(sources.contains_key(&uid), "{}: panel {title:?}: datasource {uid} not provisioned", d.uid());
             }
         }
         let t = targets(d, &sources);
@@ -498,8 +560,9 @@ fn queries_follow_the_house_rules() {
     assert!(checked >= 40, "only {checked} targets: a dashboard went missing?");
 }
 
-#[test]
-fn variables_list_the_eleven_districts_and_the_five_indicators() {
+/// The districts of the pre-2025 geography, `(code, official name)`, from
+/// the embedded data file (not from d06's types).
+fn official_districts() -> Vec<(String, String)> {
     let csv = std::fs::read_to_string(repo().join("aggregator/data/binh_phuoc_district_summary.csv")).unwrap();
     let districts: Vec<(String, String)> = csv
         .lines()
@@ -512,11 +575,36 @@ fn variables_list_the_eleven_districts_and_the_five_indicators() {
     assert_eq!(districts.len(), 11);
     let codes: BTreeSet<&str> = events::COMMUNES.iter().map(|(_, d)| *d).collect();
     assert_eq!(codes, districts.iter().map(|(c, _)| c.as_str()).collect::<BTreeSet<_>>());
+    districts
+}
+
+#[test]
+fn the_district_list_comes_from_the_data_and_the_five_indicators_are_listed() {
+    let districts = official_districts();
     let all = dashboards();
     let district = all.iter().find(|d| d.uid() == "d06-district").unwrap();
     let vars = variables(district);
     let v = vars.iter().find(|v| v.name == "district").expect("district variable");
-    assert_eq!(v.options, districts, "values are the codes, labels the official names");
+    // A ClickHouse query over the geography d06 runs with, not a list of codes.
+    let sql = v.sql.as_deref().expect("the district variable is a query");
+    assert!(sql.contains("d06.areas") && v.options.is_empty(), "{sql}");
+    let templating = district.json["templating"].to_string();
+    for (code, name) in &districts {
+        assert!(!templating.contains(&format!("\"{code}\"")), "a hard-coded district {code} in {templating}");
+        assert!(!templating.contains(name.as_str()), "a hard-coded name {name} in {templating}");
+    }
+    // Every data source is a variable: no panel names a uid itself.
+    for d in &all {
+        for p in panels(&d.json) {
+            for ds in std::iter::once(&p["datasource"])
+                .chain(p["targets"].as_array().map(Vec::as_slice).unwrap_or_default().iter().map(|t| &t["datasource"]))
+            {
+                if let Some(uid) = ds["uid"].as_str() {
+                    assert!(uid.starts_with("${ds_"), "{}: panel {}: data source {uid}", d.uid(), p["title"]);
+                }
+            }
+        }
+    }
     let province = all.iter().find(|d| d.uid() == "d06-province").unwrap();
     let vars = variables(province);
     let v = vars.iter().find(|v| v.name == "indicator").expect("indicator variable");
@@ -765,7 +853,13 @@ async fn every_dashboard_query_runs_against_real_data() {
     let mut ran: Vec<Ran> = Vec::new();
     let mut per_dashboard: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for d in dashboards() {
-        let vars = variables(&d);
+        let mut vars = variables(&d);
+        query_variables(&mut vars, &http, &app.database, range).await;
+        if d.uid() == "d06-district" {
+            // From the data: the eleven districts with their official names.
+            let v = vars.iter().find(|v| v.name == "district").expect("district variable");
+            assert_eq!(v.options, official_districts(), "values are the codes, labels the official names");
+        }
         for target in targets(&d, &sources) {
             let counts = per_dashboard.entry(d.uid().to_owned()).or_default();
             counts.0 += 1;
@@ -791,11 +885,33 @@ async fn every_dashboard_query_runs_against_real_data() {
     eprintln!("dashboards: (targets, concrete queries) {per_dashboard:?}");
     assert_eq!(per_dashboard.keys().map(String::as_str).collect::<BTreeSet<_>>(), UIDS.into_iter().collect());
 
+    // OUTPUTS-v1: no days_behind while a baseline is unknown (the 2024
+    // plan's smartphone_4g and sim_signature): an empty answer is the
+    // honest one there, and only there.
+    let m = app.metrics().await;
+    let unknown_baseline = |ind: &str| {
+        let label = |l: &BTreeMap<String, String>, k: &str| l.get(k).map(String::as_str).unwrap_or("").to_owned();
+        let known: Vec<f64> = m
+            .series
+            .iter()
+            .filter(|(n, l, _)| {
+                n == "d06_coverage_baseline_known"
+                    && label(l, "indicator") == ind
+                    && label(l, "area_level") == "district"
+            })
+            .map(|(_, _, v)| *v)
+            .collect();
+        !known.is_empty() && known.iter().all(|v| *v == 0.0)
+    };
+    let mut absent_by_contract = 0;
     let mut failures = Vec::new();
     for r in &ran {
         let at = format!("{} / {:?} / {} {:?}", r.target.dashboard, r.target.panel, r.target.ref_id, r.vars);
+        let days_behind_of_unknown = matches!(&r.query, Query::Prometheus(e) if e.contains("d06_coverage_days_behind"))
+            && r.vars.iter().any(|(k, v)| k == "indicator" && unknown_baseline(v));
         match &r.outcome {
             Err(e) => failures.push(format!("{at}: error: {e}\n  {:?}", r.query)),
+            Ok(Outcome::Series(s)) if s.is_empty() && days_behind_of_unknown => absent_by_contract += 1,
             Ok(Outcome::Series(s)) if s.is_empty() => failures.push(format!("{at}: no series\n  {:?}", r.query)),
             Ok(Outcome::Rows(_, rows)) if rows.is_empty() => failures.push(format!("{at}: no rows\n  {:?}", r.query)),
             Ok(Outcome::Rows(meta, _)) => {
@@ -810,6 +926,7 @@ async fn every_dashboard_query_runs_against_real_data() {
         }
     }
     assert!(failures.is_empty(), "{} of {} queries failed:\n{}", failures.len(), ran.len(), failures.join("\n"));
+    assert_eq!(absent_by_contract, 2, "days behind of smartphone_4g and sim_signature by district: absent");
 
     // Hand-checked figures through the panels themselves.
     let hot = find(&ran, "d06-hotline", "Tin phản ánh 1022 từ đầu đợt — toàn tỉnh", "A", &[]);

@@ -218,6 +218,23 @@ ORDER BY name",
 ORDER BY (indicator, area_level, area)",
         ],
     },
+    Migration {
+        version: 4,
+        name: "areas: the geography's codes and official names, for dashboards' area lists",
+        statements: &[
+            // One row per area of the geography d06 runs with (read with
+            // FINAL): what Grafana's area variables list, so no dashboard
+            // carries a list of codes of its own.
+            "CREATE TABLE IF NOT EXISTS {db}.areas (
+    area_level String,
+    area String,
+    name String,
+    parent String,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (area_level, area)",
+        ],
+    },
 ];
 
 /// Replaces `{db}` with the (already validated) database name, backquoted.
@@ -256,7 +273,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 11);
+        assert_eq!(count, 12);
     }
 
     #[test]

@@ -206,6 +206,21 @@ pub struct BaselineRow {
     pub version: u64,
 }
 
+/// One row of `areas` (OUTPUTS-v1): an area of the geography.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AreaRow {
+    /// Its level.
+    pub area_level: AreaLevel,
+    /// GSO code.
+    pub area: String,
+    /// Official name, with diacritics.
+    pub name: String,
+    /// GSO code of the area it rolls up into ("" for the province).
+    pub parent: String,
+    /// `ReplacingMergeTree` version.
+    pub version: u64,
+}
+
 /// One shard's hotline ticket counts for one (day received, area).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HotlineShardRow {
@@ -249,6 +264,8 @@ pub struct WriteBatch {
     pub plan: Vec<PlanRow>,
     /// Rows for `coverage_baseline`.
     pub baselines: Vec<BaselineRow>,
+    /// Rows for `areas`.
+    pub areas: Vec<AreaRow>,
     /// Rows for `hotline_shard_daily`.
     pub hotline: Vec<HotlineShardRow>,
     /// Rows for `dead_letters`.
@@ -263,7 +280,12 @@ impl WriteBatch {
 
     /// Number of rows over all tables.
     pub fn len(&self) -> usize {
-        self.coverage.len() + self.plan.len() + self.baselines.len() + self.hotline.len() + self.dead_letters.len()
+        self.coverage.len()
+            + self.plan.len()
+            + self.baselines.len()
+            + self.areas.len()
+            + self.hotline.len()
+            + self.dead_letters.len()
     }
 }
 
@@ -368,6 +390,15 @@ struct BaselineWire<'a> {
     baseline: u64,
     baseline_known: u8,
     source: &'a str,
+    version: u64,
+}
+
+#[derive(Row, Serialize)]
+struct AreaWire<'a> {
+    area_level: &'a str,
+    area: &'a str,
+    name: &'a str,
+    parent: &'a str,
     version: u64,
 }
 
@@ -569,7 +600,7 @@ impl ClickHouseSink {
     }
 
     /// Writes all rows of a batch, each non-empty table as one `INSERT`
-    /// (the five run concurrently). On error some tables may have been
+    /// (they run concurrently). On error some tables may have been
     /// written and others not; writing the batch again is harmless.
     pub async fn write(&self, batch: &WriteBatch) -> Result<(), SinkError> {
         let coverage = batch
@@ -618,6 +649,17 @@ impl ClickHouseSink {
                 version: r.version,
             })
             .collect();
+        let areas: Vec<AreaWire> = batch
+            .areas
+            .iter()
+            .map(|r| AreaWire {
+                area_level: r.area_level.as_str(),
+                area: &r.area,
+                name: &r.name,
+                parent: &r.parent,
+                version: r.version,
+            })
+            .collect();
         let hotline = batch
             .hotline
             .iter()
@@ -657,6 +699,7 @@ impl ClickHouseSink {
             self.insert_all::<CoverageWire<'static>>("coverage_shard_daily", &coverage),
             self.insert_all::<PlanWire<'static>>("plan_daily", &plan),
             self.insert_all::<BaselineWire<'static>>("coverage_baseline", &baselines),
+            self.insert_all::<AreaWire<'static>>("areas", &areas),
             self.insert_all::<HotlineWire<'static>>("hotline_shard_daily", &hotline),
             self.insert_all::<DeadLetterWire<'static>>("dead_letters", &dead_letters),
         )?;
@@ -664,6 +707,7 @@ impl ClickHouseSink {
             coverage = coverage.len(),
             plan = plan.len(),
             baselines = baselines.len(),
+            areas = areas.len(),
             hotline = hotline.len(),
             dead_letters = dead_letters.len(),
             "wrote batch to ClickHouse"
