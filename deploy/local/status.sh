@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# status.sh [services]: one line per service: running (ready) / running (not
+# status.sh [services|cluster]: one line per service: running (ready) / running (not
 # ready) / stopped, pid, port. Exits 0 when every listed service is running
 # and ready, 1 otherwise.
 set -euo pipefail

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# stop.sh [--wipe] [kafka|clickhouse|prometheus|alertmanager ...]   (default: all)
+# stop.sh [--wipe] [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster ...]
+# (default: all, the local cluster included)
 # Stops what start.sh started: SIGTERM, waits up to D06_STOP_TIMEOUT seconds
 # (default 20), then SIGKILL; removes the pid files. --wipe also deletes the
 # services' data (ClickHouse tables, Prometheus TSDB, Alertmanager silences);
@@ -13,11 +14,12 @@ args=()
 for a in "$@"; do
     case "$a" in
         --wipe) wipe=1 ;;
-        -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
         *) args+=("$a") ;;
     esac
 done
-svc_list ${args[@]+"${args[@]}"}
+if [ "${#args[@]}" -eq 0 ]; then args=("${D06_SERVICES[@]}" cluster); fi
+svc_list "${args[@]}"
 timeout="${D06_STOP_TIMEOUT:-20}"
 
 # SIGTERM every running service at once, then wait for all of them.
@@ -54,7 +56,7 @@ if [ "$wipe" -eq 1 ]; then
         dir="$(svc_dir "$svc")"
         case "$svc" in
             kafka) continue ;; # in-memory storage: nothing on disk
-            clickhouse) rm -rf "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" ;;
+            clickhouse | clickhouse-[12]) rm -rf "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" ;;
             *) rm -rf "$dir/data" ;;
         esac
         log "$svc: data wiped ($dir)"
