@@ -290,6 +290,7 @@ impl Config {
         };
         check(self.kafka.validate().context("kafka"));
         check(self.clickhouse.check_url().map_err(anyhow::Error::msg).context("clickhouse"));
+        check(self.clickhouse.check_cluster().map_err(anyhow::Error::msg).context("clickhouse"));
         check(self.contract.tz().map(drop).context("contract.time_zone"));
         if self.contract.future_tolerance_secs < 0 || self.contract.correction_horizon_days <= 0 {
             check(Err(anyhow::anyhow!("contract: tolerances must be positive")));
@@ -425,6 +426,8 @@ mod tests {
             ("[pipeline]\nshardz = 3\n", "shardz"),
             ("[pipeline]\nshards = 0\n", "pipeline.shards"),
             ("[clickhouse]\nurl = \"tcp://ch:9000\"\n", "must be an http:// URL"),
+            ("[clickhouse]\nurls = [\"tcp://ch2:9000\"]\n", "must be an http:// URL"),
+            ("[clickhouse]\ncluster = \"d06-prod; DROP\"\n", "cluster \"d06-prod; DROP\" must be letters"),
             ("not toml at all", "parsing"),
         ] {
             let path = dir.path().join("d06.toml");

@@ -53,7 +53,7 @@ impl ClickHouseSink {
     /// indicator list), ordered by district, then indicator.
     pub async fn alert_records(&self, day: NaiveDate) -> Result<Vec<AlertRecord>, SinkError> {
         let q = self
-            .client
+            .client()
             .query("SELECT ?fields FROM alerts FINAL WHERE day = toDate(?) ORDER BY district, indicator")
             .bind(day.to_string());
         let rows = self.timed("read alerts", q.fetch_all::<AlertRead>()).await?;

@@ -9,16 +9,22 @@
 //! (SCALING.md 2); the views `coverage_daily` and `hotline_daily` sum them
 //! and are the public names of OUTPUTS-v1.
 //!
+//! On a ClickHouse cluster (`[clickhouse] cluster`) the same statements and
+//! names serve: [`cluster`] renders the schema into replicated and
+//! `Distributed` tables, and `servers` fails over between `url` and `urls`.
+//!
 //! The client always runs with `with_validation(false)` (plain `RowBinary`):
 //! ClickHouse 18.16 cannot describe columns the way schema validation needs.
 //! The integration tests in `sinks/tests/clickhouse.rs` check the row
 //! structs against the real schema instead.
 
 mod alerts;
+pub mod cluster;
 mod error;
 pub mod migrations;
 mod ownership;
 mod reports;
+mod servers;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -33,6 +39,7 @@ pub use self::alerts::AlertRecord;
 pub use self::error::SinkError;
 use self::migrations::{render, BOOTSTRAP, MIGRATIONS};
 pub use self::ownership::{Figures, HotlineFigure, SEQUENCE_BITS};
+use self::servers::Servers;
 use crate::prometheus::{Health, Metrics};
 
 /// First delay of [`ClickHouseSink::write_with_retry`].
@@ -44,8 +51,21 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    /// HTTP interface URL, e.g. `http://127.0.0.1:8123`.
+    /// HTTP interface URL, e.g. `http://127.0.0.1:8123`: the server d06
+    /// talks to first.
     pub url: String,
+    /// Further HTTP URLs serving the same data (the other replicas, or other
+    /// servers of `cluster`), tried in this order after `url`: a request that
+    /// fails in a retryable way (server down, timeout) moves d06 on to the
+    /// next one, and the retry goes there. Empty (the default): `url` only.
+    pub urls: Vec<String>,
+    /// The ClickHouse cluster (a name in the servers' `remote_servers`) that
+    /// holds d06's tables. Set: migrations run `ON CLUSTER`, the shard tables
+    /// and `dead_letters` are `ReplicatedReplacingMergeTree` per shard read
+    /// through `Distributed` tables, the small tables are replicated to every
+    /// server (docs/OPERATIONS.md, ClickHouse). Unset (the default): one
+    /// server, plain `ReplacingMergeTree` tables. Letters, digits and `_`.
+    pub cluster: Option<String>,
     /// Database holding d06's tables and views; created if missing.
     /// Letters, digits and `_` only, not starting with a digit.
     pub database: String,
@@ -65,6 +85,8 @@ impl Default for ClickHouseConfig {
     fn default() -> Self {
         ClickHouseConfig {
             url: "http://127.0.0.1:8123".to_owned(),
+            urls: Vec::new(),
+            cluster: None,
             database: "d06".to_owned(),
             user: None,
             password: None,
@@ -78,6 +100,8 @@ impl fmt::Debug for ClickHouseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClickHouseConfig")
             .field("url", &redact_url(&self.url))
+            .field("urls", &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+            .field("cluster", &self.cluster)
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -96,19 +120,28 @@ pub const CLIENT_HAS_TLS: bool = false;
 pub const REDACTED: &str = "[redacted]";
 
 impl ClickHouseConfig {
-    /// Checks the URL's scheme: `http://`, or `https://` when the client is
-    /// built with TLS ([`CLIENT_HAS_TLS`]). The message names the problem
-    /// and never quotes credentials embedded in the URL.
+    /// Checks the scheme of `url` and of every one of `urls`: `http://`, or
+    /// `https://` when the client is built with TLS ([`CLIENT_HAS_TLS`]).
+    /// The message names the problem and never quotes credentials embedded
+    /// in a URL.
     pub fn check_url(&self) -> Result<(), String> {
-        let shown = redact_url(&self.url);
-        match self.url.split_once("://") {
-            Some(("http", rest)) if !rest.is_empty() => Ok(()),
-            Some(("https", rest)) if !rest.is_empty() && CLIENT_HAS_TLS => Ok(()),
-            Some(("https", _)) => Err(format!(
-                "url {shown:?}: d06 is built without TLS for ClickHouse; use http:// (e.g. through a local TLS proxy)"
-            )),
-            _ => Err(format!("url {shown:?} must be an http:// URL")),
+        self.servers().iter().try_for_each(|url| check_one_url(url))
+    }
+
+    /// Checks `cluster`: when set, a name that needs no escaping anywhere
+    /// (letters, digits and `_`, not starting with a digit).
+    pub fn check_cluster(&self) -> Result<(), String> {
+        match &self.cluster {
+            Some(name) if !valid_database_name(name) => {
+                Err(format!("cluster {name:?} must be letters, digits and _, not starting with a digit"))
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// `url` followed by `urls`: every server, in the order d06 tries them.
+    pub fn servers(&self) -> Vec<String> {
+        std::iter::once(&self.url).chain(&self.urls).cloned().collect()
     }
 
     /// This section with its secrets replaced by [`REDACTED`]: the password
@@ -116,6 +149,7 @@ impl ClickHouseConfig {
     pub fn redacted(&self) -> ClickHouseConfig {
         ClickHouseConfig {
             url: redact_url(&self.url),
+            urls: self.urls.iter().map(|u| redact_url(u)).collect(),
             password: self.password.as_ref().map(|_| REDACTED.to_owned()),
             ..self.clone()
         }
@@ -124,6 +158,19 @@ impl ClickHouseConfig {
     /// The password: `password`, else the value of `password_env`, else none.
     pub fn resolved_password(&self) -> Option<String> {
         self.password.clone().or_else(|| self.password_env.as_ref().and_then(|var| std::env::var(var).ok()))
+    }
+}
+
+/// One URL's scheme (see [`ClickHouseConfig::check_url`]).
+fn check_one_url(url: &str) -> Result<(), String> {
+    let shown = redact_url(url);
+    match url.split_once("://") {
+        Some(("http", rest)) if !rest.is_empty() => Ok(()),
+        Some(("https", rest)) if !rest.is_empty() && CLIENT_HAS_TLS => Ok(()),
+        Some(("https", _)) => Err(format!(
+            "url {shown:?}: d06 is built without TLS for ClickHouse; use http:// (e.g. through a local TLS proxy)"
+        )),
+        _ => Err(format!("url {shown:?} must be an http:// URL")),
     }
 }
 
@@ -502,7 +549,29 @@ fn check_config(cfg: &ClickHouseConfig) -> Result<(), SinkError> {
     if cfg.timeout_secs == 0 {
         return Err(SinkError::permanent("config", "connect", "timeout_secs must be at least 1"));
     }
+    cfg.check_cluster().map_err(|m| SinkError::permanent("config", "connect", m))?;
     Ok(())
+}
+
+/// One client per server of `cfg` (after [`check_config`]), without a
+/// database. On a cluster, inserts into the `Distributed` tables are
+/// synchronous: acknowledged only when the owning shard holds the rows, so
+/// that offsets still move only after ClickHouse has the data.
+fn servers(cfg: &ClickHouseConfig) -> Servers {
+    let password = cfg.resolved_password();
+    Servers::new(&cfg.servers(), |url| {
+        let mut client = Client::default().with_url(url).with_validation(false);
+        if let Some(user) = &cfg.user {
+            client = client.with_user(user);
+        }
+        if let Some(password) = &password {
+            client = client.with_password(password);
+        }
+        if cfg.cluster.is_some() {
+            client = client.with_setting("insert_distributed_sync", "1");
+        }
+        client
+    })
 }
 
 /// A database name that needs no escaping anywhere.
@@ -531,8 +600,11 @@ fn jittered(delay: Duration) -> Duration {
 /// Writes d06's rows to ClickHouse and reads the public views back.
 #[derive(Debug, Clone)]
 pub struct ClickHouseSink {
-    client: Client,
+    servers: Servers,
+    /// Whether requests name the database (all but the first `CREATE DATABASE`).
+    in_database: bool,
     database: String,
+    cluster: Option<String>,
     timeout: Duration,
 }
 
@@ -541,23 +613,70 @@ impl ClickHouseSink {
     ///
     /// Fails with [`SinkError::Retryable`] when the server cannot be reached
     /// and [`SinkError::Permanent`] for a bad configuration or credentials.
+    ///
+    /// Tries the servers in order (`url`, then `urls`) and keeps the first
+    /// that answers. On a cluster the database is created `ON CLUSTER`, and
+    /// only when this server does not have it yet, so that d06 starts while
+    /// another server is down once the schema exists.
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
         check_config(cfg)?;
-        let mut client = Client::default().with_url(&cfg.url).with_validation(false);
-        if let Some(user) = &cfg.user {
-            client = client.with_user(user);
-        }
-        if let Some(password) = cfg.resolved_password() {
-            client = client.with_password(password);
-        }
         let admin = ClickHouseSink {
-            client: client.clone(),
+            servers: servers(cfg),
+            in_database: false,
             database: cfg.database.clone(),
+            cluster: cfg.cluster.clone(),
             timeout: Duration::from_secs(cfg.timeout_secs),
         };
-        admin.execute("create database", &format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database)).await?;
-        tracing::info!(url = %redact_url(&cfg.url), database = %cfg.database, "connected to ClickHouse");
-        Ok(ClickHouseSink { client: client.with_database(&cfg.database), ..admin })
+        let mut failure = None;
+        for index in 0..admin.servers.len() {
+            admin.servers.select(index);
+            match admin.create_database().await {
+                Ok(()) => {
+                    failure = None;
+                    break;
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(url = admin.servers.shown(index), error = %e, "ClickHouse server not usable");
+                    failure = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let index = admin.servers.current();
+        tracing::info!(url = admin.servers.shown(index), database = %cfg.database, cluster = ?cfg.cluster, "connected to ClickHouse");
+        Ok(ClickHouseSink { in_database: true, ..admin })
+    }
+
+    /// `CREATE DATABASE IF NOT EXISTS`, on the cluster when there is one.
+    async fn create_database(&self) -> Result<(), SinkError> {
+        let Some(cluster) = &self.cluster else {
+            return self
+                .execute("create database", &format!("CREATE DATABASE IF NOT EXISTS `{}`", self.database))
+                .await;
+        };
+        let q = self.client().query("SELECT count() FROM system.databases WHERE name = ?").bind(&self.database);
+        if self.timed("read databases", q.fetch_one::<u64>()).await? > 0 {
+            return Ok(());
+        }
+        self.execute(
+            "create database",
+            &format!("CREATE DATABASE IF NOT EXISTS `{}` ON CLUSTER `{cluster}`", self.database),
+        )
+        .await
+    }
+
+    /// The client of the current server (see `servers`), in the database
+    /// once connected.
+    fn client(&self) -> Client {
+        let client = self.servers.client().clone();
+        if self.in_database {
+            client.with_database(&self.database)
+        } else {
+            client
+        }
     }
 
     /// The database this sink writes to.
@@ -571,19 +690,28 @@ impl ClickHouseSink {
     /// every statement is idempotent (`IF NOT EXISTS`), so an instance that
     /// loses a race re-runs statements that then do nothing, and the version
     /// recorded twice collapses to one row (`ReplacingMergeTree`).
+    ///
+    /// On a cluster every statement runs `ON CLUSTER` in its cluster form
+    /// ([`cluster::render_on_cluster`]); the distributed DDL queue applies
+    /// the statements of concurrent instances one after the other on every
+    /// server, where the later ones find the objects there. Nothing is sent
+    /// when this server already records every migration, so a restart does
+    /// not wait for a server that is down.
     pub async fn migrate(&self) -> Result<(), SinkError> {
-        self.execute("migrate", &render(BOOTSTRAP, &self.database)).await?;
+        if self.cluster.is_none() || !self.has_table("schema_migrations").await? {
+            self.run_statement("migrate", BOOTSTRAP).await?;
+        }
         let applied = self.applied_migrations().await?;
         for m in MIGRATIONS {
             if applied.contains(&m.version) {
                 continue;
             }
             for statement in m.statements {
-                self.execute(&format!("migration {}", m.version), &render(statement, &self.database)).await?;
+                self.run_statement(&format!("migration {}", m.version), statement).await?;
             }
             let op = format!("record migration {}", m.version);
             let record = self
-                .client
+                .client()
                 .query("INSERT INTO schema_migrations (version, name, applied_at) SELECT ?, ?, now()")
                 .bind(m.version)
                 .bind(m.name);
@@ -593,9 +721,32 @@ impl ClickHouseSink {
         Ok(())
     }
 
+    /// Runs one migration statement (with `{db}`), in its cluster form on a cluster.
+    async fn run_statement(&self, op: &str, statement: &str) -> Result<(), SinkError> {
+        let Some(cluster) = &self.cluster else {
+            return self.execute(op, &render(statement, &self.database)).await;
+        };
+        let rendered = cluster::render_on_cluster(statement, &self.database, cluster)
+            .map_err(|m| SinkError::permanent("bad_query", op, m))?;
+        for sql in rendered {
+            self.execute(op, &sql).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the current server has `table` in the database.
+    async fn has_table(&self, table: &str) -> Result<bool, SinkError> {
+        let q = self
+            .client()
+            .query("SELECT count() FROM system.tables WHERE database = ? AND name = ?")
+            .bind(&self.database)
+            .bind(table);
+        Ok(self.timed("read tables", q.fetch_one::<u64>()).await? > 0)
+    }
+
     /// Versions recorded in `schema_migrations`, ascending.
     pub async fn applied_migrations(&self) -> Result<Vec<u32>, SinkError> {
-        let q = self.client.query("SELECT DISTINCT version FROM schema_migrations ORDER BY version");
+        let q = self.client().query("SELECT DISTINCT version FROM schema_migrations ORDER BY version");
         self.timed("read schema_migrations", q.fetch_all::<u32>()).await
     }
 
@@ -782,7 +933,7 @@ impl ClickHouseSink {
         day_to: NaiveDate,
     ) -> Result<Vec<CoverageDailyRow>, SinkError> {
         let q = self
-            .client
+            .client()
             .query(
                 "SELECT ?fields FROM coverage_daily WHERE day >= toDate(?) AND day <= toDate(?) \
                  ORDER BY indicator, area_level, area, day",
@@ -814,7 +965,7 @@ impl ClickHouseSink {
         day_to: NaiveDate,
     ) -> Result<Vec<HotlineDailyRow>, SinkError> {
         let q = self
-            .client
+            .client()
             .query(
                 "SELECT ?fields FROM hotline_daily WHERE day >= toDate(?) AND day <= toDate(?) \
                  ORDER BY area_level, area, day",
@@ -844,7 +995,7 @@ impl ClickHouseSink {
     /// ordered by topic, partition, offset.
     pub async fn dead_letter_rows(&self, limit: u64) -> Result<Vec<DeadLetterRow>, SinkError> {
         let q = self
-            .client
+            .client()
             .query("SELECT ?fields FROM dead_letters FINAL ORDER BY topic, `partition`, `offset` LIMIT ?")
             .bind(limit);
         let rows = self.timed("read dead_letters", q.fetch_all::<DeadLetterRead>()).await?;
@@ -864,7 +1015,7 @@ impl ClickHouseSink {
     /// The highest `version` in the versioned tables (0 when empty), so that
     /// a restarted writer never stamps a lower one even if the clock went back.
     pub async fn max_version(&self) -> Result<u64, SinkError> {
-        let q = self.client.query(
+        let q = self.client().query(
             "SELECT greatest(\
                (SELECT max(version) FROM coverage_shard_daily), \
                greatest((SELECT max(version) FROM plan_daily), (SELECT max(version) FROM hotline_shard_daily)))",
@@ -874,7 +1025,7 @@ impl ClickHouseSink {
 
     /// Runs one statement without result rows (sent verbatim: no `?` binding).
     async fn execute(&self, op: &str, sql: &str) -> Result<(), SinkError> {
-        self.timed(op, self.client.query_raw(sql).execute()).await
+        self.timed(op, self.client().query_raw(sql).execute()).await
     }
 
     /// One `INSERT` of all `rows` into `table` (nothing when empty).
@@ -884,7 +1035,7 @@ impl ClickHouseSink {
         }
         let op = format!("insert {table}");
         let work = async {
-            let mut insert = self.client.insert::<T>(table).await?;
+            let mut insert = self.client().insert::<T>(table).await?;
             for row in rows {
                 insert.write(row).await?;
             }
@@ -893,17 +1044,23 @@ impl ClickHouseSink {
         self.timed(&op, work).await
     }
 
-    /// Awaits `fut` within the configured timeout, classifying its error.
+    /// Awaits `fut` within the configured timeout, classifying its error;
+    /// a retryable one moves the sink on to the next server (`urls`).
     async fn timed<T>(
         &self,
         op: &str,
         fut: impl std::future::Future<Output = Result<T, ::clickhouse::error::Error>>,
     ) -> Result<T, SinkError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let server = self.servers.current();
+        let result = match tokio::time::timeout(self.timeout, fut).await {
             Err(_) => Err(SinkError::timeout(op, self.timeout)),
             Ok(Err(e)) => Err(SinkError::from_client(op, e)),
             Ok(Ok(v)) => Ok(v),
+        };
+        if result.as_ref().is_err_and(SinkError::is_retryable) {
+            self.servers.fail_over(server);
         }
+        result
     }
 }
 
@@ -1014,6 +1171,23 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("from-env"));
         let inline = ClickHouseConfig { password: Some("inline".into()), ..cfg };
         assert_eq!(inline.resolved_password().as_deref(), Some("inline"));
+    }
+
+    #[test]
+    fn failover_urls_and_the_cluster_are_checked_and_redacted() {
+        let cfg: ClickHouseConfig =
+            toml::from_str("url = \"http://a:8123\"\nurls = [\"http://admin:hunter2@b:8123\"]\ncluster = \"d06_prod\"")
+                .unwrap();
+        assert_eq!(cfg.servers(), ["http://a:8123", "http://admin:hunter2@b:8123"]);
+        assert_eq!((cfg.check_url(), cfg.check_cluster()), (Ok(()), Ok(())));
+        assert_eq!(cfg.redacted().urls, ["http://<redacted>@b:8123"]);
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        let bad = ClickHouseConfig { urls: vec!["ch2:8123".into()], ..cfg.clone() };
+        assert!(bad.check_url().unwrap_err().contains("\"ch2:8123\" must be an http:// URL"));
+        let bad = ClickHouseConfig { cluster: Some("d06`x".into()), ..cfg };
+        assert!(bad.check_cluster().is_err());
+        let default = ClickHouseConfig::default();
+        assert_eq!((default.servers().len(), default.cluster), (1, None), "one server unless configured");
     }
 
     #[test]

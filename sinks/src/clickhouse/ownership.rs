@@ -86,9 +86,19 @@ struct DeploymentRead {
 impl ClickHouseSink {
     /// Claims `shard` for `owner`: returns a generation higher than every
     /// earlier claim and every row version of the shard.
+    ///
+    /// On a cluster `shard_owners` has a replica on every server and is read
+    /// locally; the claim first waits until this replica has fetched every
+    /// claim made through another server (`SYSTEM SYNC REPLICA`), so two
+    /// owners never take the same generation through two servers. While a
+    /// server that holds claims not yet copied is down, claiming waits
+    /// (retryable): safety before liveness, and only on a rebalance.
     pub async fn claim_shard(&self, shard: u32, owner: &str) -> Result<u64, SinkError> {
+        if self.cluster.is_some() {
+            self.execute("sync shard_owners", &format!("SYSTEM SYNC REPLICA `{}`.shard_owners", self.database)).await?;
+        }
         let q = self
-            .client
+            .client()
             .query(
                 "SELECT greatest(\
                    (SELECT max(generation) FROM shard_owners WHERE shard = ?), \
@@ -101,7 +111,7 @@ impl ClickHouseSink {
         let seen: u64 = self.timed("read shard generation", q.fetch_one::<u64>()).await?;
         let generation = seen + 1;
         let insert = self
-            .client
+            .client()
             .query("INSERT INTO shard_owners (shard, generation, owner, claimed_at) SELECT ?, ?, ?, now()")
             .bind(shard)
             .bind(generation)
@@ -116,7 +126,7 @@ impl ClickHouseSink {
             return Ok(BTreeMap::new());
         }
         let list = shards.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        let q = self.client.query(&format!(
+        let q = self.client().query(&format!(
             "SELECT shard, max(generation) AS generation FROM shard_owners WHERE shard IN ({list}) GROUP BY shard"
         ));
         let rows = self.timed("read shard generations", q.fetch_all::<GenerationRead>()).await?;
@@ -126,7 +136,7 @@ impl ClickHouseSink {
     /// Records `facts` (the facts topic and its incarnation) and `shards` the
     /// first time; refuses, permanently, a database written under others.
     pub async fn check_deployment(&self, facts: &str, shards: u32) -> Result<(), SinkError> {
-        let q = self.client.query("SELECT name, value FROM deployment FINAL");
+        let q = self.client().query("SELECT name, value FROM deployment FINAL");
         let rows = self.timed("read deployment", q.fetch_all::<DeploymentRead>()).await?;
         let want = [("facts_topic", facts.to_owned()), ("shards", shards.to_string())];
         for (name, value) in &want {
@@ -145,7 +155,7 @@ impl ClickHouseSink {
                 Some(_) => {}
                 None => {
                     let insert = self
-                        .client
+                        .client()
                         .query("INSERT INTO deployment (name, value, recorded_at) SELECT ?, ?, now()")
                         .bind(*name)
                         .bind(value.as_str());
@@ -160,7 +170,7 @@ impl ClickHouseSink {
     /// hotline per area for tickets received on or after `since`.
     pub async fn figures(&self, levels: &[&str], since: NaiveDate) -> Result<Figures, SinkError> {
         let list = levels.iter().map(|l| format!("'{}'", l.replace('\'', ""))).collect::<Vec<_>>().join(",");
-        let q = self.client.query(&format!(
+        let q = self.client().query(&format!(
             "SELECT day, indicator, area_level, area, sum(gained) AS gained, sum(lost) AS lost \
              FROM coverage_shard_daily FINAL WHERE area_level IN ({list}) \
              GROUP BY day, indicator, area_level, area"
@@ -175,7 +185,7 @@ impl ClickHouseSink {
                 .insert(date_from_wire(r.day), (r.gained, r.lost));
         }
         let q = self
-            .client
+            .client()
             .query(&format!(
                 "SELECT area_level, area, sum(received) AS received, sum(answered) AS answered, \
                  sum(forwarded) AS forwarded, sum(processed) AS processed, sum(in_progress) AS in_progress, \

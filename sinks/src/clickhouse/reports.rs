@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use ::clickhouse::Client;
-
-use super::{check_config, redact_url, ClickHouseConfig, ClickHouseSink, SinkError};
+use super::{check_config, redact_url, servers, ClickHouseConfig, ClickHouseSink, SinkError};
 
 impl ClickHouseSink {
     /// A sink for reading only: checks the configuration and the database
@@ -16,15 +14,14 @@ impl ClickHouseSink {
     /// a permanent error on the first read.
     pub fn reader(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
         check_config(cfg)?;
-        let mut client = Client::default().with_url(&cfg.url).with_validation(false).with_database(&cfg.database);
-        if let Some(user) = &cfg.user {
-            client = client.with_user(user);
-        }
-        if let Some(password) = cfg.resolved_password() {
-            client = client.with_password(password);
-        }
         tracing::debug!(url = %redact_url(&cfg.url), database = %cfg.database, "ClickHouse reader");
-        Ok(ClickHouseSink { client, database: cfg.database.clone(), timeout: Duration::from_secs(cfg.timeout_secs) })
+        Ok(ClickHouseSink {
+            servers: servers(cfg),
+            in_database: true,
+            database: cfg.database.clone(),
+            cluster: cfg.cluster.clone(),
+            timeout: Duration::from_secs(cfg.timeout_secs),
+        })
     }
 }
 
