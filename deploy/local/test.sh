@@ -8,11 +8,17 @@ cd "$here/../.."
 started=$(date +%s)
 bash deploy/local/install.sh
 bash deploy/local/start.sh kafka clickhouse prometheus alertmanager
+# The local two-server ClickHouse cluster with its ZooKeeper (tests/blackbox/cluster.rs).
+bash deploy/local/start.sh cluster
 echo "[d06-test] services ready after $(( $(date +%s) - started )) s"
 
 export D06_TEST_KAFKA="127.0.0.1:${D06_KAFKA_PORT:-9092}"
 export D06_TEST_CLICKHOUSE="http://127.0.0.1:${D06_CLICKHOUSE_PORT:-8123}"
 export D06_TEST_CLICKHOUSE_URL="$D06_TEST_CLICKHOUSE"
+# shellcheck source=lib.sh
+. deploy/local/lib.sh
+export D06_TEST_CLICKHOUSE_CLUSTER="$D06_CLUSTER_NAME"
+export D06_TEST_CLICKHOUSE_CLUSTER_URLS="http://127.0.0.1:$D06_CH1_PORT,http://127.0.0.1:$D06_CH2_PORT"
 
 # House style first: formatting and lints (clippy.toml allows unwrap and
 # expect in tests only; [workspace.lints] holds the rest).

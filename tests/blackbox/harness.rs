@@ -47,6 +47,8 @@ pub struct AppOptions {
     pub extra_toml: String,
     /// ClickHouse for this app (the shared one by default).
     pub clickhouse_url: Option<String>,
+    /// More lines of the `[clickhouse]` section (e.g. `cluster`, `urls`).
+    pub clickhouse_toml: String,
 }
 
 impl Default for AppOptions {
@@ -59,6 +61,7 @@ impl Default for AppOptions {
             rust_log: "info",
             extra_toml: String::new(),
             clickhouse_url: None,
+            clickhouse_toml: String::new(),
         }
     }
 }
@@ -157,6 +160,7 @@ facts = "{facts}"
 [clickhouse]
 url = "{ch}"
 database = "{database}"
+{ch_extra}
 [http]
 listen = "127.0.0.1:{metrics_port}"
 commune_metrics = true
@@ -175,6 +179,7 @@ clock = "{clock}"
         dead = topics.dead_letter,
         facts = topics.facts,
         ch = options.clickhouse_url.clone().unwrap_or_else(clickhouse_url),
+        ch_extra = options.clickhouse_toml,
         state = dir.path().join("state").display(),
         shards = options.shards,
         flush = options.flush_interval_ms,

@@ -8,6 +8,7 @@ mod alerting;
 mod baselines;
 mod board;
 mod campaign_bounds;
+mod cluster;
 mod contract;
 mod crash;
 mod daily_alerts;
