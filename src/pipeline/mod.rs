@@ -108,6 +108,8 @@ pub struct Pipeline {
     /// Plan rows are in ClickHouse through this day.
     plan_through: Option<NaiveDate>,
     flushed_once: bool,
+    /// `ClickHouseSink::failovers` as of the last flush.
+    failovers_seen: u64,
     /// The newest event time of every shard this instance has owned (the
     /// event clock survives losing a shard).
     newest_seen: Option<Nanos>,
@@ -150,6 +152,7 @@ impl Pipeline {
             dead_positions: BTreeMap::new(),
             plan_through: None,
             flushed_once: false,
+            failovers_seen: 0,
             newest_seen: None,
         })
     }
@@ -298,6 +301,7 @@ impl Pipeline {
         async {
             let wall = now_nanos();
             self.newest_seen = self.now(wall).filter(|_| self.p.clock == ClockMode::Event);
+            self.rewrite_after_failover();
             let plan = Arc::clone(&self.p.plan);
             let geo = Arc::clone(&self.p.geo);
             let mut batch = WriteBatch::default();
@@ -401,6 +405,24 @@ impl Pipeline {
         self.p.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
         self.p.metrics.last_flush_time.set(now_nanos() as f64 / 1e9);
         Ok(())
+    }
+
+    /// After the sink moved to another ClickHouse server, every shard and
+    /// the plan are written again in full: what the server it left
+    /// acknowledged may not have reached its replicas (docs/OPERATIONS.md,
+    /// ClickHouse). Dead letters are not: they were rows of their topic.
+    fn rewrite_after_failover(&mut self) {
+        let Some(sink) = &self.p.sink else { return };
+        let failovers = sink.failovers();
+        if failovers == self.failovers_seen {
+            return;
+        }
+        self.failovers_seen = failovers;
+        for s in self.shards.values_mut() {
+            s.full_rewrite = true;
+        }
+        self.plan_through = None;
+        info!(failovers, shards = self.shards.len(), "ClickHouse server changed: rewriting every row");
     }
 
     /// Plan rows: every day from the start on the first flush (with each

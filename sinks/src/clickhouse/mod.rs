@@ -684,6 +684,15 @@ impl ClickHouseSink {
         &self.database
     }
 
+    /// How many times this sink (and its clones) moved to another URL
+    /// after a failure. A writer that sees it change rewrites everything it
+    /// wrote before: rows acknowledged by the server it left may not have
+    /// reached its replicas yet (replication is asynchronous), and that
+    /// server may never come back.
+    pub fn failovers(&self) -> u64 {
+        self.servers.failovers()
+    }
+
     /// Applies the migrations not yet recorded in `schema_migrations`.
     ///
     /// Safe to run at every start-up and from several instances at once:

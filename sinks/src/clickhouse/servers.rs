@@ -7,7 +7,7 @@
 //! ZooKeeper session, ...) moves the sink on to the next URL, so that the
 //! caller's retry goes elsewhere. Clones of a sink share the current URL.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ::clickhouse::Client;
@@ -21,6 +21,8 @@ pub(crate) struct Servers {
     /// The URLs, credentials redacted, for logs.
     shown: Arc<[String]>,
     current: Arc<AtomicUsize>,
+    /// How many times the current URL moved.
+    failovers: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Servers {
@@ -36,6 +38,7 @@ impl Servers {
             clients: urls.iter().map(|u| build(u)).collect(),
             shown: urls.iter().map(|u| redact_url(u)).collect(),
             current: Arc::new(AtomicUsize::new(0)),
+            failovers: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -59,6 +62,11 @@ impl Servers {
         &self.shown[index % self.shown.len()]
     }
 
+    /// How many times [`fail_over`](Self::fail_over) moved the current URL.
+    pub(crate) fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
     /// Makes `index` the current URL.
     pub(crate) fn select(&self, index: usize) {
         self.current.store(index % self.clients.len(), Ordering::Relaxed);
@@ -74,6 +82,7 @@ impl Servers {
         }
         let next = (failed + 1) % n;
         if self.current.compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.failovers.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 from = self.shown(failed),
                 to = self.shown(next),
@@ -108,6 +117,7 @@ mod tests {
         let clone = s.clone();
         clone.fail_over(0);
         assert_eq!(s.current(), 1, "clones share the current URL");
+        assert_eq!(s.failovers(), 4, "moves counted, the repeated report not");
     }
 
     #[test]
