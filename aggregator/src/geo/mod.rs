@@ -5,15 +5,23 @@
 //! - [`GeographyVersion::Pre2025`] (default): province → 11 districts → 111 communes;
 //! - [`GeographyVersion::Post2025`]: province → 40 communes, no district tier; old
 //!   commune codes are mapped forward through the official old→new table.
+//!
+//! [`national`] carries all of Vietnam (63 provinces before the reform, 34
+//! after, the national old→new table): [`Geography::load_province`] gives any
+//! province's geography in the same shape; [`Geography::load`] stays Bình
+//! Phước's.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-const PRE2025_CSV: &str = include_str!("../data/binh_phuoc_pre2025_3tier.csv");
-const POST2025_CSV: &str = include_str!("../data/binh_phuoc_area_post2025_2tier.csv");
-const OLD_TO_NEW_CSV: &str = include_str!("../data/binh_phuoc_old_to_new.csv");
+pub mod national;
+pub use national::{provinces, Province, ProvinceError};
+
+const PRE2025_CSV: &str = include_str!("../../data/binh_phuoc_pre2025_3tier.csv");
+const POST2025_CSV: &str = include_str!("../../data/binh_phuoc_area_post2025_2tier.csv");
+const OLD_TO_NEW_CSV: &str = include_str!("../../data/binh_phuoc_old_to_new.csv");
 
 /// Which administrative geography areas are resolved and rolled up through.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
