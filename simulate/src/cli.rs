@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SimConfig;
 use crate::kafka::to_kafka;
 use crate::message::{Kind, SimMessage};
+use crate::national::National;
 use crate::scenario::Which;
 use crate::simulator::Simulator;
 
@@ -48,6 +49,11 @@ pub struct SimulateArgs {
     /// Share of extra invalid messages (0.005 = 0.5 %).
     #[arg(long, default_value_t = 0.005)]
     pub invalid_rate: f64,
+    /// One province (Bình Phước, the default) or every province of Vietnam
+    /// in the configured geography version (63 before the 2025 reform, 34
+    /// after), each scaled by its population.
+    #[arg(long, value_enum, default_value_t = Scope::Province, conflicts_with_all = ["lagging", "exclude_communes"])]
+    pub scope: Scope,
     /// Write the messages to standard output, one per line (topic kind, a
     /// tab, the payload), instead of to Kafka.
     #[arg(long)]
@@ -60,8 +66,18 @@ pub struct SimulateArgs {
     /// the province's hotline reports (replay it with `pipeline.clock =
     /// "event"`, then `d06 report hotline` over the report's period). Only
     /// `--seed`, `--limit` and `--stdout` apply.
-    #[arg(long, value_enum, conflicts_with_all = ["rate", "scale", "days", "lagging", "exclude_communes", "invalid_rate"])]
+    #[arg(long, value_enum, conflicts_with_all = ["rate", "scale", "days", "lagging", "exclude_communes", "invalid_rate", "scope"])]
     pub scenario: Option<Which>,
+}
+
+/// What `d06 simulate` simulates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scope {
+    /// Bình Phước's campaign.
+    #[default]
+    Province,
+    /// Every province at once ([`National`]).
+    National,
 }
 
 /// What `d06 simulate` takes from the configuration file (which the binary
@@ -94,8 +110,16 @@ pub fn command(args: SimulateArgs, setup: Setup) -> Result<ExitCode> {
                 cfg.lagging_districts = l;
             }
             cfg.exclude_communes = args.exclude_communes;
-            cfg.validate(&geo)?;
-            Box::new(Simulator::new(cfg, &geo))
+            match args.scope {
+                Scope::Province => {
+                    cfg.validate(&geo)?;
+                    Box::new(Simulator::new(cfg, &geo))
+                }
+                Scope::National => {
+                    cfg.validate_rates()?;
+                    Box::new(National::new(&cfg, geography)?)
+                }
+            }
         }
     };
     if args.stdout {

@@ -45,6 +45,30 @@ impl Default for Targets {
     }
 }
 
+/// Who the simulated people are, so that the simulators of several provinces
+/// (`d06 simulate --scope national`) never share a subject or an event id.
+/// The default is Bình Phước's alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// The province code citizen ids are born in: they start with `0` and
+    /// these two digits (default `70`, Bình Phước).
+    pub birth_province: String,
+    /// Seed of the phone-number permutation; one national run shares it so
+    /// that disjoint index ranges give disjoint numbers (default: the run's
+    /// [`SimConfig::seed`]).
+    pub number_seed: Option<u64>,
+    /// First subscriber index of this province's pool in that permutation.
+    pub phone_base: u64,
+    /// Put before every event id and ticket id (default empty).
+    pub id_prefix: String,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity { birth_province: "70".into(), number_seed: None, phone_base: 0, id_prefix: String::new() }
+    }
+}
+
 /// What to simulate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
@@ -74,6 +98,8 @@ pub struct SimConfig {
     pub exclude_communes: Vec<String>,
     /// The province figures aimed at.
     pub targets: Targets,
+    /// Whose ids and numbers the subjects get.
+    pub identity: Identity,
 }
 
 impl Default for SimConfig {
@@ -92,6 +118,25 @@ impl Default for SimConfig {
             invalid_rate: 0.005,
             exclude_communes: Vec::new(),
             targets: Targets::default(),
+            identity: Identity::default(),
+        }
+    }
+}
+
+impl Targets {
+    /// Every volume times `factor` (another province's figures from Bình
+    /// Phước's by population); the smartphone share stays.
+    pub fn scaled(&self, factor: f64) -> Targets {
+        let f = |n: u64| (n as f64 * factor).round() as u64;
+        Targets {
+            campaign_days: self.campaign_days,
+            adults: f(self.adults),
+            cccd: f(self.cccd),
+            vneid: f(self.vneid),
+            migrated_2g: f(self.migrated_2g),
+            sim_signature: f(self.sim_signature),
+            smartphone_share: self.smartphone_share,
+            tickets_per_day: self.tickets_per_day * factor,
         }
     }
 }
@@ -99,6 +144,7 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Checks the configuration against a geography: known codes, sane rates.
     pub fn validate(&self, geo: &Geography) -> Result<()> {
+        self.validate_rates()?;
         let units = units_of(geo);
         for code in &self.lagging_districts {
             if !units.iter().any(|(a, _)| geo.area(*a).code == *code) {
@@ -110,6 +156,12 @@ impl SimConfig {
                 bail!("excluded commune {code}: not a commune of the geography");
             }
         }
+        Ok(())
+    }
+
+    /// Checks the scale and the rates (what [`SimConfig::validate`] checks
+    /// besides the codes).
+    pub fn validate_rates(&self) -> Result<()> {
         if !(self.scale.is_finite() && self.scale >= 0.0 && self.scale <= 100.0) {
             bail!("scale must be in 0..=100");
         }

@@ -115,9 +115,10 @@ pub(crate) fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// The 12-digit citizen id of global citizen index `n`: `070` (born in Bình
-/// Phước), the century-and-gender digit, two year digits, six serial digits.
-pub(crate) fn citizen_id(n: u64, seed: u64) -> String {
+/// The 12-digit citizen id of global citizen index `n`: `0` and the birth
+/// province (`070`: Bình Phước), the century-and-gender digit, two year
+/// digits, six serial digits.
+pub(crate) fn citizen_id(n: u64, seed: u64, province: &str) -> String {
     let p = ((u128::from(n % CITIZEN_SPACE) * u128::from(SPREAD) + u128::from(mix64(seed ^ 11)))
         % u128::from(CITIZEN_SPACE)) as u64;
     let serial = p % 1_000_000;
@@ -125,7 +126,7 @@ pub(crate) fn citizen_id(n: u64, seed: u64) -> String {
     let female = rest % 2;
     let year = 1940 + rest / 2;
     let century = if year >= 2000 { 2 } else { 0 } + female;
-    format!("070{century}{:02}{serial:06}", year % 100)
+    format!("0{province}{century}{:02}{serial:06}", year % 100)
 }
 
 /// The national form (`0…`, 10 digits) and carrier of global subscriber index `n`.
@@ -145,7 +146,7 @@ mod tests {
 
     #[test]
     fn subjects_are_valid_distinct_and_stable() {
-        let ids: HashSet<String> = (0..200_000).map(|n| citizen_id(n, 2024)).collect();
+        let ids: HashSet<String> = (0..200_000).map(|n| citizen_id(n, 2024, "70")).collect();
         assert_eq!(ids.len(), 200_000);
         assert!(ids.iter().all(|i| i.len() == 12 && i.starts_with("070") && i.bytes().all(|b| b.is_ascii_digit())));
         let phones: HashSet<String> = (0..200_000).map(|n| phone_number(n, 2024).0).collect();

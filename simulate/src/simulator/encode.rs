@@ -30,12 +30,13 @@ impl Simulator {
         // Subject, its home commune, key and source.
         let (subject, key, source, carrier, home): (String, String, &str, &str, u64) = match e {
             Event::Cccd { citizen, .. } | Event::Vneid { citizen, .. } => {
-                let id = citizen_id(*citizen, self.cfg.seed);
+                let id = citizen_id(*citizen, self.cfg.seed, &self.cfg.identity.birth_province);
                 let src = if kind == Kind::Cccd { "c06-cccd" } else { "c06-vneid" };
                 (id.clone(), id, src, "", *citizen)
             }
             Event::Swap { phone, .. } | Event::Signature { phone, .. } => {
-                let (national, carrier) = phone_number(*phone, self.cfg.seed);
+                let number_seed = self.cfg.identity.number_seed.unwrap_or(self.cfg.seed);
+                let (national, carrier) = phone_number(*phone, number_seed);
                 let spelled = match r.below(10) {
                     0..=6 => national.clone(),
                     7 | 8 => format!("+84{}", &national[1..]),
@@ -44,7 +45,7 @@ impl Simulator {
                 (spelled, national, carrier, carrier, *phone)
             }
             Event::Ticket { ticket, opened, .. } => {
-                let id = format!("1022-{}-{:05}", opened.format("%Y%m%d"), ticket);
+                let id = format!("{}1022-{}-{:05}", self.cfg.identity.id_prefix, opened.format("%Y%m%d"), ticket);
                 (id.clone(), id, "hotline-1022", "", u64::from(*ticket))
             }
         };
@@ -81,11 +82,13 @@ impl Simulator {
         };
         let event_id = match e {
             Event::Ticket { ticket, opened, step, .. } => {
-                format!("hl1022-{}-{:05}-{}", opened.format("%Y%m%d"), ticket, step)
+                let prefix = &self.cfg.identity.id_prefix;
+                format!("{prefix}hl1022-{}-{:05}-{}", opened.format("%Y%m%d"), ticket, step)
             }
             _ => {
                 self.counters[counter] += 1;
                 let n = self.counters[counter];
+                let source = format!("{}{source}", self.cfg.identity.id_prefix);
                 match e {
                     Event::Cccd { .. } | Event::Vneid { .. } => {
                         format!("{source}-{}-{n:08}", local_date(at).format("%Y%m%d"))
@@ -122,7 +125,9 @@ impl Simulator {
             Some(Defect::NoTypeField) => drop_type_field = true,
             Some(Defect::BadSubject) => {
                 subject_written = Some(match kind {
-                    Kind::Cccd | Kind::Vneid => format!("070{:08}", r.below(100_000_000)),
+                    Kind::Cccd | Kind::Vneid => {
+                        format!("0{}{:08}", self.cfg.identity.birth_province, r.below(100_000_000))
+                    }
                     // A landline (Bình Phước's area code 0271).
                     Kind::Sim => format!("0271{:07}", r.below(10_000_000)),
                     Kind::Hotline => String::new(),

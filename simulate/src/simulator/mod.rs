@@ -95,7 +95,7 @@ impl Simulator {
         let days = f64::from(cfg.days);
         let mut units = Vec::with_capacity(raw_units.len());
         let mut totals = Vec::with_capacity(raw_units.len());
-        let (mut citizen_base, mut phone_base) = (0u64, 0u64);
+        let (mut citizen_base, mut phone_base) = (0u64, cfg.identity.phone_base);
         for ((area, communes), w) in raw_units.iter().zip(&weights) {
             let a = geo.area(*area);
             let share = w / weight_sum;
@@ -181,6 +181,12 @@ impl Simulator {
             defect_weight: DEFECTS.iter().map(|(_, w)| w).sum(),
             cfg,
         }
+    }
+
+    /// Subscriber indices this simulator's pools take, from
+    /// [`Identity::phone_base`](crate::config::Identity::phone_base) on.
+    pub(crate) fn phone_pool(&self) -> u64 {
+        self.units.iter().map(|u| u.phones).sum()
     }
 
     /// The messages emitted before `t` (simulated time).
