@@ -8,6 +8,8 @@
 #   PARTITIONS            partitions per topic (8)
 #   KAFKA_PROPERTIES      TOML lines for d06's [kafka.properties], e.g. '"fetch.wait.max.ms" = "50"'
 #   KEEP=1                keep the work directory, topics and database
+#   PROFILE               release (default) or dev (opt-level 1; where a
+#                         release build does not fit, figures not comparable)
 
 set -euo pipefail
 
@@ -17,8 +19,14 @@ KAFKA="${D06_BENCH_KAFKA:-127.0.0.1:9092}"
 CLICKHOUSE="${D06_BENCH_CLICKHOUSE:-http://127.0.0.1:8123}"
 PARTITIONS="${PARTITIONS:-8}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
-BIN="$TARGET_DIR/release/d06"
-EXAMPLES="$TARGET_DIR/release/examples"
+PROFILE="${PROFILE:-release}"
+case "$PROFILE" in
+    release) PROFILE_DIR=release ;;
+    dev) PROFILE_DIR=debug ;;
+    *) echo "PROFILE must be release or dev" >&2; exit 2 ;;
+esac
+BIN="$TARGET_DIR/$PROFILE_DIR/d06"
+EXAMPLES="$TARGET_DIR/$PROFILE_DIR/examples"
 export D06_HMAC_KEY="${D06_HMAC_KEY:-d06-bench-key-0123456789abcdef}"
 
 D06_PID=""
@@ -29,8 +37,8 @@ die() { log "error: $*"; exit 1; }
 
 # build [--example NAME ...]: the release binary and the examples named.
 build() {
-    log "building release (d06 and examples: kafka_admin $*)"
-    (cd "$REPO" && cargo build --release -p d06 --bin d06 --example kafka_admin "$@")
+    log "building $PROFILE (d06 and examples: kafka_admin $*)"
+    (cd "$REPO" && cargo build --profile "$PROFILE" -p d06 --bin d06 --example kafka_admin "$@")
 }
 
 machine() {
