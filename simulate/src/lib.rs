@@ -67,6 +67,8 @@
 //!   messages on purpose; `message`: [`SimMessage`] and [`Kind`].
 //! - `kafka`: [`to_kafka`], the writer; [`restamp`] (live mode) and
 //!   [`Summary`].
+//! - [`National`]: every province at once (`--scope national`), one
+//!   simulator per province scaled by population, merged in emission order.
 //! - [`scenario`]: the hotline report generator and its messages.
 //! - [`baseline`]: [`BaselineShares`], a simulated pre-campaign baseline
 //!   per district, as baseline-file rows (`d06 demo` imports them).
