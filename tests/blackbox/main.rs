@@ -20,6 +20,7 @@ mod harness;
 mod hotline;
 mod hotline_crosscheck;
 mod hotline_oracle;
+mod national;
 mod outputs;
 mod proxy;
 mod readiness;
