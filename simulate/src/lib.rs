@@ -52,9 +52,10 @@
 //! personal data).
 //!
 //! Subjects are synthetic: citizen ids are 12 digits starting with `070`
-//! (Bình Phước), phone numbers use real carrier prefixes; any resemblance to
-//! real people's numbers is chance, which is why the output is only ever
-//! written to the project's own topics.
+//! (Bình Phước; nationally, each province's own code), phone numbers use
+//! real carrier prefixes; any resemblance to real people's numbers is
+//! chance, which is why the output is only ever written to the project's
+//! own topics.
 //!
 //! # Map
 //!
