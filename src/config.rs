@@ -279,7 +279,7 @@ impl Config {
             }
         };
         check(self.kafka.validate().context("kafka"));
-        check(self.clickhouse.check_url().map_err(anyhow::Error::msg).context("clickhouse"));
+        check(self.clickhouse.check().map_err(anyhow::Error::msg).context("clickhouse"));
         check(self.contract.tz().map(drop).context("contract.time_zone"));
         if self.contract.future_tolerance_secs < 0 || self.contract.correction_horizon_days <= 0 {
             check(Err(anyhow::anyhow!("contract: tolerances must be positive")));
@@ -411,7 +411,7 @@ mod tests {
         for (text, expected) in [
             ("[pipeline]\nshardz = 3\n", "shardz"),
             ("[pipeline]\nshards = 0\n", "pipeline.shards"),
-            ("[clickhouse]\nurl = \"tcp://ch:9000\"\n", "must be an http:// URL"),
+            ("[clickhouse]\nurl = \"tcp://ch:9000\"\n", "must be an http:// or https:// URL"),
             ("not toml at all", "parsing"),
         ] {
             let path = dir.path().join("d06.toml");
@@ -426,15 +426,15 @@ mod tests {
     fn every_offline_problem_is_one_line() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[clickhouse]\nurl = \"https://ch.example:8443\"\n[alerts]\nalertmanager_url = \"https://am.example\"\n\
-             [pipeline]\nshards = 0\n[plan]\nfile = \"{}/no-plan.toml\"\n[hotline]\ncalendar_files = [\"{}/no-cal.toml\"]\n\
+            "[clickhouse]\nurl = \"https://ch.example:8443\"\nca_file = \"{0}/no-ca.pem\"\n\
+             [alerts]\nalertmanager_url = \"https://am.example\"\n\
+             [pipeline]\nshards = 0\n[plan]\nfile = \"{0}/no-plan.toml\"\n[hotline]\ncalendar_files = [\"{0}/no-cal.toml\"]\n\
              [pseudonym]\nkey_env = \"D06_TEST_NEVER_SET_8f3a\"\n",
-            dir.path().display(),
             dir.path().display()
         );
         let problems = problems_of(&text);
         let expect = [
-            "clickhouse: url \"https://ch.example:8443\": d06 is built without TLS",
+            "clickhouse: ca_file: cannot read",
             "pipeline.shards",
             "hotline.calendar_files",
             "alerts: alertmanager_url \"https://am.example\": d06 is built without TLS",

@@ -22,5 +22,6 @@ mod outputs;
 mod refusals;
 mod reports;
 mod scale_out;
+mod tls;
 mod transactions;
 mod webhook;

@@ -15,12 +15,14 @@
 //! structs against the real schema instead.
 
 mod alerts;
+mod client;
 mod error;
 pub mod migrations;
 mod ownership;
 mod reports;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ::clickhouse::{Client, Row, RowWrite};
@@ -34,6 +36,7 @@ pub use self::error::SinkError;
 use self::migrations::{render, BOOTSTRAP, MIGRATIONS};
 pub use self::ownership::{Figures, HotlineFigure, SEQUENCE_BITS};
 use crate::prometheus::Metrics;
+use crate::tls::{read_secret, CaBundle, Secret};
 
 /// First delay of [`ClickHouseSink::write_with_retry`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -44,18 +47,29 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    /// HTTP interface URL, e.g. `http://127.0.0.1:8123`.
+    /// HTTP interface URL, `http://` or `https://`, e.g.
+    /// `https://ch.example:8443` (ClickHouse's `https_port`). The server's
+    /// certificate is always verified, against the system's roots and `ca_file`.
     pub url: String,
     /// Database holding d06's tables and views; created if missing.
     /// Letters, digits and `_` only, not starting with a digit.
     pub database: String,
     /// User name; ClickHouse's `default` user when absent.
     pub user: Option<String>,
-    /// Password; never logged nor printed (`Debug` redacts it). Prefer `password_env`.
+    /// Password written in the file; never logged nor printed (`Debug`
+    /// redacts it). Prefer `password_env` or `password_file`; at most one
+    /// of the three may be set.
     pub password: Option<String>,
-    /// An environment variable holding the password (used when `password` is not set),
-    /// so that secrets stay out of the config file.
+    /// An environment variable holding the password, so that secrets stay
+    /// out of the config file.
     pub password_env: Option<String>,
+    /// A file holding the password (one trailing newline ignored), e.g. a
+    /// systemd credential or a mounted secret.
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the CA (one or more certificates) that signed the
+    /// server's certificate, trusted besides the system's roots: for an
+    /// `https://` URL served with a private CA.
+    pub ca_file: Option<PathBuf>,
     /// Limit in seconds for any one request (a DDL statement, an `INSERT`
     /// of one table, a query); an overrun counts as a retryable failure.
     pub timeout_secs: u64,
@@ -69,6 +83,8 @@ impl Default for ClickHouseConfig {
             user: None,
             password: None,
             password_env: None,
+            password_file: None,
+            ca_file: None,
             timeout_secs: 30,
         }
     }
@@ -82,33 +98,28 @@ impl fmt::Debug for ClickHouseConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
             .field("timeout_secs", &self.timeout_secs)
             .finish()
     }
 }
 
-/// Whether the ClickHouse client is built with TLS. It is not (the workspace
-/// enables only `lz4` of the `clickhouse` crate), so `https://` URLs are
-/// refused by [`ClickHouseConfig::check_url`] rather than at the first request.
-pub const CLIENT_HAS_TLS: bool = false;
-
 /// What [`ClickHouseConfig::redacted`] puts in place of a secret.
 pub const REDACTED: &str = "[redacted]";
 
 impl ClickHouseConfig {
-    /// Checks the URL's scheme: `http://`, or `https://` when the client is
-    /// built with TLS ([`CLIENT_HAS_TLS`]). The message names the problem
-    /// and never quotes credentials embedded in the URL.
-    pub fn check_url(&self) -> Result<(), String> {
-        let shown = redact_url(&self.url);
-        match self.url.split_once("://") {
-            Some(("http", rest)) if !rest.is_empty() => Ok(()),
-            Some(("https", rest)) if !rest.is_empty() && CLIENT_HAS_TLS => Ok(()),
-            Some(("https", _)) => Err(format!(
-                "url {shown:?}: d06 is built without TLS for ClickHouse; use http:// (e.g. through a local TLS proxy)"
-            )),
-            _ => Err(format!("url {shown:?} must be an http:// URL")),
+    /// Checks what needs no network: the URL's scheme (`http://` or
+    /// `https://`), that at most one password source is set and it can be
+    /// read, and that `ca_file` holds certificates. Messages never quote a
+    /// password or credentials embedded in the URL.
+    pub fn check(&self) -> Result<(), String> {
+        crate::tls::check_http_url("url", &self.url)?;
+        self.password()?;
+        if let Some(ca) = &self.ca_file {
+            CaBundle::load(ca)?;
         }
+        Ok(())
     }
 
     /// This section with its secrets replaced by [`REDACTED`]: the password
@@ -121,9 +132,14 @@ impl ClickHouseConfig {
         }
     }
 
-    /// The password: `password`, else the value of `password_env`, else none.
-    pub fn resolved_password(&self) -> Option<String> {
-        self.password.clone().or_else(|| self.password_env.as_ref().and_then(|var| std::env::var(var).ok()))
+    /// The password from its one source (`password`, `password_env` or
+    /// `password_file`), or none.
+    pub fn password(&self) -> Result<Option<Secret>, String> {
+        match (&self.password, self.password_env.is_some() || self.password_file.is_some()) {
+            (Some(_), true) => Err("password is set inline and in password_env or password_file; keep one".into()),
+            (Some(p), false) => Ok(Some(Secret::new(p.clone()))),
+            (None, _) => read_secret("password", self.password_env.as_deref(), self.password_file.as_deref()),
+        }
     }
 }
 
@@ -479,13 +495,7 @@ impl ClickHouseSink {
     /// and [`SinkError::Permanent`] for a bad configuration or credentials.
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
         check_config(cfg)?;
-        let mut client = Client::default().with_url(&cfg.url).with_validation(false);
-        if let Some(user) = &cfg.user {
-            client = client.with_user(user);
-        }
-        if let Some(password) = cfg.resolved_password() {
-            client = client.with_password(password);
-        }
+        let client = client::build(cfg)?;
         let admin = ClickHouseSink {
             client: client.clone(),
             database: cfg.database.clone(),
@@ -864,17 +874,30 @@ mod tests {
     }
 
     #[test]
-    fn urls_must_be_http_and_https_is_refused_without_tls() {
-        let with = |url: &str| ClickHouseConfig { url: url.into(), ..ClickHouseConfig::default() }.check_url();
+    fn urls_must_be_http_or_https() {
+        let with = |url: &str| ClickHouseConfig { url: url.into(), ..ClickHouseConfig::default() }.check();
         assert_eq!(with("http://127.0.0.1:8123"), Ok(()));
-        let https = with("https://admin:hunter2@ch.local:8443");
-        assert_eq!(https.is_ok(), CLIENT_HAS_TLS, "{https:?}");
-        if let Err(e) = https {
-            assert!(e.contains("without TLS") && !e.contains("hunter2"), "{e}");
+        assert_eq!(with("https://admin:hunter2@ch.local:8443"), Ok(()));
+        for bad in ["tcp://ch.local:9000", "ch.local:8123", "http://", "", "ftp://u:hunter2@x"] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("must be an http:// or https:// URL") && !e.contains("hunter2"), "{bad}: {e}");
         }
-        for bad in ["tcp://ch.local:9000", "ch.local:8123", "http://", ""] {
-            assert!(with(bad).unwrap_err().contains("must be an http:// URL"), "{bad}");
-        }
+    }
+
+    #[test]
+    fn one_password_source_at_most_and_a_readable_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let cfg = ClickHouseConfig { password_file: Some(pw.clone()), ..ClickHouseConfig::default() };
+        assert_eq!(cfg.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("from-file"));
+        assert_eq!(cfg.check(), Ok(()));
+        let two = ClickHouseConfig { password: Some("inline".into()), ..cfg.clone() };
+        assert!(two.check().unwrap_err().contains("keep one"));
+        let env_and_file = ClickHouseConfig { password_env: Some("HOME".into()), ..cfg.clone() };
+        assert!(env_and_file.check().unwrap_err().contains("both set"));
+        let ca = ClickHouseConfig { ca_file: Some(dir.path().join("absent.pem")), ..ClickHouseConfig::default() };
+        assert!(ca.check().unwrap_err().starts_with("ca_file: cannot read"));
     }
 
     #[test]
@@ -914,10 +937,10 @@ mod tests {
         let var = "D06_TEST_CH_PASSWORD_RESOLVE";
         std::env::set_var(var, "from-env");
         let cfg = ClickHouseConfig { password_env: Some(var.into()), ..ClickHouseConfig::default() };
-        assert_eq!(cfg.resolved_password().as_deref(), Some("from-env"));
+        assert_eq!(cfg.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("from-env"));
         assert!(!format!("{cfg:?}").contains("from-env"));
-        let inline = ClickHouseConfig { password: Some("inline".into()), ..cfg };
-        assert_eq!(inline.resolved_password().as_deref(), Some("inline"));
+        let inline = ClickHouseConfig { password: Some("inline".into()), password_env: None, ..cfg };
+        assert_eq!(inline.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("inline"));
     }
 
     #[test]

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use ::clickhouse::Client;
-
 use super::{check_config, redact_url, ClickHouseConfig, ClickHouseSink, SinkError};
 
 impl ClickHouseSink {
@@ -16,13 +14,7 @@ impl ClickHouseSink {
     /// a permanent error on the first read.
     pub fn reader(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
         check_config(cfg)?;
-        let mut client = Client::default().with_url(&cfg.url).with_validation(false).with_database(&cfg.database);
-        if let Some(user) = &cfg.user {
-            client = client.with_user(user);
-        }
-        if let Some(password) = cfg.resolved_password() {
-            client = client.with_password(password);
-        }
+        let client = super::client::build(cfg)?.with_database(&cfg.database);
         tracing::debug!(url = %redact_url(&cfg.url), database = %cfg.database, "ClickHouse reader");
         Ok(ClickHouseSink { client, database: cfg.database.clone(), timeout: Duration::from_secs(cfg.timeout_secs) })
     }
