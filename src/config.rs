@@ -338,12 +338,10 @@ impl Config {
     /// properties that look secret, the ClickHouse password and any
     /// credentials in a URL. Variable and file names stay.
     pub fn redacted(&self) -> Config {
-        let url = sinks::clickhouse::redact_url;
         let mut c = self.clone();
         c.kafka = self.kafka.redacted();
         c.clickhouse = self.clickhouse.redacted();
-        c.alerts.alertmanager_url = url(&self.alerts.alertmanager_url);
-        c.alerts.report_url = self.alerts.report_url.as_deref().map(url);
+        c.alerts = self.alerts.redacted();
         c
     }
 
@@ -427,7 +425,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "[clickhouse]\nurl = \"https://ch.example:8443\"\nca_file = \"{0}/no-ca.pem\"\n\
-             [alerts]\nalertmanager_url = \"https://am.example\"\n\
+             [alerts]\nalertmanager_url = [\"https://am1.example\", \"https://am2.example\"]\nca_file = \"{0}/no-am-ca.pem\"\n\
              [pipeline]\nshards = 0\n[plan]\nfile = \"{0}/no-plan.toml\"\n[hotline]\ncalendar_files = [\"{0}/no-cal.toml\"]\n\
              [pseudonym]\nkey_env = \"D06_TEST_NEVER_SET_8f3a\"\n",
             dir.path().display()
@@ -437,7 +435,7 @@ mod tests {
             "clickhouse: ca_file: cannot read",
             "pipeline.shards",
             "hotline.calendar_files",
-            "alerts: alertmanager_url \"https://am.example\": d06 is built without TLS",
+            "alerts: ca_file: cannot read",
             "no pseudonymisation key: set the environment variable D06_TEST_NEVER_SET_8f3a",
             "no-plan.toml",
         ];

@@ -23,5 +23,6 @@ mod refusals;
 mod reports;
 mod scale_out;
 mod tls;
+mod tls_alerts;
 mod transactions;
 mod webhook;
