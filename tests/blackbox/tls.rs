@@ -9,13 +9,12 @@
 //! Each test ends in an exact comparison of ClickHouse with an independent
 //! recount (`crash::recount`) of the events it produced.
 
-#![allow(dead_code)] // the Kafka side is used by the Kafka test (next step)
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::crash::{generate, messages, recount, Expected};
 use crate::harness::{spawn_app, App, AppOptions, KafkaTarget, Producer};
@@ -129,8 +128,8 @@ async fn coverage(tls: &TlsStack, app: &App) -> Expected {
 
 /// Produces `n` generated events through `kafka` into the app's topics and
 /// waits until ClickHouse (over HTTPS) equals their recount; panics with the
-/// first differences after `timeout`.
-async fn produce_and_compare(tls: &TlsStack, app: &App, kafka: &KafkaTarget, n: usize, timeout: Duration) {
+/// first differences after `timeout`. Returns how many messages it produced.
+async fn produce_and_compare(tls: &TlsStack, app: &App, kafka: &KafkaTarget, n: usize, timeout: Duration) -> usize {
     let seed: u64 = rand::random();
     eprintln!("tls test: {n} events, seed {seed}");
     let raws = generate(n, seed);
@@ -160,6 +159,7 @@ async fn produce_and_compare(tls: &TlsStack, app: &App, kafka: &KafkaTarget, n: 
         app.log_tail(30)
     );
     assert!(expected.len() > 100, "the stream covers many keys: {}", expected.len());
+    msgs.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,5 +176,33 @@ async fn clickhouse_over_https_with_a_password_file_equals_the_recount() {
     produce_and_compare(&tls, &app, &KafkaTarget::default(), 3_000, Duration::from_secs(90)).await;
     let log = std::fs::read_to_string(&app.log_path).expect("log");
     assert!(log.contains("connected to ClickHouse"), "{}", app.log_tail(20));
+    assert!(!log.contains(&tls.clickhouse_password()), "the password is in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d06_run_over_kafka_tls_and_clickhouse_https_equals_the_recount() {
+    let tls = TlsStack::from_env();
+    let kafka = tls.kafka();
+    // The broker's only advertised listener is stunnel's TLS port: a
+    // plaintext client gets nothing from it.
+    let plain: BaseConsumer = KafkaTarget { brokers: kafka.brokers.clone(), properties: Vec::new() }
+        .client_config()
+        .set("socket.timeout.ms", "2000")
+        .create()
+        .expect("client");
+    assert!(plain.fetch_metadata(None, Duration::from_secs(3)).is_err(), "plaintext answered on {}", kafka.brokers);
+
+    let app = spawn_app(tls.with_clickhouse(AppOptions {
+        partitions: 2,
+        shards: 2,
+        kafka: kafka.clone(),
+        ..AppOptions::default()
+    }))
+    .await;
+    let produced = produce_and_compare(&tls, &app, &kafka, 3_000, Duration::from_secs(90)).await;
+    // Stage 1 committed every source message, read back over TLS too.
+    let committed: i64 = app.committed_offsets().values().sum();
+    assert_eq!(committed, produced as i64, "committed source offsets");
+    let log = std::fs::read_to_string(&app.log_path).expect("log");
     assert!(!log.contains(&tls.clickhouse_password()), "the password is in the log");
 }
