@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# stop.sh [--wipe] [kafka|clickhouse|prometheus|alertmanager ...]   (default: all)
+# stop.sh [--wipe] [kafka|clickhouse|prometheus|alertmanager|clickhouse-tls|kafka-tls-broker|kafka-tls ...]
+#         (default: all)
 # Stops what start.sh started: SIGTERM, waits up to D06_STOP_TIMEOUT seconds
 # (default 20), then SIGKILL; removes the pid files. --wipe also deletes the
 # services' data (ClickHouse tables, Prometheus TSDB, Alertmanager silences);
@@ -13,7 +14,7 @@ args=()
 for a in "$@"; do
     case "$a" in
         --wipe) wipe=1 ;;
-        -h | --help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
         *) args+=("$a") ;;
     esac
 done
@@ -53,8 +54,8 @@ if [ "$wipe" -eq 1 ]; then
     for svc in "${services[@]}"; do
         dir="$(svc_dir "$svc")"
         case "$svc" in
-            kafka) continue ;; # in-memory storage: nothing on disk
-            clickhouse) rm -rf "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" ;;
+            kafka | kafka-tls-broker | kafka-tls) continue ;; # in-memory storage: nothing on disk
+            clickhouse | clickhouse-tls) rm -rf "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" ;;
             *) rm -rf "$dir/data" ;;
         esac
         log "$svc: data wiped ($dir)"
