@@ -189,6 +189,14 @@ pub struct PipelineConfig {
     pub clock: ClockMode,
     /// When an area lags the plan (board colours, daily alerts).
     pub lag_rule: aggregator::LagRule,
+    /// Messages left in the source topics (summed over the partitions this
+    /// instance reads) beyond which the instance is replaying far behind:
+    /// `/readyz` answers 503, the board says its figures are not current and
+    /// progress is logged. 0: any lag at all.
+    pub behind_messages: u64,
+    /// While far behind, how often progress (position, rate, ETA per source
+    /// topic) is logged, seconds.
+    pub progress_log_secs: u64,
     /// Test only: abort the process at a fault point (`after_clickhouse`:
     /// after a flush's rows are in ClickHouse, before the shards' stores are
     /// checkpointed), as a `kill -9` would.
@@ -205,6 +213,8 @@ impl Default for PipelineConfig {
             channel_batches: 4,
             clock: ClockMode::Wall,
             lag_rule: aggregator::LagRule::default(),
+            behind_messages: 100_000,
+            progress_log_secs: 30,
             fault: None,
         }
     }
@@ -286,6 +296,9 @@ impl Config {
         }
         if self.pipeline.shards == 0 || self.pipeline.shards > 1024 {
             check(Err(anyhow::anyhow!("pipeline.shards must be 1..=1024")));
+        }
+        if self.pipeline.progress_log_secs == 0 {
+            check(Err(anyhow::anyhow!("pipeline.progress_log_secs must be > 0")));
         }
         if self.pipeline.flush_interval_ms == 0 || self.pipeline.channel_batches == 0 {
             check(Err(anyhow::anyhow!("pipeline: flush_interval_ms and channel_batches must be > 0")));

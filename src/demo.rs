@@ -218,7 +218,7 @@ async fn with_services(config: Config, args: &DemoArgs, shutdown: CancellationTo
     let kafka = config.kafka.clone();
     let rate = 2_000;
     let s = shutdown.clone();
-    let producer = tokio::spawn(async move { simulate::to_kafka(simulator, &kafka, rate, None, s).await });
+    let producer = tokio::spawn(async move { simulate::to_kafka(simulator, &kafka, rate, None, false, s).await });
     let result = crate::run(config, shutdown.clone()).await;
     shutdown.cancel();
     producer.await.context("simulator")??;

@@ -4,6 +4,7 @@ mod config;
 mod demo;
 mod exit;
 mod pipeline;
+mod progress;
 mod store;
 
 use std::io::BufRead;
@@ -196,6 +197,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => load_config(args.config.as_deref()).and_then(|c| {
             let calendar = c.hotline.calendar().context("loading the working-time calendar")?;
             simulate::command(args, simulate::Setup { kafka: c.kafka, geography: c.contract.geography, calendar })
+                .map_err(foreign_topic_is_config)
         }),
         Command::CheckConfig { config, without_key } => config::check(&config, !without_key),
         Command::Demo(args) => {
@@ -301,6 +303,15 @@ pub(crate) fn deployment_identity(config: &Config, pseudonymiser: &Pseudonymiser
     (identity, fingerprint, description)
 }
 
+/// Refusing to simulate into a topic with real records is the configuration's
+/// fault (the topics named), not the network's: exit 78.
+fn foreign_topic_is_config(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<simulate::guard::GuardError>() {
+        Some(simulate::guard::GuardError::Foreign { .. }) => exit::config(e),
+        _ => e,
+    }
+}
+
 async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let key = config.key()?;
     let (geo, validator, pseudonymiser) = validator(&config, &key)?;
@@ -351,6 +362,18 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             .context("checking the facts topic")?;
     identity.facts = format!("{}#{:016x}", config.kafka.topics.facts, facts.incarnation);
     info!(facts = %identity.facts, shards = facts.partitions, instance = %config.kafka.instance(), "facts topic ready");
+    match ingest::kafka::retention::finite_retention(&config.kafka).await {
+        Ok(finite) => {
+            for f in finite {
+                warn!(topic = %f.topic, limit = %f.limit.0, value = f.limit.1, "{}", f.message());
+            }
+        }
+        Err(error) => warn!(
+            %error,
+            "could not read the topics' retention: make sure the facts and source topics keep the campaign's \
+             whole history (docs/OPERATIONS.md)"
+        ),
+    }
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
@@ -392,30 +415,23 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         lag_rule: config.pipeline.lag_rule,
         campaign: plan_name.clone(),
         metrics: Arc::clone(&metrics),
-        health,
+        health: Arc::clone(&health),
         owns_first,
         fault: config.pipeline.fault,
     })?;
 
-    let lag: JoinHandle<Result<()>> = {
-        let probe = router.lag_probe();
-        let every = ingest::kafka::LagProbe::interval(&config.kafka);
-        let s = shutdown.clone();
-        let m = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {},
-                    _ = s.cancelled() => return Ok(()),
-                }
-                let p = probe.clone();
-                let measured = tokio::task::spawn_blocking(move || p.measure()).await.context("lag probe")?;
-                for (part, lag) in measured {
-                    m.consumer_lag.with_label_values(&[&*part.topic, part.partition.to_string().as_str()]).set(lag);
-                }
-            }
-        })
+    let progress = progress::ProgressTask {
+        probe: router.lag_probe(),
+        every: ingest::kafka::LagProbe::interval(&config.kafka),
+        progress: ingest::kafka::progress::Progress::new(
+            config.pipeline.behind_messages,
+            Duration::from_secs(config.pipeline.progress_log_secs),
+        ),
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        board: Arc::clone(&board),
     };
+    let lag: JoinHandle<Result<()>> = tokio::spawn(progress.run(shutdown.clone()));
     let router_task: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
         let m = Arc::clone(&metrics);
@@ -442,7 +458,8 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     };
     let alerts_task: JoinHandle<Result<()>> = {
         let s = shutdown.clone();
-        tokio::spawn(async move { daily_alerts.run(s).await })
+        let job = daily_alerts.reporting_to(Arc::clone(&metrics));
+        tokio::spawn(async move { job.run(s).await })
     };
 
     supervise(
@@ -451,7 +468,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             ("facts", facts_task),
             ("shards", pipeline_task),
             ("http", http),
-            ("lag", lag),
+            ("progress", lag),
             ("alerts", alerts_task),
         ],
         shutdown,

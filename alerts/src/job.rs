@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 use sinks::clickhouse::{AlertRecord, ClickHouseConfig, ClickHouseSink};
+use sinks::Metrics;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -60,6 +61,8 @@ pub struct DailyAlerts {
     unrecorded: Mutex<Vec<AlertRecord>>,
     /// With several instances, only the owner of facts partition 0 sends.
     sender: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// When the next alerts are due and when they last succeeded.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl DailyAlerts {
@@ -82,6 +85,7 @@ impl DailyAlerts {
             clock,
             unrecorded: Mutex::new(Vec::new()),
             sender: None,
+            metrics: None,
         }
     }
 
@@ -89,6 +93,14 @@ impl DailyAlerts {
     /// so that N instances send each district's alert once.
     pub fn sent_by(mut self, owner: Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.sender = Some(owner);
+        self
+    }
+
+    /// Keeps `d06_daily_alerts_due_timestamp_seconds` and
+    /// `d06_daily_alerts_last_success_timestamp_seconds` (the rule
+    /// `D06DailyAlertsNotSent` compares them).
+    pub fn reporting_to(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -110,6 +122,9 @@ impl DailyAlerts {
             "daily alerts enabled"
         );
         if let Clock::Fixed(day) = self.clock {
+            if let Some(m) = &self.metrics {
+                m.alerts_due.set(Utc::now().timestamp() as f64);
+            }
             self.send_with_retry(day, None, &shutdown).await;
             shutdown.cancelled().await;
             return Ok(());
@@ -117,7 +132,11 @@ impl DailyAlerts {
         let mut done: Option<NaiveDate> = None;
         loop {
             let now = Utc::now();
-            let Some(next) = next_send(&self.plan, self.tz, send_at, now, done) else {
+            let next = next_send(&self.plan, self.tz, send_at, now, done);
+            if let Some(m) = &self.metrics {
+                m.alerts_due.set(next.as_ref().map_or(0.0, |n| n.at.timestamp() as f64));
+            }
+            let Some(next) = next else {
                 info!(end = %self.plan.end(), "the campaign is over: no more daily alerts");
                 shutdown.cancelled().await;
                 return Ok(());
@@ -235,6 +254,9 @@ impl DailyAlerts {
             let error = match self.send_for_day(day).await {
                 Ok(sent) => {
                     info!(%day, sent = sent.len(), attempts = attempt, "daily alerts done");
+                    if let Some(m) = &self.metrics {
+                        m.alerts_last_success.set(Utc::now().timestamp() as f64);
+                    }
                     return;
                 }
                 Err(e) => e,

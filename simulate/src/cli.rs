@@ -52,6 +52,10 @@ pub struct SimulateArgs {
     /// tab, the payload), instead of to Kafka.
     #[arg(long)]
     pub stdout: bool,
+    /// Write even into topics holding records `d06 simulate` did not write
+    /// (by default it refuses: synthetic people must not reach real topics).
+    #[arg(long)]
+    pub into_foreign_topics: bool,
     /// Instead of the campaign, the 1022 ticket stream that reproduces one of
     /// the province's hotline reports (replay it with `pipeline.clock =
     /// "event"`, then `d06 report hotline` over the report's period). Only
@@ -121,7 +125,7 @@ pub fn command(args: SimulateArgs, setup: Setup) -> Result<ExitCode> {
                 s.cancel();
             }
         });
-        to_kafka(sim, &kafka, args.rate, args.limit, shutdown).await
+        to_kafka(sim, &kafka, args.rate, args.limit, args.into_foreign_topics, shutdown).await
     })?;
     print!("{summary}");
     Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })

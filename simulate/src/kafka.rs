@@ -11,13 +11,14 @@ use ingest::contract::Reason;
 use ingest::kafka::KafkaConfig;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::local_offset;
+use crate::guard::HEADER;
 use crate::message::{Kind, SimMessage};
 use crate::restamp::restamp;
 use crate::summary::Summary;
@@ -62,18 +63,29 @@ fn unix_ms() -> i64 {
 /// clock when handed to the producer, unix ms) is appended, so late events
 /// stay late and too-late or future ones stay so.
 ///
+/// Every record carries the header [`HEADER`]; unless `into_foreign`, the
+/// topics are checked first and a topic holding records without it is
+/// refused ([`GuardError::Foreign`](crate::guard::GuardError), nothing written).
+///
 /// Stops early, after flushing what was sent, when `shutdown` is cancelled.
 pub async fn to_kafka<I>(
     sim: I,
     kafka: &KafkaConfig,
     rate: u64,
     limit: Option<u64>,
+    into_foreign: bool,
     shutdown: CancellationToken,
 ) -> Result<Summary>
 where
     I: Iterator<Item = SimMessage> + Send + 'static,
 {
     kafka.validate().context("kafka configuration")?;
+    if !into_foreign {
+        let k = kafka.clone();
+        tokio::task::spawn_blocking(move || crate::guard::check_topics(&k, &Kind::ALL.map(|t| t.topic(&k.topics))))
+            .await
+            .context("topic check thread")??;
+    }
     let kafka = kafka.clone();
     tokio::task::spawn_blocking(move || produce(sim, &kafka, rate, limit, &shutdown))
         .await
@@ -112,6 +124,7 @@ fn produce(
     let producer: ThreadedProducer<Deliveries> =
         producer_config(kafka, rate).create_with_context(Deliveries::default()).context("creating the producer")?;
     let topics: [&str; 4] = Kind::ALL.map(|k| k.topic(&kafka.topics));
+    let simulated = OwnedHeaders::new().insert(Header { key: HEADER, value: Some("1") });
     let mut summary = Summary::default();
     let limit = limit.unwrap_or(u64::MAX);
     let started = Instant::now();
@@ -138,7 +151,8 @@ fn produce(
             msg.payload.clone()
         };
         let topic = topics[msg.kind.index()];
-        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(&payload[..]);
+        let mut record: BaseRecord<'_, str, [u8]> =
+            BaseRecord::to(topic).payload(&payload[..]).headers(simulated.clone());
         if let Some(k) = &msg.key {
             record = record.key(k.as_str());
         }

@@ -75,6 +75,7 @@ mod config;
 mod defect;
 #[cfg(test)]
 mod fingerprints;
+pub mod guard;
 mod kafka;
 mod message;
 mod population;

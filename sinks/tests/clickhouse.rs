@@ -352,7 +352,7 @@ async fn a_missing_table_is_permanent_and_not_retried() {
     let batch = WriteBatch { plan: vec![plan(1, Indicator::Cccd, "70", 1, 1, 1)], ..WriteBatch::default() };
     let metrics = Metrics::new().unwrap();
     let started = Instant::now();
-    let err = sink.write_with_retry(&batch, &CancellationToken::new(), Some(&metrics)).await.unwrap_err();
+    let err = sink.write_with_retry(&batch, &CancellationToken::new(), Some(&metrics), None).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert_eq!(err.kind(), "unknown_table", "{err}");
     assert!(started.elapsed() < Duration::from_secs(5), "retried a permanent error");

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use aggregator::{AreaLevel, Indicator};
 use chrono::NaiveDate;
 use sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, PlanRow, WriteBatch};
-use sinks::Metrics;
+use sinks::prometheus::NotReady;
+use sinks::{Health, Metrics};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -120,7 +121,7 @@ async fn retryable_failures_are_retried_with_backoff_until_success() {
     let sink = sink(&fake.url).await;
     let metrics = Metrics::new().unwrap();
     let started = Instant::now();
-    sink.write_with_retry(&batch(), &CancellationToken::new(), Some(&metrics)).await.unwrap();
+    sink.write_with_retry(&batch(), &CancellationToken::new(), Some(&metrics), None).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(fake.inserts.load(Ordering::SeqCst), 3);
     // Waits of 100 ms and 200 ms, each jittered down to no less than half.
@@ -128,6 +129,31 @@ async fn retryable_failures_are_retried_with_backoff_until_success() {
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert_eq!(metrics.sink_failures.with_label_values(&["clickhouse", "too_many_parts"]).get(), 2);
     assert_eq!(metrics.sink_write_seconds.with_label_values(&["clickhouse"]).get_sample_count(), 3);
+}
+
+#[tokio::test]
+async fn readiness_is_lost_while_writes_fail_and_comes_back_with_the_first_success() {
+    // Fails the first 4 inserts: about a second of backoff in which to look.
+    let fake = fake(|n| (n <= 4).then_some(TOO_MANY_PARTS)).await;
+    let sink = sink(&fake.url).await;
+    let health = Arc::new(Health::new());
+    health.set_flushed();
+    assert_eq!(health.readiness(), Ok(()));
+    let writer = {
+        let health = Arc::clone(&health);
+        tokio::spawn(
+            async move { sink.write_with_retry(&batch(), &CancellationToken::new(), None, Some(&health)).await },
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.inserts.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "no retry within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(health.readiness(), Err(NotReady::SinkFailing));
+    tokio::time::timeout(Duration::from_secs(30), writer).await.unwrap().unwrap().unwrap();
+    assert_eq!(fake.inserts.load(Ordering::SeqCst), 5);
+    assert_eq!(health.readiness(), Ok(()), "the write that succeeded makes the instance ready again");
 }
 
 #[tokio::test]
@@ -141,7 +167,7 @@ async fn shutdown_stops_the_retries_with_the_last_error() {
         cancel.cancel();
     });
     let started = Instant::now();
-    let err = sink.write_with_retry(&batch(), &shutdown, None).await.unwrap_err();
+    let err = sink.write_with_retry(&batch(), &shutdown, None, None).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert_eq!(err.kind(), "too_many_parts");
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
@@ -156,11 +182,11 @@ async fn an_already_cancelled_shutdown_still_makes_one_attempt() {
     let sink = sink(&fake.url).await;
     let shutdown = CancellationToken::new();
     shutdown.cancel();
-    let err = sink.write_with_retry(&batch(), &shutdown, None).await.unwrap_err();
+    let err = sink.write_with_retry(&batch(), &shutdown, None, None).await.unwrap_err();
     assert!(err.is_retryable());
     assert_eq!(fake.inserts.load(Ordering::SeqCst), 1);
     // And a final flush that succeeds returns Ok.
-    sink.write_with_retry(&batch(), &shutdown, None).await.unwrap();
+    sink.write_with_retry(&batch(), &shutdown, None, None).await.unwrap();
     assert_eq!(fake.inserts.load(Ordering::SeqCst), 2);
 }
 
@@ -169,7 +195,7 @@ async fn permanent_failures_return_at_once() {
     let fake = fake(|_| Some(SYNTAX)).await;
     let sink = sink(&fake.url).await;
     let metrics = Metrics::new().unwrap();
-    let err = sink.write_with_retry(&batch(), &CancellationToken::new(), Some(&metrics)).await.unwrap_err();
+    let err = sink.write_with_retry(&batch(), &CancellationToken::new(), Some(&metrics), None).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert_eq!(err.kind(), "syntax");
     assert_eq!(fake.inserts.load(Ordering::SeqCst), 1);

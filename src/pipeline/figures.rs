@@ -192,6 +192,7 @@ impl View {
             province: area_board(geo.province()),
             districts,
             hotline: hot.get(&geo.province()).map(hotline_board).unwrap_or_default(),
+            replay: None,
         }
     }
 }

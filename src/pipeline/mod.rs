@@ -327,7 +327,7 @@ impl Pipeline {
             }
             // 1. ClickHouse.
             if let (Some(sink), false) = (&self.p.sink, batch.is_empty()) {
-                sink.write_with_retry(&batch, shutdown, Some(&self.p.metrics))
+                sink.write_with_retry(&batch, shutdown, Some(&self.p.metrics), Some(&self.p.health))
                     .await
                     .context("writing to ClickHouse")?;
                 let rows = &self.p.metrics.sink_rows_written;
@@ -343,7 +343,7 @@ impl Pipeline {
                 //    what we just wrote for it carries a lower version and never counts.
                 let wrote: Vec<u32> = written.iter().filter(|(_, (_, n))| *n > 0).map(|(p, _)| *p).collect();
                 if !wrote.is_empty() {
-                    let current = generations(sink, &wrote, &self.p.metrics, shutdown).await?;
+                    let current = generations(sink, &wrote, &self.p.metrics, &self.p.health, shutdown).await?;
                     for p in wrote {
                         let (mine, rows) = written[&p];
                         if current.get(&p).is_some_and(|g| *g > mine) {
@@ -393,7 +393,7 @@ impl Pipeline {
                 self.flushed_once = true;
                 info!("first flush complete");
             }
-            self.p.health.set_ready(true);
+            self.p.health.set_flushed();
             Ok::<(), anyhow::Error>(())
         }
         .instrument(span)
@@ -511,14 +511,19 @@ async fn generations(
     sink: &ClickHouseSink,
     shards: &[u32],
     metrics: &Metrics,
+    health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<BTreeMap<u32, u64>> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         match sink.generations(shards).await {
-            Ok(g) => return Ok(g),
+            Ok(g) => {
+                health.set_sink_failing(false);
+                return Ok(g);
+            }
             Err(e) if e.is_retryable() && !shutdown.is_cancelled() => {
+                health.set_sink_failing(true);
                 metrics.sink_failures.with_label_values(&["clickhouse", e.kind()]).inc();
                 warn!(attempt, error = %e, "reading shard generations failed; retrying");
                 tokio::time::sleep(sinks::clickhouse::backoff(attempt)).await;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use aggregator::{AreaLevel, Geography, GeographyVersion, Indicator};
 use serde_json::{json, Value};
-use sinks::board::{label, AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard};
+use sinks::board::{label, AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard, ReplayBoard};
 use sinks::{Health, HttpServer, Metrics};
 use tokio_util::sync::CancellationToken;
 
@@ -495,6 +495,7 @@ fn campaign(step: u64) -> BoardSnapshot {
         },
         districts: boards,
         hotline,
+        replay: None,
     }
 }
 
@@ -603,6 +604,28 @@ fn board_in_chromium_shows_every_district_updates_live_and_reconnects() {
     let html = chrome.eval("document.documentElement.outerHTML");
     std::fs::write(artifact("board-dom.html"), html.as_str().unwrap()).unwrap();
 
+    // Replaying far behind: the wall says its figures are not current, with
+    // what is left and the time it should take; caught up, the banner goes.
+    board.set_replay(ReplayBoard { behind: true, lag: 1_234_567, rate: 20_000.0, eta_seconds: Some(62 * 60) });
+    chrome.wait_until(
+        "the replay banner",
+        "!document.getElementById('replay').hidden && document.body.dataset.replaying === 'true'",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        chrome.eval("document.getElementById('replay').textContent"),
+        "Đang nạp lại dữ liệu: còn 1.234.567 bản tin, khoảng 62 phút — số liệu chưa phải hiện tại"
+    );
+    assert_board(&chrome.eval(READ_BOARD), &second);
+    std::fs::write(artifact("board-replaying.png"), chrome.screenshot()).unwrap();
+    board.set_replay(ReplayBoard { behind: false, lag: 12, rate: 20_000.0, eta_seconds: Some(0) });
+    chrome.wait_until(
+        "the replay banner to go",
+        "document.getElementById('replay').hidden && document.body.dataset.replaying === 'false'",
+        Duration::from_secs(10),
+    );
+    let seen = chrome.eval("Number(document.body.dataset.messages)").as_u64().unwrap();
+
     // The server goes away (d06 restarting): the page says so, keeps the
     // last figures, and picks up the new server's snapshot by itself.
     shutdown.cancel();
@@ -625,7 +648,11 @@ fn board_in_chromium_shows_every_district_updates_live_and_reconnects() {
     restarted.publish(third.clone());
     let (addr2, server2) = rt.block_on(serve(&restarted, addr.port(), shutdown2.clone()));
     assert_eq!(addr2, addr);
-    chrome.wait_until("the reconnection", "Number(document.body.dataset.messages) >= 3", Duration::from_secs(30));
+    chrome.wait_until(
+        "the reconnection",
+        &format!("Number(document.body.dataset.messages) > {seen}"),
+        Duration::from_secs(30),
+    );
     chrome.wait_until(
         "the stream to be open",
         "document.getElementById('conn').dataset.state === 'open'",

@@ -329,6 +329,12 @@ async fn inside_d06_run_the_job_sends_at_send_at_and_a_restart_does_not_send_aga
         producer.send(&app.topics.cccd, 0, None, m.as_bytes()).await;
     }
     app.wait_consumed(2, Duration::from_secs(60)).await;
+    let gauge = |m: &crate::harness::Metrics, name: &str| m.get(name, &[]).unwrap_or(-1.0);
+    if Utc::now() < starts_at {
+        let m = app.metrics().await;
+        assert_eq!(gauge(&m, "d06_daily_alerts_due_timestamp_seconds"), starts_at.timestamp() as f64);
+        assert_eq!(gauge(&m, "d06_daily_alerts_last_success_timestamp_seconds"), 0.0);
+    }
 
     let lagging = ["688", "690", "691", "692", "693", "694", "695", "696", "697", "698"];
     let got = hooks
@@ -348,6 +354,14 @@ async fn inside_d06_run_the_job_sends_at_send_at_and_a_restart_does_not_send_aga
     let rows =
         app.clickhouse(&format!("SELECT count(), uniqExact(district) FROM alerts FINAL WHERE day = '{today}'")).await;
     assert_eq!(rows, "10\t10\n");
+    // Done: the success is recorded and the next due time is tomorrow's
+    // (what the rule D06DailyAlertsNotSent compares).
+    app.wait_for("the daily alerts' success on /metrics", Duration::from_secs(30), || async {
+        let m = app.metrics().await;
+        gauge(&m, "d06_daily_alerts_last_success_timestamp_seconds") >= starts_at.timestamp() as f64
+            && gauge(&m, "d06_daily_alerts_due_timestamp_seconds") == (starts_at.timestamp() + 86_400) as f64
+    })
+    .await;
 
     // Restarted after sending: today is due again at start-up, the records say it is done.
     assert!(app.terminate().success());

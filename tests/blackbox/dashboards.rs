@@ -30,16 +30,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::events::{self, Place};
 use crate::harness::{clickhouse_url, spawn_app, App, AppOptions, Producer, Prometheus};
+use crate::proxy::FlakyProxy;
 
 /// The dashboards and their uids: stable, the IOC wall links to them.
 const UIDS: [&str; 4] = ["d06-province", "d06-district", "d06-hotline", "d06-pipeline"];
@@ -578,77 +576,6 @@ impl Prometheus {
     async fn value(&self, promql: &str) -> Option<f64> {
         self.query(promql).await.ok()?.first().map(|(_, v)| *v)
     }
-}
-
-/// A TCP proxy in front of ClickHouse that can answer the next `n` new
-/// connections with `503 Service Unavailable` (after cutting the open ones),
-/// so that the sink-failure metrics have a real series to show.
-struct FlakyProxy {
-    port: u16,
-    fail_next: Arc<AtomicU32>,
-    refused: Arc<AtomicU32>,
-    cut: Arc<tokio::sync::watch::Sender<u64>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FlakyProxy {
-    async fn start(upstream: String) -> FlakyProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let fail_next = Arc::new(AtomicU32::new(0));
-        let refused = Arc::new(AtomicU32::new(0));
-        let cut = Arc::new(tokio::sync::watch::channel(0u64).0);
-        let (f, r, c) = (fail_next.clone(), refused.clone(), cut.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if f.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                    r.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(refuse(inbound));
-                    continue;
-                }
-                let mut cut = c.subscribe();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        FlakyProxy { port, fail_next, refused, cut, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Cuts every open connection; the next `n` new ones get a 503.
-    fn fail_next(&self, n: u32) {
-        self.fail_next.store(n, Ordering::SeqCst);
-        self.cut.send_modify(|g| *g += 1);
-    }
-}
-
-impl Drop for FlakyProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Reads the request until the client goes quiet, then answers 503.
-async fn refuse(mut s: TcpStream) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => continue,
-            Err(_) => break,
-        }
-    }
-    let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
-    let _ = s.shutdown().await;
 }
 
 /// Coverage events: several districts, every indicator, one duplicate, one

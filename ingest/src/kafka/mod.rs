@@ -13,7 +13,9 @@
 
 pub mod admin;
 mod client;
+pub mod progress;
 pub mod record;
+pub mod retention;
 pub mod router;
 pub mod shards;
 
@@ -357,6 +359,24 @@ impl<C: rdkafka::consumer::ConsumerContext> Watermarks for BaseConsumer<C> {
     }
 }
 
+/// One partition's position against the broker's end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub key: SourcePartition,
+    /// The committed next offset.
+    pub next: i64,
+    /// The broker's high watermark.
+    pub high: i64,
+}
+
+impl PartitionLag {
+    /// Messages between the position and the end.
+    pub fn lag(&self) -> i64 {
+        (self.high - self.next).max(0)
+    }
+}
+
 type PositionsFn = Arc<dyn Fn() -> Vec<(SourcePartition, i64)> + Send + Sync>;
 
 /// Measures consumer lag from its own thread, so the figure keeps moving
@@ -379,13 +399,13 @@ impl LagProbe {
         LagProbe { client, positions }
     }
 
-    /// Messages between the broker's high watermark and the committed next
-    /// offset, per assigned partition. Blocking (one round trip per partition).
-    pub fn measure(&self) -> Vec<(SourcePartition, i64)> {
+    /// The committed next offset and the broker's high watermark of every
+    /// assigned partition. Blocking (one round trip per partition).
+    pub fn measure(&self) -> Vec<PartitionLag> {
         let mut out = Vec::new();
         for (key, next) in (self.positions)() {
             match self.client.watermarks(&key.topic, key.partition) {
-                Ok((_, high)) => out.push((key, (high - next).max(0))),
+                Ok((_, high)) => out.push(PartitionLag { key, next, high }),
                 Err(error) => debug!(%error, topic = %key.topic, partition = key.partition, "watermarks unavailable"),
             }
         }

@@ -63,6 +63,21 @@ pub struct BoardSnapshot {
     pub districts: Vec<AreaBoard>,
     /// The province's 1022 hotline tickets.
     pub hotline: HotlineBoard,
+    /// Replay progress of the source topics (none until first measured).
+    pub replay: Option<ReplayBoard>,
+}
+
+/// How far the pipeline is behind its source topics, as the board says it.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct ReplayBoard {
+    /// Far behind: the figures are not current (the board says so).
+    pub behind: bool,
+    /// Messages left to read.
+    pub lag: i64,
+    /// Messages per second read lately.
+    pub rate: f64,
+    /// Seconds left at that rate (none while nothing moves).
+    pub eta_seconds: Option<u64>,
 }
 
 /// One area's row: coverage per indicator and hotline tickets.
@@ -147,6 +162,7 @@ struct Published {
 pub struct Board {
     tx: watch::Sender<Published>,
     closed: CancellationToken,
+    replay: std::sync::Mutex<Option<ReplayBoard>>,
 }
 
 impl Default for Board {
@@ -172,17 +188,38 @@ impl Board {
         let snapshot = Arc::new(BoardSnapshot::default());
         let json = to_json(&snapshot);
         let (tx, _) = watch::channel(Published { version: 0, snapshot, json });
-        Board { tx, closed }
+        Board { tx, closed, replay: std::sync::Mutex::new(None) }
     }
 
-    /// Replaces the snapshot and pushes it to every connected page.
-    pub fn publish(&self, s: BoardSnapshot) {
+    /// Replaces the snapshot and pushes it to every connected page (with
+    /// the latest replay progress).
+    pub fn publish(&self, mut s: BoardSnapshot) {
+        s.replay = self.replay();
         let json = to_json(&s);
         let snapshot = Arc::new(s);
         self.tx.send_modify(|p| {
             *p = Published { version: p.version + 1, snapshot, json };
         });
         tracing::debug!(version = self.version(), "board published");
+    }
+
+    /// Sets the replay progress; a change of "behind" is pushed at once
+    /// (the figures on the wall must not look current a moment longer),
+    /// anything else with the next snapshot.
+    pub fn set_replay(&self, replay: ReplayBoard) {
+        let was = {
+            let mut r = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            r.replace(replay)
+        };
+        let published = self.version() > 0;
+        if published && was.map(|w| w.behind) != Some(replay.behind) {
+            let s = (*self.snapshot()).clone();
+            self.publish(s);
+        }
+    }
+
+    fn replay(&self) -> Option<ReplayBoard> {
+        *self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The latest snapshot.
@@ -340,6 +377,7 @@ mod tests {
             province: AreaBoard { code: "70".into(), name: "Bình Phước".into(), rank: 0, ..district.clone() },
             districts: vec![district],
             hotline: HotlineBoard { received: 3, in_progress: 1, overdue_specialist: 1, ..HotlineBoard::default() },
+            replay: None,
         }
     }
 
@@ -471,6 +509,26 @@ mod tests {
         board.publish(snapshot(2));
         assert_eq!(board.version(), 2);
         assert_eq!(board.snapshot().districts[0].indicators[0].covered, 2);
+    }
+
+    #[test]
+    fn replay_progress_rides_on_every_snapshot_and_a_change_of_behind_is_pushed_at_once() {
+        let board = Board::new();
+        let behind = ReplayBoard { behind: true, lag: 1_000_000, rate: 50_000.0, eta_seconds: Some(20) };
+        board.set_replay(behind);
+        assert_eq!(board.version(), 0, "nothing to show before the first snapshot");
+        board.publish(snapshot(1));
+        assert_eq!(board.snapshot().replay, Some(behind));
+        let later = ReplayBoard { lag: 500_000, eta_seconds: Some(10), ..behind };
+        board.set_replay(later);
+        assert_eq!(board.version(), 1, "progress alone waits for the next snapshot");
+        board.publish(snapshot(2));
+        assert_eq!(board.snapshot().replay, Some(later));
+        let current = ReplayBoard { behind: false, lag: 3, rate: 10.0, eta_seconds: Some(0) };
+        board.set_replay(current);
+        assert_eq!(board.version(), 3, "caught up: pushed at once");
+        assert_eq!(board.snapshot().replay, Some(current));
+        assert_eq!(board.snapshot().districts[0].indicators[0].covered, 2, "figures unchanged");
     }
 
     #[tokio::test]

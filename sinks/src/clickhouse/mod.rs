@@ -35,7 +35,7 @@ pub use self::alerts::AlertRecord;
 pub use self::error::SinkError;
 use self::migrations::{render, BOOTSTRAP, MIGRATIONS};
 pub use self::ownership::{Figures, HotlineFigure, SEQUENCE_BITS};
-use crate::prometheus::Metrics;
+use crate::prometheus::{Health, Metrics};
 use crate::tls::{read_secret, CaBundle, Secret};
 
 /// First delay of [`ClickHouseSink::write_with_retry`].
@@ -647,6 +647,7 @@ impl ClickHouseSink {
         batch: &WriteBatch,
         shutdown: &CancellationToken,
         metrics: Option<&Metrics>,
+        health: Option<&Health>,
     ) -> Result<(), SinkError> {
         let mut attempt: u32 = 0;
         loop {
@@ -655,6 +656,9 @@ impl ClickHouseSink {
             let result = self.write(batch).await;
             if let Some(m) = metrics {
                 m.observe_sink_write("clickhouse", started.elapsed(), result.as_ref().err().map(SinkError::kind));
+            }
+            if let Some(h) = health {
+                h.set_sink_failing(result.is_err());
             }
             match result {
                 Ok(()) => {

@@ -19,12 +19,38 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 
 /// Liveness and readiness, shared between the pipeline and the server.
 ///
-/// `/healthz` answers 200 as long as the process serves HTTP. `/readyz`
-/// answers 200 only while [`Health::set_ready`] says so: the pipeline sets it
-/// once it is consuming and the sinks have answered, and may clear it again.
+/// `/healthz` answers 200 as long as the process serves HTTP (liveness).
+/// `/readyz` answers 200 only when the figures this instance serves are
+/// current: after the first complete flush, while ClickHouse accepts writes,
+/// and while the source topics are not far behind. Otherwise 503 with the
+/// reason, so an operator (or a load balancer's log) sees why.
 #[derive(Debug, Default)]
 pub struct Health {
-    ready: AtomicBool,
+    flushed: AtomicBool,
+    sink_failing: AtomicBool,
+    behind: AtomicBool,
+}
+
+/// Why `/readyz` says no; the first that applies, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotReady {
+    /// No complete flush yet: nothing written, nothing published.
+    Starting,
+    /// ClickHouse writes are failing (retried): the figures are getting old.
+    SinkFailing,
+    /// Replaying far behind the source topics' ends: the figures are not current.
+    Behind,
+}
+
+impl NotReady {
+    /// The `/readyz` body.
+    pub fn message(self) -> &'static str {
+        match self {
+            NotReady::Starting => "not ready: no complete flush yet\n",
+            NotReady::SinkFailing => "not ready: ClickHouse writes are failing\n",
+            NotReady::Behind => "not ready: replaying far behind the source topics\n",
+        }
+    }
 }
 
 impl Health {
@@ -33,14 +59,37 @@ impl Health {
         Self::default()
     }
 
-    /// Marks the process ready (or not).
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+    /// A flush completed: written, checkpointed, published.
+    pub fn set_flushed(&self) {
+        self.flushed.store(true, Ordering::Release);
+    }
+
+    /// ClickHouse writes fail (true) or succeed again (false).
+    pub fn set_sink_failing(&self, failing: bool) {
+        self.sink_failing.store(failing, Ordering::Release);
+    }
+
+    /// The source topics are (not) far behind.
+    pub fn set_behind(&self, behind: bool) {
+        self.behind.store(behind, Ordering::Release);
+    }
+
+    /// Ready, or why not.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        if !self.flushed.load(Ordering::Acquire) {
+            Err(NotReady::Starting)
+        } else if self.sink_failing.load(Ordering::Acquire) {
+            Err(NotReady::SinkFailing)
+        } else if self.behind.load(Ordering::Acquire) {
+            Err(NotReady::Behind)
+        } else {
+            Ok(())
+        }
     }
 
     /// Whether `/readyz` answers 200.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.readiness().is_ok()
     }
 }
 
@@ -70,12 +119,11 @@ impl HttpServer {
             .route(
                 "/readyz",
                 get(move || {
-                    let ready = health.is_ready();
+                    let ready = health.readiness();
                     async move {
-                        if ready {
-                            (StatusCode::OK, "ready\n")
-                        } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                        match ready {
+                            Ok(()) => (StatusCode::OK, "ready\n"),
+                            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why.message()),
                         }
                     }
                 }),
@@ -146,11 +194,20 @@ mod tests {
         assert_eq!(http_get(addr, "/healthz").await.0, 200);
         let (status, body) = http_get(addr, "/readyz").await;
         assert_eq!(status, 503);
-        assert!(body.ends_with("not ready\n"), "{body}");
-        health.set_ready(true);
+        assert!(body.ends_with("not ready: no complete flush yet\n"), "{body}");
+        health.set_behind(true);
+        health.set_flushed();
+        let (status, body) = http_get(addr, "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(body.ends_with("not ready: replaying far behind the source topics\n"), "{body}");
+        health.set_behind(false);
         assert_eq!(http_get(addr, "/readyz").await.0, 200);
-        health.set_ready(false);
-        assert_eq!(http_get(addr, "/readyz").await.0, 503);
+        health.set_sink_failing(true);
+        let (status, body) = http_get(addr, "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(body.ends_with("not ready: ClickHouse writes are failing\n"), "{body}");
+        health.set_sink_failing(false);
+        assert_eq!(http_get(addr, "/readyz").await.0, 200);
         assert_eq!(http_get(addr, "/nope").await.0, 404);
 
         shutdown.cancel();

@@ -18,7 +18,7 @@ use ::prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-pub use self::http::{Health, HttpServer, DEFAULT_LISTEN};
+pub use self::http::{Health, HttpServer, NotReady, DEFAULT_LISTEN};
 
 /// Buckets for sink writes and flushes, in seconds.
 const WRITE_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -106,6 +106,12 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     /// `d06_last_flush_timestamp_seconds`: wall-clock time of the last completed flush.
     pub last_flush_time: Gauge,
+    /// `d06_daily_alerts_due_timestamp_seconds`: when the daily alerts this
+    /// instance waits for (or works on) are due; 0 while the job is off.
+    pub alerts_due: Gauge,
+    /// `d06_daily_alerts_last_success_timestamp_seconds`: when this instance
+    /// last completed a day's alerts (Alertmanager accepted, or nothing to send).
+    pub alerts_last_success: Gauge,
     /// `d06_coverage_covered{indicator,area_level,area}`.
     pub coverage_covered: IntGaugeVec,
     /// `d06_coverage_target{indicator,area_level,area}`.
@@ -180,6 +186,16 @@ impl Metrics {
             "Wall-clock time (Unix seconds) of the last completed flush.",
         )?;
         registry.register(Box::new(last_flush_time.clone()))?;
+        let alerts_due = Gauge::new(
+            "d06_daily_alerts_due_timestamp_seconds",
+            "When the daily alerts this instance waits for or works on are due (Unix seconds; 0: job off).",
+        )?;
+        registry.register(Box::new(alerts_due.clone()))?;
+        let alerts_last_success = Gauge::new(
+            "d06_daily_alerts_last_success_timestamp_seconds",
+            "When this instance last completed a day's daily alerts (Unix seconds; 0: never).",
+        )?;
+        registry.register(Box::new(alerts_last_success.clone()))?;
         let sink_write_seconds = HistogramVec::new(
             HistogramOpts::new("d06_sink_write_seconds", "Duration of one write attempt to a sink.")
                 .buckets(WRITE_BUCKETS.to_vec()),
@@ -232,6 +248,8 @@ impl Metrics {
                 WRITE_BUCKETS,
             )?,
             last_flush_time,
+            alerts_due,
+            alerts_last_success,
             coverage_covered: int_gauge_vec(
                 "d06_coverage_covered",
                 "Covered now: baseline + gained - lost.",
