@@ -289,8 +289,7 @@ impl Config {
             }
         };
         check(self.kafka.validate().context("kafka"));
-        check(self.clickhouse.check_url().map_err(anyhow::Error::msg).context("clickhouse"));
-        check(self.clickhouse.check_cluster().map_err(anyhow::Error::msg).context("clickhouse"));
+        check(self.clickhouse.check().map_err(anyhow::Error::msg).context("clickhouse"));
         check(self.contract.tz().map(drop).context("contract.time_zone"));
         if self.contract.future_tolerance_secs < 0 || self.contract.correction_horizon_days <= 0 {
             check(Err(anyhow::anyhow!("contract: tolerances must be positive")));
@@ -352,12 +351,10 @@ impl Config {
     /// properties that look secret, the ClickHouse password and any
     /// credentials in a URL. Variable and file names stay.
     pub fn redacted(&self) -> Config {
-        let url = sinks::clickhouse::redact_url;
         let mut c = self.clone();
         c.kafka = self.kafka.redacted();
         c.clickhouse = self.clickhouse.redacted();
-        c.alerts.alertmanager_url = url(&self.alerts.alertmanager_url);
-        c.alerts.report_url = self.alerts.report_url.as_deref().map(url);
+        c.alerts = self.alerts.redacted();
         c
     }
 
@@ -425,8 +422,8 @@ mod tests {
         for (text, expected) in [
             ("[pipeline]\nshardz = 3\n", "shardz"),
             ("[pipeline]\nshards = 0\n", "pipeline.shards"),
-            ("[clickhouse]\nurl = \"tcp://ch:9000\"\n", "must be an http:// URL"),
-            ("[clickhouse]\nurls = [\"tcp://ch2:9000\"]\n", "must be an http:// URL"),
+            ("[clickhouse]\nurl = \"tcp://ch:9000\"\n", "must be an http:// or https:// URL"),
+            ("[clickhouse]\nurls = [\"tcp://ch2:9000\"]\n", "must be an http:// or https:// URL"),
             ("[clickhouse]\ncluster = \"d06-prod; DROP\"\n", "cluster \"d06-prod; DROP\" must be letters"),
             ("not toml at all", "parsing"),
         ] {
@@ -442,18 +439,18 @@ mod tests {
     fn every_offline_problem_is_one_line() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
-            "[clickhouse]\nurl = \"https://ch.example:8443\"\n[alerts]\nalertmanager_url = \"https://am.example\"\n\
-             [pipeline]\nshards = 0\n[plan]\nfile = \"{}/no-plan.toml\"\n[hotline]\ncalendar_files = [\"{}/no-cal.toml\"]\n\
+            "[clickhouse]\nurl = \"https://ch.example:8443\"\nca_file = \"{0}/no-ca.pem\"\n\
+             [alerts]\nalertmanager_url = [\"https://am1.example\", \"https://am2.example\"]\nca_file = \"{0}/no-am-ca.pem\"\n\
+             [pipeline]\nshards = 0\n[plan]\nfile = \"{0}/no-plan.toml\"\n[hotline]\ncalendar_files = [\"{0}/no-cal.toml\"]\n\
              [pseudonym]\nkey_env = \"D06_TEST_NEVER_SET_8f3a\"\n",
-            dir.path().display(),
             dir.path().display()
         );
         let problems = problems_of(&text);
         let expect = [
-            "clickhouse: url \"https://ch.example:8443\": d06 is built without TLS",
+            "clickhouse: ca_file: cannot read",
             "pipeline.shards",
             "hotline.calendar_files",
-            "alerts: alertmanager_url \"https://am.example\": d06 is built without TLS",
+            "alerts: ca_file: cannot read",
             "no pseudonymisation key: set the environment variable D06_TEST_NEVER_SET_8f3a",
             "no-plan.toml",
         ];

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aggregator::coverage::LagRule;
 use aggregator::plan::Plan;
 use aggregator::Geography;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -17,6 +17,7 @@ use sinks::Metrics;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::alertmanager::Alertmanagers;
 use crate::config::AlertsConfig;
 use crate::message::{build_alerts, SentAlert};
 use crate::schedule::{ends_at, local_instant, next_send, retry_delay, sleep_until};
@@ -56,7 +57,6 @@ pub struct DailyAlerts {
     geo: Arc<Geography>,
     tz: Tz,
     clock: Clock,
-    http: reqwest::Client,
     /// Posted to Alertmanager, not yet recorded in ClickHouse.
     unrecorded: Mutex<Vec<AlertRecord>>,
     /// With several instances, only the owner of facts partition 0 sends.
@@ -75,8 +75,6 @@ impl DailyAlerts {
         tz: Tz,
         clock: Clock,
     ) -> Self {
-        let http =
-            reqwest::Client::builder().timeout(ALERTMANAGER_TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new());
         DailyAlerts {
             rule: config.rule.unwrap_or_default(),
             config,
@@ -85,7 +83,6 @@ impl DailyAlerts {
             geo,
             tz,
             clock,
-            http,
             unrecorded: Mutex::new(Vec::new()),
             sender: None,
             metrics: None,
@@ -204,23 +201,17 @@ impl DailyAlerts {
         Ok(alerts)
     }
 
-    /// Posts the alerts as one array to `/api/v2/alerts`.
+    /// Posts the alerts as one array to `/api/v2/alerts` of every
+    /// Alertmanager; fails only when none accepted.
     async fn post(&self, alerts: &[SentAlert]) -> Result<()> {
-        let url = format!("{}/api/v2/alerts", self.config.alertmanager_url.trim_end_matches('/'));
         let body = Value::Array(alerts.iter().map(SentAlert::to_json).collect());
-        let response = self
-            .http
-            .post(&url)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("posting the daily alerts to {url}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            let text: String = text.chars().take(500).collect();
-            bail!("Alertmanager refused the daily alerts: POST {url}: {status}: {text}");
-        }
+        let posted = Alertmanagers::new(&self.config, ALERTMANAGER_TIMEOUT)?.post(&body).await?;
+        info!(
+            alerts = alerts.len(),
+            accepted_by = posted.accepted,
+            failed = posted.failed.len(),
+            "daily alerts posted to the Alertmanagers"
+        );
         Ok(())
     }
 

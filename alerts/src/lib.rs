@@ -54,19 +54,24 @@
 //!
 //! # Failures
 //!
-//! Any failure (Alertmanager or ClickHouse unreachable, the pipeline not yet
-//! at the day) is retried with backoff (1 s doubling to 5 min) until the
+//! The alerts go to every Alertmanager listed in `alertmanager_url` (as
+//! Prometheus does: the replicas deduplicate among themselves); the post
+//! succeeds when at least one accepts, and each replica that did not is
+//! logged. Any failure (no Alertmanager or ClickHouse reachable, the
+//! pipeline not yet at the day) is retried with backoff (1 s doubling to 5 min) until the
 //! day ends in local time; then the job gives up on that day with an
 //! `error!` and goes on to the next one.
 
 //!
 //! # Map
 //!
-//! `config` ([`AlertsConfig`]), `job` ([`DailyAlerts`], the loop: send,
+//! `config` ([`AlertsConfig`]), `alertmanager` (the post to every
+//! replica, TLS and credentials), `job` ([`DailyAlerts`], the loop: send,
 //! post, record, retry), `schedule` (which day is due when), `message` (the
 //! alerts of a day: labels, texts, Alertmanager's JSON), `by_hand`
 //! ([`send_day`], `d06 alerts send`).
 
+mod alertmanager;
 mod by_hand;
 mod config;
 mod job;
@@ -76,7 +81,7 @@ mod schedule;
 mod tests;
 
 pub use by_hand::send_day;
-pub use config::{AlertsConfig, LocalTime};
+pub use config::{AlertmanagerUrls, AlertsConfig, Credentials, LocalTime};
 pub use job::{Clock, DailyAlerts};
 pub use message::SentAlert;
 

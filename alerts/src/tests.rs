@@ -101,8 +101,8 @@ fn retries_back_off_from_1s_to_5min() {
 fn config_defaults_parse_and_validation() {
     let c = AlertsConfig::default();
     assert_eq!(
-        (c.enabled, c.alertmanager_url.as_str(), c.send_at.0, c.rule, c.report_url.as_deref(), c.severity.as_str()),
-        (false, "http://127.0.0.1:9093", hm(17, 0), None, None, "warning")
+        (c.enabled, c.alertmanager_url.0.as_slice(), c.send_at.0, c.rule, c.report_url.as_deref(), c.severity.as_str()),
+        (false, ["http://127.0.0.1:9093".to_owned()].as_slice(), hm(17, 0), None, None, "warning")
     );
     c.validate().unwrap();
     let c: AlertsConfig = toml::from_str(
@@ -121,15 +121,55 @@ fn config_defaults_parse_and_validation() {
         assert!(err.contains("is not a local time"), "{bad}: {err}");
     }
     assert!(toml::from_str::<AlertsConfig>("sendat = \"17:00\"").unwrap_err().to_string().contains("sendat"));
-    let https = AlertsConfig { alertmanager_url: "https://u:pw-secret@am:9093".into(), ..AlertsConfig::default() };
-    let err = https.validate().unwrap_err().to_string();
-    assert!(err.contains("without TLS") && err.contains("http://"), "{err}");
-    assert!(!err.contains("pw-secret"), "{err}");
-    let tcp = AlertsConfig { alertmanager_url: "am:9093".into(), ..AlertsConfig::default() };
-    assert!(tcp.validate().unwrap_err().to_string().contains("must be an http:// URL"));
+    let urls = |u: &[&str]| AlertmanagerUrls(u.iter().map(|s| s.to_string()).collect());
+    let https = AlertsConfig { alertmanager_url: urls(&["https://u:pw-secret@am:9093"]), ..AlertsConfig::default() };
+    https.validate().unwrap();
+    let tcp = AlertsConfig { alertmanager_url: urls(&["am:9093", "tcp://u:pw-secret@am"]), ..AlertsConfig::default() };
+    let err = tcp.validate().unwrap_err().to_string();
+    assert!(err.contains("must be an http:// or https:// URL") && !err.contains("pw-secret"), "{err}");
+    let twice = AlertsConfig { alertmanager_url: urls(&["http://a:9093", "http://a:9093"]), ..AlertsConfig::default() };
+    assert!(twice.validate().unwrap_err().to_string().contains("listed twice"));
+    let none = AlertsConfig { alertmanager_url: urls(&[]), ..AlertsConfig::default() };
+    assert!(none.validate().is_err());
     let no_severity = AlertsConfig { severity: " ".into(), ..AlertsConfig::default() };
     assert!(no_severity.validate().is_err());
     assert_eq!(format!("{:?}", LocalTime(hm(7, 5))), "\"07:05\"");
+}
+
+#[test]
+fn one_or_many_urls_and_one_kind_of_credentials() {
+    let one: AlertsConfig = toml::from_str("alertmanager_url = \"https://am:9093\"").unwrap();
+    assert_eq!(one.alertmanager_url.0, ["https://am:9093"]);
+    let two: AlertsConfig = toml::from_str("alertmanager_url = [\"https://a:9093\", \"https://b:9093\"]").unwrap();
+    assert_eq!(two.alertmanager_url.0, ["https://a:9093", "https://b:9093"]);
+    assert_eq!(toml::to_string(&one).unwrap().lines().next(), Some("enabled = false"));
+    assert!(toml::to_string(&one).unwrap().contains("alertmanager_url = \"https://am:9093\""));
+    assert!(toml::to_string(&two).unwrap().contains("alertmanager_url = [\"https://a:9093\", \"https://b:9093\"]"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "am-secret\n").unwrap();
+    let basic = AlertsConfig {
+        username: Some("d06".into()),
+        password_file: Some(secret.clone()),
+        alertmanager_url: AlertmanagerUrls(vec!["https://u:url-secret@am:9093".into()]),
+        ..AlertsConfig::default()
+    };
+    basic.validate().unwrap();
+    match basic.credentials().unwrap() {
+        Credentials::Basic { user, password } => assert_eq!((user.as_str(), password.expose()), ("d06", "am-secret")),
+        other => panic!("{other:?}"),
+    }
+    let shown = format!("{basic:?} {}", toml::to_string(&basic.redacted()).unwrap());
+    assert!(!shown.contains("am-secret") && !shown.contains("url-secret"), "{shown}");
+    let bearer = AlertsConfig { bearer_token_file: Some(secret.clone()), ..AlertsConfig::default() };
+    assert!(matches!(bearer.credentials().unwrap(), Credentials::Bearer(t) if t.expose() == "am-secret"));
+    let both = AlertsConfig { bearer_token_file: Some(secret.clone()), ..basic.clone() };
+    assert!(both.validate().unwrap_err().to_string().contains("keep one"));
+    let no_user = AlertsConfig { username: None, ..basic.clone() };
+    assert!(no_user.validate().unwrap_err().to_string().contains("without username"));
+    let no_ca = AlertsConfig { ca_file: Some(dir.path().join("absent.pem")), ..AlertsConfig::default() };
+    assert!(no_ca.validate().unwrap_err().to_string().contains("ca_file: cannot read"));
 }
 
 #[test]
@@ -294,7 +334,11 @@ fn the_posted_json_is_alertmanager_v2_with_deterministic_times() {
 async fn nothing_is_sent_outside_the_campaign_and_no_service_is_contacted() {
     let (g, p) = setup();
     let job = DailyAlerts::new(
-        AlertsConfig { alertmanager_url: "http://127.0.0.1:9".into(), enabled: true, ..AlertsConfig::default() },
+        AlertsConfig {
+            alertmanager_url: AlertmanagerUrls(vec!["http://127.0.0.1:9".into()]),
+            enabled: true,
+            ..AlertsConfig::default()
+        },
         ClickHouseConfig { url: "http://127.0.0.1:9".into(), ..ClickHouseConfig::default() },
         Arc::new(p),
         Arc::new(g),

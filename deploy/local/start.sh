@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# start.sh [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster ...]
-# (default: the first four; `cluster` = zookeeper clickhouse-1 clickhouse-2,
+# start.sh [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster
+#           |clickhouse-tls|kafka-tls-broker|kafka-tls ...]
+# (default: all but the cluster; `cluster` = zookeeper clickhouse-1 clickhouse-2,
 # the local two-node ClickHouse cluster, see lib.sh and clickhouse/cluster.xml)
 # Starts each service that is not already running, as a background process
 # bound to 127.0.0.1 with config, data, log and pid file under $D06_LOCAL_DIR,
@@ -123,6 +124,42 @@ CFG
             launch zookeeper java -Xmx256m -cp "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar" \
                 -Dzookeeper.log.dir="$dir/log" -Dzookeeper.root.logger=WARN,CONSOLE \
                 org.apache.zookeeper.server.ZooKeeperServerMain "$dir/etc/zoo.cfg"
+            ;;
+        clickhouse-tls)
+            # HTTPS only (no http_port, no tcp_port), a certificate of the
+            # test CA, user d06 with the password of tls_material.
+            local ch pw
+            ch="$(clickhouse_bin)" || die "clickhouse-tls: clickhouse-server not installed; run deploy/local/install.sh"
+            tls_material
+            mkdir -p "$dir"/{etc/config.d,data,tmp,log,user_files,format_schemas}
+            sed -e "s#@CH_DIR@#$dir#g" -e "s#@HTTP_PORT@#0#g" -e "s#@TCP_PORT@#0#g" \
+                "$D06_LIB_DIR/clickhouse/config.xml" >"$dir/etc/config.xml"
+            sed -e "s#@HTTPS_PORT@#$D06_CLICKHOUSE_TLS_PORT#g" -e "s#@TLS_DIR@#$D06_TLS_DIR#g" \
+                "$D06_LIB_DIR/clickhouse/tls.xml" >"$dir/etc/config.d/tls.xml"
+            pw="$(sha256sum <"$D06_TLS_DIR/clickhouse.password" | cut -d' ' -f1)"
+            sed -e "s#@PASSWORD_SHA256@#$pw#g" "$D06_LIB_DIR/clickhouse/users-tls.xml" >"$dir/etc/users.xml"
+            (cd "$dir" && launch clickhouse-tls "$ch" --config-file="$dir/etc/config.xml")
+            ;;
+        kafka-tls-broker)
+            # A second, separate tansu on loopback, reached only through
+            # kafka-tls (stunnel): it advertises stunnel's TLS port.
+            local tansu
+            tansu="$(tansu_bin)" || die "kafka-tls-broker: tansu not installed under $D06_VENV; run deploy/local/install.sh"
+            launch kafka-tls-broker env -u OTEL_EXPORTER_OTLP_ENDPOINT "$tansu" broker \
+                --listener-url "tcp://127.0.0.1:$D06_KAFKA_TLS_INNER_PORT" \
+                --advertised-listener-url "tcp://127.0.0.1:$D06_KAFKA_TLS_PORT" \
+                --storage-engine memory://tansu/
+            ;;
+        kafka-tls)
+            # stunnel terminates TLS (certificate of the test CA) and
+            # forwards to kafka-tls-broker.
+            command -v stunnel4 >/dev/null || die "kafka-tls: stunnel4 not installed; run deploy/local/install.sh"
+            pid_of kafka-tls-broker >/dev/null || die "kafka-tls: start kafka-tls-broker first"
+            tls_material
+            mkdir -p "$dir"
+            sed -e "s#@TLS_PORT@#$D06_KAFKA_TLS_PORT#g" -e "s#@INNER_PORT@#$D06_KAFKA_TLS_INNER_PORT#g" \
+                -e "s#@TLS_DIR@#$D06_TLS_DIR#g" "$D06_LIB_DIR/stunnel-kafka.conf" >"$dir/stunnel.conf"
+            launch kafka-tls stunnel4 "$dir/stunnel.conf"
             ;;
         prometheus)
             command -v prometheus >/dev/null || die "prometheus not installed; run deploy/local/install.sh"

@@ -12,13 +12,13 @@ for svc in "${services[@]}"; do
     port="$(svc_port "$svc")"
     if pid="$(pid_of "$svc")"; then
         if is_ready "$svc"; then state="running"; else state="running (not ready)"; all=1; fi
-        printf '%-13s %-20s pid %-8s port %s\n' "$svc" "$state" "$pid" "$port"
+        printf '%-17s %-20s pid %-8s port %s\n' "$svc" "$state" "$pid" "$port"
     else
         all=1
         if port_open "$port"; then
-            printf '%-13s %-20s pid %-8s port %s (in use by another process)\n' "$svc" stopped - "$port"
+            printf '%-17s %-20s pid %-8s port %s (in use by another process)\n' "$svc" stopped - "$port"
         else
-            printf '%-13s %-20s pid %-8s port %s\n' "$svc" stopped - "$port"
+            printf '%-17s %-20s pid %-8s port %s\n' "$svc" stopped - "$port"
         fi
     fi
 done

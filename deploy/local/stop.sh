@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# stop.sh [--wipe] [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster ...]
-# (default: all, the local cluster included)
+# stop.sh [--wipe] [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster
+#          |clickhouse-tls|kafka-tls-broker|kafka-tls ...]
+# (default: all, the local cluster and the TLS services included)
 # Stops what start.sh started: SIGTERM, waits up to D06_STOP_TIMEOUT seconds
 # (default 20), then SIGKILL; removes the pid files. --wipe also deletes the
 # services' data (ClickHouse tables, Prometheus TSDB, Alertmanager silences);
@@ -55,8 +56,8 @@ if [ "$wipe" -eq 1 ]; then
     for svc in "${services[@]}"; do
         dir="$(svc_dir "$svc")"
         case "$svc" in
-            kafka) continue ;; # in-memory storage: nothing on disk
-            clickhouse | clickhouse-[12]) rm -rf "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" ;;
+            kafka | kafka-tls-broker | kafka-tls) continue ;; # in-memory storage: nothing on disk
+            clickhouse | clickhouse-[12] | clickhouse-tls) rm -rf "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" ;;
             *) rm -rf "$dir/data" ;;
         esac
         log "$svc: data wiped ($dir)"

@@ -10,6 +10,9 @@ bash deploy/local/install.sh
 bash deploy/local/start.sh kafka clickhouse prometheus alertmanager
 # The local two-server ClickHouse cluster with its ZooKeeper (tests/blackbox/cluster.rs).
 bash deploy/local/start.sh cluster
+# The TLS tests' services (tests/blackbox/tls.rs): HTTPS ClickHouse with a
+# password, a second tansu behind stunnel, certificates of a test CA.
+bash deploy/local/start.sh clickhouse-tls kafka-tls-broker kafka-tls
 echo "[d06-test] services ready after $(( $(date +%s) - started )) s"
 
 export D06_TEST_KAFKA="127.0.0.1:${D06_KAFKA_PORT:-9092}"
@@ -19,6 +22,10 @@ export D06_TEST_CLICKHOUSE_URL="$D06_TEST_CLICKHOUSE"
 . deploy/local/lib.sh
 export D06_TEST_CLICKHOUSE_CLUSTER="$D06_CLUSTER_NAME"
 export D06_TEST_CLICKHOUSE_CLUSTER_URLS="http://127.0.0.1:$D06_CH1_PORT,http://127.0.0.1:$D06_CH2_PORT"
+D06_TEST_TLS_DIR="$(. deploy/local/lib.sh && echo "$D06_TLS_DIR")"
+export D06_TEST_TLS_DIR
+export D06_TEST_CLICKHOUSE_TLS="https://127.0.0.1:${D06_CLICKHOUSE_TLS_PORT:-18443}"
+export D06_TEST_KAFKA_TLS="127.0.0.1:${D06_KAFKA_TLS_PORT:-19393}"
 
 # House style first: formatting and lints (clippy.toml allows unwrap and
 # expect in tests only; [workspace.lints] holds the rest).

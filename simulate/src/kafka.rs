@@ -93,8 +93,10 @@ where
 }
 
 fn producer_config(kafka: &KafkaConfig, rate: u64) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &kafka.brokers);
+    // The operator's properties (TLS, SASL, …, secrets read from variables
+    // and files) win over these defaults; consumer-only keys are ignored by
+    // librdkafka with a warning.
+    let mut c = kafka.client_config();
     let defaults = [
         ("enable.idempotence", "true"),
         ("acks", "all"),
@@ -105,15 +107,7 @@ fn producer_config(kafka: &KafkaConfig, rate: u64) -> ClientConfig {
         ("message.timeout.ms", "300000"),
     ];
     for (k, v) in defaults {
-        c.set(k, v);
-    }
-    // The operator's properties win (TLS, SASL, …); consumer-only keys are
-    // ignored by librdkafka with a warning.
-    for (k, v) in &kafka.properties {
-        c.set(k, v);
-    }
-    for (k, var) in &kafka.properties_from_env {
-        if let Ok(v) = std::env::var(var) {
+        if !kafka.properties.contains_key(k) {
             c.set(k, v);
         }
     }

@@ -1,4 +1,4 @@
-//! Outputs of d06: ClickHouse over HTTP and the Prometheus endpoint.
+//! Outputs of d06: ClickHouse over HTTP(S) and the Prometheus endpoint.
 //!
 //! - [`clickhouse`]: versioned schema migrations, batched idempotent writes of
 //!   per-shard rows (`ReplacingMergeTree(version)`), views that sum the shards
@@ -9,6 +9,8 @@
 //!   `/healthz` and `/readyz`.
 //! - [`board`]: the built-in live board for the IOC wall (`/board`, its JSON
 //!   state and server-sent events), served by the same HTTP server.
+//! - [`tls`]: secrets from an environment variable or a file, and a private
+//!   CA to trust, for the HTTPS clients (ClickHouse, Alertmanager).
 //!
 //! This crate knows nothing of subjects or of the aggregator's state: it takes
 //! its own row and gauge structs, which the pipeline fills. Only
@@ -17,6 +19,7 @@
 pub mod board;
 pub mod clickhouse;
 pub mod prometheus;
+pub mod tls;
 
 pub use crate::clickhouse::{
     ClickHouseConfig, ClickHouseSink, CoverageDailyRow, CoverageShardRow, DeadLetterRow, HotlineDailyRow,

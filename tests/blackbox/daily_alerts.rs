@@ -22,7 +22,7 @@ use crate::events::{self, citizen, Place};
 use crate::harness::{spawn_app, App, AppOptions, Producer};
 use crate::webhook::{Delivery, Webhooks};
 
-const DAY: &str = "2024-04-12";
+pub(crate) const DAY: &str = "2024-04-12";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -33,7 +33,7 @@ fn free_port() -> u16 {
 }
 
 /// 10/4–30/4/2024; cccd 110 (10 per district) by 20/4; no other target.
-fn plan_toml() -> String {
+pub(crate) fn plan_toml() -> String {
     let weights: String = (688..=698).map(|c| format!("\"{c}\" = 1\n")).collect();
     format!(
         "name = \"Kiểm thử cảnh báo hằng ngày\"\nstart = 2024-04-10\nend = 2024-04-30\ntime_zone = \"Asia/Ho_Chi_Minh\"\n\

@@ -1386,6 +1386,7 @@ fn systemd_unit_verifies_is_hardened_and_its_config_loads() {
         .arg("check-config")
         .arg(dir.join("d06.toml"))
         .env("D06_KAFKA_PASSWORD", "example")
+        .env("D06_CLICKHOUSE_PASSWORD", "example")
         .env("D06_HMAC_KEY", "an-example-key-of-32-bytes-long!"));
     assert!(ok, "d06 check-config deploy/systemd/d06.toml:\n{report}");
     let toml = std::fs::read_to_string(dir.join("d06.toml")).unwrap();

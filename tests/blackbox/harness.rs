@@ -32,6 +32,38 @@ pub fn clickhouse_url() -> String {
     std::env::var("D06_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
 }
 
+/// A broker and the librdkafka properties its clients need (TLS, SASL):
+/// the shared plaintext broker by default, `tls::TlsStack::kafka` for the
+/// TLS one. d06 and every client of the test use the same settings.
+#[derive(Clone, Debug)]
+pub struct KafkaTarget {
+    pub brokers: String,
+    pub properties: Vec<(String, String)>,
+}
+
+impl Default for KafkaTarget {
+    fn default() -> Self {
+        KafkaTarget { brokers: kafka_addr(), properties: Vec::new() }
+    }
+}
+
+impl KafkaTarget {
+    /// `bootstrap.servers` and the properties.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The properties as lines of d06's `[kafka.properties]`.
+    fn toml_lines(&self) -> String {
+        self.properties.iter().map(|(k, v)| format!("{k:?} = {v:?}\n")).collect()
+    }
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}_{}", std::process::id(), rand::random::<u32>())
 }
@@ -47,8 +79,11 @@ pub struct AppOptions {
     pub extra_toml: String,
     /// ClickHouse for this app (the shared one by default).
     pub clickhouse_url: Option<String>,
-    /// More lines of the `[clickhouse]` section (e.g. `cluster`, `urls`).
+    /// More lines of the `[clickhouse]` section (e.g. `cluster`, `urls`,
+    /// user, password source, CA file).
     pub clickhouse_toml: String,
+    /// The broker for this app and the test's clients (the shared one by default).
+    pub kafka: KafkaTarget,
 }
 
 impl Default for AppOptions {
@@ -62,6 +97,7 @@ impl Default for AppOptions {
             extra_toml: String::new(),
             clickhouse_url: None,
             clickhouse_toml: String::new(),
+            kafka: KafkaTarget::default(),
         }
     }
 }
@@ -103,8 +139,11 @@ fn free_port() -> u16 {
 }
 
 pub async fn create_topics(names: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", kafka_addr()).create().expect("admin client");
+    create_topics_on(&KafkaTarget::default(), names, partitions).await;
+}
+
+pub async fn create_topics_on(kafka: &KafkaTarget, names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = kafka.client_config().create().expect("admin client");
     let topics: Vec<NewTopic<'_>> =
         names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
     let results = admin
@@ -113,7 +152,7 @@ pub async fn create_topics(names: &[&str], partitions: i32) {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot create topics on {} (is the broker running? `bash deploy/local/start.sh`): {e}",
-                kafka_addr()
+                kafka.brokers
             )
         });
     for r in results {
@@ -134,7 +173,7 @@ pub async fn spawn_app(options: AppOptions) -> App {
     };
     let mut all: Vec<&str> = topics.sources().to_vec();
     all.push(&topics.dead_letter);
-    create_topics(&all, options.partitions).await;
+    create_topics_on(&options.kafka, &all, options.partitions).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics_port = free_port();
     let database = format!("d06_{id}");
@@ -157,7 +196,7 @@ facts = "{facts}"
 [kafka.properties]
 "session.timeout.ms" = "3000"
 "heartbeat.interval.ms" = "300"
-[clickhouse]
+{kafka_properties}[clickhouse]
 url = "{ch}"
 database = "{database}"
 {ch_extra}
@@ -171,7 +210,8 @@ flush_interval_ms = {flush}
 clock = "{clock}"
 {extra}
 "#,
-        kafka = kafka_addr(),
+        kafka = options.kafka.brokers,
+        kafka_properties = options.kafka.toml_lines(),
         cccd = topics.cccd,
         vneid = topics.vneid,
         sim = topics.sim,
@@ -179,7 +219,7 @@ clock = "{clock}"
         dead = topics.dead_letter,
         facts = topics.facts,
         ch = options.clickhouse_url.clone().unwrap_or_else(clickhouse_url),
-        ch_extra = options.clickhouse_toml,
+        ch_extra = options.clickhouse_toml.clone(),
         state = dir.path().join("state").display(),
         shards = options.shards,
         flush = options.flush_interval_ms,
@@ -407,11 +447,8 @@ impl App {
 
     /// The group's committed offsets for the source topics.
     pub fn committed_offsets(&self) -> BTreeMap<(String, i32), i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_addr())
-            .set("group.id", &self.group)
-            .create()
-            .expect("consumer");
+        let consumer: BaseConsumer =
+            self.options.kafka.client_config().set("group.id", &self.group).create().expect("consumer");
         let mut tpl = TopicPartitionList::new();
         for t in self.topics.sources() {
             for p in 0..self.options.partitions {
@@ -465,8 +502,13 @@ pub struct Producer {
 
 impl Producer {
     pub fn new() -> Producer {
-        let inner = ClientConfig::new()
-            .set("bootstrap.servers", kafka_addr())
+        Producer::on(&KafkaTarget::default())
+    }
+
+    /// A producer for `kafka`.
+    pub fn on(kafka: &KafkaTarget) -> Producer {
+        let inner = kafka
+            .client_config()
             .set("linger.ms", "5")
             .set("enable.idempotence", "true")
             .set("acks", "all")

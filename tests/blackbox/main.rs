@@ -29,5 +29,7 @@ mod reports;
 mod retention;
 mod scale_out;
 mod simulate_guard;
+mod tls;
+mod tls_alerts;
 mod transactions;
 mod webhook;

@@ -8,8 +8,11 @@
 //!   and the dead-letter topic, read with `read_committed`.
 //! - [`admin`]: the facts topic's partition count and identity, enforced.
 //! - [`record`]: the facts topic's record format.
+//! - `client`: the librdkafka settings all clients share (TLS, SASL,
+//!   secrets from variables or files), checked.
 
 pub mod admin;
+mod client;
 pub mod progress;
 pub mod record;
 pub mod retention;
@@ -18,6 +21,7 @@ pub mod shards;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,7 @@ use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
+use self::client::looks_secret;
 use crate::contract::Reason;
 
 /// Topic names (EVENTS-v1 defaults; every name is configurable).
@@ -86,6 +91,11 @@ pub struct KafkaConfig {
     /// librdkafka properties whose value is read from an environment variable
     /// at start-up (key → variable name), e.g. `"sasl.password" = "D06_KAFKA_PASSWORD"`.
     pub properties_from_env: BTreeMap<String, String>,
+    /// librdkafka properties whose value is read from a file at start-up
+    /// (key → path; one trailing newline ignored), e.g. `"sasl.password" =
+    /// "/run/credentials/d06.service/kafka_password"`. A key may have one
+    /// source only, among `properties`, `properties_from_env` and this.
+    pub properties_from_file: BTreeMap<String, PathBuf>,
     /// Most messages in one batch handed to the pipeline.
     pub max_batch_messages: usize,
     /// Longest a partial batch waits before it is handed over, milliseconds.
@@ -114,6 +124,7 @@ impl Default for KafkaConfig {
             topics: Topics::default(),
             properties: BTreeMap::new(),
             properties_from_env: BTreeMap::new(),
+            properties_from_file: BTreeMap::new(),
             max_batch_messages: 20_000,
             linger_ms: 50,
             lag_interval_ms: 5_000,
@@ -143,11 +154,6 @@ impl KafkaConfig {
     }
 }
 
-fn looks_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "secret", "key", "token", "jaas"].iter().any(|s| k.contains(s))
-}
-
 impl fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let props: BTreeMap<&str, &str> = self
@@ -161,6 +167,7 @@ impl fmt::Debug for KafkaConfig {
             .field("topics", &self.topics)
             .field("properties", &props)
             .field("properties_from_env", &self.properties_from_env)
+            .field("properties_from_file", &self.properties_from_file)
             .field("max_batch_messages", &self.max_batch_messages)
             .field("linger_ms", &self.linger_ms)
             .field("instance_id", &self.instance_id)
@@ -214,12 +221,7 @@ impl KafkaConfig {
         if self.max_batch_messages == 0 {
             return Err(SourceError::Config("max_batch_messages must be > 0".into()));
         }
-        for (key, var) in &self.properties_from_env {
-            if std::env::var_os(var).is_none() {
-                return Err(SourceError::Config(format!("{key}: environment variable {var} is not set")));
-            }
-        }
-        Ok(())
+        self.check_properties()
     }
 
     /// This instance's name ([`KafkaConfig::instance_id`], else the host name).
@@ -273,22 +275,6 @@ impl KafkaConfig {
             }
         }
         cc
-    }
-
-    /// The operator's connection settings (brokers, `properties`,
-    /// `properties_from_env`: TLS, SASL…) and nothing else.
-    pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers);
-        for (k, v) in &self.properties {
-            c.set(k, v);
-        }
-        for (k, var) in &self.properties_from_env {
-            if let Ok(v) = std::env::var(var) {
-                c.set(k, v);
-            }
-        }
-        c
     }
 }
 

@@ -19,6 +19,7 @@
 //! structs against the real schema instead.
 
 mod alerts;
+mod client;
 pub mod cluster;
 mod error;
 pub mod migrations;
@@ -27,6 +28,7 @@ mod reports;
 mod servers;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ::clickhouse::{Client, Row, RowWrite};
@@ -41,6 +43,7 @@ use self::migrations::{render, BOOTSTRAP, MIGRATIONS};
 pub use self::ownership::{Figures, HotlineFigure, SEQUENCE_BITS};
 use self::servers::Servers;
 use crate::prometheus::{Health, Metrics};
+use crate::tls::{read_secret, CaBundle, Secret};
 
 /// First delay of [`ClickHouseSink::write_with_retry`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -51,8 +54,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    /// HTTP interface URL, e.g. `http://127.0.0.1:8123`: the server d06
-    /// talks to first.
+    /// HTTP interface URL, `http://` or `https://`, e.g.
+    /// `https://ch.example:8443` (ClickHouse's `https_port`): the server d06
+    /// talks to first. The server's certificate is always verified, against
+    /// the system's roots and `ca_file`.
     pub url: String,
     /// Further HTTP URLs serving the same data (the other replicas, or other
     /// servers of `cluster`), tried in this order after `url`: a request that
@@ -71,11 +76,20 @@ pub struct ClickHouseConfig {
     pub database: String,
     /// User name; ClickHouse's `default` user when absent.
     pub user: Option<String>,
-    /// Password; never logged nor printed (`Debug` redacts it). Prefer `password_env`.
+    /// Password written in the file; never logged nor printed (`Debug`
+    /// redacts it). Prefer `password_env` or `password_file`; at most one
+    /// of the three may be set.
     pub password: Option<String>,
-    /// An environment variable holding the password (used when `password` is not set),
-    /// so that secrets stay out of the config file.
+    /// An environment variable holding the password, so that secrets stay
+    /// out of the config file.
     pub password_env: Option<String>,
+    /// A file holding the password (one trailing newline ignored), e.g. a
+    /// systemd credential or a mounted secret.
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the CA (one or more certificates) that signed the
+    /// server's certificate, trusted besides the system's roots: for an
+    /// `https://` URL served with a private CA.
+    pub ca_file: Option<PathBuf>,
     /// Limit in seconds for any one request (a DDL statement, an `INSERT`
     /// of one table, a query); an overrun counts as a retryable failure.
     pub timeout_secs: u64,
@@ -91,6 +105,8 @@ impl Default for ClickHouseConfig {
             user: None,
             password: None,
             password_env: None,
+            password_file: None,
+            ca_file: None,
             timeout_secs: 30,
         }
     }
@@ -106,26 +122,23 @@ impl fmt::Debug for ClickHouseConfig {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
             .field("timeout_secs", &self.timeout_secs)
             .finish()
     }
 }
 
-/// Whether the ClickHouse client is built with TLS. It is not (the workspace
-/// enables only `lz4` of the `clickhouse` crate), so `https://` URLs are
-/// refused by [`ClickHouseConfig::check_url`] rather than at the first request.
-pub const CLIENT_HAS_TLS: bool = false;
-
 /// What [`ClickHouseConfig::redacted`] puts in place of a secret.
 pub const REDACTED: &str = "[redacted]";
 
 impl ClickHouseConfig {
-    /// Checks the scheme of `url` and of every one of `urls`: `http://`, or
-    /// `https://` when the client is built with TLS ([`CLIENT_HAS_TLS`]).
-    /// The message names the problem and never quotes credentials embedded
-    /// in a URL.
+    /// Checks the scheme of `url` and of every one of `urls` (`http://` or
+    /// `https://`). The message names the problem and never quotes
+    /// credentials embedded in a URL.
     pub fn check_url(&self) -> Result<(), String> {
-        self.servers().iter().try_for_each(|url| check_one_url(url))
+        crate::tls::check_http_url("url", &self.url)?;
+        self.urls.iter().try_for_each(|u| crate::tls::check_http_url("urls", u))
     }
 
     /// Checks `cluster`: when set, a name that needs no escaping anywhere
@@ -137,6 +150,20 @@ impl ClickHouseConfig {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Checks what needs no network: the URLs' schemes (`http://` or
+    /// `https://`), the cluster name, that at most one password source is
+    /// set and it can be read, and that `ca_file` holds certificates.
+    /// Messages never quote a password or credentials embedded in a URL.
+    pub fn check(&self) -> Result<(), String> {
+        self.check_url()?;
+        self.check_cluster()?;
+        self.password()?;
+        if let Some(ca) = &self.ca_file {
+            CaBundle::load(ca)?;
+        }
+        Ok(())
     }
 
     /// `url` followed by `urls`: every server, in the order d06 tries them.
@@ -155,22 +182,14 @@ impl ClickHouseConfig {
         }
     }
 
-    /// The password: `password`, else the value of `password_env`, else none.
-    pub fn resolved_password(&self) -> Option<String> {
-        self.password.clone().or_else(|| self.password_env.as_ref().and_then(|var| std::env::var(var).ok()))
-    }
-}
-
-/// One URL's scheme (see [`ClickHouseConfig::check_url`]).
-fn check_one_url(url: &str) -> Result<(), String> {
-    let shown = redact_url(url);
-    match url.split_once("://") {
-        Some(("http", rest)) if !rest.is_empty() => Ok(()),
-        Some(("https", rest)) if !rest.is_empty() && CLIENT_HAS_TLS => Ok(()),
-        Some(("https", _)) => Err(format!(
-            "url {shown:?}: d06 is built without TLS for ClickHouse; use http:// (e.g. through a local TLS proxy)"
-        )),
-        _ => Err(format!("url {shown:?} must be an http:// URL")),
+    /// The password from its one source (`password`, `password_env` or
+    /// `password_file`), or none.
+    pub fn password(&self) -> Result<Option<Secret>, String> {
+        match (&self.password, self.password_env.is_some() || self.password_file.is_some()) {
+            (Some(_), true) => Err("password is set inline and in password_env or password_file; keep one".into()),
+            (Some(p), false) => Ok(Some(Secret::new(p.clone()))),
+            (None, _) => read_secret("password", self.password_env.as_deref(), self.password_file.as_deref()),
+        }
     }
 }
 
@@ -549,7 +568,6 @@ fn check_config(cfg: &ClickHouseConfig) -> Result<(), SinkError> {
     if cfg.timeout_secs == 0 {
         return Err(SinkError::permanent("config", "connect", "timeout_secs must be at least 1"));
     }
-    cfg.check_cluster().map_err(|m| SinkError::permanent("config", "connect", m))?;
     Ok(())
 }
 
@@ -557,20 +575,13 @@ fn check_config(cfg: &ClickHouseConfig) -> Result<(), SinkError> {
 /// database. On a cluster, inserts into the `Distributed` tables are
 /// synchronous: acknowledged only when the owning shard holds the rows, so
 /// that offsets still move only after ClickHouse has the data.
-fn servers(cfg: &ClickHouseConfig) -> Servers {
-    let password = cfg.resolved_password();
-    Servers::new(&cfg.servers(), |url| {
-        let mut client = Client::default().with_url(url).with_validation(false);
-        if let Some(user) = &cfg.user {
-            client = client.with_user(user);
-        }
-        if let Some(password) = &password {
-            client = client.with_password(password);
-        }
-        if cfg.cluster.is_some() {
-            client = client.with_setting("insert_distributed_sync", "1");
-        }
-        client
+fn servers(cfg: &ClickHouseConfig) -> Result<Servers, SinkError> {
+    Servers::try_new(&cfg.servers(), |url| {
+        let client = client::build(cfg, url)?;
+        Ok(match cfg.cluster {
+            Some(_) => client.with_setting("insert_distributed_sync", "1"),
+            None => client,
+        })
     })
 }
 
@@ -621,7 +632,7 @@ impl ClickHouseSink {
     pub async fn connect(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
         check_config(cfg)?;
         let admin = ClickHouseSink {
-            servers: servers(cfg),
+            servers: servers(cfg)?,
             in_database: false,
             database: cfg.database.clone(),
             cluster: cfg.cluster.clone(),
@@ -1126,17 +1137,30 @@ mod tests {
     }
 
     #[test]
-    fn urls_must_be_http_and_https_is_refused_without_tls() {
-        let with = |url: &str| ClickHouseConfig { url: url.into(), ..ClickHouseConfig::default() }.check_url();
+    fn urls_must_be_http_or_https() {
+        let with = |url: &str| ClickHouseConfig { url: url.into(), ..ClickHouseConfig::default() }.check();
         assert_eq!(with("http://127.0.0.1:8123"), Ok(()));
-        let https = with("https://admin:hunter2@ch.local:8443");
-        assert_eq!(https.is_ok(), CLIENT_HAS_TLS, "{https:?}");
-        if let Err(e) = https {
-            assert!(e.contains("without TLS") && !e.contains("hunter2"), "{e}");
+        assert_eq!(with("https://admin:hunter2@ch.local:8443"), Ok(()));
+        for bad in ["tcp://ch.local:9000", "ch.local:8123", "http://", "", "ftp://u:hunter2@x"] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("must be an http:// or https:// URL") && !e.contains("hunter2"), "{bad}: {e}");
         }
-        for bad in ["tcp://ch.local:9000", "ch.local:8123", "http://", ""] {
-            assert!(with(bad).unwrap_err().contains("must be an http:// URL"), "{bad}");
-        }
+    }
+
+    #[test]
+    fn one_password_source_at_most_and_a_readable_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "from-file\n").unwrap();
+        let cfg = ClickHouseConfig { password_file: Some(pw.clone()), ..ClickHouseConfig::default() };
+        assert_eq!(cfg.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("from-file"));
+        assert_eq!(cfg.check(), Ok(()));
+        let two = ClickHouseConfig { password: Some("inline".into()), ..cfg.clone() };
+        assert!(two.check().unwrap_err().contains("keep one"));
+        let env_and_file = ClickHouseConfig { password_env: Some("HOME".into()), ..cfg.clone() };
+        assert!(env_and_file.check().unwrap_err().contains("both set"));
+        let ca = ClickHouseConfig { ca_file: Some(dir.path().join("absent.pem")), ..ClickHouseConfig::default() };
+        assert!(ca.check().unwrap_err().starts_with("ca_file: cannot read"));
     }
 
     #[test]
@@ -1176,10 +1200,10 @@ mod tests {
         let var = "D06_TEST_CH_PASSWORD_RESOLVE";
         std::env::set_var(var, "from-env");
         let cfg = ClickHouseConfig { password_env: Some(var.into()), ..ClickHouseConfig::default() };
-        assert_eq!(cfg.resolved_password().as_deref(), Some("from-env"));
+        assert_eq!(cfg.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("from-env"));
         assert!(!format!("{cfg:?}").contains("from-env"));
-        let inline = ClickHouseConfig { password: Some("inline".into()), ..cfg };
-        assert_eq!(inline.resolved_password().as_deref(), Some("inline"));
+        let inline = ClickHouseConfig { password: Some("inline".into()), password_env: None, ..cfg };
+        assert_eq!(inline.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("inline"));
     }
 
     #[test]
@@ -1192,7 +1216,7 @@ mod tests {
         assert_eq!(cfg.redacted().urls, ["http://<redacted>@b:8123"]);
         assert!(!format!("{cfg:?}").contains("hunter2"));
         let bad = ClickHouseConfig { urls: vec!["ch2:8123".into()], ..cfg.clone() };
-        assert!(bad.check_url().unwrap_err().contains("\"ch2:8123\" must be an http:// URL"));
+        assert!(bad.check_url().unwrap_err().contains("\"ch2:8123\" must be an http:// or https:// URL"));
         let bad = ClickHouseConfig { cluster: Some("d06`x".into()), ..cfg };
         assert!(bad.check_cluster().is_err());
         let default = ClickHouseConfig::default();

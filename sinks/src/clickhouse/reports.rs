@@ -16,7 +16,7 @@ impl ClickHouseSink {
         check_config(cfg)?;
         tracing::debug!(url = %redact_url(&cfg.url), database = %cfg.database, "ClickHouse reader");
         Ok(ClickHouseSink {
-            servers: servers(cfg),
+            servers: servers(cfg)?,
             in_database: true,
             database: cfg.database.clone(),
             cluster: cfg.cluster.clone(),

@@ -33,6 +33,7 @@ impl std::fmt::Debug for Servers {
 
 impl Servers {
     /// `urls` paired with a client built for each by `build`; at least one.
+    #[cfg(test)]
     pub(crate) fn new(urls: &[String], build: impl Fn(&str) -> Client) -> Self {
         Servers {
             clients: urls.iter().map(|u| build(u)).collect(),
@@ -40,6 +41,18 @@ impl Servers {
             current: Arc::new(AtomicUsize::new(0)),
             failovers: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// `urls` paired with a client built for each by `build` (the first
+    /// error if one fails); at least one.
+    pub(crate) fn try_new<E>(urls: &[String], build: impl Fn(&str) -> Result<Client, E>) -> Result<Self, E> {
+        let clients = urls.iter().map(|u| build(u)).collect::<Result<Vec<_>, E>>()?;
+        Ok(Servers {
+            clients: clients.into(),
+            shown: urls.iter().map(|u| redact_url(u)).collect(),
+            current: Arc::new(AtomicUsize::new(0)),
+            failovers: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// How many URLs there are.
