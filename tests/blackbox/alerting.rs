@@ -285,7 +285,7 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
         assert!(Instant::now() < deadline, "rules not healthy: {rules:#?}\n{}", prometheus.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(rules.len(), 19 + 9, "{rules:#?}");
+    assert_eq!(rules.len(), 19 + 10, "{rules:#?}");
 
     // Wait until one evaluation of the group has recorded everything read
     // below. The rules of a group run in order at one evaluation time, but
