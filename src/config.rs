@@ -197,6 +197,11 @@ pub struct PipelineConfig {
     /// While far behind, how often progress (position, rate, ETA per source
     /// topic) is logged, seconds.
     pub progress_log_secs: u64,
+    /// A source partition this instance reads, with messages waiting, whose
+    /// position has not moved for this many seconds stops the process
+    /// (exit 1, the partitions named) rather than leave it silently stuck;
+    /// the service manager restarts it. 0: never.
+    pub stall_exit_secs: u64,
     /// Test only: abort the process at a fault point (`after_clickhouse`:
     /// after a flush's rows are in ClickHouse, before the shards' stores are
     /// checkpointed), as a `kill -9` would.
@@ -215,6 +220,7 @@ impl Default for PipelineConfig {
             lag_rule: aggregator::LagRule::default(),
             behind_messages: 100_000,
             progress_log_secs: 30,
+            stall_exit_secs: 300,
             fault: None,
         }
     }

@@ -448,6 +448,8 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         metrics: Arc::clone(&metrics),
         health: Arc::clone(&health),
         board: Arc::clone(&board),
+        stall_limit: (config.pipeline.stall_exit_secs > 0)
+            .then(|| Duration::from_secs(config.pipeline.stall_exit_secs)),
     };
     let lag: JoinHandle<Result<()>> = tokio::spawn(progress.run(shutdown.clone()));
     let router_task: JoinHandle<Result<()>> = {

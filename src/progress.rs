@@ -28,6 +28,8 @@ pub struct ProgressTask {
     pub health: Arc<Health>,
     /// The board, which says when its figures are not current.
     pub board: Arc<Board>,
+    /// Stop when a partition with messages waiting has not moved this long.
+    pub stall_limit: Option<Duration>,
 }
 
 impl ProgressTask {
@@ -48,7 +50,23 @@ impl ProgressTask {
                 // No partition assigned (yet, or to this instance at all): nothing to judge.
                 continue;
             }
-            let step = self.progress.observe(Instant::now(), &measured);
+            let now = Instant::now();
+            let step = self.progress.observe(now, &measured);
+            if let Some(limit) = self.stall_limit {
+                let stalled = self.progress.stalled(now, limit, &measured);
+                if !stalled.is_empty() {
+                    let which: Vec<String> = stalled
+                        .iter()
+                        .map(|m| format!("{}/{} ({} waiting)", m.key.topic, m.key.partition, m.lag()))
+                        .collect();
+                    anyhow::bail!(
+                        "the router has read nothing from {} for {} s although messages wait; stopping so that a \
+                         restart (or another instance) takes the partitions over",
+                        which.join(", "),
+                        limit.as_secs()
+                    );
+                }
+            }
             let overall = self.progress.overall();
             self.health.set_behind(overall.behind);
             self.board.set_replay(ReplayBoard {

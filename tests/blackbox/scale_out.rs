@@ -38,7 +38,15 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     let raws = generate(n, seed);
     let expected = recount(&raws);
     let partitions = 4;
-    let options = AppOptions { partitions, shards: 4, flush_interval_ms: 300, ..AppOptions::default() };
+    // A router stuck with messages waiting stops its process after 20 s
+    // (pipeline.stall_exit_secs); below it is restarted as systemd would.
+    let options = AppOptions {
+        partitions,
+        shards: 4,
+        flush_interval_ms: 300,
+        extra_toml: "stall_exit_secs = 20\n".into(),
+        ..AppOptions::default()
+    };
     let mut a = spawn_app(options).await;
     let mut b = a.sibling("i1");
     let mut c = a.sibling("i2");
@@ -94,6 +102,18 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     // Stage 1 has committed every source message...
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
+        for (name, app) in [("a", &mut a), ("b", &mut b)] {
+            if !app.is_running() {
+                let log = app.log();
+                assert!(
+                    log.contains("the router has read nothing from"),
+                    "{name} stopped, and not for a stalled router:\n{}",
+                    app.log_tail(30)
+                );
+                eprintln!("{name} stopped on a stalled router after {:?}; restarted", started.elapsed());
+                app.start().await;
+            }
+        }
         let committed = b.committed_offsets();
         if per_partition.iter().all(|(k, n)| committed.get(k).copied().unwrap_or(0) >= *n) {
             break;

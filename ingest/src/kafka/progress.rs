@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::PartitionLag;
+use super::{PartitionLag, SourcePartition};
 
 /// Weight of the newest rate sample in the smoothed rate.
 const SMOOTHING: f64 = 0.3;
@@ -96,6 +96,8 @@ pub struct Progress {
     last_log: Option<Instant>,
     caught_up_said: bool,
     overall: Overall,
+    /// Per partition: its position and when it last moved (or was first seen).
+    moved: BTreeMap<SourcePartition, (i64, Instant)>,
 }
 
 impl Progress {
@@ -112,11 +114,21 @@ impl Progress {
             last_log: None,
             caught_up_said: false,
             overall: Overall::default(),
+            moved: BTreeMap::new(),
         }
     }
 
     /// Takes one measurement made at `at`.
     pub fn observe(&mut self, at: Instant, measured: &[PartitionLag]) -> Step {
+        let mut moved = BTreeMap::new();
+        for m in measured {
+            let since = match self.moved.get(&m.key) {
+                Some((next, since)) if *next == m.next => *since,
+                _ => at,
+            };
+            moved.insert(m.key.clone(), (m.next, since));
+        }
+        self.moved = moved;
         let mut topics: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for m in measured {
             let t = topics.entry(m.key.topic.to_string()).or_default();
@@ -170,6 +182,19 @@ impl Progress {
         Step::CaughtUp { after: since.map(|s| at.saturating_duration_since(s)).unwrap_or_default() }
     }
 
+    /// Partitions with messages waiting whose position has not moved for
+    /// `after` (as of the measurement at `at`): a stalled router. A lag of
+    /// one is not waiting: a transactional producer's last commit marker
+    /// takes an offset no reader ever gets.
+    pub fn stalled(&self, at: Instant, after: Duration, measured: &[PartitionLag]) -> Vec<PartitionLag> {
+        measured
+            .iter()
+            .filter(|m| m.lag() > 1)
+            .filter(|m| self.moved.get(&m.key).is_some_and(|(_, since)| at.saturating_duration_since(*since) >= after))
+            .cloned()
+            .collect()
+    }
+
     /// The latest overall figures.
     pub fn overall(&self) -> Overall {
         self.overall
@@ -221,6 +246,23 @@ mod tests {
         assert!(matches!(s, Step::Behind { log: true, .. }), "{s:?}");
         let s = p.observe(t0 + Duration::from_secs(70), &[lag("a", 0, 60_000, 60_000), lag("a", 1, 50_000, 50_000)]);
         assert_eq!(s, Step::CaughtUp { after: Duration::from_secs(10) });
+    }
+
+    #[test]
+    fn a_partition_with_messages_waiting_and_no_move_for_the_limit_is_stalled() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(60);
+        let mut p = Progress::new(1_000, Duration::from_secs(30));
+        let first = [lag("a", 0, 10, 100), lag("a", 1, 50, 50), lag("a", 2, 7, 8)];
+        p.observe(t0, &first);
+        assert!(p.stalled(t0, limit, &first).is_empty());
+        let later = [lag("a", 0, 10, 120), lag("a", 1, 50, 50), lag("a", 2, 7, 8)];
+        p.observe(t0 + Duration::from_secs(61), &later);
+        let stalled = p.stalled(t0 + Duration::from_secs(61), limit, &later);
+        assert_eq!(stalled, vec![lag("a", 0, 10, 120)], "a/1 is idle, a/2 ends with a commit marker: not stalled");
+        let moving = [lag("a", 0, 11, 120), lag("a", 1, 50, 50)];
+        p.observe(t0 + Duration::from_secs(62), &moving);
+        assert!(p.stalled(t0 + Duration::from_secs(62), limit, &moving).is_empty(), "it moved");
     }
 
     #[test]
