@@ -78,7 +78,8 @@ impl Alertmanagers {
             Credentials::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
             Credentials::Bearer(token) => request.bearer_auth(token.expose()),
         };
-        let response = request.send().await.map_err(|e| anyhow::anyhow!("{}", causes(&e.without_url())))?;
+        let response =
+            request.send().await.map_err(|e| anyhow::anyhow!("{}", sinks::tls::with_causes(&e.without_url())))?;
         let status = response.status();
         if !status.is_success() {
             let text: String = response.text().await.unwrap_or_default().chars().take(500).collect();
@@ -86,20 +87,6 @@ impl Alertmanagers {
         }
         Ok(())
     }
-}
-
-/// An error and its causes, `a: b: c` (a TLS failure is only in the causes).
-fn causes(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        cause = c.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -129,6 +129,22 @@ pub fn check_http_url(field: &str, url: &str) -> Result<(), String> {
     }
 }
 
+/// An error and its causes, `a: b: c`: a TLS failure such as "certificate
+/// verify failed" is only in the causes of a network error (ClickHouse and
+/// Alertmanager clients alike).
+pub fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = c.source();
+    }
+    message
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -66,7 +66,7 @@ impl SinkError {
     pub(crate) fn from_client(op: impl Into<String>, err: ::clickhouse::error::Error) -> Self {
         use ::clickhouse::error::Error as E;
         let op = op.into();
-        let message = with_causes(&err);
+        let message = crate::tls::with_causes(&err);
         let (retryable, kind) = match &err {
             E::Network(_) => (true, "network"),
             E::TimedOut => (true, "timeout"),
@@ -83,21 +83,6 @@ impl SinkError {
             SinkError::Permanent { kind, op, message }
         }
     }
-}
-
-/// The error and its causes, `a: b: c` (a TLS failure such as
-/// "certificate verify failed" is only in the causes of a network error).
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-        cause = c.source();
-    }
-    message
 }
 
 /// Error codes (`Code: N.` in a ClickHouse exception) that retrying cannot fix.
