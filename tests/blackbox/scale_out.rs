@@ -83,6 +83,13 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     });
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
+    // b opens its state when it first owns a shard; on a loaded machine that
+    // can take longer than 4 s, and the lost disk must be a disk with state.
+    let waited = Instant::now();
+    while !b.state_dir().exists() {
+        assert!(waited.elapsed() < Duration::from_secs(60), "b never opened its state:\n{}", b.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     b.kill9();
     std::fs::remove_dir_all(b.state_dir()).expect("wipe b's state");
     eprintln!("b killed and wiped after {:?}", started.elapsed());
