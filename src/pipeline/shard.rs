@@ -184,18 +184,23 @@ impl ShardState {
         if let Some(through) = through.filter(|th| *th >= plan.start()) {
             let dirty = self.coverage.take_dirty();
             let mut from: BTreeMap<RollupKey, NaiveDate> = BTreeMap::new();
-            if full {
-                // From the first day with counts, before the start included.
+            // A full rewrite and a new day write every area and indicator, counts
+            // or not: the rows are dense from the start through `through`, so
+            // a later owner's rows supersede every row an earlier owner (a
+            // zombie whose clock ran ahead included) wrote under FINAL.
+            let every = |from: &mut BTreeMap<RollupKey, NaiveDate>, day: NaiveDate| {
                 for i in Indicator::ALL {
                     for a in 0..geo.areas().len() {
-                        from.insert((*i, AreaId(a as u16)), NaiveDate::MIN);
+                        from.insert((*i, AreaId(a as u16)), day);
                     }
                 }
+            };
+            if full {
+                // From the first day with counts, before the start included.
+                every(&mut from, NaiveDate::MIN);
             } else {
                 if let Some(r) = rollover_from {
-                    for k in self.coverage.keys() {
-                        from.insert(*k, r);
-                    }
+                    every(&mut from, r);
                 }
                 for (k, d) in dirty {
                     let e = from.entry(k).or_insert(d);
