@@ -68,6 +68,11 @@ struct Inner {
     committed: HashMap<SourcePartition, PartitionState>,
     /// Partitions moved by the open transaction.
     dirty: HashSet<SourcePartition>,
+    /// Assigned partitions whose committed positions could not be read yet:
+    /// paused until [`Inner::start_pending`] reads them.
+    pending: HashSet<SourcePartition>,
+    /// When `pending` is next tried, and the wait after that.
+    pending_retry: (Instant, Duration),
     open: bool,
     stats: Committed,
     newest: Option<Nanos>,
@@ -103,35 +108,35 @@ impl ConsumerContext for RouterContext {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let committed = consumer.committed_offsets(tpl.clone(), inner.timeout);
-                let committed = match committed {
-                    Ok(c) => c,
+                let started = match &committed {
+                    Ok(committed) => {
+                        for (e, (key, offset, state)) in committed.elements().iter().zip(start_positions(committed)) {
+                            info!(topic = e.topic(), partition = e.partition(), ?offset, watermark = ?state.watermark, "source partition assigned");
+                            if let Err(error) = tpl.set_partition_offset(&key.topic, key.partition, offset) {
+                                warn!(%error, "could not set start offset");
+                            }
+                            inner.positions.insert(key.clone(), state);
+                            inner.committed.insert(key, state);
+                        }
+                        true
+                    }
                     Err(error) => {
-                        // Without the committed positions the partitions cannot start right:
-                        // leave them unassigned; the next rebalance tries again.
-                        warn!(%error, "could not read committed offsets for the assignment");
-                        return;
+                        // The group gave these partitions to this member: take them, but
+                        // read nothing until their committed positions are known (an
+                        // unassigned partition would wait for a rebalance that may never
+                        // come). The poll loop retries.
+                        warn!(%error, partitions = tpl.count(), "could not read committed offsets for the assignment; paused until they can be read");
+                        for e in tpl.elements() {
+                            inner.pending.insert(SourcePartition { topic: e.topic().into(), partition: e.partition() });
+                        }
+                        inner.pending_retry = (Instant::now() + PENDING_FIRST_RETRY, PENDING_FIRST_RETRY);
+                        false
                     }
                 };
-                for e in committed.elements() {
-                    let key = SourcePartition { topic: e.topic().into(), partition: e.partition() };
-                    let (offset, state) = match e.offset() {
-                        Offset::Offset(o) => {
-                            let watermark = e.metadata().parse::<i64>().ok();
-                            (Offset::Offset(o), PartitionState { next_offset: o, watermark })
-                        }
-                        _ => (Offset::Beginning, PartitionState::default()),
-                    };
-                    info!(topic = e.topic(), partition = e.partition(), ?offset, watermark = ?state.watermark, "source partition assigned");
-                    if let Err(error) = tpl.set_partition_offset(e.topic(), e.partition(), offset) {
-                        warn!(%error, "could not set start offset");
-                    }
-                    inner.positions.insert(key.clone(), state);
-                    inner.committed.insert(key, state);
-                }
-                if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
+                let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                match assigned {
+                    Ok(()) if !started => consumer.pause(tpl),
+                    other => other,
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -152,6 +157,7 @@ impl ConsumerContext for RouterContext {
                     inner.positions.remove(&key);
                     inner.committed.remove(&key);
                     inner.dirty.remove(&key);
+                    inner.pending.remove(&key);
                 }
                 if cooperative {
                     consumer.incremental_unassign(tpl)
@@ -170,7 +176,79 @@ impl ConsumerContext for RouterContext {
     }
 }
 
+/// The first wait before reading a pending assignment's positions again;
+/// it doubles up to [`PENDING_MAX_RETRY`].
+const PENDING_FIRST_RETRY: Duration = Duration::from_millis(500);
+const PENDING_MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Where each partition of `committed` (the group's committed offsets) starts:
+/// at its committed offset with the `too_late` watermark in its metadata, or
+/// at the beginning with none.
+fn start_positions(committed: &TopicPartitionList) -> Vec<(SourcePartition, Offset, PartitionState)> {
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let key = SourcePartition { topic: e.topic().into(), partition: e.partition() };
+            match e.offset() {
+                Offset::Offset(o) => {
+                    let watermark = e.metadata().parse::<i64>().ok();
+                    (key, Offset::Offset(o), PartitionState { next_offset: o, watermark })
+                }
+                _ => (key, Offset::Beginning, PartitionState::default()),
+            }
+        })
+        .collect()
+}
+
 impl Inner {
+    /// Reads the committed positions of partitions assigned while they could
+    /// not be read, seeks them there and resumes them; on failure waits
+    /// longer before the next try. A no-op until the retry is due.
+    fn start_pending(&mut self, consumer: &BaseConsumer<RouterContext>) {
+        if self.pending.is_empty() || Instant::now() < self.pending_retry.0 {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for key in &self.pending {
+            tpl.add_partition(&key.topic, key.partition);
+        }
+        let committed = match consumer.committed_offsets(tpl.clone(), self.timeout) {
+            Ok(c) => c,
+            Err(error) => {
+                let wait = self.pending_retry.1;
+                warn!(%error, partitions = self.pending.len(), retry_in = ?wait, "committed offsets of assigned partitions still unreadable; they stay paused");
+                self.pending_retry = (Instant::now() + wait, (wait * 2).min(PENDING_MAX_RETRY));
+                return;
+            }
+        };
+        for (key, offset, state) in start_positions(&committed) {
+            if !self.pending.remove(&key) {
+                continue;
+            }
+            if let Err(error) = consumer.seek(&key.topic, key.partition, offset, self.timeout) {
+                // Not started: stays pending, tried again.
+                warn!(%error, topic = %key.topic, partition = key.partition, "seeking a pending partition failed");
+                self.pending.insert(key);
+                continue;
+            }
+            info!(topic = %key.topic, partition = key.partition, ?offset, watermark = ?state.watermark, "source partition assigned (positions read after the rebalance)");
+            self.positions.insert(key.clone(), state);
+            self.committed.insert(key, state);
+        }
+        let mut resume = TopicPartitionList::new();
+        for e in committed.elements() {
+            let key = SourcePartition { topic: e.topic().into(), partition: e.partition() };
+            if self.positions.contains_key(&key) && !self.pending.contains(&key) {
+                resume.add_partition(e.topic(), e.partition());
+            }
+        }
+        if let Err(error) = consumer.resume(&resume) {
+            warn!(%error, "resuming partitions failed");
+        }
+        self.pending_retry = (Instant::now() + PENDING_FIRST_RETRY, PENDING_FIRST_RETRY);
+    }
+
     fn begin(&mut self) -> Result<(), KafkaError> {
         if !self.open {
             self.producer.begin_transaction()?;
@@ -332,6 +410,8 @@ impl Router {
             positions: HashMap::new(),
             committed: HashMap::new(),
             dirty: HashSet::new(),
+            pending: HashSet::new(),
+            pending_retry: (Instant::now(), PENDING_FIRST_RETRY),
             open: false,
             stats: Committed::default(),
             newest: None,
@@ -344,7 +424,16 @@ impl Router {
         // The router polls continuously (a commit waits at most the transaction
         // timeout), so a short interval bounds how long a rebalance can wait
         // for a member whose thread is stuck.
-        let cc = config.consumer_config(&config.group_id, 60_000);
+        let mut cc = config.consumer_config(&config.group_id, 60_000);
+        if !config.properties.contains_key("partition.assignment.strategy") {
+            // Eager: every rebalance revokes all source partitions (their open
+            // transaction committed first) and starts every assigned one from the
+            // group's committed offset. The router keeps no state worth keeping
+            // across a rebalance, and under the cooperative protocol a member
+            // that kept partitions through a rebalance was seen to read nothing
+            // more from them (issue 12).
+            cc.set("partition.assignment.strategy", "range,roundrobin");
+        }
         let consumer: BaseConsumer<RouterContext> =
             cc.create_with_context(RouterContext { inner: Arc::clone(&inner) })?;
         consumer.subscribe(&config.topics.sources())?;
@@ -376,6 +465,7 @@ impl Router {
         while !shutdown.is_cancelled() {
             let polled = self.consumer.poll(Duration::from_millis(20));
             let mut inner = lock(&self.inner);
+            inner.start_pending(&self.consumer);
             match polled {
                 None => now = now_nanos(),
                 Some(Err(error)) => errors.report(&error),
@@ -475,5 +565,31 @@ impl Router {
         self.consumer.unsubscribe();
         info!("router stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_starts_at_its_committed_offset_with_its_watermark_or_at_the_beginning() {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("cccd", 0, Offset::Offset(42)).unwrap();
+        tpl.find_partition("cccd", 0).unwrap().set_metadata("1700000000000000000");
+        tpl.add_partition_offset("cccd", 1, Offset::Offset(7)).unwrap();
+        tpl.add_partition_offset("sim", 3, Offset::Invalid).unwrap();
+        let got = start_positions(&tpl);
+        assert_eq!(got.len(), 3);
+        let (key, offset, state) = &got[0];
+        assert_eq!((&*key.topic, key.partition), ("cccd", 0));
+        assert_eq!(*offset, Offset::Offset(42));
+        assert_eq!(*state, PartitionState { next_offset: 42, watermark: Some(1_700_000_000_000_000_000) });
+        // No metadata: no watermark, never a guessed one.
+        assert_eq!(got[1].2, PartitionState { next_offset: 7, watermark: None });
+        // Never committed: from the beginning, nothing seen.
+        assert_eq!(got[2].1, Offset::Beginning);
+        assert_eq!(got[2].2, PartitionState::default());
     }
 }
