@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::crash::{generate, messages, recount, Expected};
-use crate::harness::{spawn_app, App, AppOptions, Producer, Prometheus};
+use crate::harness::{spawn_app, App, AppOptions, KafkaTarget, Producer, Prometheus};
 
 async fn coverage(app: &App) -> Expected {
     let rows = app
@@ -45,6 +45,13 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
         shards: 4,
         flush_interval_ms: 300,
         extra_toml: "stall_exit_secs = 20\n".into(),
+        kafka: {
+            let mut k = KafkaTarget::default();
+            if let Ok(d) = std::env::var("D06_TEST_RDKAFKA_DEBUG") {
+                k.properties.push(("debug".into(), d));
+            }
+            k
+        },
         ..AppOptions::default()
     };
     let mut a = spawn_app(options).await;
@@ -117,7 +124,13 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
                     "{name} stopped, and not for a stalled router:\n{}",
                     app.log_tail(30)
                 );
-                eprintln!("{name} stopped on a stalled router after {:?}; restarted", started.elapsed());
+                let kept = crate::board::artifact(&format!("scale-out-{name}-stalled-{seed}.log"));
+                std::fs::write(&kept, &log).expect("keep the stalled log");
+                eprintln!(
+                    "{name} stopped on a stalled router after {:?}; restarted (log kept in {})",
+                    started.elapsed(),
+                    kept.display()
+                );
                 app.start().await;
             }
         }
@@ -128,6 +141,9 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
         if Instant::now() > deadline {
             let behind: Vec<_> =
                 per_partition.iter().filter(|(k, n)| committed.get(*k).copied().unwrap_or(0) < **n).collect();
+            for (name, app) in [("a", &a), ("b", &b)] {
+                keep_for_diagnosis(name, app, seed);
+            }
             panic!(
                 "not every source message routed; behind (partition, produced): {behind:?}\n--- a:\n{}\n--- b:\n{}",
                 a.log_tail(40),
@@ -238,14 +254,47 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     assert!(fenced > 0.0, "the paused instance's writes were fenced:\n{}", a.log_tail(40));
     // (Rows of its superseded generations may still be in the shard table
     // without FINAL, or already merged away by ClickHouse: either is right,
-    // so only what the figures read is asserted.)
-    let surviving = b
-        .clickhouse(
-            "SELECT count() FROM coverage_shard_daily FINAL \
-             WHERE (shard, intDiv(version, 1099511627776)) NOT IN \
-               (SELECT shard, max(generation) FROM shard_owners GROUP BY shard)",
-        )
-        .await;
-    assert_eq!(surviving.trim(), "0", "only the current owners' rows are read");
+    // so only what the figures read is asserted.) An owner that claimed a
+    // shard in the last rebalance writes once it has rebuilt the shard from
+    // the facts topic; until then the previous owner's rows are the figures,
+    // and they equal the recount above. Once every owner has written, FINAL
+    // reads only current owners' rows.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let surviving = b
+            .clickhouse(
+                "SELECT count() FROM coverage_shard_daily FINAL \
+                 WHERE (shard, intDiv(version, 1099511627776)) NOT IN \
+                   (SELECT shard, max(generation) FROM shard_owners GROUP BY shard)",
+            )
+            .await;
+        if surviving.trim() == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rows of superseded owners still read under FINAL: {surviving}\n--- a:\n{}\n--- b:\n{}",
+            a.log_tail(30),
+            b.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(coverage(&b).await, expected, "the figures after the last owners wrote");
     assert!(a.is_running() && b.is_running(), "both still running:\n{}\n{}", a.log_tail(20), b.log_tail(20));
+}
+
+/// Keeps `app`'s whole log and, when gdb is there, every thread's stack in
+/// `target/test-artifacts`, for a failure no log tail explains.
+fn keep_for_diagnosis(name: &str, app: &App, seed: u64) {
+    let log = crate::board::artifact(&format!("scale-out-{name}-{seed}.log"));
+    let _ = std::fs::write(&log, app.log());
+    let Some(pid) = app.pid() else { return };
+    let stacks = std::process::Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+        .output();
+    if let Ok(out) = stacks {
+        let path = crate::board::artifact(&format!("scale-out-{name}-{seed}.stacks"));
+        let _ = std::fs::write(&path, [out.stdout, out.stderr].concat());
+        eprintln!("{name}: log and stacks kept in {}", path.display());
+    }
 }
