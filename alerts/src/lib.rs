@@ -17,7 +17,8 @@
 //!   comma-joined), `severity`, and `day` (`YYYY-MM-DD`);
 //! - annotations `summary`, `description` (each lagging indicator with
 //!   covered, target, expected, days behind, the day's gain and ETA or
-//!   "chưa xác định", the district's rank in the province, then the
+//!   "chưa xác định", the district's rank in the province (naming the
+//!   indicators its average leaves out for an unknown baseline), then the
 //!   district's `d06 report daily --area` Markdown) and, when `report_url`
 //!   is set, `link` (also the alert's `generatorURL`):
 //!   `{report_url}?day=YYYY-MM-DD&area=CODE` (`&` instead of `?` when the

@@ -140,12 +140,26 @@ pub(crate) fn description(row: &Row, lagging: &[usize], day: NaiveDate, rule: &L
             eta
         );
     }
+    let left_out: Vec<&str> = INDICATORS
+        .iter()
+        .filter(|(ind, _, _)| row.average.left_out.contains(ind))
+        .map(|(_, short, _)| *short)
+        .collect();
+    let left_out = if left_out.is_empty() {
+        String::new()
+    } else {
+        format!(", không tính {} chưa có số liệu nền", left_out.join(", "))
+    };
     match row.rank {
         Some(k) => {
-            let _ =
-                write!(s, "Xếp hạng {k}/{districts} huyện, thị xã, thành phố trong tỉnh (theo bình quân tỷ lệ đạt).");
+            let _ = write!(
+                s,
+                "Xếp hạng {k}/{districts} huyện, thị xã, thành phố trong tỉnh (theo bình quân tỷ lệ đạt{left_out})."
+            );
         }
-        None => s.push_str("Chưa xếp hạng (không có chỉ tiêu được giao)."),
+        None => {
+            let _ = write!(s, "Chưa xếp hạng (không có chỉ tiêu được giao đã có số liệu nền{left_out}).");
+        }
     }
     s
 }

@@ -16,7 +16,7 @@ use aggregator::plan::Plan;
 use aggregator::{AreaLevel, Geography, GeographyVersion, Indicator};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
-use reports::fixtures::{d, rows, setup};
+use reports::fixtures::{d, rows, setup, setup_vneid_unknown};
 use reports::DailyTable;
 use sinks::clickhouse::ClickHouseConfig;
 use tokio_util::sync::CancellationToken;
@@ -310,6 +310,29 @@ Xếp hạng 5/11 huyện, thị xã, thành phố trong tỉnh (theo bình quâ
         .iter()
         .all(|a| !a.annotations.contains_key("link") && !a.annotations["description"].contains("Xem báo cáo")));
     assert!(plain[0].to_json().get("generatorURL").is_none());
+}
+
+#[test]
+fn the_rank_says_which_indicators_its_average_leaves_out() {
+    let (g, p) = setup_vneid_unknown();
+    let t = DailyTable::build(&g, &p, &rows(&g, &p), d(4, 16)).unwrap();
+    let alerts = build_alerts(&t, &LagRule::default(), d(4, 16), window(), "warning", None, &BTreeSet::new());
+    // 691 lags on cccd only now (its vneid baseline is unknown: never behind).
+    // Averages (the `reports` crate's tests): 689 1.0, 688 0.45, 692 0.4,
+    // 690 0.3, 691 0.2 → fifth.
+    let a = alerts.iter().find(|a| a.district == "691").unwrap();
+    assert_eq!(a.indicators, [Indicator::Cccd]);
+    assert!(
+        a.annotations["description"].contains(
+            "\nXếp hạng 5/11 huyện, thị xã, thành phố trong tỉnh \
+             (theo bình quân tỷ lệ đạt, không tính ĐDĐT mức 2 chưa có số liệu nền).\n\n"
+        ),
+        "{}",
+        a.annotations["description"]
+    );
+    // 688 knows its vneid baseline: nothing left out, nothing said.
+    let a = alerts.iter().find(|a| a.district == "688");
+    assert!(a.is_none_or(|a| a.annotations["description"].contains("(theo bình quân tỷ lệ đạt).\n")));
 }
 
 #[test]

@@ -33,6 +33,22 @@ pub fn setup() -> (Geography, Plan) {
     (g, p)
 }
 
+/// The plan of [`setup`], but the vneid baseline is unknown everywhere
+/// except in district 688 (0, with a source).
+pub fn setup_vneid_unknown() -> (Geography, Plan) {
+    let (g, _) = setup();
+    let weights: String = (688..=698).map(|c| format!("\"{c}\" = 1\n")).collect();
+    let text = format!(
+        "start = 2024-04-10\nend = 2024-04-30\n[district_weights]\n{weights}\n\
+         [indicators.cccd]\ntarget = 110\nbaseline = 0\n\
+         milestones = [ {{ date = 2024-04-20, share = 0.5 }}, {{ date = 2024-04-30, share = 1.0 }} ]\n\
+         [indicators.vneid]\ntarget = 22\nbaseline = \"unknown\"\nmilestones = [ {{ date = 2024-04-30, share = 1.0 }} ]\n\
+         areas.\"688\" = {{ baseline = 0, baseline_source = \"test\" }}\n"
+    );
+    let p = Plan::from_toml(&text, &g).unwrap();
+    (g, p)
+}
+
 /// (indicator, district code, day, gained) of the scenario.
 const GAINS: &[(Indicator, &str, (u32, u32), u64)] = &[
     (Indicator::Cccd, "688", (4, 11), 1),

@@ -25,13 +25,18 @@
 //! so a plan other than the one the pipeline ran with is an error, not a
 //! silently wrong table.
 //!
-//! **Average and rank.** An area's *average* is the mean, over the
-//! indicators whose target is > 0, of covered/target clamped to [0, 1] (so
-//! running past one target cannot hide lagging on another); an area with no
-//! target at all has none. Districts are ranked by that average, highest
-//! first, on the exact value (not the rounded one shown); equal averages
-//! share a rank and the next rank skips (1, 2, 2, 4). The province row
-//! shows its own average, no rank.
+//! **Average and rank** ([`aggregator::standing`], shared with the board
+//! and the alerts). An area's *average* is the mean, over the indicators
+//! whose target is > 0 and whose baseline the plan knows, of covered/target
+//! clamped to [0, 1] (so running past one target cannot hide lagging on
+//! another). An indicator with an unknown baseline counts from 0
+//! (OUTPUTS-v1), so its ratio says nothing about how far the area is: it
+//! is left out, and a note under the table names it and the areas where it
+//! was (“mọi đơn vị” when everywhere). An area with no indicator left has
+//! no average (“—”) and no rank. Districts are ranked by that average,
+//! highest first, on the exact value (not the rounded one shown); equal
+//! averages share a rank and the next rank skips (1, 2, 2, 4). The province
+//! row shows its own average, no rank.
 //!
 //! Numbers are written the Vietnamese way: `.` between thousands, `,`
 //! before decimals; percentages have two decimals, rounded half up.

@@ -43,13 +43,38 @@ impl DailyTable {
             "% KH: số kế hoạch dự kiến đạt đến hết ngày, trên chỉ tiêu giao.".to_owned(),
             "Chậm (ngày): 0 nếu đạt hoặc vượt kế hoạch; nếu không, số ngày kể từ ngày gần nhất mà số kế hoạch dự kiến không vượt quá số đã đạt (từ ngày bắt đầu nếu chưa có ngày nào như vậy); “—” khi chưa có số liệu nền (số đã đạt chỉ tính từ số tăng, không đánh giá chậm).".to_owned(),
             "Tăng trong ngày: số được tính thêm trong ngày (chưa trừ số giảm).".to_owned(),
-            "Bình quân: trung bình cộng tỷ lệ đạt (tối đa 100%) của các chỉ tiêu có chỉ tiêu giao.".to_owned(),
+            "Bình quân: trung bình cộng tỷ lệ đạt (tối đa 100%) của các chỉ tiêu có chỉ tiêu giao và đã có số liệu nền; “—” nếu không có chỉ tiêu nào như vậy.".to_owned(),
             format!(
                 "Xếp hạng: thứ hạng theo Bình quân (giá trị chính xác) trong {} huyện, thị xã, thành phố, cao nhất là 1; bằng nhau thì cùng hạng.",
                 self.districts.len()
             ),
         ]);
+        notes.extend(self.left_out_note());
         notes
+    }
+
+    /// Which indicators the averages leave out for an unknown baseline, and
+    /// where (every district and the province, or the codes), or nothing.
+    fn left_out_note(&self) -> Option<String> {
+        let rows: Vec<&Row> = self.districts.iter().chain([&self.province]).collect();
+        let parts: Vec<String> = INDICATORS
+            .iter()
+            .filter_map(|(ind, short, _)| {
+                let codes: Vec<&str> =
+                    rows.iter().filter(|r| r.average.left_out.contains(ind)).map(|r| r.code.as_str()).collect();
+                match codes.len() {
+                    0 => None,
+                    n if n == rows.len() => Some(format!("{short} (mọi đơn vị)")),
+                    _ => Some(format!("{short} ({})", codes.join(", "))),
+                }
+            })
+            .collect();
+        (!parts.is_empty()).then(|| {
+            format!(
+                "Bình quân và Xếp hạng không tính chỉ tiêu chưa có số liệu nền (số đã đạt chỉ tính từ số tăng, chưa so được với chỉ tiêu): {}.",
+                parts.join(", ")
+            )
+        })
     }
 
     /// The text of a row's cells, in column order.
@@ -62,7 +87,7 @@ impl DailyTable {
             out.push(if c.baseline_known { c.days_behind.to_string() } else { "—".to_owned() });
             out.push(vi_int(i64::try_from(c.gained).unwrap_or(i64::MAX)));
         }
-        out.push(r.average.map_or_else(|| "—".to_owned(), average_percent));
+        out.push(r.average.value.map_or_else(|| "—".to_owned(), average_percent));
         out.push(match r.rank {
             Some(k) => format!("{k}/{}", self.districts.len()),
             None => "—".to_owned(),

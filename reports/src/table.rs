@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use aggregator::coverage;
 use aggregator::plan::Plan;
 use aggregator::rollup::DayCounts;
+use aggregator::{coverage, standing};
 use aggregator::{AreaId, AreaLevel, Geography, Indicator};
 use anyhow::{bail, Context, Result};
 use chrono::{Days, NaiveDate};
@@ -47,10 +47,12 @@ pub struct Row {
     pub(crate) cells: [Cell; Indicator::COUNT],
     /// The full status behind each cell, in [`INDICATORS`] order (what the
     /// lag rule and the ETA need).
-    pub statuses: [coverage::Status; 5],
-    /// Mean clamped ratio over the indicators with a target (module docs).
-    pub(crate) average: Option<f64>,
-    /// Rank among the districts (None for the province, or without targets).
+    pub statuses: [coverage::Status; Indicator::COUNT],
+    /// Mean clamped ratio over the indicators with a target and a known
+    /// baseline, and the indicators left out for an unknown baseline
+    /// ([`aggregator::standing`]).
+    pub average: standing::Average,
+    /// Rank among the districts (None for the province, or without an average).
     pub rank: Option<usize>,
 }
 
@@ -63,17 +65,6 @@ pub struct DailyTable {
     pub(crate) end: NaiveDate,
     pub districts: Vec<Row>,
     pub(crate) province: Row,
-}
-
-/// Mean of covered/target clamped to [0, 1], over the cells with a target.
-fn average(cells: &[Cell; Indicator::COUNT]) -> Option<f64> {
-    let ratios: Vec<f64> =
-        cells.iter().filter(|c| c.target > 0).map(|c| (c.covered as f64 / c.target as f64).clamp(0.0, 1.0)).collect();
-    if ratios.is_empty() {
-        None
-    } else {
-        Some(ratios.iter().sum::<f64>() / ratios.len() as f64)
-    }
 }
 
 /// One key's cell, and the status it shows, from its `coverage_daily`
@@ -158,7 +149,7 @@ impl DailyTable {
                 baseline_known: true,
                 pace_per_day: 0.0,
                 needed_per_day: 0.0,
-            }; 5];
+            }; Indicator::COUNT];
             for ((slot, status), (ind, _, _)) in cells.iter_mut().zip(statuses.iter_mut()).zip(INDICATORS) {
                 let what = format!("{} in {} {}", ind.as_str(), a.level, a.code);
                 let series =
@@ -169,7 +160,7 @@ impl DailyTable {
                 area,
                 code: a.code.clone(),
                 name: official_name(geo, area),
-                average: average(&cells),
+                average: standing::average(INDICATORS.iter().map(|(ind, _, _)| *ind).zip(&statuses)),
                 cells,
                 statuses,
                 rank: None,
@@ -177,9 +168,9 @@ impl DailyTable {
         };
         let mut districts: Vec<Row> = geo.of_level(AreaLevel::District).map(&row).collect::<Result<_>>()?;
         districts.sort_by(|x, y| (x.code.len(), &x.code).cmp(&(y.code.len(), &y.code)));
-        let averages: Vec<Option<f64>> = districts.iter().map(|r| r.average).collect();
-        for r in &mut districts {
-            r.rank = r.average.map(|mine| 1 + averages.iter().flatten().filter(|other| **other > mine).count());
+        let averages: Vec<Option<f64>> = districts.iter().map(|r| r.average.value).collect();
+        for (r, rank) in districts.iter_mut().zip(standing::ranks(&averages)) {
+            r.rank = rank;
         }
         let province = row(geo.province())?;
         Ok(DailyTable {

@@ -7,7 +7,7 @@ use aggregator::plan::Plan;
 use aggregator::{AreaLevel, Geography, GeographyVersion};
 use sinks::clickhouse::HotlineDailyRow;
 
-use crate::fixtures::{d, rows, setup};
+use crate::fixtures::{d, rows, setup, setup_vneid_unknown};
 use crate::hotline::{find_area, hotline_text, official_name, sum_hotline};
 use crate::numbers::{average_percent, percent, vi_int};
 use crate::render::{esc, md};
@@ -42,7 +42,7 @@ fn daily_table_cells_averages_and_ranks() {
     assert_eq!(by("698").cells, [c(0, 10, 3, 6, 0), c(0, 2, 1, 2, 0), none, none, none]);
     // Averages over cccd and vneid (the others have no target), clamped at 1.
     let avg: Vec<(&str, Option<f64>, Option<usize>)> =
-        t.districts.iter().take(6).map(|r| (r.code.as_str(), r.average, r.rank)).collect();
+        t.districts.iter().take(6).map(|r| (r.code.as_str(), r.average.value, r.rank)).collect();
     assert_eq!(
         avg,
         [
@@ -61,7 +61,52 @@ fn daily_table_cells_averages_and_ranks() {
     assert_eq!(t.province.cells, [c(25, 110, 33, 2, 1), c(3, 22, 7, 3, 1), none, none, none]);
     assert_eq!(t.province.rank, None);
     assert_eq!(t.province.name, "Tỉnh Bình Phước");
-    assert_eq!(average_percent(t.province.average.unwrap()), "18,18%"); // (25/110 + 3/22) / 2
+    assert_eq!(average_percent(t.province.average.value.unwrap()), "18,18%"); // (25/110 + 3/22) / 2
+    assert!(t.districts.iter().chain([&t.province]).all(|r| r.average.left_out.is_empty()));
+    assert!(!t.markdown(None).contains("không tính chỉ tiêu chưa có số liệu nền"), "nothing left out, nothing said");
+}
+
+#[test]
+fn unknown_baselines_are_left_out_of_averages_and_ranks_and_the_notes_say_where() {
+    let (g, p) = setup_vneid_unknown();
+    let t = DailyTable::build(&g, &p, &rows(&g, &p), d(4, 16)).unwrap();
+    let got: Vec<(&str, Option<f64>, Option<usize>, usize)> =
+        t.districts.iter().map(|r| (r.code.as_str(), r.average.value, r.rank, r.average.left_out.len())).collect();
+    // Same counts as `daily_table_cells_averages_and_ranks`; only 688 still
+    // averages its vneid (1 of 2). Had the unknown vneid counted, 689 would
+    // average (1 + 0/2) / 2 = 0.5 and 692 (0.4 + 1/2) / 2 = 0.45, as there.
+    assert_eq!(
+        got[..6],
+        [
+            ("688", Some(0.45), Some(2), 0), // (0.4 + 0.5) / 2
+            ("689", Some(1.0), Some(1), 1),  // min(1.2, 1), vneid left out
+            ("690", Some(0.3), Some(4), 1),
+            ("691", Some(0.2), Some(5), 1),
+            ("692", Some(0.4), Some(3), 1),
+            ("693", Some(0.0), Some(6), 1),
+        ]
+    );
+    assert!(t.districts[5..].iter().all(|r| r.rank == Some(6) && r.average.value == Some(0.0)));
+    // Province: cccd 25/110 alone.
+    assert_eq!(average_percent(t.province.average.value.unwrap()), "22,73%");
+    assert_eq!(t.province.average.left_out, [aggregator::Indicator::Vneid]);
+    // The days-behind cells of the unknown baselines are "—", and the notes say what the averages leave out.
+    let md = t.markdown(None);
+    assert!(
+        md.contains(
+            "\n- Bình quân và Xếp hạng không tính chỉ tiêu chưa có số liệu nền (số đã đạt chỉ tính từ số tăng, \
+             chưa so được với chỉ tiêu): ĐDĐT mức 2 (689, 690, 691, 692, 693, 694, 695, 696, 697, 698, 70).\n"
+        ),
+        "{md}"
+    );
+    let line = md.lines().find(|l| l.starts_with("| 689 |")).unwrap();
+    assert!(
+        line.starts_with(
+            "| 689 | Thành phố Đồng Xoài | 12/10 | 120,00% | 30,00% | 0 | 0 | 0/2 | 0,00% | 50,00% | — | 0 |"
+        ),
+        "{line}"
+    );
+    assert!(line.ends_with("| 100,00% | 1/11 |"), "{line}");
 }
 
 #[test]

@@ -16,6 +16,7 @@ use aggregator::coverage::{self, Status};
 use aggregator::hotline::HotlineCounts;
 use aggregator::plan::Plan;
 use aggregator::rollup::DayCounts;
+use aggregator::standing;
 use aggregator::{AreaId, AreaLevel, Geography, Indicator, LagRule, Nanos};
 use chrono::{NaiveDate, TimeZone};
 use sinks::board::{AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard};
@@ -166,24 +167,17 @@ impl View {
         };
         let level = if geo.levels().contains(&AreaLevel::District) { AreaLevel::District } else { AreaLevel::Commune };
         let mut districts: Vec<AreaBoard> = geo.of_level(level).map(area_board).collect();
-        // Rank by the mean of covered/target (capped at 100 %) over indicators with a target;
-        // ties share a rank.
-        let score = |a: &AreaBoard| {
-            let r: Vec<f64> = a
-                .indicators
-                .iter()
-                .filter(|i| i.target > 0)
-                .map(|i| (i.covered as f64 / i.target as f64).clamp(0.0, 1.0))
-                .collect();
-            if r.is_empty() {
-                0.0
-            } else {
-                r.iter().sum::<f64>() / r.len() as f64
-            }
-        };
-        let scores: Vec<f64> = districts.iter().map(score).collect();
-        for (i, d) in districts.iter_mut().enumerate() {
-            d.rank = 1 + scores.iter().filter(|s| **s > scores[i]).count() as u32;
+        // Rank by the mean of covered/target (capped at 100 %) over the indicators with a target
+        // and a known baseline (`aggregator::standing`); ties share a rank, no average no rank (0).
+        let averages: Vec<Option<f64>> = geo
+            .of_level(level)
+            .map(|a| {
+                standing::average(Indicator::ALL.iter().filter_map(|ind| statuses.get(&(a, *ind)).map(|s| (*ind, s))))
+                    .value
+            })
+            .collect();
+        for (d, rank) in districts.iter_mut().zip(standing::ranks(&averages)) {
+            d.rank = rank.map_or(0, |r| u32::try_from(r).unwrap_or(u32::MAX));
         }
         let local = self.tz.timestamp_nanos(wall);
         BoardSnapshot {
@@ -223,5 +217,53 @@ fn coverage_gauges(s: &Status) -> CoverageGauges {
         baseline_known: s.baseline_known,
         pace_per_day: s.pace_per_day,
         needed_per_day: s.needed_per_day,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use aggregator::GeographyVersion;
+
+    /// The 2024 plan does not know the smartphone 4G baseline: a district
+    /// far along on it alone is not ranked above one that moved on CCCD.
+    #[test]
+    fn the_board_ranks_without_the_unknown_baselines() {
+        let geo = Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap());
+        let plan = Arc::new(reports::load_plan(None, &geo).unwrap());
+        assert!(!plan.baseline_known(Indicator::Smartphone4g, geo.province()));
+        let board = Arc::new(Board::new());
+        let view = View {
+            geo: Arc::clone(&geo),
+            plan: Arc::clone(&plan),
+            tz: chrono_tz::Asia::Ho_Chi_Minh,
+            commune_metrics: false,
+            board: Some(Arc::clone(&board)),
+            lag_rule: LagRule::default(),
+            campaign: "test".into(),
+            clock: ClockMode::Event,
+        };
+        let district = |code| geo.find(AreaLevel::District, code).unwrap();
+        let start = plan.start();
+        let mut sums = Sums::default();
+        // 688: 40,000 smartphones of 49,009 (82 %); 689: 100 CCCD of 512 (20 %).
+        for (ind, code, n) in [(Indicator::Smartphone4g, "688", 40_000), (Indicator::Cccd, "689", 100)] {
+            let days = BTreeMap::from([(start, DayCounts { gained: n, lost: 0 })]);
+            sums.add_days((ind, district(code)), &days);
+            sums.add_days((ind, geo.province()), &days);
+        }
+        // Noon local on the start day.
+        let t = start.and_hms_opt(5, 0, 0).unwrap().and_utc().timestamp_nanos_opt().unwrap();
+        view.publish(&Metrics::new().unwrap(), &sums, t, t);
+        let snap = board.snapshot();
+        let rank = |code: &str| snap.districts.iter().find(|d| d.code == code).unwrap().rank;
+        // 689: (0.195 + 0 + 0) / 3 over cccd, vneid, migrated_2g; 688: 0 on those three.
+        // Counting smartphone 4G would have put 688 first: (0.816) / 4 > 0.195 / 4.
+        assert_eq!(rank("689"), 1);
+        assert_eq!(rank("688"), 2);
+        assert!(snap.districts.iter().filter(|d| d.code != "689").all(|d| d.rank == 2));
+        let s4g = snap.districts.iter().find(|d| d.code == "688").unwrap();
+        assert_eq!(s4g.indicators.iter().find(|i| i.indicator == "smartphone_4g").unwrap().covered, 40_000);
     }
 }

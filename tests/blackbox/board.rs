@@ -475,8 +475,15 @@ fn campaign(step: u64) -> BoardSnapshot {
             AreaBoard { code: d.code.clone(), name: d.name.clone(), rank: 0, indicators, hotline }
         })
         .collect();
-    // Rank as d06 does: by the mean of covered / target capped at 100 %, best first.
-    let share = |a: &AreaBoard| a.indicators.iter().map(|c| (c.covered as f64 / c.target as f64).min(1.0)).sum::<f64>();
+    // Rank as d06 does: by the mean of covered / target capped at 100 % over
+    // the indicators whose baseline is known (not SIM signatures here), best first.
+    let share = |a: &AreaBoard| {
+        a.indicators
+            .iter()
+            .filter(|c| c.baseline_known)
+            .map(|c| (c.covered as f64 / c.target as f64).min(1.0))
+            .sum::<f64>()
+    };
     let mut order: Vec<usize> = (0..boards.len()).collect();
     order.sort_by(|&a, &b| share(&boards[b]).total_cmp(&share(&boards[a])));
     for (r, &i) in order.iter().enumerate() {

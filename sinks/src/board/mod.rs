@@ -87,7 +87,9 @@ pub struct AreaBoard {
     pub code: String,
     /// Official name, with diacritics.
     pub name: String,
-    /// Position in the districts' ranking, 1 = best; 0 for the province.
+    /// Position in the districts' ranking, 1 = best (`aggregator::standing`:
+    /// unknown baselines left out); 0 for the province and an area without
+    /// an average.
     pub rank: u32,
     /// One entry per indicator, in [`Indicator::ALL`] order.
     pub indicators: Vec<IndicatorBoard>,
