@@ -85,6 +85,17 @@ pub(super) struct View {
 }
 
 impl View {
+    /// Sets `d06_area_info` (name and parent) of every area that has
+    /// gauges, from the geography d06 runs with: the Prometheus rules and
+    /// dashboards name areas from it, whatever the province or geography.
+    pub fn publish_areas(&self, m: &Metrics) {
+        let geo = &self.geo;
+        for area in geo.areas().iter().filter(|a| a.level != AreaLevel::Commune || self.commune_metrics) {
+            let parent = area.parent.map_or("", |p| geo.area(p).code.as_str());
+            m.set_area_info(area.level.as_str(), &area.code, &area.name, parent);
+        }
+    }
+
     /// Sets the business gauges and publishes the board from `sums` as of `t`.
     pub fn publish(&self, m: &Metrics, sums: &Sums, t: Nanos, wall: Nanos) {
         let mut today = self.tz.timestamp_nanos(t).date_naive();
@@ -265,5 +276,53 @@ mod tests {
         assert!(snap.districts.iter().filter(|d| d.code != "689").all(|d| d.rank == 2));
         let s4g = snap.districts.iter().find(|d| d.code == "688").unwrap();
         assert_eq!(s4g.indicators.iter().find(|i| i.indicator == "smartphone_4g").unwrap().covered, 40_000);
+    }
+
+    /// `d06_area_info` lines of `/metrics`, sorted.
+    fn area_info(version: GeographyVersion, commune_metrics: bool) -> Vec<String> {
+        let geo = Arc::new(Geography::load(version).unwrap());
+        let plan = Arc::new(reports::load_plan(None, &Geography::load(GeographyVersion::Pre2025).unwrap()).unwrap());
+        let view = View {
+            geo,
+            plan,
+            tz: chrono_tz::Asia::Ho_Chi_Minh,
+            commune_metrics,
+            board: None,
+            lag_rule: LagRule::default(),
+            campaign: "test".into(),
+            clock: ClockMode::Wall,
+        };
+        let m = Metrics::new().unwrap();
+        view.publish_areas(&m);
+        let mut lines: Vec<String> =
+            m.encode().lines().filter(|l| l.starts_with("d06_area_info{")).map(str::to_owned).collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn area_names_come_from_the_geography_it_runs_with() {
+        // Bình Phước before 2025: the province and its 11 districts (names as
+        // in aggregator/data/binh_phuoc_district_summary.csv).
+        let pre = area_info(GeographyVersion::Pre2025, false);
+        assert_eq!(pre.len(), 12, "{pre:#?}");
+        let has = |lines: &[String], l: &str| lines.iter().any(|x| x == l);
+        assert!(has(&pre, r#"d06_area_info{area="688",area_level="district",name="Thị xã Phước Long",parent="70"} 1"#));
+        assert!(has(&pre, r#"d06_area_info{area="698",area_level="district",name="Huyện Phú Riềng",parent="70"} 1"#));
+        assert!(
+            has(&pre, r#"d06_area_info{area="70",area_level="province",name="Bình Phước",parent=""} 1"#),
+            "{pre:#?}"
+        );
+        // With commune gauges, the communes too (111 of them), under their district.
+        let with_communes = area_info(GeographyVersion::Pre2025, true);
+        assert_eq!(with_communes.len(), 12 + 111);
+        assert!(with_communes
+            .iter()
+            .any(|l| l.contains(r#"area="25216",area_level="commune""#) && l.contains(r#"parent="688""#)));
+        // After 2025 there are no districts: the communes hang under the province.
+        let post = area_info(GeographyVersion::Post2025, true);
+        assert!(post.iter().all(|l| !l.contains(r#"area_level="district""#)), "{post:#?}");
+        let communes: Vec<&String> = post.iter().filter(|l| l.contains(r#"area_level="commune""#)).collect();
+        assert!(!communes.is_empty() && communes.iter().all(|l| l.contains(r#"parent="75""#)), "{post:#?}");
     }
 }

@@ -143,6 +143,7 @@ impl Pipeline {
             campaign: p.campaign.clone(),
             clock: p.clock,
         };
+        view.publish_areas(&p.metrics);
         Ok(Pipeline {
             p,
             view,

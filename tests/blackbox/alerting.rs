@@ -36,12 +36,25 @@ fn alertmanager_url() -> String {
 
 /// The eleven pre-2025 district codes, from the geography the project ships.
 fn district_codes() -> Vec<String> {
+    district_names().into_keys().collect()
+}
+
+/// The eleven pre-2025 districts, code → official name, from the CSV the
+/// geography is built from (not from d06's types).
+fn district_names() -> BTreeMap<String, String> {
     let csv =
         std::fs::read_to_string(repo().join("aggregator/data/binh_phuoc_district_summary.csv")).expect("district csv");
-    let codes: Vec<String> =
-        csv.lines().skip(1).filter_map(|l| l.split(',').next()).map(str::to_owned).filter(|c| !c.is_empty()).collect();
-    assert_eq!(codes.len(), 11, "{codes:?}");
-    codes
+    let names: BTreeMap<String, String> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            Some((f.next()?.to_owned(), f.next()?.to_owned()))
+        })
+        .filter(|(c, _)| !c.is_empty())
+        .collect();
+    assert_eq!(names.len(), 11, "{names:?}");
+    names
 }
 
 // --- Alertmanager configuration, statically (amtool) -------------------------
@@ -359,6 +372,19 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
             g("d06_coverage_covered") < 0.95 * g("d06_coverage_expected") || g("d06_coverage_days_behind") >= 3.0;
         assert_eq!(*flag, if behind { 1.0 } else { 0.0 }, "{labels:?}");
     }
+    // The district names the annotations use come from d06's geography
+    // (d06_area_info), one per district, as the shipped CSV names them.
+    let names: BTreeMap<String, String> = prometheus
+        .series("d06:district_name:info")
+        .await
+        .into_iter()
+        .map(|(l, v)| {
+            assert_eq!(v, 1.0, "{l:?}");
+            assert_eq!(l.len(), 2, "district and district_name only: {l:?}");
+            (l["district"].clone(), l["district_name"].clone())
+        })
+        .collect();
+    assert_eq!(names, district_names());
     let unknown: Vec<&str> = flags
         .iter()
         .map(|(l, _)| l["indicator"].as_str())

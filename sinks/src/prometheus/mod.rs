@@ -6,7 +6,9 @@
 //! are only codes: topics, partitions, reasons, indicators, area levels, GSO
 //! area codes, sink names and error kinds; never anything from a message
 //! body. The setters of this module enforce it by replacing any value that is
-//! not a short `[A-Za-z0-9_.-]` token with `invalid`.
+//! not a short `[A-Za-z0-9_.-]` token with `invalid`. The one exception is
+//! the `name` of `d06_area_info`: the official name of an area of the
+//! geography compiled into d06 (never a message's text).
 
 mod http;
 
@@ -139,6 +141,10 @@ pub struct Metrics {
     pub coverage_needed_per_day: GaugeVec,
     /// `d06_hotline_tickets{status,area_level,area}`.
     pub hotline_tickets: IntGaugeVec,
+    /// `d06_area_info{area_level,area,name,parent}`: 1 for every area of the
+    /// geography d06 runs with that has coverage gauges (its official name and
+    /// the code of the area it rolls up into, empty for the province).
+    pub area_info: IntGaugeVec,
 }
 
 const AREA_LABELS: &[&str] = &["indicator", "area_level", "area"];
@@ -305,6 +311,11 @@ impl Metrics {
                 "Hotline tickets received since the campaign start, by status.",
                 &["status", "area_level", "area"],
             )?,
+            area_info: int_gauge_vec(
+                "d06_area_info",
+                "1 for every area of the geography d06 runs with: its official name and parent area code.",
+                &["area_level", "area", "name", "parent"],
+            )?,
             registry,
         })
     }
@@ -343,6 +354,15 @@ impl Metrics {
         for (status, count) in hotline_by_status(c) {
             self.hotline_tickets.with_label_values(&[status, level, area]).set(saturating_i64(count));
         }
+    }
+
+    /// Sets `d06_area_info` of one area of the geography: `name` is its
+    /// official name (from the geography compiled into d06, the only label
+    /// value that is not a code), `parent` the code of the area it rolls up
+    /// into ("" for the province).
+    pub fn set_area_info(&self, level: &str, area: &str, name: &str, parent: &str) {
+        let parent = if parent.is_empty() { "" } else { safe_label(parent) };
+        self.area_info.with_label_values(&[safe_label(level), safe_label(area), name, parent]).set(1);
     }
 
     /// Records one write attempt to `sink`: its duration and, if it failed,
@@ -433,6 +453,8 @@ mod tests {
             overdue_leadership: 0,
         };
         m.set_hotline("province", "70", &h);
+        m.set_area_info("province", "70", "Bình Phước", "");
+        m.set_area_info("district", "688", "Thị xã Phước Long", "70");
         m
     }
 
@@ -465,6 +487,8 @@ mod tests {
             "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"received\"} 9",
             "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"overdue_specialist\"} 2",
             "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"overdue_leadership\"} 0",
+            "d06_area_info{area=\"70\",area_level=\"province\",name=\"Bình Phước\",parent=\"\"} 1",
+            "d06_area_info{area=\"688\",area_level=\"district\",name=\"Thị xã Phước Long\",parent=\"70\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
