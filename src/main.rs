@@ -7,8 +7,8 @@ mod pipeline;
 mod plan_cmd;
 mod progress;
 mod store;
+mod validate;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -268,29 +268,14 @@ fn validator(config: &Config, key: &SecretKey) -> Result<(Arc<Geography>, Valida
     Ok((geo, v, pseudonymiser))
 }
 
-/// `d06 validate`: one line per rejected message, a summary; exits 0 when all
-/// passed, 1 when some were rejected, 74 when the input cannot be read.
+/// `d06 validate`: the configuration's validator with an ephemeral key
+/// (digests are never shown), then the `validate` module.
 fn validate(file: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
     let config = load_config(config)?;
-    // Digests are never shown here, so an ephemeral key serves.
     let key = SecretKey::from_bytes(format!("d06-validate-{}", now_nanos()).into_bytes())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (_, validator, _) = validator(&config, &key)?;
-    let input: Box<dyn BufRead> = match file {
-        None => Box::new(std::io::stdin().lock()),
-        Some(p) if p == Path::new("-") => Box::new(std::io::stdin().lock()),
-        Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("opening {}", p.display())).map_err(exit::input)?,
-        )),
-    };
-    let (rejected, accepted) = ingest::contract::validate_lines(&validator, input, now_nanos())
-        .context("reading the input")
-        .map_err(exit::input)?;
-    for (line, r) in &rejected {
-        println!("line {line}: {r}");
-    }
-    println!("{accepted} accepted, {} rejected", rejected.len());
-    Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(exit::REJECTED) })
+    validate::run(file, &validator, now_nanos())
 }
 
 /// What decides which shard and area a fact lands in: instances that differ

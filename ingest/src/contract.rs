@@ -547,9 +547,31 @@ fn kind(raw: &Raw<'_>, ty: EventType) -> Result<FactKind, Rejection> {
 /// of accepted lines; fails only on a read error.
 pub fn validate_lines(
     validator: &Validator,
-    mut input: impl BufRead,
+    input: impl BufRead,
     now: Nanos,
 ) -> io::Result<(Vec<(usize, Rejection)>, usize)> {
+    validate_lines_with(validator, input, now, |_| {})
+}
+
+/// How far [`validate_lines_with`] has got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinesRead {
+    /// Bytes read, line endings included.
+    pub bytes: u64,
+    /// Lines read (blank ones included).
+    pub lines: usize,
+    /// Lines rejected so far.
+    pub rejected: usize,
+}
+
+/// [`validate_lines`], telling `progress` after every line how far it has got.
+pub fn validate_lines_with(
+    validator: &Validator,
+    mut input: impl BufRead,
+    now: Nanos,
+    mut progress: impl FnMut(LinesRead),
+) -> io::Result<(Vec<(usize, Rejection)>, usize)> {
+    let mut read = LinesRead::default();
     let mut rejections = Vec::new();
     let mut accepted = 0usize;
     let mut watermark = None;
@@ -557,20 +579,24 @@ pub fn validate_lines(
     let mut number = 0usize;
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
+        let n = input.read_until(b'\n', &mut line)?;
+        if n == 0 {
             break;
         }
         number += 1;
+        read.bytes += n as u64;
+        read.lines = number;
         if line.last() == Some(&b'\n') {
             line.pop();
         }
-        if line.iter().all(|b| decode::is_json_ws(*b)) {
-            continue;
+        if !line.iter().all(|b| decode::is_json_ws(*b)) {
+            match validator.validate(&line, now, &mut watermark) {
+                Ok(_) => accepted += 1,
+                Err(r) => rejections.push((number, r)),
+            }
         }
-        match validator.validate(&line, now, &mut watermark) {
-            Ok(_) => accepted += 1,
-            Err(r) => rejections.push((number, r)),
-        }
+        read.rejected = rejections.len();
+        progress(read);
     }
     Ok((rejections, accepted))
 }

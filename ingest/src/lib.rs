@@ -9,6 +9,6 @@ pub mod kafka;
 pub mod phone;
 pub mod pseudonym;
 
-pub use contract::{validate_lines, Reason, Rejection, Validator, ValidatorConfig};
+pub use contract::{validate_lines, validate_lines_with, LinesRead, Reason, Rejection, Validator, ValidatorConfig};
 pub use phone::normalise_phone;
 pub use pseudonym::{KeyError, Pseudonymiser, SecretKey, SubjectKind};

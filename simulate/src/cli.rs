@@ -13,6 +13,7 @@ use crate::config::SimConfig;
 use crate::kafka::to_kafka;
 use crate::message::{Kind, SimMessage};
 use crate::national::National;
+use crate::progress::{Progress, Unit};
 use crate::scenario::Which;
 use crate::simulator::Simulator;
 
@@ -125,6 +126,8 @@ pub fn command(args: SimulateArgs, setup: Setup) -> Result<ExitCode> {
     if args.stdout {
         use std::io::Write as _;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut progress = Progress::new("simulate", args.limit, Unit::Messages, crate::kafka::LARGE);
+        let mut written = 0u64;
         for m in sim.take(usize::try_from(args.limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX)) {
             let kind = match m.kind {
                 Kind::Cccd => "cccd",
@@ -136,8 +139,11 @@ pub fn command(args: SimulateArgs, setup: Setup) -> Result<ExitCode> {
             out.write_all(b"\t")?;
             out.write_all(&m.payload)?;
             out.write_all(b"\n")?;
+            written += 1;
+            progress.update(written, String::new);
         }
         out.flush()?;
+        progress.finish(written, String::new);
         return Ok(ExitCode::SUCCESS);
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;

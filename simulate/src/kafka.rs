@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::local_offset;
 use crate::guard::HEADER;
 use crate::message::{Kind, SimMessage};
+use crate::progress::{Progress, Unit};
 use crate::restamp::restamp;
 use crate::summary::Summary;
 
@@ -50,13 +51,17 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// From how many messages `--limit` shows its progress (fewer take a moment).
+pub(crate) const LARGE: u64 = 10_000;
+
 fn unix_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
 /// `d06 simulate`: writes to the Kafka topics of `kafka` at `rate` msgs/s
-/// (0 = as fast as possible), up to `limit` messages; prints progress (every
-/// 2 s, standard error) and returns the counts.
+/// (0 = as fast as possible), up to `limit` messages; shows its progress on
+/// standard error ([`Progress`](crate::Progress): a bar on a terminal, plain
+/// lines otherwise) and returns the counts.
 ///
 /// With `rate > 0` the stream is live: every `occurred_at` is moved by
 /// (wall clock − simulated emission time) and `"sim_produced_at_ms"` (wall
@@ -128,8 +133,8 @@ fn produce(
     let mut summary = Summary::default();
     let limit = limit.unwrap_or(u64::MAX);
     let started = Instant::now();
-    let mut last_report = started;
-    let mut sent_at_report = 0u64;
+    let total = (limit < u64::MAX).then_some(limit);
+    let mut progress = Progress::new("simulate", total, Unit::Messages, LARGE);
     while summary.sent() < limit && !shutdown.is_cancelled() {
         let Some(msg) = sim.next() else { break };
         let sent = summary.sent();
@@ -176,17 +181,13 @@ fn produce(
         summary.invalid += u64::from(msg.invalid.is_some());
         summary.bytes += payload.len() as u64;
         summary.last_emitted = Some(msg.emitted_at);
-        if last_report.elapsed() >= Duration::from_secs(2) {
+        progress.update(summary.sent(), || {
             let acked = producer.context().acked.load(AtomicOrdering::Relaxed);
-            let now_sent = summary.sent();
-            eprintln!(
-                "simulate: {now_sent} sent ({:.0}/s), {acked} acked, simulated {}",
-                (now_sent - sent_at_report) as f64 / last_report.elapsed().as_secs_f64(),
+            format!(
+                "{acked} acked, simulated {}",
                 msg.emitted_at.with_timezone(&local_offset()).format("%Y-%m-%d %H:%M")
-            );
-            last_report = Instant::now();
-            sent_at_report = now_sent;
-        }
+            )
+        });
     }
     // Everything handed over is delivered or failed before we report.
     let flushed = producer.flush(rdkafka::util::Timeout::After(Duration::from_secs(300)));
@@ -195,6 +196,7 @@ fn produce(
     summary.acked = ctx.acked.load(AtomicOrdering::Relaxed);
     summary.failed = ctx.failed.load(AtomicOrdering::Relaxed);
     summary.first_error = ctx.first_error.lock().ok().and_then(|e| e.clone());
+    progress.finish(summary.sent(), || format!("{} acked, {} failed", summary.acked, summary.failed));
     flushed.context("flushing the producer")?;
     Ok(summary)
 }

@@ -74,6 +74,8 @@
 //! - [`baseline`]: [`BaselineShares`], a simulated pre-campaign baseline
 //!   per district, as baseline-file rows (`d06 demo` imports them).
 //! - `cli`: [`SimulateArgs`] and [`command`], `d06 simulate` itself.
+//! - [`progress`]: [`Progress`], a bar on a terminal or plain lines, for
+//!   `d06 simulate` and `d06 validate`.
 
 pub mod baseline;
 mod cli;
@@ -87,6 +89,7 @@ mod kafka;
 mod message;
 mod national;
 mod population;
+pub mod progress;
 mod restamp;
 mod rhythm;
 mod rng;
@@ -102,6 +105,7 @@ pub use config::{Identity, SimConfig, Targets};
 pub use kafka::to_kafka;
 pub use message::{Kind, SimMessage};
 pub use national::National;
+pub use progress::{Progress, Unit};
 pub use restamp::restamp;
 pub use simulator::Simulator;
 pub use summary::Summary;

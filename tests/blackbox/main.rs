@@ -32,4 +32,5 @@ mod simulate_guard;
 mod tls;
 mod tls_alerts;
 mod transactions;
+mod validate_progress;
 mod webhook;

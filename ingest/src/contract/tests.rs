@@ -618,6 +618,22 @@ fn validate_lines_uses_one_watermark_and_skips_blank_lines() {
 }
 
 #[test]
+fn validate_lines_with_tells_how_far_after_every_line() {
+    let mut input = Vec::new();
+    input.extend(event("sim.swap", &[]));
+    let first = input.len() as u64 + 1;
+    input.extend(b"\n\n{\"x\":1}\n"); // 2: blank, 3: rejected
+    input.extend(event("sim.swap", &[])); // 4: no final newline
+    let total = input.len() as u64;
+    let mut seen = Vec::new();
+    let (rejections, accepted) =
+        validate_lines_with(validator(), Cursor::new(input), NOW + HORIZON, |r| seen.push(r)).unwrap();
+    assert_eq!((rejections.len(), accepted), (1, 2));
+    let r = |bytes, lines, rejected| LinesRead { bytes, lines, rejected };
+    assert_eq!(seen, [r(first, 1, 0), r(first + 1, 2, 0), r(first + 9, 3, 1), r(total, 4, 1)]);
+}
+
+#[test]
 fn validate_lines_reports_read_errors() {
     struct Broken;
     impl std::io::Read for Broken {
