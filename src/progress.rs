@@ -12,7 +12,7 @@ use ingest::kafka::LagProbe;
 use sinks::board::{Board, ReplayBoard};
 use sinks::prometheus::{Health, Metrics};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{debug, info};
 
 /// Measures and reports replay progress until shutdown.
 pub struct ProgressTask {
@@ -51,6 +51,12 @@ impl ProgressTask {
                 continue;
             }
             let now = Instant::now();
+            let waiting: Vec<String> = measured
+                .iter()
+                .filter(|m| m.lag() > 0)
+                .map(|m| format!("{}/{}@{}<{}", m.key.topic, m.key.partition, m.next, m.high))
+                .collect();
+            debug!(partitions = measured.len(), ?waiting, "router positions against the broker's ends");
             let step = self.progress.observe(now, &measured);
             if let Some(limit) = self.stall_limit {
                 let stalled = self.progress.stalled(now, limit, &measured);
