@@ -84,7 +84,9 @@ pub fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("d06: {e:#}");
+            // Not `eprintln!`: on a full disk holding stderr's file it would panic.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "d06: {e:#}");
             ExitCode::from(code_of(&e))
         }
     }

@@ -197,7 +197,10 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log line that cannot be written (its disk full) is lost, never a panic:
+    // the default reports the failure with `eprintln!`, which panics on that disk.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     if json {
         builder.json().flatten_event(true).init();
     } else {

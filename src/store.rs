@@ -7,9 +7,15 @@
 //! store is a cache of the Kafka topics up to the checkpointed offsets
 //! (SCALING.md 3): delete it and d06 rebuilds it from the beginning of the
 //! topics.
+//!
+//! A failed write (disk full, I/O error) leaves redb refusing every later
+//! operation until the file is reopened, so a failed checkpoint closes the
+//! database and the next one reopens it: the caller retries until the disk
+//! takes writes again, no restart needed. The reopened store holds the last
+//! committed checkpoint; the facts of the failed one are still the caller's.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aggregator::Fact;
 use anyhow::{bail, Context, Result};
@@ -56,13 +62,20 @@ pub struct Loaded {
 
 /// The open store.
 pub struct Store {
-    db: Database,
+    /// `None` after a failed write: reopened by the next checkpoint.
+    db: Option<Database>,
+    dir: PathBuf,
+    identity: Identity,
     next_chunk: u64,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("next_chunk", &self.next_chunk).finish()
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("open", &self.db.is_some())
+            .field("next_chunk", &self.next_chunk)
+            .finish()
     }
 }
 
@@ -112,12 +125,26 @@ impl Store {
                 (SourcePartition { topic: t.into(), partition: p }, PartitionState { next_offset: next, watermark: wm })
             })
             .collect();
-        Ok((Store { db, next_chunk: stored.next_chunk }, Loaded { positions, version: stored.version }))
+        let store =
+            Store { db: Some(db), dir: dir.to_owned(), identity: identity.clone(), next_chunk: stored.next_chunk };
+        Ok((store, Loaded { positions, version: stored.version }))
+    }
+
+    /// The database, reopened first if the last write failed.
+    fn db(&mut self) -> Result<&Database> {
+        if self.db.is_none() {
+            let (reopened, _) = Store::open(&self.dir, &self.identity).context("reopening the state store")?;
+            // The last committed checkpoint's chunk counter: the failed one's chunk was not kept.
+            self.next_chunk = reopened.next_chunk;
+            self.db = reopened.db;
+        }
+        self.db.as_ref().context("state store not open")
     }
 
     /// Replays every checkpointed fact, in the order it was applied.
     pub fn replay(&self, mut apply: impl FnMut(Fact)) -> Result<u64> {
-        let txn = self.db.begin_read()?;
+        let db = self.db.as_ref().context("state store not open")?;
+        let txn = db.begin_read()?;
         let facts = txn.open_table(FACTS)?;
         let mut n = 0;
         for entry in facts.iter()? {
@@ -134,14 +161,30 @@ impl Store {
         Ok(n)
     }
 
-    /// Atomically appends `facts` (encoded with [`Fact::encode`]) and records the positions and version.
+    /// Atomically appends `facts` (encoded with [`Fact::encode`]) and records
+    /// the positions and version. On an error nothing of it is stored and the
+    /// database is closed; the next call reopens it (retry with the same facts).
     pub fn checkpoint(
         &mut self,
         facts: &[u8],
         positions: &HashMap<SourcePartition, PartitionState>,
         version: u64,
     ) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let written = self.write_checkpoint(facts, positions, version);
+        if written.is_err() {
+            // redb refuses everything after an I/O error until reopened.
+            self.db = None;
+        }
+        written
+    }
+
+    fn write_checkpoint(
+        &mut self,
+        facts: &[u8],
+        positions: &HashMap<SourcePartition, PartitionState>,
+        version: u64,
+    ) -> Result<()> {
+        let txn = self.db()?.begin_write()?;
         let mut next_chunk = self.next_chunk;
         {
             if !facts.is_empty() {

@@ -9,6 +9,7 @@
 //! next generation in ClickHouse; on revocation it is flushed in full,
 //! checkpointed and dropped. Shards are applied on a pool of worker threads.
 
+mod checkpoint;
 mod figures;
 mod shard;
 
@@ -370,16 +371,8 @@ impl Pipeline {
                 warn!("fault point after_clickhouse: aborting the process");
                 std::process::abort();
             }
-            // 3. Each shard's store.
-            let cp_started = Instant::now();
-            tokio::task::block_in_place(|| {
-                self.pool.install(|| {
-                    self.shards
-                        .par_iter_mut()
-                        .try_for_each(|(p, s)| s.checkpoint().with_context(|| format!("checkpointing shard {p}")))
-                })
-            })?;
-            self.p.metrics.checkpoint_seconds.observe(cp_started.elapsed().as_secs_f64());
+            // 3. Each shard's store (retried while the disk refuses writes).
+            self.checkpoint_all(shutdown).await?;
             // 4. Offsets to the group.
             if let Some(c) = &self.p.committer {
                 let facts: Vec<(i32, i64)> = self

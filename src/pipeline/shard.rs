@@ -261,17 +261,18 @@ impl ShardState {
     }
 
     /// Commits the applied facts, the offset they reach and the version of
-    /// the rows last written to the store (fsync).
+    /// the rows last written to the store (fsync). On an error (disk full)
+    /// the facts stay pending: the next call retries them.
     pub fn checkpoint(&mut self) -> Result<()> {
         if self.pending_log.is_empty() && !self.moved {
             return Ok(());
         }
-        let log = std::mem::take(&mut self.pending_log);
         let positions = HashMap::from([(
             self.store_key.clone(),
             PartitionState { next_offset: self.next_offset, watermark: self.newest },
         )]);
-        self.store.checkpoint(&log, &positions, self.version())?;
+        self.store.checkpoint(&self.pending_log, &positions, self.version())?;
+        self.pending_log.clear();
         self.moved = false;
         Ok(())
     }

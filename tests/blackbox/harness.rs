@@ -84,6 +84,8 @@ pub struct AppOptions {
     pub clickhouse_toml: String,
     /// The broker for this app and the test's clients (the shared one by default).
     pub kafka: KafkaTarget,
+    /// The state directory (`state` in the app's temporary directory by default).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for AppOptions {
@@ -98,6 +100,7 @@ impl Default for AppOptions {
             clickhouse_url: None,
             clickhouse_toml: String::new(),
             kafka: KafkaTarget::default(),
+            state_dir: None,
         }
     }
 }
@@ -220,7 +223,7 @@ clock = "{clock}"
         facts = topics.facts,
         ch = options.clickhouse_url.clone().unwrap_or_else(clickhouse_url),
         ch_extra = options.clickhouse_toml.clone(),
-        state = dir.path().join("state").display(),
+        state = options.state_dir.clone().unwrap_or_else(|| dir.path().join("state")).display(),
         shards = options.shards,
         flush = options.flush_interval_ms,
         clock = options.clock,
@@ -301,7 +304,7 @@ impl App {
             group: self.group.clone(),
             database: self.database.clone(),
             metrics_port,
-            options: self.options.clone(),
+            options: AppOptions { state_dir: None, ..self.options.clone() },
             child: None,
             http: reqwest::Client::new(),
             dir,
@@ -395,7 +398,7 @@ impl App {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.options.state_dir.clone().unwrap_or_else(|| self.dir.path().join("state"))
     }
 
     pub async fn metrics_text(&self) -> String {
@@ -472,7 +475,10 @@ impl Drop for App {
         // D06_TEST_KEEP_LOGS=DIR keeps every app's log for a post-mortem.
         if let Ok(dir) = std::env::var("D06_TEST_KEEP_LOGS") {
             let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::copy(&self.log_path, Path::new(&dir).join(format!("{}.log", self.group)));
+            let _ = std::fs::copy(
+                &self.log_path,
+                Path::new(&dir).join(format!("{}.{}.log", self.group, self.metrics_port)),
+            );
         }
     }
 }

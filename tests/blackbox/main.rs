@@ -13,6 +13,7 @@ mod contract;
 mod crash;
 mod daily_alerts;
 mod dashboards;
+mod disk_full;
 mod events;
 mod exit_codes;
 mod faults;

@@ -15,7 +15,8 @@ use rand::{Rng, SeedableRng};
 use crate::crash::{generate, messages, recount, Expected};
 use crate::harness::{spawn_app, App, AppOptions, KafkaTarget, Producer, Prometheus};
 
-async fn coverage(app: &App) -> Expected {
+/// `coverage_daily` as the recount's map (non-zero rows).
+pub(crate) async fn coverage(app: &App) -> Expected {
     let rows = app
         .clickhouse(
             "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \

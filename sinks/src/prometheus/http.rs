@@ -22,12 +22,14 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 /// `/healthz` answers 200 as long as the process serves HTTP (liveness).
 /// `/readyz` answers 200 only when the figures this instance serves are
 /// current: after the first complete flush, while ClickHouse accepts writes,
-/// and while the source topics are not far behind. Otherwise 503 with the
+/// while the local state store accepts writes, and while the source topics
+/// are not far behind. Otherwise 503 with the
 /// reason, so an operator (or a load balancer's log) sees why.
 #[derive(Debug, Default)]
 pub struct Health {
     flushed: AtomicBool,
     sink_failing: AtomicBool,
+    store_failing: AtomicBool,
     behind: AtomicBool,
 }
 
@@ -38,6 +40,8 @@ pub enum NotReady {
     Starting,
     /// ClickHouse writes are failing (retried): the figures are getting old.
     SinkFailing,
+    /// Writing the local state store fails (disk full?): stage 2 waits.
+    StoreFailing,
     /// Replaying far behind the source topics' ends: the figures are not current.
     Behind,
 }
@@ -48,6 +52,7 @@ impl NotReady {
         match self {
             NotReady::Starting => "not ready: no complete flush yet\n",
             NotReady::SinkFailing => "not ready: ClickHouse writes are failing\n",
+            NotReady::StoreFailing => "not ready: writing the state store fails (disk full?)\n",
             NotReady::Behind => "not ready: replaying far behind the source topics\n",
         }
     }
@@ -69,6 +74,11 @@ impl Health {
         self.sink_failing.store(failing, Ordering::Release);
     }
 
+    /// Writing the local state store fails (true) or succeeds again (false).
+    pub fn set_store_failing(&self, failing: bool) {
+        self.store_failing.store(failing, Ordering::Release);
+    }
+
     /// The source topics are (not) far behind.
     pub fn set_behind(&self, behind: bool) {
         self.behind.store(behind, Ordering::Release);
@@ -80,6 +90,8 @@ impl Health {
             Err(NotReady::Starting)
         } else if self.sink_failing.load(Ordering::Acquire) {
             Err(NotReady::SinkFailing)
+        } else if self.store_failing.load(Ordering::Acquire) {
+            Err(NotReady::StoreFailing)
         } else if self.behind.load(Ordering::Acquire) {
             Err(NotReady::Behind)
         } else {
@@ -207,6 +219,12 @@ mod tests {
         assert_eq!(status, 503);
         assert!(body.ends_with("not ready: ClickHouse writes are failing\n"), "{body}");
         health.set_sink_failing(false);
+        assert_eq!(http_get(addr, "/readyz").await.0, 200);
+        health.set_store_failing(true);
+        let (status, body) = http_get(addr, "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(body.ends_with("not ready: writing the state store fails (disk full?)\n"), "{body}");
+        health.set_store_failing(false);
         assert_eq!(http_get(addr, "/readyz").await.0, 200);
         assert_eq!(http_get(addr, "/nope").await.0, 404);
 

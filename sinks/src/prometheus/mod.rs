@@ -110,6 +110,11 @@ pub struct Metrics {
     pub state_events: IntGauge,
     /// `d06_checkpoint_seconds`: duration of a local checkpoint (with fsync).
     pub checkpoint_seconds: Histogram,
+    /// `d06_state_store_failing`: 1 while writing the local state store fails
+    /// (disk full, I/O error) and stage 2 waits, else 0.
+    pub state_store_failing: IntGauge,
+    /// `d06_state_store_write_failures_total`: failed checkpoint attempts.
+    pub state_store_failures: IntCounter,
     /// `d06_flush_seconds`: duration of a whole flush (sinks, checkpoint, commit);
     /// its `_count` is the number of flushes.
     pub flush_seconds: Histogram,
@@ -200,6 +205,16 @@ impl Metrics {
         registry.register(Box::new(state_subjects.clone()))?;
         let state_events = IntGauge::new("d06_state_events", "Event ids held for deduplication, all shards.")?;
         registry.register(Box::new(state_events.clone()))?;
+        let state_store_failing = IntGauge::new(
+            "d06_state_store_failing",
+            "1 while writing the local state store fails (disk full, I/O error) and stage 2 waits.",
+        )?;
+        registry.register(Box::new(state_store_failing.clone()))?;
+        let state_store_failures = IntCounter::new(
+            "d06_state_store_write_failures_total",
+            "Failed checkpoint attempts of the local state store (each retried).",
+        )?;
+        registry.register(Box::new(state_store_failures.clone()))?;
         let last_flush_time = Gauge::new(
             "d06_last_flush_timestamp_seconds",
             "Wall-clock time (Unix seconds) of the last completed flush.",
@@ -256,6 +271,8 @@ impl Metrics {
             newest_event_time,
             state_subjects,
             state_events,
+            state_store_failing,
+            state_store_failures,
             checkpoint_seconds: histogram(
                 "d06_checkpoint_seconds",
                 "Duration of a local checkpoint, fsync included.",
