@@ -30,6 +30,7 @@ mod reports;
 mod retention;
 mod scale_out;
 mod simulate_guard;
+mod stalled_consumer;
 mod tls;
 mod tls_alerts;
 mod transactions;

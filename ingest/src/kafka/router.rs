@@ -31,7 +31,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::record::FactsRecord;
 use super::{headers, ErrorLog, KafkaConfig, PartitionState, SourceError, SourcePartition};
@@ -74,6 +74,10 @@ struct Inner {
     /// When `pending` is next tried, and the wait after that.
     pending_retry: (Instant, Duration),
     open: bool,
+    /// An abort timed out: librdkafka finishes it only when called again, and
+    /// refuses a new transaction meanwhile (after a stall past
+    /// `max.poll.interval.ms` the coordinator can take a while to answer).
+    abort_unfinished: bool,
     stats: Committed,
     newest: Option<Nanos>,
     /// The newest `occurred_at` broadcast as a clock record.
@@ -83,6 +87,10 @@ struct Inner {
     identity: u64,
     timeout: Duration,
 }
+
+/// Calls of `abort_transaction` (each up to the transaction timeout) before
+/// an abort that keeps timing out stops the router.
+const ABORT_ATTEMPTS: u32 = 6;
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -250,6 +258,9 @@ impl Inner {
     }
 
     fn begin(&mut self) -> Result<(), KafkaError> {
+        if self.abort_unfinished {
+            self.finish_abort()?;
+        }
         if !self.open {
             self.producer.begin_transaction()?;
             self.open = true;
@@ -332,12 +343,46 @@ impl Inner {
         Ok(std::mem::take(&mut self.stats))
     }
 
+    /// Finishes an abort that timed out, retrying a few times; then gives
+    /// up with a clear error (the process stops; restarted, it fences this
+    /// incarnation and re-reads from the last commit).
+    fn finish_abort(&mut self) -> Result<(), KafkaError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.producer.abort_transaction(self.timeout) {
+                Ok(()) => {
+                    info!(attempts = attempt, "the timed-out abort finished; transactions resume");
+                    self.abort_unfinished = false;
+                    return Ok(());
+                }
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < ABORT_ATTEMPTS => {
+                    warn!(attempt, error = %e, "finishing the timed-out abort; retrying");
+                }
+                Err(error) => {
+                    error!(
+                        attempts = attempt,
+                        %error,
+                        "the transaction coordinator never finished aborting this instance's transaction; \
+                         stopping the router (a restart re-reads from the last commit)"
+                    );
+                    return Err(error);
+                }
+            }
+        }
+    }
+
     /// Aborts the open transaction and puts every partition back where the
     /// last commit left it (the aborted facts are invisible to `read_committed`).
     fn abort_and_rewind(&mut self, consumer: &BaseConsumer<RouterContext>) {
         if self.open {
-            if let Err(error) = self.producer.abort_transaction(self.timeout) {
-                warn!(%error, "aborting the transaction failed");
+            match self.producer.abort_transaction(self.timeout) {
+                Ok(()) => {}
+                Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                    warn!(error = %e, "aborting the transaction timed out; finishing it before the next one");
+                    self.abort_unfinished = true;
+                }
+                Err(error) => warn!(%error, "aborting the transaction failed"),
             }
             self.open = false;
         }
@@ -413,6 +458,7 @@ impl Router {
             pending: HashSet::new(),
             pending_retry: (Instant::now(), PENDING_FIRST_RETRY),
             open: false,
+            abort_unfinished: false,
             stats: Committed::default(),
             newest: None,
             broadcast: None,

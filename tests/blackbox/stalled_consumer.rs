@@ -1,0 +1,138 @@
+//! Issue 14: a consumer stalled longer than `max.poll.interval.ms` rejoins
+//! without loss. Two instances share the stream; one is stopped (SIGSTOP)
+//! for longer than its `max.poll.interval.ms` (set low through
+//! `[kafka.properties]`), then continued. librdkafka notices the stall
+//! (session timeout or `MAX_POLL_EXCEEDED`, whichever its main thread sees
+//! first on resuming: a stall past `max.poll.interval.ms` is always past the
+//! session timeout too) and rejoins. Both must carry on — the stalled one
+//! routes again, every shard has one owner — and ClickHouse must equal an
+//! independent recount.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::crash::{generate, messages, recount};
+use crate::harness::{spawn_app, AppOptions, KafkaTarget, Producer};
+use crate::scale_out::coverage;
+
+/// `max.poll.interval.ms` of both instances (librdkafka wants it ≥ the session timeout, 3 s here).
+const MAX_POLL_MS: u64 = 6_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stalled_past_max_poll_interval_rejoins_without_loss() {
+    let n: usize = std::env::var("D06_STALL_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(30_000);
+    let seed: u64 = rand::random();
+    eprintln!("stalled-consumer test: {n} events, seed {seed}");
+    let raws = generate(n, seed);
+    let expected = recount(&raws);
+    let partitions = 4;
+    let mut kafka = KafkaTarget::default();
+    kafka.properties.push(("max.poll.interval.ms".into(), MAX_POLL_MS.to_string()));
+    let options = AppOptions { partitions, shards: 4, flush_interval_ms: 300, kafka, ..AppOptions::default() };
+    let mut a = spawn_app(options).await;
+    // The setting is in d06's configuration now; the test's own clients keep the defaults.
+    a.options.kafka = KafkaTarget::default();
+    let mut b = a.sibling("i1");
+    b.start().await;
+    let topics: Vec<String> = a.topics.sources().iter().map(|s| s.to_string()).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x57a11);
+    let messages = messages(&raws, &topics, partitions, &mut rng);
+    let mut per_partition: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (t, p, _) in &messages {
+        *per_partition.entry((t.clone(), *p)).or_insert(0) += 1;
+    }
+    let total = messages.len();
+    // The stream arrives over ~25 s, before, during and after the stall.
+    let producer = tokio::spawn(async move {
+        let p = Producer::new();
+        for chunk in messages.chunks(1_500) {
+            p.send_all(chunk).await;
+            tokio::time::sleep(Duration::from_millis(1_200)).await;
+        }
+    });
+    let started = Instant::now();
+    // Both own shards and source partitions before the stall.
+    for app in [&a, &b] {
+        app.wait_for("both instances consuming", Duration::from_secs(60), || async {
+            let m = app.metrics().await;
+            m.get("d06_shards_owned", &[]).unwrap_or(0.0) > 0.0 && m.sum("d06_messages_consumed_total") > 0.0
+        })
+        .await;
+    }
+    let stall = Duration::from_millis(MAX_POLL_MS * 2);
+    a.signal("STOP");
+    eprintln!("a stopped for {stall:?} after {:?}", started.elapsed());
+    tokio::time::sleep(stall).await;
+    a.signal("CONT");
+    eprintln!("a continued after {:?}", started.elapsed());
+    let consumed_at_resume = a.metrics().await.sum("d06_messages_consumed_total");
+
+    // a rejoins by itself: it routes source messages again (stage 1's group).
+    a.wait_for("a routing again", Duration::from_secs(60), || async {
+        a.metrics().await.sum("d06_messages_consumed_total") > consumed_at_resume
+    })
+    .await;
+    eprintln!("a routes again after {:?}", started.elapsed());
+    producer.await.expect("producer");
+    eprintln!("all {total} produced after {:?}", started.elapsed());
+
+    // Every source message routed, and ClickHouse equals the recount.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let committed = b.committed_offsets();
+        if per_partition.iter().all(|(k, n)| committed.get(k).copied().unwrap_or(0) >= *n) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every source message routed\n--- a:\n{}\n--- b:\n{}",
+            a.log_tail(30),
+            b.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = coverage(&b).await;
+        if got == expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            let diff: Vec<_> = expected
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
+                .take(10)
+                .collect();
+            panic!(
+                "ClickHouse differs from the recount (key, expected, got): {diff:?}\n--- a:\n{}\n--- b:\n{}",
+                a.log_tail(30),
+                b.log_tail(30)
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(expected.len() > 500, "the stream covers many keys: {}", expected.len());
+    eprintln!("ClickHouse equals the recount after {:?}", started.elapsed());
+    for (name, app) in [("a", &mut a), ("b", &mut b)] {
+        assert!(app.is_running(), "{name} still running:\n{}", app.log_tail(30));
+        assert!(!app.log().contains("panicked"), "no panic in {name}:\n{}", app.log_tail(30));
+    }
+    // Every shard has exactly one owner among the two (stage 2's group).
+    let mut owned = 0.0;
+    for app in [&a, &b] {
+        owned += app.metrics().await.get("d06_shards_owned", &[]).unwrap_or(0.0);
+    }
+    assert_eq!(owned, 4.0, "every shard owned once after the stall");
+    let stalled: Vec<String> = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("MAXPOLL") || l.contains("SESSTMOUT") || l.contains("PollExceeded"))
+        .map(|l| l.chars().take(240).collect())
+        .collect();
+    assert!(!stalled.is_empty(), "librdkafka noticed the stall:\n{}", a.log_tail(30));
+    eprintln!("a's log on the stall:\n{}", stalled.join("\n"));
+}
