@@ -241,3 +241,50 @@ async fn a_full_state_disk_stops_stage_two_and_it_resumes_by_itself() {
     assert!(app.is_running(), "d06 still running:\n{}", app.log_tail(20));
     eprintln!("done after {:?}", started.elapsed());
 }
+
+/// The panic seen when this machine's disk filled: d06's log (stderr) on the
+/// full disk. Every write to `/dev/full` fails with ENOSPC; d06 must run on,
+/// losing its log lines, and stop cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_on_a_full_disk_is_no_panic() {
+    let mut app = spawn_app(AppOptions::default()).await;
+    app.kill9();
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_d06"))
+        .arg("run")
+        .arg("--config")
+        .arg(&app.config_path)
+        .env("D06_HMAC_KEY", crate::harness::HMAC_KEY)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(full())
+        .stderr(full())
+        .spawn()
+        .expect("spawn d06");
+    let healthz = format!("http://127.0.0.1:{}/healthz", app.metrics_port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("d06 exited with {status} while its log could not be written (101 is a panic)");
+        }
+        if reqwest::get(&healthz).await.map(|r| r.status().is_success()).unwrap_or(false) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "d06 not healthy in 60 s with its log on a full disk");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // It has logged (and lost) its start-up lines and assignments by now; still running.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(child.try_wait().expect("wait").is_none(), "d06 stopped while its log could not be written");
+    let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "d06 did not stop within 60 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "a clean stop despite the lost log lines: {status}");
+}
