@@ -13,7 +13,7 @@ mod checkpoint;
 mod figures;
 mod shard;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,6 +106,8 @@ pub struct Pipeline {
     shards: BTreeMap<u32, ShardState>,
     pending_dead: Vec<DeadLetterRecord>,
     dead_positions: BTreeMap<i32, i64>,
+    /// Shards being revoked: their last flush is never followed by a new claim.
+    releasing: BTreeSet<u32>,
     /// Plan rows are in ClickHouse through this day.
     plan_through: Option<NaiveDate>,
     flushed_once: bool,
@@ -152,6 +154,7 @@ impl Pipeline {
             shards: BTreeMap::new(),
             pending_dead: Vec::new(),
             dead_positions: BTreeMap::new(),
+            releasing: BTreeSet::new(),
             plan_through: None,
             flushed_once: false,
             failovers_seen: 0,
@@ -227,9 +230,10 @@ impl Pipeline {
                         s.full_rewrite = true;
                     }
                 }
+                self.releasing = partitions.iter().map(|p| *p as u32).collect();
                 let flushed = self.flush(shutdown).await;
-                for p in &partitions {
-                    self.shards.remove(&(*p as u32));
+                for p in std::mem::take(&mut self.releasing) {
+                    self.shards.remove(&p);
                 }
                 info!(?partitions, lost, "shards released");
                 self.ownership_changed();
@@ -345,23 +349,45 @@ impl Pipeline {
                 ] {
                     rows.with_label_values(&["clickhouse", table]).inc_by(n as u64);
                 }
-                // 2. Ownership: a shard another owner has claimed since is dropped here;
-                //    what we just wrote for it carries a lower version and never counts.
+                // 2. Ownership: what we just wrote for a shard another owner has
+                //    claimed since carries a lower version and never counts. The
+                //    group still gives this instance the shard (no revocation came),
+                //    so the newer claim is a zombie's, made on an assignment it had
+                //    already lost (a member paused past its session serves its stale
+                //    assignment on waking): claim it again and rewrite it whole. A
+                //    real zombie learns of its lost assignment within its session
+                //    timeout, so two claimants alternate for at most that long, each
+                //    writing complete rows: figures may lag, never double.
                 let wrote: Vec<u32> = written.iter().filter(|(_, (_, n))| *n > 0).map(|(p, _)| *p).collect();
                 if !wrote.is_empty() {
                     let current = generations(sink, &wrote, &self.p.metrics, &self.p.health, shutdown).await?;
                     for p in wrote {
                         let (mine, rows) = written[&p];
                         if current.get(&p).is_some_and(|g| *g > mine) {
+                            self.p.metrics.fenced_writes.inc_by(rows as u64);
+                            if self.releasing.contains(&p) {
+                                warn!(
+                                    partition = p,
+                                    generation = mine,
+                                    newer = current[&p],
+                                    rows,
+                                    "fenced while releasing the shard"
+                                );
+                                continue;
+                            }
+                            let generation = claim(sink, p, &self.p.owner, shutdown).await?;
                             warn!(
                                 partition = p,
                                 generation = mine,
                                 newer = current[&p],
+                                reclaimed = generation,
                                 rows,
-                                "fenced: another instance owns this shard; dropping it"
+                                "fenced: a newer claim on a shard the group still gives this instance; claimed it again"
                             );
-                            self.p.metrics.fenced_writes.inc_by(rows as u64);
-                            self.shards.remove(&p);
+                            if let Some(s) = self.shards.get_mut(&p) {
+                                s.generation = generation;
+                                s.full_rewrite = true;
+                            }
                         }
                     }
                     self.ownership_changed();
