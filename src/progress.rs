@@ -56,7 +56,9 @@ impl ProgressTask {
                 .filter(|m| m.lag() > 0)
                 .map(|m| format!("{}/{}@{}<{}", m.key.topic, m.key.partition, m.next, m.high))
                 .collect();
-            debug!(partitions = measured.len(), ?waiting, "router positions against the broker's ends");
+            if !waiting.is_empty() {
+                debug!(partitions = measured.len(), ?waiting, "router positions against the broker's ends");
+            }
             let step = self.progress.observe(now, &measured);
             if let Some(limit) = self.stall_limit {
                 let stalled = self.progress.stalled(now, limit, &measured);

@@ -194,6 +194,9 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
                 .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
                 .take(10)
                 .collect();
+            for (name, app) in [("a", &a), ("b", &b)] {
+                keep_for_diagnosis(name, app, seed);
+            }
             panic!(
                 "ClickHouse differs from the recount (key, expected, got): {diff:?}\n--- a:\n{}\n--- b:\n{}",
                 a.log_tail(30),
