@@ -20,7 +20,7 @@ use crate::crash::{generate, messages, recount, Expected};
 use crate::harness::{clickhouse_query_at, spawn_app, unique, App, AppOptions, Producer};
 
 /// An invalid message: one dead letter.
-const INVALID: &[u8] = b"{not json";
+pub(crate) const INVALID: &[u8] = b"{not json";
 
 /// The cluster under test: (name, HTTP URLs), or `None` to skip.
 fn cluster() -> Option<(String, Vec<String>)> {
@@ -82,7 +82,7 @@ impl Drop for Restore {
 
 /// Non-zero rows of `coverage_daily` read on the server at `url`, or `None`
 /// while that server does not answer.
-async fn coverage_at(http: &reqwest::Client, url: &str, database: &str) -> Option<Expected> {
+pub(crate) async fn coverage_at(http: &reqwest::Client, url: &str, database: &str) -> Option<Expected> {
     let sql = "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
                WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day";
     let r = http
@@ -114,7 +114,7 @@ fn counted(coverage: Option<Expected>) -> i64 {
 }
 
 /// Waits until `coverage_daily` on `url` equals `expected`.
-async fn wait_equal(app: &App, http: &reqwest::Client, url: &str, expected: &Expected, timeout: Duration) {
+pub(crate) async fn wait_equal(app: &App, http: &reqwest::Client, url: &str, expected: &Expected, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         let got = coverage_at(http, url, &app.database).await;

@@ -137,7 +137,8 @@ pub struct App {
     http: reqwest::Client,
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free port")
 }
 
@@ -533,30 +534,58 @@ impl Producer {
         delivery.offset
     }
 
+    /// Sends many messages like `send_all`, and sends again those whose
+    /// delivery failed (a producer's retry: a message may then be stored
+    /// twice) until every one is acknowledged or `timeout` has passed.
+    pub async fn send_all_retrying(&self, messages: &[(String, i32, Vec<u8>)], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<&(String, i32, Vec<u8>)> = messages.iter().collect();
+        while !pending.is_empty() {
+            assert!(Instant::now() < deadline, "{} messages not delivered within {timeout:?}", pending.len());
+            let mut acks = Vec::with_capacity(pending.len());
+            for m in pending {
+                acks.push((m, self.enqueue(FutureRecord::to(&m.0).partition(m.1).payload(&m.2[..])).await));
+            }
+            let mut failed = Vec::new();
+            for (m, ack) in acks {
+                match ack.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        eprintln!("delivery failed ({e}); sending again");
+                        failed.push(m);
+                    }
+                    Err(_) => failed.push(m),
+                }
+            }
+            pending = failed;
+        }
+    }
+
     /// Sends many messages: all enqueued at once (in order per partition), then every ack awaited.
     pub async fn send_all(&self, messages: &[(String, i32, Vec<u8>)]) {
         let mut acks = Vec::with_capacity(messages.len());
         for (t, p, m) in messages {
-            let mut rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(t).partition(*p).payload(&m[..]);
-            loop {
-                match self.inner.send_result(rec) {
-                    Ok(ack) => {
-                        acks.push(ack);
-                        break;
-                    }
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        rec = r;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => panic!("produce: {e}"),
-                }
-            }
+            acks.push(self.enqueue(FutureRecord::to(t).partition(*p).payload(&m[..])).await);
         }
         for ack in acks {
             ack.await.expect("delivery canceled").expect("delivery");
+        }
+    }
+
+    /// Enqueues one record, waiting while the local queue is full.
+    async fn enqueue(&self, mut rec: FutureRecord<'_, str, [u8]>) -> rdkafka::producer::DeliveryFuture {
+        loop {
+            match self.inner.send_result(rec) {
+                Ok(ack) => return ack,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    rec = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
         }
     }
 }
@@ -571,8 +600,13 @@ pub struct ReadBack {
 
 /// A `read_committed` reader of every partition of `topic`, from the beginning.
 fn reader(topic: &str, partitions: i32) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_addr())
+    reader_on(&KafkaTarget::default(), topic, partitions)
+}
+
+/// A `read_committed` reader of every partition of `topic` on `kafka`, from the beginning.
+fn reader_on(kafka: &KafkaTarget, topic: &str, partitions: i32) -> BaseConsumer {
+    let consumer: BaseConsumer = kafka
+        .client_config()
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -617,7 +651,12 @@ pub fn read_topic(topic: &str, partitions: i32, n: usize, timeout: Duration) -> 
 /// Every record of `topic` visible to a `read_committed` reader, with its
 /// partition and headers; stops once nothing new arrived for `idle`.
 pub fn read_committed(topic: &str, partitions: i32, idle: Duration) -> Vec<(i32, ReadBack)> {
-    let consumer = reader(topic, partitions);
+    read_committed_on(&KafkaTarget::default(), topic, partitions, idle)
+}
+
+/// `read_committed` on the broker `kafka`.
+pub fn read_committed_on(kafka: &KafkaTarget, topic: &str, partitions: i32, idle: Duration) -> Vec<(i32, ReadBack)> {
+    let consumer = reader_on(kafka, topic, partitions);
     let mut last = Instant::now();
     let mut out = Vec::new();
     while last.elapsed() < idle {

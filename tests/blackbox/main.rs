@@ -23,6 +23,7 @@ mod hotline_crosscheck;
 mod hotline_oracle;
 mod national;
 mod outputs;
+mod private;
 mod proxy;
 mod readiness;
 mod refusals;
