@@ -324,13 +324,7 @@ impl Config {
     /// The campaign plan (`plan.file`, else the embedded one) resolved in
     /// `geo`; an unreadable or invalid file is a [`exit::ConfigError`].
     pub fn plan(&self, geo: &Geography) -> Result<Plan> {
-        let text = match &self.plan.file {
-            Some(p) => std::fs::read_to_string(p)
-                .with_context(|| format!("reading the plan {}", p.display()))
-                .map_err(exit::config)?,
-            None => crate::DEFAULT_PLAN.to_owned(),
-        };
-        Plan::from_toml(&text, geo).context("loading the campaign plan").map_err(exit::config)
+        reports::load_plan(self.plan.file.as_deref(), geo).map_err(exit::config)
     }
 
     /// Everything `d06 run` checks that needs no network: [`Config::validate`]'s
@@ -492,6 +486,32 @@ mod tests {
         let e = c.plan(&geo).unwrap_err();
         assert_eq!(exit::code_of(&e), exit::CONFIG, "{e:#}");
         assert!(Config::default().plan(&geo).is_ok(), "the embedded plan");
+    }
+
+    #[test]
+    fn a_plan_loads_the_baseline_file_it_names_relative_to_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plans")).unwrap();
+        let plan = dir.path().join("plans/plan.toml");
+        std::fs::write(&plan, format!("baseline_file = \"b.csv\"\n{}", crate::DEFAULT_PLAN)).unwrap();
+        let c: Config = toml::from_str(&format!("[plan]\nfile = \"{}\"\n", plan.display())).unwrap();
+        let geo = Geography::load(c.contract.geography).unwrap();
+        // Missing: a configuration error naming the file.
+        let e = c.plan(&geo).unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::CONFIG, "{e:#}");
+        let b = dir.path().join("plans/b.csv");
+        assert!(format!("{e:#}").contains(&format!("reading the baseline file {}", b.display())), "{e:#}");
+        // A bad row: refused with the file and its line.
+        std::fs::write(&b, "indicator,area,baseline,source\nsmartphone_4g,688,5,x\nsmartphone_4g,7,5,x\n").unwrap();
+        let e = c.plan(&geo).unwrap_err();
+        assert_eq!(exit::code_of(&e), exit::CONFIG, "{e:#}");
+        assert!(format!("{e:#}").contains("baseline file b.csv: line 3: unknown area code \"7\""), "{e:#}");
+        // A good file: its baselines are the plan's.
+        std::fs::write(&b, "indicator,area,baseline,source\nsmartphone_4g,688,19800,Viettel\n").unwrap();
+        let p = c.plan(&geo).unwrap();
+        let d = geo.find(aggregator::AreaLevel::District, "688").unwrap();
+        assert_eq!(p.baseline_of(aggregator::Indicator::Smartphone4g, d), aggregator::Baseline::Known(19_800));
+        assert!(c.offline_problems(false).is_empty());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod baseline_csv;
 pub mod coverage;
 pub mod plan;
 pub mod plan_edit;
+pub mod plan_source;
 pub mod standing;
 pub use coverage::{CoverageRow, LagRule, Status};
 pub use plan::{Baseline, Plan, PlanError};

@@ -61,6 +61,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use aggregator::plan::Plan;
+use aggregator::plan_source;
 use aggregator::{Geography, GeographyVersion};
 use anyhow::{Context, Result};
 use sinks::clickhouse::ClickHouseConfig;
@@ -93,11 +94,26 @@ pub enum Format {
     Html,
 }
 
-/// The plan the pipeline runs with: `plan_file`, or the embedded one.
+/// The plan the pipeline runs with: `plan_file`, or the embedded one, with
+/// the baseline file it names (`baseline_file`, relative to the plan file;
+/// [`aggregator::plan_source`]). `d06 run`, `check-config`, the reports and
+/// the alerts all load the plan here; every error names the file (and the
+/// row of a refused baseline file).
 pub fn load_plan(plan_file: Option<&Path>, geo: &Geography) -> Result<Plan> {
     let text = match plan_file {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the plan {}", p.display()))?,
         None => EMBEDDED_PLAN.to_owned(),
     };
-    Plan::from_toml(&text, geo).context("loading the campaign plan")
+    let name = plan_file.map_or_else(|| "the embedded plan".to_owned(), |p| p.display().to_string());
+    let csv = match plan_source::baseline_file(&text).with_context(|| format!("loading the campaign plan {name}"))? {
+        None => None,
+        Some(file) => {
+            let dir = plan_file.and_then(Path::parent).unwrap_or(Path::new(""));
+            let path = dir.join(&file);
+            let csv = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the baseline file {} named by the plan {name}", path.display()))?;
+            Some(csv)
+        }
+    };
+    plan_source::load(&text, csv.as_deref(), geo).with_context(|| format!("loading the campaign plan {name}"))
 }
