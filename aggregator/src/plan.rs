@@ -2,6 +2,9 @@
 //! and how the province's targets are split among districts.
 //!
 //! A plan is a TOML file (`deploy/plans/*.toml`); unknown keys are errors.
+//! A plan file may also name a per-area baseline file
+//! (`baseline_file = "b.csv"`), resolved by [`crate::plan_source`] before
+//! [`Plan::from_toml`], which refuses the key.
 //!
 //! ```toml
 //! name = "Kế hoạch 128/KH-UBND"

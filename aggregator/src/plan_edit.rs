@@ -158,6 +158,10 @@ mod tests {
         // District baselines above the province's.
         let rows = parse("indicator,area,baseline,source\ncccd,70,10,a\ncccd,688,11,b\n", &g).unwrap();
         assert!(matches!(import_baselines(FIXTURE, &rows, &g), Err(PlanEditError::Plan(PlanError::Split { .. }))));
+        // A plan naming its own baseline file takes an import and keeps the key.
+        let named = format!("baseline_file = \"b.csv\"\n{FIXTURE}");
+        let rows = parse("indicator,area,baseline,source\nsmartphone_4g,688,5,a\n", &g).unwrap();
+        assert!(import_baselines(&named, &rows, &g).unwrap().starts_with("baseline_file = \"b.csv\"\n"));
         // An indicator the plan does not have.
         let rows = parse("indicator,area,baseline,source\ncccd,688,1,a\n", &g).unwrap();
         assert!(matches!(

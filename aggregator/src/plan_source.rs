@@ -38,20 +38,21 @@ pub enum PlanSourceError {
         given: &'static str,
     },
     /// A row of the baseline file is refused.
-    #[error("baseline file {file}: {source}")]
+    #[error("baseline file {file}: {reason}")]
     Csv {
         /// The file, as the plan names it.
         file: String,
-        /// Why (with the line).
-        source: BaselineCsvError,
+        /// Why (with the line); in the message, not a separate source, so
+        /// that an error chain prints it once.
+        reason: BaselineCsvError,
     },
     /// The baselines do not fit the plan.
-    #[error("baseline file {file}: {source}")]
+    #[error("baseline file {file}: {reason}")]
     Import {
         /// The file, as the plan names it.
         file: String,
-        /// Why.
-        source: PlanEditError,
+        /// Why (in the message, as for `Csv`).
+        reason: PlanEditError,
     },
     /// The plan itself does not load.
     #[error(transparent)]
@@ -90,9 +91,9 @@ pub fn load(plan_text: &str, baseline_csv: Option<&str>, geo: &Geography) -> Res
             return Err(PlanSourceError::Mismatch { named, given: if given.is_some() { "a" } else { "no" } })
         }
     };
-    let rows = baseline_csv::parse(csv, geo).map_err(|source| PlanSourceError::Csv { file: file.clone(), source })?;
+    let rows = baseline_csv::parse(csv, geo).map_err(|reason| PlanSourceError::Csv { file: file.clone(), reason })?;
     let text = import_baselines(&without_key(plan_text)?, &rows, geo)
-        .map_err(|source| PlanSourceError::Import { file: file.clone(), source })?;
+        .map_err(|reason| PlanSourceError::Import { file: file.clone(), reason })?;
     Ok(Plan::from_toml(&text, geo)?)
 }
 
@@ -149,7 +150,7 @@ mod tests {
         let g = pre();
         let plan = with_key();
         let e = load(&plan, Some("indicator,area,baseline,source\ncccd,688,0,a\ncccd,99999,5,x\n"), &g).unwrap_err();
-        assert!(matches!(e, PlanSourceError::Csv { source: BaselineCsvError::Area { line: 3, .. }, .. }), "{e:?}");
+        assert!(matches!(e, PlanSourceError::Csv { reason: BaselineCsvError::Area { line: 3, .. }, .. }), "{e:?}");
         assert_eq!(
             e.to_string(),
             "baseline file baselines/2024.csv: line 3: unknown area code \"99999\": not the province, a district \

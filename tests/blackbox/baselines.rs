@@ -104,6 +104,46 @@ fn import_baseline_writes_the_plan_and_refuses_an_unknown_area_code() {
     }
 }
 
+/// A plan naming its own baseline file (`baseline_file`, relative to the
+/// plan): `check-config` loads it without an import; a missing file or a
+/// bad row is a configuration error (exit 78) in one line naming the file
+/// (and the row).
+#[test]
+fn check_config_loads_the_baseline_file_the_plan_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("plans")).unwrap();
+    let plan = dir.path().join("plans/plan.toml");
+    let fixture = std::fs::read_to_string(repo().join("deploy/plans/binh-phuoc-2024.toml")).expect("plan");
+    std::fs::write(&plan, format!("baseline_file = \"baselines.csv\"\n{fixture}")).unwrap();
+    let config = dir.path().join("d06.toml");
+    std::fs::write(&config, format!("[plan]\nfile = \"{}\"\n", plan.display())).unwrap();
+    let check = || d06(&["check-config", "--without-key", config.to_str().unwrap()]);
+    let csv = dir.path().join("plans/baselines.csv");
+
+    let out = check();
+    assert_eq!(out.status.code(), Some(78), "missing file: {}", text(&out.stderr));
+    let lines: Vec<String> =
+        text(&out.stderr).lines().filter(|l| l.contains("baselines.csv")).map(str::to_owned).collect();
+    assert_eq!(lines.len(), 1, "one line names the file: {}", text(&out.stderr));
+    assert!(lines[0].contains(&format!("reading the baseline file {}", csv.display())), "{}", lines[0]);
+
+    std::fs::write(&csv, "indicator,area,baseline,source\nsmartphone_4g,688,19800,Viettel\nsim_signature,12345,1,x\n")
+        .unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(78), "bad row: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr).matches("baseline file baselines.csv: line 3: unknown area code \"12345\"").count(),
+        1,
+        "the row named once: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stderr).matches("line 3").count(), 1, "{}", text(&out.stderr));
+
+    std::fs::write(&csv, "indicator,area,baseline,source\nsmartphone_4g,688,19800,Viettel\n").unwrap();
+    let out = check();
+    assert!(out.status.success(), "good file: {}", text(&out.stderr));
+}
+
 /// 10/4–30/4/2024, every district weighs 1; sim_signature 110 (10 per
 /// district) all by 20/4 — a district is expected to have k by the end of
 /// 10/4 + k days — with the baseline unknown except in 688 (0, known).
