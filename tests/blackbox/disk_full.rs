@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::crash::{generate, messages, recount};
 use crate::harness::{spawn_app, App, AppOptions, Producer};
-use crate::scale_out::coverage;
+use crate::scale_out::{coverage, until_recount};
 
 /// A tmpfs of `size_mib` MiB, unmounted when dropped.
 struct Tmpfs {
@@ -195,22 +195,8 @@ async fn a_full_state_disk_stops_stage_two_and_it_resumes_by_itself() {
         app.log().contains("takes writes again")
     })
     .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = coverage(&app).await;
-        if got == expected {
-            break;
-        }
-        if Instant::now() > deadline {
-            let diff: Vec<_> = expected
-                .iter()
-                .filter(|(k, v)| got.get(*k) != Some(*v))
-                .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
-                .take(10)
-                .collect();
-            panic!("ClickHouse differs from the recount (key, expected, got): {diff:?}\n{}", app.log_tail(30));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Err(diff) = until_recount(&app, &expected, Duration::from_secs(60)).await {
+        panic!("{diff}\n{}", app.log_tail(30));
     }
     eprintln!("ClickHouse equals the recount {:?} after the space returned", resumed.elapsed());
     assert!(expected.len() > 500, "the stream covers many keys: {}", expected.len());

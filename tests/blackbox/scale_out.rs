@@ -31,6 +31,28 @@ pub(crate) async fn coverage(app: &App) -> Expected {
         .collect()
 }
 
+/// Waits up to `within` for `coverage_daily` to equal `expected`; on time
+/// out, says which keys differ as (key, expected, got).
+pub(crate) async fn until_recount(app: &App, expected: &Expected, within: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    loop {
+        let got = coverage(app).await;
+        if got == *expected {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > within {
+            let diff: Vec<_> = expected
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
+                .take(10)
+                .collect();
+            return Err(format!("ClickHouse differs from the recount (key, expected, got): {diff:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_killed_left_and_paused_equal_the_recount() {
     let n: usize = std::env::var("D06_SCALE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(60_000);
@@ -181,29 +203,11 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // ...and stage 2 catches up: ClickHouse equals the recount.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let got = coverage(&b).await;
-        if got == expected {
-            break;
+    if let Err(diff) = until_recount(&b, &expected, Duration::from_secs(180)).await {
+        for (name, app) in [("a", &a), ("b", &b)] {
+            keep_for_diagnosis(name, app, seed);
         }
-        if Instant::now() > deadline {
-            let diff: Vec<_> = expected
-                .iter()
-                .filter(|(k, v)| got.get(*k) != Some(*v))
-                .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
-                .take(10)
-                .collect();
-            for (name, app) in [("a", &a), ("b", &b)] {
-                keep_for_diagnosis(name, app, seed);
-            }
-            panic!(
-                "ClickHouse differs from the recount (key, expected, got): {diff:?}\n--- a:\n{}\n--- b:\n{}",
-                a.log_tail(30),
-                b.log_tail(30)
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        panic!("{diff}\n--- a:\n{}\n--- b:\n{}", a.log_tail(30), b.log_tail(30));
     }
     assert!(expected.len() > 500, "the stream covers many keys: {}", expected.len());
     eprintln!("ClickHouse equals the recount after {:?}", started.elapsed());

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 
 use crate::crash::{generate, messages, recount};
 use crate::harness::{spawn_app, AppOptions, KafkaTarget, Producer};
-use crate::scale_out::coverage;
+use crate::scale_out::until_recount;
 
 /// `max.poll.interval.ms` of both instances (librdkafka wants it ≥ the session timeout, 3 s here).
 const MAX_POLL_MS: u64 = 6_000;
@@ -94,26 +94,8 @@ async fn a_consumer_stalled_past_max_poll_interval_rejoins_without_loss() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let got = coverage(&b).await;
-        if got == expected {
-            break;
-        }
-        if Instant::now() > deadline {
-            let diff: Vec<_> = expected
-                .iter()
-                .filter(|(k, v)| got.get(*k) != Some(*v))
-                .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
-                .take(10)
-                .collect();
-            panic!(
-                "ClickHouse differs from the recount (key, expected, got): {diff:?}\n--- a:\n{}\n--- b:\n{}",
-                a.log_tail(30),
-                b.log_tail(30)
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Err(diff) = until_recount(&b, &expected, Duration::from_secs(120)).await {
+        panic!("{diff}\n--- a:\n{}\n--- b:\n{}", a.log_tail(30), b.log_tail(30));
     }
     assert!(expected.len() > 500, "the stream covers many keys: {}", expected.len());
     eprintln!("ClickHouse equals the recount after {:?}", started.elapsed());
