@@ -165,7 +165,8 @@ cleanup() {
         log "KEEP=1: kept $WORK, topics $RUN_ID.*, database $DATABASE"
     else
         if [ -n "${TOPICS_CREATED:-}" ]; then
-            "$EXAMPLES/kafka_admin" delete "$KAFKA" "${SOURCES[@]}" "$TOPIC_DEAD" >/dev/null 2>&1 || true
+            "$EXAMPLES/kafka_admin" delete "$KAFKA" "${SOURCES[@]}" "$TOPIC_DEAD" "$RUN_ID.facts" "$RUN_ID.copy" \
+                >/dev/null 2>&1 || true
         fi
         if [ -n "${DATABASE:-}" ]; then
             curl -fsS "$CLICKHOUSE" --data-binary "DROP DATABASE IF EXISTS \`$DATABASE\`" >/dev/null 2>&1 || true

@@ -10,6 +10,10 @@
 # 3. (a) the broker's ceiling: examples/bare_consumer reads the same topics
 #    (fresh group, d06's librdkafka settings), counting messages, timed from
 #    its first message;
+#    (c) the ceiling of any exactly-once two-stage design on this broker:
+#    examples/bare_copy consumes the same topics and writes every payload,
+#    unchanged, to a topic of SHARDS partitions in Kafka transactions of
+#    the same size and linger as d06's router, with the source offsets;
 #    (b) `d06 run` (fresh group, facts topic, state directory and ClickHouse
 #    database, event clock, SHARDS shards (default 2), 1 s flush) until the
 #    router (stage 1) has committed all N source messages in its
@@ -31,7 +35,7 @@ SCALE="${SCALE:-$(awk -v n="$N" 'BEGIN { s = n / 1300000; if (s < 0.05) s = 0.05
 SAMPLE_SECS="${SAMPLE_SECS:-0.2}"
 INVALID_RATE="${INVALID_RATE:-0.005}"   # share of invalid messages (dead letters)
 
-build --example bare_consumer
+build --example bare_consumer --example bare_copy
 new_run
 write_config "$WORK/d06.toml" event 1000 false
 MACHINE="$(machine)"
@@ -47,6 +51,12 @@ log "(a) bare consumer"
 bare="$("$EXAMPLES/bare_consumer" "$KAFKA" "$N" "${SOURCES[@]}")"
 echo "$bare" >&2
 bare_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$bare")"
+
+log "(c) bare transactional copy"
+"$EXAMPLES/kafka_admin" create "$KAFKA" "${SHARDS:-2}" "$RUN_ID.copy" || die "cannot create $RUN_ID.copy"
+copy="$("$EXAMPLES/bare_copy" "$KAFKA" "$N" "$RUN_ID.copy" "${SHARDS:-2}" "${MAX_BATCH:-20000}" "${LINGER_MS:-50}" "${SOURCES[@]}")"
+echo "$copy" >&2
+copy_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$copy")"
 
 log "(b) d06 run"
 start_d06 "$WORK/d06.toml"
@@ -103,10 +113,13 @@ machine: $MACHINE
 backlog: $(head -1 "$WORK/simulate.txt")
 producer: $(sed -n 2p "$WORK/simulate.txt")
 (a) $bare
+(c) $copy
+    bare copy / bare consumer: $(awk -v a="$copy_rate" -v b="$bare_rate" 'BEGIN { printf "%.2f", a / b }')
 (b) d06 run: partitions assigned $(span "$launched" "$assigned") s after launch (group join); all $N committed $(span "$assigned" "$done_at") s after that
     end to end (assignment → all committed):  $e2e events/s
     steady (10 % → 90 % consumed):            $steady events/s
     d06 / bare consumer:                      $(awk -v a="$e2e" -v b="$bare_rate" 'BEGIN { printf "%.2f", a / b }') (steady $(awk -v a="$steady" -v b="$bare_rate" 'BEGIN { printf "%.2f", a / b }'))
+    d06 / bare copy:                          $(awk -v a="$e2e" -v b="$copy_rate" 'BEGIN { printf "%.2f", a / b }')
     peak RSS (VmHWM): $((hwm / 1024)) MiB; CPU $cpu s (user + system) from launch to the last commit
     subjects in state $subjects, duplicates ignored $dups, dead letters $rejected, coverage_shard_daily rows $rows
     $writes; $checkpoints
