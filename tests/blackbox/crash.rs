@@ -297,7 +297,10 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
         eprintln!("kill {} after {:?}", k + 1, started.elapsed());
         app.start().await;
     }
-    let produced = producer.await.expect("producer task");
+    let produced = tokio::time::timeout(Duration::from_secs(600), producer)
+        .await
+        .expect("the producer finished within 10 min")
+        .expect("producer task");
     assert_eq!(produced, total);
     eprintln!("all {total} produced after {:?}", started.elapsed());
 

@@ -209,7 +209,10 @@ async fn clickhouse_killed_mid_write_and_restarted_equals_the_recount() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         ch.0.script("start");
     }
-    producer.await.expect("producer task");
+    tokio::time::timeout(Duration::from_secs(600), producer)
+        .await
+        .expect("the producer finished within 10 min")
+        .expect("producer task");
     eprintln!(
         "all {total} produced after {:?}; {mid_insert} of {kills} kills saw an INSERT running",
         started.elapsed()

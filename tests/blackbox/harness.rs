@@ -242,11 +242,18 @@ clock = "{clock}"
         metrics_port,
         options,
         child: None,
-        http: reqwest::Client::new(),
+        http: app_http(),
         dir,
     };
     app.start().await;
     app
+}
+
+/// The client the harness talks to an app (and its ClickHouse) with: every
+/// request bounded, so a request no one answers fails the test instead of
+/// hanging it (a CI run once hung 26 min in the crash test's kill loop).
+fn app_http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
 }
 
 impl App {
@@ -307,7 +314,7 @@ impl App {
             metrics_port,
             options: AppOptions { state_dir: None, ..self.options.clone() },
             child: None,
-            http: reqwest::Client::new(),
+            http: app_http(),
             dir,
         }
     }

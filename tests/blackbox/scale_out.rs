@@ -133,7 +133,10 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     tokio::time::sleep(Duration::from_secs(9)).await;
     a.signal("CONT");
     eprintln!("a resumed after {:?}", started.elapsed());
-    producer.await.expect("producer");
+    tokio::time::timeout(Duration::from_secs(600), producer)
+        .await
+        .expect("the producer finished within 10 min")
+        .expect("producer");
     eprintln!("all {total} produced after {:?}", started.elapsed());
 
     // Stage 1 has committed every source message...

@@ -76,7 +76,10 @@ async fn a_consumer_stalled_past_max_poll_interval_rejoins_without_loss() {
     })
     .await;
     eprintln!("a routes again after {:?}", started.elapsed());
-    producer.await.expect("producer");
+    tokio::time::timeout(Duration::from_secs(600), producer)
+        .await
+        .expect("the producer finished within 10 min")
+        .expect("producer");
     eprintln!("all {total} produced after {:?}", started.elapsed());
 
     // Every source message routed, and ClickHouse equals the recount.
