@@ -167,7 +167,41 @@ pub(crate) fn messages(
 }
 
 /// (indicator, level, area, day) → (gained, lost), computed the naive way.
-pub(crate) type Expected = BTreeMap<(String, String, String, String), (i64, i64)>;
+/// (indicator, area level, area, day).
+pub(crate) type CoverageKey = (String, String, String, String);
+pub(crate) type Expected = BTreeMap<CoverageKey, (i64, i64)>;
+/// A key where ClickHouse differs: (key, expected, got).
+pub(crate) type Difference = (CoverageKey, (i64, i64), Option<(i64, i64)>);
+
+/// `coverage_daily`'s non-zero rows, in the order `parse_coverage` reads.
+pub(crate) const COVERAGE_ROWS: &str =
+    "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
+     WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day";
+
+/// The rows of [`COVERAGE_ROWS`] (tab-separated) as the recount's map.
+pub(crate) fn parse_coverage(rows: &str) -> Expected {
+    rows.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            (
+                (f[0].into(), f[1].into(), f[2].into(), f[3].into()),
+                (f[4].parse().expect("gained"), f[5].parse().expect("lost")),
+            )
+        })
+        .collect()
+}
+
+/// Up to ten keys where `got` differs from `expected` — different, missing
+/// or extra — as (key, expected, got).
+pub(crate) fn recount_diff(expected: &Expected, got: &Expected) -> Vec<Difference> {
+    expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
+        .chain(got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), (0, 0), Some(*v))))
+        .take(10)
+        .collect()
+}
 
 pub(crate) fn recount(raws: &[Raw]) -> Expected {
     let mut seen = std::collections::HashSet::new();
@@ -318,36 +352,9 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
 
     // ClickHouse equals the recount, row for row, once stage 2 has applied
     // every fact stage 1 committed (it follows within a few flushes).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (got, diff) = loop {
-        let rows = app
-            .clickhouse(
-                "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
-                 WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day",
-            )
-            .await;
-        let mut got: Expected = BTreeMap::new();
-        for line in rows.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            got.insert(
-                (f[0].into(), f[1].into(), f[2].into(), f[3].into()),
-                (f[4].parse().expect("gained"), f[5].parse().expect("lost")),
-            );
-        }
-        let diff: Vec<_> = expected
-            .iter()
-            .filter(|(k, v)| got.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
-            .chain(got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), (0, 0), Some(*v))))
-            .take(10)
-            .collect();
-        if diff.is_empty() || Instant::now() > deadline {
-            break (got, diff);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    let _ = got;
-    assert!(diff.is_empty(), "ClickHouse differs from the recount (key, expected, got): {diff:?}");
+    if let Err(diff) = crate::scale_out::until_recount(&app, &expected, Duration::from_secs(120)).await {
+        panic!("{diff}");
+    }
     assert!(expected.len() > 1_000, "the stream covers many keys: {}", expected.len());
 
     // /metrics: covered now = baseline + all gained − all lost, per district and province.

@@ -12,23 +12,12 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::crash::{generate, messages, recount, Expected};
+use crate::crash::{generate, messages, parse_coverage, recount, recount_diff, Expected, COVERAGE_ROWS};
 use crate::harness::{spawn_app, App, AppOptions, KafkaTarget, Producer, Prometheus};
 
 /// `coverage_daily` as the recount's map (non-zero rows).
 pub(crate) async fn coverage(app: &App) -> Expected {
-    let rows = app
-        .clickhouse(
-            "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
-             WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day",
-        )
-        .await;
-    rows.lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            ((f[0].into(), f[1].into(), f[2].into(), f[3].into()), (f[4].parse().expect("g"), f[5].parse().expect("l")))
-        })
-        .collect()
+    parse_coverage(&app.clickhouse(COVERAGE_ROWS).await)
 }
 
 /// Waits up to `within` for `coverage_daily` to equal `expected`; on time
@@ -41,12 +30,7 @@ pub(crate) async fn until_recount(app: &App, expected: &Expected, within: Durati
             return Ok(started.elapsed());
         }
         if started.elapsed() > within {
-            let diff: Vec<_> = expected
-                .iter()
-                .filter(|(k, v)| got.get(*k) != Some(*v))
-                .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
-                .take(10)
-                .collect();
+            let diff = recount_diff(expected, &got);
             return Err(format!("ClickHouse differs from the recount (key, expected, got): {diff:?}"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::crash::{generate, messages, recount, Expected};
+use crate::crash::{generate, messages, parse_coverage, recount, recount_diff, Expected, COVERAGE_ROWS};
 use crate::harness::{spawn_app, App, AppOptions, KafkaTarget, Producer};
 
 /// The TLS services and the test CA.
@@ -111,19 +111,7 @@ impl TlsStack {
 
 /// `coverage_daily`'s non-zero rows as (indicator, level, area, day) → (gained, lost).
 async fn coverage(tls: &TlsStack, app: &App) -> Expected {
-    let rows = tls
-        .query(
-            &app.database,
-            "SELECT indicator, area_level, area, toString(day), gained, lost FROM coverage_daily \
-             WHERE gained != 0 OR lost != 0 ORDER BY indicator, area_level, area, day",
-        )
-        .await;
-    rows.lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            ((f[0].into(), f[1].into(), f[2].into(), f[3].into()), (f[4].parse().expect("g"), f[5].parse().expect("l")))
-        })
-        .collect()
+    parse_coverage(&tls.query(&app.database, COVERAGE_ROWS).await)
 }
 
 /// Produces `n` generated events through `kafka` into the app's topics and
@@ -141,13 +129,7 @@ async fn produce_and_compare(tls: &TlsStack, app: &App, kafka: &KafkaTarget, n: 
     let deadline = Instant::now() + timeout;
     let diff = loop {
         let got = coverage(tls, app).await;
-        let diff: Vec<_> = expected
-            .iter()
-            .filter(|(k, v)| got.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
-            .chain(got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), (0, 0), Some(*v))))
-            .take(10)
-            .collect();
+        let diff = recount_diff(&expected, &got);
         if diff.is_empty() || Instant::now() > deadline {
             break diff;
         }
