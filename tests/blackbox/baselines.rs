@@ -2,7 +2,10 @@
 //! area then shows its pace, is never behind and raises no alert, and
 //! `/metrics`, ClickHouse and the board say so alike. Baselines come from
 //! data through `d06 plan import-baseline`, which refuses a file with an
-//! unknown area code (exit 78) and leaves the plan untouched.
+//! unknown area code (exit 78) and leaves the plan untouched. A plan may
+//! instead name its baseline file (`baseline_file`): `check-config` refuses
+//! a missing or bad one, and `d06 run`, ClickHouse, `/metrics`, `d06 report
+//! daily` and `d06 alerts send` all take their baselines from it.
 //!
 //! Expectations are worked out here from the plan text and the events, not
 //! with the production types.
@@ -285,5 +288,186 @@ async fn an_unknown_baseline_shows_its_pace_and_is_never_behind_nor_alerted() {
     let (ok, stdout, stderr) = send(&app, "2024-04-12").await;
     assert!(ok, "d06 alerts send failed:\n{stderr}");
     assert_eq!(stdout, "688\tsim_signature\n1 daily alert(s) sent for 2024-04-12\n", "{stderr}");
+    assert_eq!(am.alerts_received().await, 1.0);
+}
+
+/// The baseline file of [`a_plan_naming_its_baseline_file_runs_reports_and_alerts_from_it`]:
+/// (district, baseline, source) for smartphone 4G. 688 is known from the
+/// file; no row names 689, the province or any other district, so their
+/// baselines stay unknown.
+const FILE_BASELINES: [(&str, u64, &str); 1] = [("688", 40, "Viettel Bình Phước, 31/3/2024")];
+
+/// Smartphone 4G swaps (district's commune index in `COMMUNES`, local
+/// date, count): one in 688 before the campaign (8/4), which `covered`
+/// counts from the first day; 688 3 on 11/4 and 2 on 12/4; 689 4 and 1.
+const SWAPS: [(usize, &str, u64); 5] =
+    [(0, "2024-04-08", 1), (0, "2024-04-11", 3), (0, "2024-04-12", 2), (1, "2024-04-11", 4), (1, "2024-04-12", 1)];
+
+/// The campaign's days the test reads back (the event clock ends on 12/4).
+const DAYS: [&str; 3] = ["2024-04-10", "2024-04-11", "2024-04-12"];
+
+/// Priority 1 of issue 15's end: a plan whose smartphone-4G baselines come
+/// only from the CSV file it names (`baseline_file`, relative to the plan),
+/// run end to end. 10/4–30/4/2024, every district weighs 1, smartphone 4G
+/// 1,100 (100 a district) all by 20/4, province baseline unknown; the file
+/// gives 688 a baseline of 40.
+///
+/// 688 (known, from the file): the plan expects 40 on 10/4 and then
+/// 40 + round(60 × (d − 10) / 10), i.e. 46 on 11/4 and 52 on 12/4. It has
+/// 40 + 1 (8/4) = 41, 44 and 46: 46 < 0.95 × 52 = 49.4, lagging; the
+/// latest day whose expected does not exceed today's 46 is 11/4 (46), so
+/// 1 day behind.
+/// 689 (unknown): 0 + 4 + 1 = 5 against an expected 20 on 12/4, never
+/// behind, no alert. Had the file been ignored, 688 would be unknown too and
+/// nothing would be alerted; had the baseline been dropped from `covered`,
+/// 688 would show 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_naming_its_baseline_file_runs_reports_and_alerts_from_it() {
+    let hooks = Webhooks::listen("127.0.0.1:0", None).await;
+    let am = Alertmanager::start(hooks.port).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("plans")).unwrap();
+    let plan = dir.path().join("plans/plan.toml");
+    let weights: String = (688..=698).map(|c| format!("\"{c}\" = 1\n")).collect();
+    std::fs::write(
+        &plan,
+        format!(
+            "baseline_file = \"smartphone.csv\"\nname = \"Kiểm thử tệp số liệu nền\"\n\
+             start = 2024-04-10\nend = 2024-04-30\n[district_weights]\n{weights}\n\
+             [indicators.smartphone_4g]\ntarget = 1100\nbaseline = \"unknown\"\n\
+             milestones = [ {{ date = 2024-04-20, share = 1.0 }} ]\n"
+        ),
+    )
+    .expect("plan");
+    let rows: String = FILE_BASELINES.iter().map(|(a, b, s)| format!("smartphone_4g,{a},{b},\"{s}\"\n")).collect();
+    std::fs::write(dir.path().join("plans/smartphone.csv"), format!("indicator,area,baseline,source\n{rows}"))
+        .expect("csv");
+    let app = spawn_app(AppOptions {
+        partitions: 1,
+        shards: 2,
+        extra_toml: format!("[plan]\nfile = \"{}\"\n[alerts]\nalertmanager_url = \"{}\"\n", plan.display(), am.url()),
+        ..AppOptions::default()
+    })
+    .await;
+
+    let producer = Producer::new();
+    let mut sent = 0u64;
+    for (district, day, count) in SWAPS {
+        for _ in 0..count {
+            sent += 1;
+            let m = events::swap(
+                &format!("w{sent}"),
+                &format!("{day}T10:00:00+07:00"),
+                Place::Commune(COMMUNES[district].0),
+                &phone(sent),
+                "smartphone",
+            );
+            producer.send(&app.topics.sim, 0, None, m.as_bytes()).await;
+        }
+    }
+    app.wait_consumed(sent, Duration::from_secs(60)).await;
+
+    // The recount: baseline from the file (0 where unknown) plus every swap
+    // on or before the day, pre-campaign ones included.
+    let baseline = |area: &str| FILE_BASELINES.iter().find(|(a, _, _)| *a == area).map_or(0, |(_, b, _)| *b);
+    let gained = |district: Option<&str>, day: &str| -> u64 {
+        SWAPS
+            .iter()
+            .filter(|(i, d, _)| district.is_none_or(|c| COMMUNES[*i].1 == c) && *d <= day)
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    let mut expected = String::new();
+    for day in DAYS {
+        for (_, district) in COMMUNES {
+            expected += &format!("district\t{district}\t{day}\t{}\n", baseline(district) + gained(Some(district), day));
+        }
+        expected += &format!("province\t70\t{day}\t{}\n", gained(None, day));
+    }
+    let query = "SELECT area_level, area, toString(day), covered FROM coverage_daily \
+                 WHERE indicator = 'smartphone_4g' AND area_level IN ('district', 'province') \
+                 AND day >= '2024-04-10' ORDER BY day, area_level, area";
+    // Up to 60 s for the last flush; then the difference, if any, is shown.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut got = app.clickhouse(query).await;
+    while got != expected && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        got = app.clickhouse(query).await;
+    }
+    assert_eq!(got, expected, "coverage_daily (smartphone_4g) against the file's baseline + the recount");
+
+    // /metrics: today's (12/4) covered, known flags and days behind agree
+    // (read back after the flush that wrote ClickHouse).
+    let today = DAYS[DAYS.len() - 1];
+    let d688 = [("indicator", "smartphone_4g"), ("area_level", "district"), ("area", "688")];
+    app.wait_for("12/4 on /metrics", Duration::from_secs(30), || async {
+        app.metrics().await.get("d06_coverage_covered", &d688)
+            == Some((baseline("688") + gained(Some("688"), today)) as f64)
+    })
+    .await;
+    let m = app.metrics().await;
+    for (_, district) in COMMUNES {
+        let labels = [("indicator", "smartphone_4g"), ("area_level", "district"), ("area", district)];
+        let known = district == "688";
+        assert_eq!(
+            m.get("d06_coverage_covered", &labels),
+            Some((baseline(district) + gained(Some(district), today)) as f64),
+            "{district}"
+        );
+        assert_eq!(m.get("d06_coverage_baseline_known", &labels), Some(f64::from(u8::from(known))), "{district}");
+        assert_eq!(m.get("d06_coverage_days_behind", &labels), known.then_some(1.0), "{district}");
+    }
+    let province = [("indicator", "smartphone_4g"), ("area_level", "province")];
+    assert_eq!(m.get("d06_coverage_covered", &province), Some(gained(None, today) as f64));
+    assert_eq!(m.get("d06_coverage_baseline_known", &province), Some(0.0));
+    let sources = app
+        .clickhouse(
+            "SELECT area, baseline_known, source FROM coverage_baseline FINAL \
+             WHERE indicator = 'smartphone_4g' AND area_level = 'district' AND baseline_known = 1",
+        )
+        .await;
+    assert_eq!(sources, "688\t1\tViettel Bình Phước, 31/3/2024\n");
+
+    // d06 report daily: 688 shows the file's baseline in its figures, 689
+    // its own gains, no days behind and no average.
+    let report = crate::reports::report(&app, &["daily", "--day", today]).expect("d06 report daily");
+    let cells = |code: &str| -> Vec<String> {
+        report
+            .lines()
+            .find(|l| l.starts_with(&format!("| {code} |")))
+            .unwrap_or_else(|| panic!("no row {code} in\n{report}"))
+            .trim_matches('|')
+            .split(" | ")
+            .map(|c| c.trim().to_owned())
+            .collect()
+    };
+    let header = cells("Mã");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let sp = |code: &str| -> Vec<String> {
+        let row = cells(code);
+        ["Đạt/chỉ tiêu", "%", "% KH", "Chậm (ngày)", "Tăng trong ngày"]
+            .iter()
+            .map(|c| row[col(&format!("ĐTTM 4G: {c}"))].clone())
+            .chain([row[col("Bình quân")].clone()])
+            .collect()
+    };
+    // 688: 46/100, 46 %; expected 52 %; 1 day behind; 2 gained on 12/4;
+    // the average of the one indicator with a target and a known baseline.
+    assert_eq!(sp("688"), ["46/100", "46,00%", "52,00%", "1", "2", "46,00%"], "{report}");
+    // 689: 5/100; expected 0 + round(100 × 2 / 10) = 20; unknown: "—".
+    assert_eq!(sp("689"), ["5/100", "5,00%", "20,00%", "—", "1", "—"], "{report}");
+    let unknown: Vec<&str> = COMMUNES.iter().map(|(_, d)| *d).filter(|d| *d != "688").chain(["70"]).collect();
+    let note = format!(
+        "Bình quân và Xếp hạng không tính chỉ tiêu chưa có số liệu nền (số đã đạt chỉ tính từ số tăng, \
+         chưa so được với chỉ tiêu): ĐTTM 4G ({}).",
+        unknown.join(", ")
+    );
+    assert!(report.contains(&note), "{note}\nnot in\n{report}");
+
+    // The daily alerts: 688 (known from the file, lagging) only; 689 is
+    // further below the line but its baseline is unknown.
+    let (ok, stdout, stderr) = send(&app, today).await;
+    assert!(ok, "d06 alerts send failed:\n{stderr}");
+    assert_eq!(stdout, format!("688\tsmartphone_4g\n1 daily alert(s) sent for {today}\n"), "{stderr}");
     assert_eq!(am.alerts_received().await, 1.0);
 }
