@@ -33,6 +33,9 @@ use crate::config::{ClockMode, Config};
 use crate::pipeline::{Parts, Pipeline};
 use crate::store::Identity;
 
+/// What errors call the demo's simulated baseline rows.
+const SIMULATED: &str = "the demo's simulated baseline";
+
 /// `d06 demo` arguments.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -53,16 +56,15 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-/// The embedded 2024 plan with a simulated pre-campaign baseline for the
-/// indicators whose baseline it does not know (`simulate::baseline`),
-/// imported as `d06 plan import-baseline` would, so the wall shows what a
+/// The embedded 2024 plan, loaded as `d06 run` loads a plan
+/// (`reports::load_plan`), with a simulated pre-campaign baseline for the
+/// indicators whose baseline it does not know (`simulate::baseline`)
+/// imported over it as a baseline file would be, so the wall shows what a
 /// real baseline would.
 fn demo_plan(geo: &aggregator::Geography, seed: u64) -> Result<Plan> {
-    let plan = Plan::from_toml(crate::DEFAULT_PLAN, geo).context("loading the campaign plan")?;
-    let rows = simulate::BaselineShares::default().entries(&plan, geo, seed);
-    let text = aggregator::plan_edit::import_baselines(crate::DEFAULT_PLAN, &rows, geo)
-        .context("importing the simulated baseline")?;
-    let plan = Plan::from_toml(&text, geo).context("loading the campaign plan with the simulated baseline")?;
+    let plan = reports::load_plan_with(None, geo, |plan| {
+        Some((SIMULATED.to_owned(), simulate::BaselineShares::default().entries(plan, geo, seed)))
+    })?;
     for ind in aggregator::Indicator::ALL {
         info!(
             indicator = ind.as_str(),
@@ -247,4 +249,50 @@ async fn with_services(config: Config, args: &DemoArgs, shutdown: CancellationTo
     shutdown.cancel();
     producer.await.context("simulator")??;
     result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use aggregator::plan::Baseline;
+    use aggregator::{AreaLevel, Geography, GeographyVersion, Indicator};
+    use chrono::NaiveDate;
+
+    use super::*;
+
+    /// The demo's plan is the one `d06 run` loads without a plan file, with
+    /// the simulated baseline over it: the same as importing those rows
+    /// into the embedded plan's text (what the demo did before it loaded
+    /// through `reports::load_plan`), area by area and day by day.
+    #[test]
+    fn the_demo_plan_is_the_run_plan_with_the_simulated_baseline() {
+        let geo = Geography::load(GeographyVersion::Pre2025).unwrap();
+        let demo = demo_plan(&geo, 7).unwrap();
+        let run = reports::load_plan(None, &geo).unwrap();
+        let rows = simulate::BaselineShares::default().entries(&run, &geo, 7);
+        let imported =
+            Plan::from_toml(&aggregator::plan_edit::import_baselines(crate::DEFAULT_PLAN, &rows, &geo).unwrap(), &geo)
+                .unwrap();
+        let simulated: Vec<Indicator> = simulate::BaselineShares::default().shares.iter().map(|(i, _)| *i).collect();
+        let areas: Vec<_> = geo.of_level(AreaLevel::District).chain([geo.province()]).collect();
+        let days: Vec<NaiveDate> = demo.start().iter_days().take_while(|d| *d <= demo.end()).collect();
+        assert_eq!((demo.start(), demo.end(), demo.name()), (run.start(), run.end(), run.name()));
+        for ind in Indicator::ALL {
+            for &a in &areas {
+                assert_eq!(demo.target(*ind, a), run.target(*ind, a));
+                assert_eq!(demo.baseline_of(*ind, a), imported.baseline_of(*ind, a), "{ind:?}");
+                assert_eq!(demo.baseline_source(*ind, a), imported.baseline_source(*ind, a), "{ind:?}");
+                for &d in &days {
+                    assert_eq!(demo.expected(*ind, a, d), imported.expected(*ind, a, d), "{ind:?} {d}");
+                }
+                if simulated.contains(ind) {
+                    assert_eq!(run.baseline_of(*ind, a), Baseline::Unknown, "{ind:?}: the plan has none");
+                    assert!(matches!(demo.baseline_of(*ind, a), Baseline::Known(n) if n > 0), "{ind:?}");
+                    assert_eq!(demo.baseline_source(*ind, a), Some(simulate::baseline::SOURCE));
+                } else {
+                    assert_eq!(demo.baseline_of(*ind, a), run.baseline_of(*ind, a), "{ind:?}: kept");
+                }
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@
 
 use toml_edit::DocumentMut;
 
-use crate::baseline_csv::{self, BaselineCsvError};
+use crate::baseline_csv::{self, BaselineCsvError, BaselineEntry};
 use crate::geo::Geography;
 use crate::plan::{Plan, PlanError};
 use crate::plan_edit::{import_baselines, PlanEditError};
@@ -83,17 +83,35 @@ pub fn without_key(plan_text: &str) -> Result<String, PlanSourceError> {
 /// Loads a plan; `baseline_csv` is the text of the file [`baseline_file`]
 /// names (`None` exactly when it names none).
 pub fn load(plan_text: &str, baseline_csv: Option<&str>, geo: &Geography) -> Result<Plan, PlanSourceError> {
+    load_with(plan_text, baseline_csv, None, geo)
+}
+
+/// [`load`], then `extra` rows imported over the result as a second
+/// baseline file would be (`extra.0` names them in errors). `d06 demo`
+/// adds its simulated baseline this way.
+pub fn load_with(
+    plan_text: &str,
+    baseline_csv: Option<&str>,
+    extra: Option<(&str, &[BaselineEntry])>,
+    geo: &Geography,
+) -> Result<Plan, PlanSourceError> {
     let named = baseline_file(plan_text)?;
-    let (file, csv) = match (named, baseline_csv) {
-        (None, None) => return Ok(Plan::from_toml(plan_text, geo)?),
-        (Some(file), Some(csv)) => (file, csv),
+    let mut text = match (named, baseline_csv) {
+        (None, None) => plan_text.to_owned(),
+        (Some(file), Some(csv)) => {
+            let rows =
+                baseline_csv::parse(csv, geo).map_err(|reason| PlanSourceError::Csv { file: file.clone(), reason })?;
+            import_baselines(&without_key(plan_text)?, &rows, geo)
+                .map_err(|reason| PlanSourceError::Import { file: file.clone(), reason })?
+        }
         (named, given) => {
             return Err(PlanSourceError::Mismatch { named, given: if given.is_some() { "a" } else { "no" } })
         }
     };
-    let rows = baseline_csv::parse(csv, geo).map_err(|reason| PlanSourceError::Csv { file: file.clone(), reason })?;
-    let text = import_baselines(&without_key(plan_text)?, &rows, geo)
-        .map_err(|reason| PlanSourceError::Import { file: file.clone(), reason })?;
+    if let Some((file, rows)) = extra {
+        text = import_baselines(&text, rows, geo)
+            .map_err(|reason| PlanSourceError::Import { file: file.to_owned(), reason })?;
+    }
     Ok(Plan::from_toml(&text, geo)?)
 }
 
@@ -143,6 +161,28 @@ mod tests {
         // Without the key, the plan loads as before.
         let plain = load(FIXTURE, None, &g).unwrap();
         assert_eq!(plain.baseline_of(Indicator::Smartphone4g, d688), Baseline::Unknown);
+    }
+
+    #[test]
+    fn extra_rows_go_over_the_file_and_the_plan() {
+        let g = pre();
+        let d688 = g.find(AreaLevel::District, "688").unwrap();
+        let d689 = g.find(AreaLevel::District, "689").unwrap();
+        let csv = "indicator,area,baseline,source\nsmartphone_4g,688,19800,Viettel\nsmartphone_4g,689,500,Viettel\n";
+        let extra =
+            baseline_csv::parse("indicator,area,baseline,source\nsmartphone_4g,689,700,mô phỏng\n", &g).unwrap();
+        let p = load_with(&with_key(), Some(csv), Some(("simulated", &extra)), &g).unwrap();
+        assert_eq!(p.baseline_of(Indicator::Smartphone4g, d688), Baseline::Known(19_800), "the file's row stays");
+        assert_eq!(p.baseline_of(Indicator::Smartphone4g, d689), Baseline::Known(700), "the extra row wins");
+        assert_eq!(p.baseline_source(Indicator::Smartphone4g, d689), Some("mô phỏng"));
+        // Without a file, over the plan alone; with no extra rows, `load`.
+        let p = load_with(FIXTURE, None, Some(("simulated", &extra)), &g).unwrap();
+        assert_eq!(p.baseline_of(Indicator::Smartphone4g, d689), Baseline::Known(700));
+        assert_eq!(p.baseline_of(Indicator::Smartphone4g, d688), Baseline::Unknown);
+        // Extra rows that break the plan are named as such.
+        let bad = baseline_csv::parse("indicator,area,baseline,source\ncccd,70,1,a\ncccd,688,2,b\n", &g).unwrap();
+        let e = load_with(FIXTURE, None, Some(("simulated", &bad)), &g).unwrap_err();
+        assert!(e.to_string().starts_with("baseline file simulated: "), "{e}");
     }
 
     #[test]

@@ -60,6 +60,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+use aggregator::baseline_csv::BaselineEntry;
 use aggregator::plan::Plan;
 use aggregator::plan_source;
 use aggregator::{Geography, GeographyVersion};
@@ -100,6 +101,17 @@ pub enum Format {
 /// the alerts all load the plan here; every error names the file (and the
 /// row of a refused baseline file).
 pub fn load_plan(plan_file: Option<&Path>, geo: &Geography) -> Result<Plan> {
+    load_plan_with(plan_file, geo, |_| None)
+}
+
+/// [`load_plan`], then the baseline rows `extra` makes from that plan
+/// imported over it, named `extra`'s first element in errors
+/// ([`plan_source::load_with`]); `None` adds nothing. `d06 demo` adds its
+/// simulated baseline so.
+pub fn load_plan_with<F>(plan_file: Option<&Path>, geo: &Geography, extra: F) -> Result<Plan>
+where
+    F: FnOnce(&Plan) -> Option<(String, Vec<BaselineEntry>)>,
+{
     let text = match plan_file {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading the plan {}", p.display()))?,
         None => EMBEDDED_PLAN.to_owned(),
@@ -115,5 +127,11 @@ pub fn load_plan(plan_file: Option<&Path>, geo: &Geography) -> Result<Plan> {
             Some(csv)
         }
     };
-    plan_source::load(&text, csv.as_deref(), geo).with_context(|| format!("loading the campaign plan {name}"))
+    let plan =
+        plan_source::load(&text, csv.as_deref(), geo).with_context(|| format!("loading the campaign plan {name}"))?;
+    match extra(&plan) {
+        None => Ok(plan),
+        Some((what, rows)) => plan_source::load_with(&text, csv.as_deref(), Some((&what, &rows)), geo)
+            .with_context(|| format!("loading the campaign plan {name}")),
+    }
 }
