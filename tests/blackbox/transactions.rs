@@ -180,3 +180,56 @@ async fn faults_between_produce_and_commit_and_between_clickhouse_and_checkpoint
     let rows = app.clickhouse("SELECT count() FROM dead_letters FINAL").await;
     assert_eq!(rows.trim().parse::<usize>().expect("count"), seen.len());
 }
+
+/// Issue 12's stalled router: source partitions taken paused because the
+/// group's committed offsets could not be read, then revoked and assigned
+/// again by a rebalance, must be read. (librdkafka keeps an application's
+/// pause across rebalances; a router that did not resume them polled forever
+/// and received nothing, and restarts did not help whenever the broker was
+/// slow again at the first assignment.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_paused_while_offsets_were_unreadable_are_read_after_the_next_rebalance() {
+    let mut a = spawn_app(AppOptions { partitions: 2, shards: 2, ..AppOptions::default() }).await;
+    // One clean round: the group has committed offsets to read.
+    let (mut sent, invalid) = produce(&a, 200_000, 1).await;
+    sent.extend(invalid);
+    a.wait_consumed(1, Duration::from_secs(60)).await;
+    assert!(a.terminate().success());
+    let settled = a.committed_offsets();
+
+    // a's first assignment finds the offsets unreadable: every partition paused.
+    a.edit_config(|c| {
+        c.replace("instance_id = \"i0\"", "instance_id = \"i0\"\nfault = \"offsets_unreadable_until_revoked\"")
+    });
+    let (valid, invalid) = produce(&a, 0, 400).await;
+    sent.extend(valid.into_iter().chain(invalid));
+    a.start().await;
+    a.wait_for("a's assignment taken paused", Duration::from_secs(60), || async {
+        a.log().contains("paused until they can be read")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(a.committed_offsets(), settled, "nothing is routed while the offsets are unreadable");
+
+    // b joins: the rebalance revokes a's paused partitions and gives some back.
+    let mut b = a.sibling("i1");
+    b.edit_config(|c| c.replace("\nfault = \"offsets_unreadable_until_revoked\"", ""));
+    b.start().await;
+    a.wait_for("every subject counted", Duration::from_secs(90), || async { province_cccd(&a).await >= 401 }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(province_cccd(&a).await, 401, "each of the 401 subjects once");
+    let revoked = a.log().lines().filter(|l| l.contains("source partitions revoked")).count();
+    assert!(revoked >= 1, "a's paused partitions were revoked by b's arrival:\n{}", a.log_tail(30));
+    // Every source message routed: each partition's committed offset is one
+    // past the last message sent to it.
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (topic, partition, offset) in sent {
+        let end = ends.entry((topic, partition)).or_default();
+        *end = (*end).max(offset + 1);
+    }
+    a.wait_for("every source message routed", Duration::from_secs(30), || async {
+        let routed = a.committed_offsets();
+        ends.iter().all(|(k, end)| routed.get(k) == Some(end))
+    })
+    .await;
+}

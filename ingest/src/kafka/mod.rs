@@ -112,7 +112,9 @@ pub struct KafkaConfig {
     pub transaction_timeout_ms: u64,
     /// Replication factor of the facts topic when d06 creates it.
     pub facts_replication: i32,
-    /// Test only: abort the process at a fault point (`before_commit`).
+    /// Test only: abort the process at a fault point (`before_commit`), or
+    /// read the group's committed offsets as unreadable until this member's
+    /// first revocation (`offsets_unreadable_until_revoked`).
     pub fault: Option<router::RouterFault>,
 }
 

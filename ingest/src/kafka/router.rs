@@ -49,12 +49,17 @@ pub struct Committed {
 }
 
 /// Test-only fault points (`[kafka] fault`): the process aborts at the named
-/// moment, as a `kill -9` would, to prove what the transactions guarantee.
+/// moment, as a `kill -9` would, to prove what the transactions guarantee, or
+/// the broker is made to look slow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouterFault {
     /// After producing a batch, before committing its transaction.
     BeforeCommit,
+    /// Not an abort: the group's committed offsets read as unreadable (as on a
+    /// broker too slow to answer) until this member's first revocation, so
+    /// its first assignment is taken paused.
+    OffsetsUnreadableUntilRevoked,
 }
 
 /// Everything the router and its rebalance callback share.
@@ -73,6 +78,8 @@ struct Inner {
     pending: HashSet<SourcePartition>,
     /// When `pending` is next tried, and the wait after that.
     pending_retry: (Instant, Duration),
+    /// Test only ([`RouterFault::OffsetsUnreadableUntilRevoked`]).
+    offsets_unreadable: bool,
     open: bool,
     /// An abort timed out: librdkafka finishes it only when called again, and
     /// refuses a new transaction meanwhile (after a stall past
@@ -115,7 +122,7 @@ impl ConsumerContext for RouterContext {
         let mut inner = lock(&self.inner);
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let committed = consumer.committed_offsets(tpl.clone(), inner.timeout);
+                let committed = inner.committed_offsets(consumer, tpl.clone());
                 let started = match &committed {
                     Ok(committed) => {
                         for (e, (key, offset, state)) in committed.elements().iter().zip(start_positions(committed)) {
@@ -144,12 +151,19 @@ impl ConsumerContext for RouterContext {
                 let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 match assigned {
                     Ok(()) if !started => consumer.pause(tpl),
+                    // librdkafka keeps an application's pause on a partition across
+                    // rebalances (assignment clears only its own): one paused while
+                    // pending, revoked and assigned again would stay paused, read
+                    // nothing and never be resumed (issue 12's stalled router).
+                    // Resuming a partition that is not paused is a no-op.
+                    Ok(()) => consumer.resume(tpl),
                     other => other,
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
                 info!(partitions = tpl.count(), lost, "source partitions revoked");
+                inner.offsets_unreadable = false;
                 if inner.open && lost {
                     // Another member may own them already: never commit for lost partitions.
                     warn!("assignment lost: aborting the open transaction");
@@ -210,6 +224,18 @@ fn start_positions(committed: &TopicPartitionList) -> Vec<(SourcePartition, Offs
 }
 
 impl Inner {
+    /// The group's committed offsets for `tpl`.
+    fn committed_offsets(
+        &self,
+        consumer: &BaseConsumer<RouterContext>,
+        tpl: TopicPartitionList,
+    ) -> Result<TopicPartitionList, KafkaError> {
+        if self.offsets_unreadable {
+            return Err(KafkaError::OffsetFetch(RDKafkaErrorCode::RequestTimedOut));
+        }
+        consumer.committed_offsets(tpl, self.timeout)
+    }
+
     /// Reads the committed positions of partitions assigned while they could
     /// not be read, seeks them there and resumes them; on failure waits
     /// longer before the next try. A no-op until the retry is due.
@@ -221,7 +247,7 @@ impl Inner {
         for key in &self.pending {
             tpl.add_partition(&key.topic, key.partition);
         }
-        let committed = match consumer.committed_offsets(tpl.clone(), self.timeout) {
+        let committed = match self.committed_offsets(consumer, tpl.clone()) {
             Ok(c) => c,
             Err(error) => {
                 let wait = self.pending_retry.1;
@@ -457,6 +483,7 @@ impl Router {
             dirty: HashSet::new(),
             pending: HashSet::new(),
             pending_retry: (Instant::now(), PENDING_FIRST_RETRY),
+            offsets_unreadable: fault == Some(RouterFault::OffsetsUnreadableUntilRevoked),
             open: false,
             abort_unfinished: false,
             stats: Committed::default(),
