@@ -502,9 +502,10 @@ impl Router {
             // Eager: every rebalance revokes all source partitions (their open
             // transaction committed first) and starts every assigned one from the
             // group's committed offset. The router keeps no state worth keeping
-            // across a rebalance, and under the cooperative protocol a member
-            // that kept partitions through a rebalance was seen to read nothing
-            // more from them (issue 12).
+            // across a rebalance. (Under the cooperative protocol a member that
+            // kept partitions through a rebalance was seen to read nothing more
+            // from them, issue 12: most likely partitions left paused from a
+            // pending assignment, resumed on assignment since.)
             cc.set("partition.assignment.strategy", "range,roundrobin");
         }
         let consumer: BaseConsumer<RouterContext> =
