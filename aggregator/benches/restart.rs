@@ -69,8 +69,10 @@ fn main() {
     let events: usize = shards.iter().map(Shard::events).sum();
     assert_eq!(subjects, n, "the generator's subject count agrees with the shards'");
     assert_eq!(events as u64, facts);
+    let dedup_keys: usize = shards.iter().map(Shard::dedup_keys).sum();
     println!("subjects            {subjects}");
     println!("facts in the log    {facts} ({:.2} per subject)", facts as f64 / subjects as f64);
+    println!("dedup keys          {dedup_keys} (events no first-event record or signature list holds)");
     println!(
         "log size            {} bytes ({:.1} per fact), built in {:.2} s",
         log.len(),

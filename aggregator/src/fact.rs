@@ -73,21 +73,27 @@ impl Fact {
     /// (SCALING.md invariant 1), so the result never depends on how many
     /// shards or instances there are.
     pub fn event_key(&self) -> u128 {
-        let id = self.event_id.as_bytes();
-        let mut buf = [0u8; 16 + 1 + 128];
-        if id.len() > 128 {
-            // Longer than the contract allows: hash without the copy.
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            h.update(&self.subject.0);
-            h.update(&[self.kind.type_tag()]);
-            h.update(id);
-            return h.digest128();
-        }
-        buf[..16].copy_from_slice(&self.subject.0);
-        buf[16] = self.kind.type_tag();
-        buf[17..17 + id.len()].copy_from_slice(id);
-        xxhash_rust::xxh3::xxh3_128(&buf[..17 + id.len()])
+        event_key(&self.subject, self.kind.type_tag(), self.event_id.as_bytes())
     }
+}
+
+/// [`Fact::event_key`] from its parts: the subject, the type's
+/// [`FactKind::type_tag`] and the event id's bytes (the shard computes the
+/// key of an event it no longer holds as a [`Fact`]).
+pub fn event_key(subject: &Digest, type_tag: u8, id: &[u8]) -> u128 {
+    let mut buf = [0u8; 16 + 1 + 128];
+    if id.len() > 128 {
+        // Longer than the contract allows: hash without the copy.
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&subject.0);
+        h.update(&[type_tag]);
+        h.update(id);
+        return h.digest128();
+    }
+    buf[..16].copy_from_slice(&subject.0);
+    buf[16] = type_tag;
+    buf[17..17 + id.len()].copy_from_slice(id);
+    xxhash_rust::xxh3::xxh3_128(&buf[..17 + id.len()])
 }
 
 /// The type-specific part of a fact (EVENTS-v1 "Types").
@@ -206,11 +212,49 @@ impl FactKind {
             _ => &[],
         }
     }
+
+    /// The indicators a fact of this *type* can be first-qualifying for,
+    /// whatever its stage, level or device: [`Self::first_event_indicators`]
+    /// of every kind of the type together. A retry may carry another stage
+    /// than the copy applied first, and is still the same event.
+    pub fn type_indicators(&self) -> &'static [Indicator] {
+        match *self {
+            FactKind::Cccd { .. } => &[Indicator::Cccd],
+            FactKind::Vneid { .. } => &[Indicator::Vneid],
+            FactKind::SimSwap { .. } => &[Indicator::Smartphone4g, Indicator::Migrated2g],
+            FactKind::SimSignature { .. } | FactKind::Hotline { .. } => &[],
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_indicators_cover_every_kind_of_the_type() {
+        let mut kinds: Vec<FactKind> = CccdStage::ALL.iter().map(|&stage| FactKind::Cccd { stage }).collect();
+        kinds.extend(
+            VneidStage::ALL.iter().flat_map(|&stage| (0..=3).map(move |level| FactKind::Vneid { stage, level })),
+        );
+        kinds.extend(Device::ALL.iter().map(|&device| FactKind::SimSwap { device }));
+        kinds.extend(SignatureStage::ALL.iter().map(|&stage| FactKind::SimSignature { stage }));
+        for k in &kinds {
+            for i in k.first_event_indicators() {
+                assert!(k.type_indicators().contains(i), "{k:?} {i}");
+            }
+            // No two types share an indicator: a record names its type.
+            for other in kinds.iter().filter(|o| o.type_tag() != k.type_tag()) {
+                assert!(k.type_indicators().iter().all(|i| !other.type_indicators().contains(i)), "{k:?} {other:?}");
+            }
+        }
+        // Each of those indicators is reached by some kind of the type.
+        for k in &kinds {
+            for i in k.type_indicators() {
+                assert!(kinds.iter().any(|o| o.type_tag() == k.type_tag() && o.first_event_indicators().contains(i)));
+            }
+        }
+    }
 
     #[test]
     fn enums_round_trip() {

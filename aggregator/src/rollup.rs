@@ -13,6 +13,13 @@
 //! ([`Firsts`], 12 bytes + the event id per indicator); only subjects with
 //! `sim.signature` events keep a list of those, in a second map.
 //!
+//! Deduplication remembers every applied event (subject, type, id), but
+//! only once: an event that is a subject's first-qualifying event, or a
+//! `sim.signature` event, is already in those records with its full id, so
+//! a retry of it is recognised there; only the other events (later or
+//! non-qualifying ones, first events since displaced by an earlier one) keep
+//! a 128-bit key in the dedup set. What counts as a duplicate is unchanged.
+//!
 //! Speed: the per-subject and per-event maps are hashed with [`KeyHash`], a
 //! seeded one-multiply hash of the 16-byte keys (they are already uniformly
 //! random), not SipHash; the counts are kept in a dense table indexed by
@@ -26,7 +33,7 @@ use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::fact::{Digest, Fact, FactKind, Indicator, Nanos, SignatureStage};
+use crate::fact::{event_key, Digest, Fact, FactKind, Indicator, Nanos, SignatureStage};
 use crate::geo::{AreaId, Geography};
 
 /// What [`Shard::apply`] did with a fact.
@@ -62,7 +69,10 @@ pub type RollupKey = (Indicator, AreaId);
 /// One shard's coverage state. Owns the subjects whose
 /// [`Digest::shard`] routes to it; every figure is a sum over shards.
 pub struct Shard {
-    /// The event keys ([`Fact::event_key`]) of every fact applied.
+    /// The event keys ([`Fact::event_key`]) of the facts applied that no
+    /// record below holds: neither a first-qualifying event in `firsts` nor
+    /// a `sim.signature` event in `signatures` (those are recognised by
+    /// their full id there).
     seen: HashSet<u128, KeyHash>,
     /// Per subject, its first-qualifying event per indicator.
     firsts: HashMap<Digest, Firsts, KeyHash>,
@@ -71,6 +81,8 @@ pub struct Shard {
     signatures: HashMap<Digest, Vec<SigEvent>, KeyHash>,
     /// Distinct subjects in `firsts` ∪ `signatures`.
     subjects: usize,
+    /// Distinct events applied (`seen` holds only some of them).
+    events: usize,
     /// The counts and what changed since the last [`Shard::take_dirty`].
     counts: Counts,
 }
@@ -78,7 +90,8 @@ pub struct Shard {
 impl fmt::Debug for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shard")
-            .field("events", &self.seen.len())
+            .field("events", &self.events)
+            .field("dedup_keys", &self.seen.len())
             .field("subjects", &self.subjects)
             .field("keys", &self.counts.by_key.iter().flatten().count())
             .field("dirty", &self.counts.dirty.iter().flatten().count())
@@ -94,6 +107,7 @@ impl Shard {
             firsts: HashMap::with_hasher(KeyHash::new()),
             signatures: HashMap::with_hasher(KeyHash::new()),
             subjects: 0,
+            events: 0,
             counts: Counts::new(geo),
         }
     }
@@ -110,18 +124,14 @@ impl Shard {
             debug_assert!(false, "hotline facts are not coverage facts");
             return Outcome::Applied;
         }
-        if !self.seen.insert(fact.event_key()) {
-            return Outcome::Duplicate;
-        }
-        match fact.kind {
+        let outcome = match fact.kind {
             FactKind::SimSignature { stage } => self.apply_signature(fact, stage == SignatureStage::Installed),
-            kind => {
-                for &ind in kind.first_event_indicators() {
-                    self.apply_first(fact, ind);
-                }
-            }
+            _ => self.apply_firsts(fact),
+        };
+        if outcome == Outcome::Applied {
+            self.events += 1;
         }
-        Outcome::Applied
+        outcome
     }
 
     /// Per-day counts of one key; days whose counts are both zero are absent.
@@ -152,10 +162,66 @@ impl Shard {
 
     /// Distinct event ids applied.
     pub fn events(&self) -> usize {
+        self.events
+    }
+
+    /// Keys in the dedup set: the applied events no first-event record or
+    /// signature list holds (a measure of memory; at most [`Shard::events`]).
+    pub fn dedup_keys(&self) -> usize {
         self.seen.len()
     }
 
-    fn apply_first(&mut self, fact: &Fact, ind: Indicator) {
+    /// A fact of a type with first-qualifying events (`cccd.application`,
+    /// `vneid.account`, `sim.swap`), qualifying or not.
+    ///
+    /// A duplicate is recognised by its id in the subject's records of the
+    /// type's indicators (the event is, or was, first there) or else by its
+    /// key in `seen`. An event applied here ends up in exactly one place: a
+    /// record, if it became a first-qualifying event, otherwise `seen`; a
+    /// first event displaced by an earlier one moves to `seen` once no
+    /// record of its type holds it any more. A first event never comes back
+    /// (firsts only move earlier), so nothing ever leaves `seen`.
+    fn apply_firsts(&mut self, fact: &Fact) -> Outcome {
+        let id = fact.event_id.as_bytes();
+        let typ = fact.kind.type_indicators();
+        if let Some(state) = self.firsts.get(&fact.subject) {
+            if typ.iter().any(|&i| state.get(i).is_some_and(|e| holds(&e, id))) {
+                return Outcome::Duplicate;
+            }
+        }
+        let key = fact.event_key();
+        if self.seen.contains(&key) {
+            return Outcome::Duplicate;
+        }
+        let mut displaced: Vec<Box<[u8]>> = Vec::new();
+        for &ind in fact.kind.first_event_indicators() {
+            if let Some(old) = self.apply_first(fact, ind) {
+                displaced.push(old);
+            }
+        }
+        let state = self.firsts.get(&fact.subject);
+        let held = |id: &[u8]| state.is_some_and(|s| typ.iter().any(|&i| s.get(i).is_some_and(|e| holds(&e, id))));
+        // At most the new event and one displaced event per indicator.
+        let mut gone = [0u128; 3];
+        let mut n = 0;
+        for old in &displaced {
+            // A truncated id was never held: its key went to `seen` then.
+            if old.len() < ID_LEN_MAX && !held(old) && n < gone.len() {
+                gone[n] = event_key(&fact.subject, fact.kind.type_tag(), old);
+                n += 1;
+            }
+        }
+        if !held(id) && n < gone.len() {
+            gone[n] = key;
+            n += 1;
+        }
+        self.seen.extend(&gone[..n]);
+        Outcome::Applied
+    }
+
+    /// Makes `fact` the first event of `ind` if it is earlier than the
+    /// current one; returns the id of the event it displaced, if any.
+    fn apply_first(&mut self, fact: &Fact, ind: Indicator) -> Option<Box<[u8]>> {
         let state = match self.firsts.entry(fact.subject) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
@@ -167,21 +233,28 @@ impl Shard {
         };
         let new = FirstEvent { at: fact.occurred_at, id: fact.event_id.as_bytes(), day: fact.day, area: fact.area };
         match state.get(ind) {
-            Some(old) if (old.at, old.id) <= (new.at, new.id) => {}
+            Some(old) if (old.at, old.id) <= (new.at, new.id) => None,
             Some(old) => {
-                let (old_day, old_area) = (old.day, old.area);
+                let (old_day, old_area, old_id) = (old.day, old.area, Box::<[u8]>::from(old.id));
                 state.set(ind, &new);
                 self.counts.add(ind, old_area, old_day, -1, 0);
                 self.counts.add(ind, new.area, new.day, 1, 0);
+                Some(old_id)
             }
             None => {
                 state.set(ind, &new);
                 self.counts.add(ind, new.area, new.day, 1, 0);
+                None
             }
         }
     }
 
-    fn apply_signature(&mut self, fact: &Fact, installed: bool) {
+    /// A `sim.signature` fact; a duplicate is recognised by its id in the
+    /// subject's list (every signature event applied stays there).
+    fn apply_signature(&mut self, fact: &Fact, installed: bool) -> Outcome {
+        if self.signatures.get(&fact.subject).is_some_and(|l| l.iter().any(|e| *e.id == *fact.event_id)) {
+            return Outcome::Duplicate;
+        }
         let events = match self.signatures.entry(fact.subject) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
@@ -192,8 +265,8 @@ impl Shard {
             }
         };
         let pos = match events.binary_search_by(|e| (e.at, &*e.id).cmp(&(fact.occurred_at, &*fact.event_id))) {
-            // Same event id: only reachable through an event-key collision.
-            Ok(_) => return,
+            // Same event id: a duplicate, recognised above already.
+            Ok(_) => return Outcome::Duplicate,
             Err(pos) => pos,
         };
         // Transitions before `pos` cannot change; recompute from there.
@@ -222,7 +295,16 @@ impl Shard {
                 self.counts.add(Indicator::SimSignature, area, day, g, l);
             }
         }
+        Outcome::Applied
     }
+}
+
+/// Whether a first-event record is the event with id `id`. A record keeps
+/// at most [`ID_LEN_MAX`] − 1 bytes of an id as the event's identity: a
+/// longer id is cut to [`ID_LEN_MAX`] bytes for the order only, and its
+/// event's key went to the dedup set.
+fn holds(record: &FirstEvent<'_>, id: &[u8]) -> bool {
+    record.id.len() < ID_LEN_MAX && record.id == id
 }
 
 /// Hashing for the shard's maps, whose keys are 16 bytes that are already
@@ -791,7 +873,65 @@ mod tests {
         assert_eq!(dirty.keys().copied().collect::<Vec<_>>(), want);
         assert!(dirty.values().all(|day| *day == d(12)));
         assert!(s.take_dirty().is_empty());
-        assert_eq!(format!("{s:?}"), "Shard { events: 3, subjects: 3, keys: 9, dirty: 0 }");
+        // All three are first events or signature events: no dedup key.
+        assert_eq!(format!("{s:?}"), "Shard { events: 3, dedup_keys: 0, subjects: 3, keys: 9, dirty: 0 }");
+    }
+
+    #[test]
+    fn a_retry_is_a_duplicate_wherever_its_event_is_held() {
+        let g = pre();
+        let c = commune(&g, "25216");
+        let issued = FactKind::Cccd { stage: CccdStage::Issued };
+        let (phone, feature) =
+            (FactKind::SimSwap { device: Device::Smartphone }, FactKind::SimSwap { device: Device::FeaturePhone });
+        let mut s = Shard::new(g.clone());
+        let mut all = Vec::new();
+        let mut apply = |s: &mut Shard, f: Fact| {
+            all.push(f.clone());
+            s.apply(&f)
+        };
+        let a = Outcome::Applied;
+        let dup = Outcome::Duplicate;
+        // (fact, outcome, dedup keys after): a first event is held by its record.
+        let steps = [
+            (fact("late", 1, 13, 9, c, CCCD), a, 0),
+            // Not qualifying: only the dedup set holds it.
+            (fact("x", 1, 11, 9, c, issued), a, 1),
+            // Earlier: displaces "late", whose key moves to the dedup set.
+            (fact("early", 1, 12, 9, c, CCCD), a, 2),
+            // Retries with other content (the copy applied first stands),
+            // from each place an event can be held.
+            (fact("late", 1, 10, 9, c, CCCD), dup, 2),
+            (fact("early", 1, 10, 9, c, issued), dup, 2),
+            (fact("x", 1, 10, 9, c, CCCD), dup, 2),
+            // The same id in another type is another event.
+            (fact("late", 1, 10, 9, c, FactKind::Vneid { stage: VneidStage::Activated, level: 2 }), a, 2),
+            // A smartphone swap is first of two indicators; displaced from
+            // one of them it is still held by the other.
+            (fact("s", 1, 12, 9, c, phone), a, 2),
+            (fact("f", 1, 11, 9, c, feature), a, 2),
+            (fact("s", 1, 9, 9, c, feature), dup, 2),
+            (fact("s0", 1, 10, 9, c, phone), a, 4),
+            (fact("s", 1, 9, 9, c, phone), dup, 4),
+            (fact("f", 1, 9, 9, c, phone), dup, 4),
+            (fact("s0", 1, 9, 9, c, feature), dup, 4),
+            // Signature events are held by the subject's list.
+            (fact("i", 1, 12, 9, c, INSTALL), a, 4),
+            (fact("i", 1, 13, 9, c, REVOKE), dup, 4),
+        ];
+        for (i, (f, outcome, keys)) in steps.into_iter().enumerate() {
+            assert_eq!(apply(&mut s, f), outcome, "step {i}");
+            assert_eq!(s.dedup_keys(), keys, "step {i}");
+        }
+        assert_eq!(s.events(), 8);
+        assert_eq!(snapshot_counts(&s), recount(&g, &all));
+        assert_eq!(counts(&s, Indicator::Cccd, c), [(d(12), 1, 0)]);
+        assert_eq!(counts(&s, Indicator::Migrated2g, c), [(d(10), 1, 0)]);
+    }
+
+    /// Every (indicator, area, day) count of one shard, as [`recount`] gives them.
+    fn snapshot_counts(s: &Shard) -> Counted {
+        sum_shards(std::slice::from_ref(s))
     }
 
     #[test]
@@ -904,6 +1044,22 @@ mod tests {
             .collect()
     }
 
+    /// Another kind of the same type (same [`FactKind::type_tag`]).
+    fn same_type_other_kind(kind: FactKind) -> FactKind {
+        fn next<T: Copy + PartialEq>(all: &[T], v: T) -> T {
+            let i = all.iter().position(|x| *x == v).unwrap_or(0);
+            all[(i + 1) % all.len()]
+        }
+        match kind {
+            FactKind::Cccd { stage } => FactKind::Cccd { stage: next(CccdStage::ALL, stage) },
+            FactKind::Vneid { stage, level: 2 } => FactKind::Vneid { stage, level: 1 },
+            FactKind::Vneid { stage, .. } => FactKind::Vneid { stage: next(VneidStage::ALL, stage), level: 2 },
+            FactKind::SimSwap { device } => FactKind::SimSwap { device: next(Device::ALL, device) },
+            FactKind::SimSignature { stage } => FactKind::SimSignature { stage: next(SignatureStage::ALL, stage) },
+            FactKind::Hotline { .. } => kind,
+        }
+    }
+
     fn sum_shards(shards: &[Shard]) -> Counted {
         let mut out = Counted::new();
         for s in shards {
@@ -948,13 +1104,13 @@ mod tests {
 
     /// (subject, time slot of 8 h over 3 days, area pick, id prefix, kind).
     type Raw = (u8, i64, usize, u8, FactKind);
-    /// Raw events, exact re-sends, conflicting re-sends (index, slot, area),
-    /// ids reused for another subject (index, subject), shuffle seed, shard
+    /// Raw events, exact re-sends, conflicting re-sends (index, slot, area,
+    /// another kind of the same type or not), ids reused for another subject (index, subject), shuffle seed, shard
     /// count, split point for the dirty check.
     type Scenario = (
         Vec<Raw>,
         Vec<prop::sample::Index>,
-        Vec<(prop::sample::Index, i64, usize)>,
+        Vec<(prop::sample::Index, i64, usize, bool)>,
         Vec<(prop::sample::Index, u8)>,
         u64,
         u32,
@@ -965,7 +1121,7 @@ mod tests {
         (
             raw_strategy(),
             prop::collection::vec(any::<prop::sample::Index>(), 0..10),
-            prop::collection::vec((any::<prop::sample::Index>(), 0i64..9, any::<usize>()), 0..4),
+            prop::collection::vec((any::<prop::sample::Index>(), 0i64..9, any::<usize>(), any::<bool>()), 0..6),
             prop::collection::vec((any::<prop::sample::Index>(), 0u8..12), 0..4),
             any::<u64>(),
             1u32..5,
@@ -982,8 +1138,13 @@ mod tests {
             // Exact re-sends.
             all.extend(dups.iter().map(|i| facts[i.index(facts.len())].clone()));
             // Same id and subject, different content: the copy applied first stands.
-            for (i, slot, area) in &conflicts {
+            // With another stage, level or device too (a retry that
+            // would qualify where the first copy did not, or the reverse).
+            for (i, slot, area, restage) in &conflicts {
                 let mut f = facts[i.index(facts.len())].clone();
+                if *restage {
+                    f.kind = same_type_other_kind(f.kind);
+                }
                 let other = build(&g, &[(0, *slot, *area, 0, f.kind)]).remove(0);
                 f.occurred_at = other.occurred_at;
                 f.day = other.day;
