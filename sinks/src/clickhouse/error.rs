@@ -39,7 +39,9 @@ impl SinkError {
         matches!(self, SinkError::Retryable { .. })
     }
 
-    /// The short class of the failure (`network`, `timeout`, `server`,
+    /// The short class of the failure (`connection_refused`,
+    /// `connection_reset`, `connection_closed`, `tls`, `network` (another
+    /// transport failure), `timeout`, `server`,
     /// `too_many_parts`, `syntax`, `unknown_table`, `type_mismatch`, `auth`,
     /// `client`, `config`, ...): a bounded set, safe as a metric label.
     pub fn kind(&self) -> &'static str {
@@ -68,7 +70,8 @@ impl SinkError {
         let op = op.into();
         let message = crate::tls::with_causes(&err);
         let (retryable, kind) = match &err {
-            E::Network(_) => (true, "network"),
+            // Refused, reset, closed, timed out, TLS: the cause names it.
+            E::Network(_) => (true, super::transport::Transport::of(&err).kind()),
             E::TimedOut => (true, "timeout"),
             // A cut-off or garbled response body: the transport, not the data.
             E::Decompression(_) => (true, "network"),

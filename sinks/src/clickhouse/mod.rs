@@ -26,6 +26,7 @@ pub mod migrations;
 mod ownership;
 mod reports;
 mod servers;
+mod transport;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -1055,11 +1056,18 @@ impl ClickHouseSink {
         }
         let op = format!("insert {table}");
         let work = async {
-            let mut insert = self.client().insert::<T>(table).await?;
-            for row in rows {
-                insert.write(row).await?;
+            let sent = async {
+                let mut insert = self.client().insert::<T>(table).await?;
+                for row in rows {
+                    insert.write(row).await?;
+                }
+                insert.end().await
+            };
+            match sent.await {
+                // "channel closed": the request's task failed; find out why.
+                Err(cut) => Err(transport::explain_cut(cut, &self.client()).await),
+                ok => ok,
             }
-            insert.end().await
         };
         self.timed(&op, work).await
     }
@@ -1246,6 +1254,169 @@ mod tests {
         let cfg = ClickHouseConfig { url: "http://127.0.0.1:9".into(), timeout_secs: 5, ..ClickHouseConfig::default() };
         let err = ClickHouseSink::connect(&cfg).await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
-        assert_eq!(err.kind(), "network");
+        assert_eq!(err.kind(), "connection_refused");
+    }
+}
+
+/// A write whose server is gone names the cause (connection refused, reset,
+/// closed), never the client's bare `network error: channel closed`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod transport_tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn sink(port: u16) -> ClickHouseSink {
+        let cfg = ClickHouseConfig {
+            url: format!("http://127.0.0.1:{port}"),
+            timeout_secs: 10,
+            ..ClickHouseConfig::default()
+        };
+        ClickHouseSink {
+            servers: servers(&cfg).unwrap(),
+            in_database: true,
+            database: cfg.database.clone(),
+            cluster: None,
+            timeout: Duration::from_secs(cfg.timeout_secs),
+        }
+    }
+
+    /// `rows` dead letters: the body of one `INSERT`, in several chunks when large.
+    fn batch(rows: u64) -> WriteBatch {
+        let received_at = chrono::DateTime::from_timestamp(1_712_700_000, 0).unwrap();
+        let dead_letters = (0..rows)
+            .map(|offset| DeadLetterRow {
+                received_at,
+                topic: "d06.cccd.v1".into(),
+                partition: 0,
+                offset,
+                reason: "bad_json".into(),
+                detail: "x".repeat(200),
+            })
+            .collect();
+        WriteBatch { dead_letters, ..WriteBatch::default() }
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    /// Serves every connection with `serve`.
+    async fn listener<F, Fut>(serve: F) -> u16
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                tokio::spawn(serve(s));
+            }
+        });
+        port
+    }
+
+    /// Reads what the client sends until it pauses for 200 ms.
+    async fn drain(s: &mut tokio::net::TcpStream) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    fn check(err: &SinkError, kind: &str, says: &str) {
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(err.kind(), kind, "{err}");
+        let text = err.to_string();
+        assert!(text.contains(says), "{text}");
+        assert!(!text.ends_with("network error: channel closed"), "the cause is named: {text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_port_is_connection_refused() {
+        let sink = sink(closed_port());
+        // Small and large bodies (the large one is sent in chunks while
+        // the request's task has already failed: "channel closed").
+        for rows in [1, 20_000, 20_000] {
+            let err = sink.write(&batch(rows)).await.unwrap_err();
+            check(&err, "connection_refused", "Connection refused");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_resetting_the_connection_is_connection_reset() {
+        let port = listener(|s| async move {
+            s.set_zero_linger().unwrap();
+            drop(s); // RST
+        })
+        .await;
+        let sink = sink(port);
+        for rows in [1, 20_000] {
+            let err = sink.write(&batch(rows)).await.unwrap_err();
+            check(&err, "connection_reset", "reset");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_closing_the_connection_is_connection_closed() {
+        let port = listener(|mut s| async move {
+            drain(&mut s).await;
+            let _ = s.shutdown().await; // FIN, nothing answered
+        })
+        .await;
+        let err = sink(port).write(&batch(1)).await.unwrap_err();
+        check(&err, "connection_closed", "connection closed before message completed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_server_is_a_timeout() {
+        let port = listener(|mut s| async move {
+            drain(&mut s).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+        let mut sink = sink(port);
+        sink.timeout = Duration::from_secs(1);
+        let err = sink.write(&batch(1)).await.unwrap_err();
+        check(&err, "timeout", "no answer within 1 s");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cut_request_is_explained_by_asking_again() {
+        use ::clickhouse::error::Error as E;
+        let cut = || E::Network("channel closed".into());
+        assert!(transport::is_cut(&cut()));
+        assert!(!transport::is_cut(&E::Network("connection refused".into())));
+        // The server is gone: the probe is refused too, and says so.
+        let gone = sink(closed_port());
+        let err = SinkError::from_client("insert t", transport::explain_cut(cut(), &gone.client()).await);
+        check(&err, "connection_refused", "ended before its body was sent");
+        assert!(err.to_string().contains("Connection refused"), "{err}");
+        // The server answers now: the connection was cut on the way.
+        let port = listener(|mut s| async move {
+            drain(&mut s).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+        })
+        .await;
+        let err = SinkError::from_client("insert t", transport::explain_cut(cut(), &sink(port).client()).await);
+        check(&err, "connection_closed", "asked again, the server answers");
+        // The server refuses the request itself: that refusal, classified as any.
+        let port = listener(|mut s| async move {
+            drain(&mut s).await;
+            let body = "Code: 516. DB::Exception: d06: Authentication failed";
+            let head = format!("HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+        })
+        .await;
+        let err = SinkError::from_client("insert t", transport::explain_cut(cut(), &sink(port).client()).await);
+        assert!(!err.is_retryable(), "{err}");
+        assert_eq!(err.kind(), "auth", "{err}");
     }
 }
