@@ -209,6 +209,28 @@ impl Store {
     }
 }
 
+/// Whether `error` (from [`Store::open`] or [`Store::checkpoint`]) is the
+/// file system refusing: an I/O error such as a full disk (`ENOSPC`), not a
+/// store that is unusable (another identity, a corrupt file). A store that
+/// failed so is intact: retry, never discard it.
+pub fn is_io_failure(error: &anyhow::Error) -> bool {
+    use redb::{CommitError, DatabaseError, StorageError, TableError, TransactionError};
+    // A short or garbled file (a store whose creation the full disk cut
+    // off) is unusable, not refused: rebuilt, never retried for ever.
+    let refused =
+        |e: &std::io::Error| !matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData);
+    let storage_io = |e: &StorageError| matches!(e, StorageError::Io(io) if refused(io));
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(refused)
+            || cause.downcast_ref::<StorageError>().is_some_and(storage_io)
+            || matches!(cause.downcast_ref::<redb::Error>(), Some(redb::Error::Io(io)) if refused(io))
+            || matches!(cause.downcast_ref::<DatabaseError>(), Some(DatabaseError::Storage(e)) if storage_io(e))
+            || matches!(cause.downcast_ref::<TransactionError>(), Some(TransactionError::Storage(e)) if storage_io(e))
+            || matches!(cause.downcast_ref::<TableError>(), Some(TableError::Storage(e)) if storage_io(e))
+            || matches!(cause.downcast_ref::<CommitError>(), Some(CommitError::Storage(e)) if storage_io(e))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +276,28 @@ mod tests {
         let mut seen = Vec::new();
         assert_eq!(store.replay(|f| seen.push(f)).unwrap(), 2);
         assert_eq!(seen, vec![fact(1), fact(2)]);
+    }
+
+    #[test]
+    fn io_failures_are_told_from_unusable_stores() {
+        let full = std::io::Error::from_raw_os_error(28);
+        let opened = anyhow::Error::new(redb::DatabaseError::Storage(redb::StorageError::Io(full)))
+            .context("opening state store /x/d06.redb");
+        assert!(is_io_failure(&opened.context("opening shard 1")));
+        let committed = anyhow::Error::new(redb::CommitError::Storage(redb::StorageError::Io(
+            std::io::Error::from_raw_os_error(5),
+        )));
+        assert!(is_io_failure(&committed));
+        assert!(is_io_failure(&anyhow::Error::new(std::io::Error::from_raw_os_error(28)).context("creating dir")));
+        let corrupt = anyhow::Error::new(redb::DatabaseError::Storage(redb::StorageError::Corrupted("x".into())));
+        assert!(!is_io_failure(&corrupt));
+        let short = redb::StorageError::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert!(!is_io_failure(&anyhow::Error::new(redb::DatabaseError::Storage(short))));
+        // Another identity: unusable, not an I/O failure.
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), &identity()).unwrap());
+        let other = Identity { key_fingerprint: "cd".into(), ..identity() };
+        assert!(!is_io_failure(&Store::open(dir.path(), &other).unwrap_err()));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 
 mod checkpoint;
 mod figures;
+mod outage;
+mod restore;
 mod shard;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -200,18 +202,7 @@ impl Pipeline {
                         starts.push((p as i32, s.next_offset));
                         continue;
                     }
-                    let mut shard = tokio::task::block_in_place(|| {
-                        ShardState::open(
-                            &self.p.state_dir,
-                            &self.p.identity,
-                            p,
-                            high,
-                            &self.p.geo,
-                            &self.p.calendar,
-                            &self.p.facts_topic,
-                        )
-                    })
-                    .with_context(|| format!("opening shard {p}"))?;
+                    let mut shard = self.open_shard(p, high, shutdown).await?;
                     if let Some(sink) = &self.p.sink {
                         shard.generation = claim(sink, p, &self.p.owner, shutdown).await?;
                         info!(partition = p, generation = shard.generation, "shard claimed");
@@ -220,8 +211,16 @@ impl Pipeline {
                     self.shards.insert(p, shard);
                 }
                 self.ownership_changed();
-                // The consumer may have given up waiting: nothing to do then.
-                let _ = reply.send(starts);
+                // The consumer waits half of max.poll.interval.ms for the
+                // answer (a long claim or a full disk can take longer), then
+                // takes none of these partitions until the next rebalance.
+                if reply.send(starts).is_err() {
+                    warn!(
+                        shards = self.shards.len(),
+                        "the facts consumer stopped waiting for the assigned shards to open; \
+                         they are consumed from the next rebalance"
+                    );
+                }
             }
             ShardEvent::Revoke { partitions, lost, done } => {
                 for p in &partitions {

@@ -59,7 +59,10 @@ pub(super) fn store_dir(state_dir: &Path, partition: u32) -> PathBuf {
 impl ShardState {
     /// Opens (or rebuilds) the store of `partition` and replays it. A store
     /// of another identity (facts topic incarnation, key, geography) or past
-    /// the partition's end is discarded: the partition rebuilds it.
+    /// the partition's end is discarded: the partition rebuilds it. A store
+    /// the file system refuses to open (a full disk:
+    /// [`is_io_failure`](crate::store::is_io_failure)) is kept and the error
+    /// returned, for the caller to retry ([`restore`](super::restore)).
     pub fn open(
         state_dir: &Path,
         identity: &Identity,
@@ -78,6 +81,8 @@ impl ShardState {
         };
         let (mut store, mut loaded) = match Store::open(&dir, identity) {
             Ok(opened) => opened,
+            // The disk refusing (full): the store is intact, the caller retries.
+            Err(error) if crate::store::is_io_failure(&error) => return Err(error),
             Err(error) => {
                 warn!(partition, error = %format!("{error:#}"), "shard store not usable; rebuilding from the facts partition");
                 rebuild()?

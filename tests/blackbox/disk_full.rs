@@ -228,6 +228,113 @@ async fn a_full_state_disk_stops_stage_two_and_it_resumes_by_itself() {
     eprintln!("done after {:?}", started.elapsed());
 }
 
+/// A full disk while shards are being opened: d06 restarts on a state
+/// directory that is gone (its stores must be created, and rebuilt from the
+/// facts partitions) on a disk that is full. Opening a shard must behave like
+/// a checkpoint: retried, said once with the cause, `d06_state_store_failing`
+/// 1, `/readyz` 503, no stage-2 offset moved, the instance still running;
+/// and when space returns, ClickHouse equals the independent recount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_while_opening_shards_waits_and_resumes() {
+    let n: usize = std::env::var("D06_DISKFULL_OPEN_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(6_000);
+    let seed: u64 = rand::random();
+    eprintln!("disk-full-at-open test: {n} events, seed {seed}");
+    let raws = generate(n, seed);
+    let expected = recount(&raws);
+    let disk = Tmpfs::mount(16);
+    let partitions = 2;
+    let state = disk.dir.join("state");
+    let mut app = spawn_app(AppOptions {
+        partitions,
+        shards: 2,
+        flush_interval_ms: 200,
+        state_dir: Some(state.clone()),
+        ..AppOptions::default()
+    })
+    .await;
+    let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x0be2);
+    let messages = messages(&raws, &topics, partitions, &mut rng);
+    let (first, rest) = messages.split_at(messages.len() / 3);
+    let mut sent: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    let mut count = |batch: &[(String, i32, Vec<u8>)]| {
+        for (t, p, _) in batch {
+            *sent.entry((t.clone(), *p)).or_insert(0) += 1;
+        }
+        sent.clone()
+    };
+    let producer = Producer::new();
+    let started = Instant::now();
+
+    // A third of the stream applied and checkpointed; then d06 dies, its
+    // stores are lost and the disk fills up.
+    producer.send_all(first).await;
+    routed(&app, &count(first), "the first third routed").await;
+    app.wait_for("the first third applied", Duration::from_secs(60), || async {
+        !shard_offsets(&app).is_empty() && app.log().contains("first flush complete")
+    })
+    .await;
+    app.kill9();
+    let committed = shard_offsets(&app);
+    std::fs::remove_dir_all(&state).expect("delete the state directory");
+    let ballast = disk.dir.join("ballast");
+    let filled = fill(&ballast);
+    eprintln!("stores deleted, disk filled with {filled} bytes after {:?}", started.elapsed());
+
+    // Restarted on the full disk: it must open (create) both shards' stores.
+    app.start().await;
+    producer.send_all(rest).await;
+    routed(&app, &count(rest), "everything routed while the disk is full").await;
+    app.wait_for("d06 saying the shards' stores cannot be written", Duration::from_secs(60), || async {
+        app.log().lines().any(|l| l.contains("cannot write the state store") && l.contains("opening shard"))
+    })
+    .await;
+    let log = app.log();
+    let line = log.lines().find(|l| l.contains("cannot write the state store")).unwrap_or_default();
+    eprintln!("d06 said: {line}");
+    assert!(line.contains("ERROR"), "said as an error: {line}");
+    assert!(line.contains(&disk.dir.display().to_string()), "the line names the directory: {line}");
+    assert!(line.contains("No space left on device"), "the line gives the cause: {line}");
+    // (A store file whose creation the full disk cut short is rebuilt, as
+    // unusable; one the disk refuses to write is kept and retried.)
+    assert!(
+        !log.lines().any(|l| l.contains("rebuilding from the facts partition") && l.contains("No space left")),
+        "a store refused by the disk is not discarded"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = app.metrics().await;
+    assert_eq!(m.get("d06_state_store_failing", &[]), Some(1.0), "the gauge says so");
+    assert!(m.sum("d06_state_store_write_failures_total") >= 2.0, "retried, each failure counted");
+    assert_eq!(readyz(&app).await.0, 503, "not ready while the stores cannot be opened");
+    assert_eq!(shard_offsets(&app), committed, "no stage-2 offset moves while the stores cannot be opened");
+    assert_ne!(coverage(&app).await, expected, "the figures lack the rest of the stream");
+    assert!(app.is_running(), "d06 still running with its disk full:\n{}", app.log_tail(30));
+
+    // Space returns: the shards open, are rebuilt from the facts partitions,
+    // and the figures equal the recount.
+    std::fs::remove_file(&ballast).expect("delete the ballast");
+    let resumed = Instant::now();
+    while !app.log().contains("takes writes again") {
+        let log = app.log();
+        let stage2: Vec<&str> = log.lines().filter(|l| !l.contains("ingest::kafka::router")).collect();
+        assert!(
+            resumed.elapsed() < Duration::from_secs(30),
+            "d06 did not say the state store takes writes again within 30 s:\n{}",
+            stage2[stage2.len().saturating_sub(30)..].join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Err(diff) = until_recount(&app, &expected, Duration::from_secs(60)).await {
+        panic!("{diff}\n{}", app.log_tail(30));
+    }
+    eprintln!("ClickHouse equals the recount {:?} after the space returned", resumed.elapsed());
+    assert!(expected.len() > 200, "the stream covers many keys: {}", expected.len());
+    app.wait_for("ready again", Duration::from_secs(30), || async { readyz(&app).await.0 == 200 }).await;
+    assert_eq!(app.metrics().await.get("d06_state_store_failing", &[]), Some(0.0));
+    assert!(!app.log().contains("panicked"), "no panic:\n{}", app.log_tail(40));
+    eprintln!("done after {:?}", started.elapsed());
+}
+
 /// The panic seen when this machine's disk filled: d06's log (stderr) on the
 /// full disk. Every write to `/dev/full` fails with ENOSPC; d06 must run on,
 /// losing its log lines, and stop cleanly on SIGTERM.
