@@ -120,26 +120,14 @@ async fn a_full_state_disk_stops_stage_two_and_it_resumes_by_itself() {
     // Dropped last: the app is killed before the tmpfs is unmounted.
     let disk = Tmpfs::mount(24);
     let partitions = 2;
-    let mut app = spawn_app(AppOptions {
-        partitions,
-        shards: 2,
-        flush_interval_ms: 200,
-        state_dir: Some(disk.dir.join("state")),
-        ..AppOptions::default()
-    })
-    .await;
+    let mut app = spawn_on(disk.dir.join("state"), partitions).await;
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xd15c);
     let messages = messages(&raws, &topics, partitions, &mut rng);
     let (first, rest) = messages.split_at(messages.len() / 3);
     let (during, after) = rest.split_at(rest.len() / 2);
     let mut sent: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let mut count = |batch: &[(String, i32, Vec<u8>)]| {
-        for (t, p, _) in batch {
-            *sent.entry((t.clone(), *p)).or_insert(0) += 1;
-        }
-        sent.clone()
-    };
+    let mut count = |batch: &[(String, i32, Vec<u8>)]| tally(&mut sent, batch);
     let producer = Producer::new();
     let started = Instant::now();
 
@@ -244,25 +232,13 @@ async fn a_full_disk_while_opening_shards_waits_and_resumes() {
     let disk = Tmpfs::mount(16);
     let partitions = 2;
     let state = disk.dir.join("state");
-    let mut app = spawn_app(AppOptions {
-        partitions,
-        shards: 2,
-        flush_interval_ms: 200,
-        state_dir: Some(state.clone()),
-        ..AppOptions::default()
-    })
-    .await;
+    let mut app = spawn_on(state.clone(), partitions).await;
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x0be2);
     let messages = messages(&raws, &topics, partitions, &mut rng);
     let (first, rest) = messages.split_at(messages.len() / 3);
     let mut sent: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    let mut count = |batch: &[(String, i32, Vec<u8>)]| {
-        for (t, p, _) in batch {
-            *sent.entry((t.clone(), *p)).or_insert(0) += 1;
-        }
-        sent.clone()
-    };
+    let mut count = |batch: &[(String, i32, Vec<u8>)]| tally(&mut sent, batch);
     let producer = Producer::new();
     let started = Instant::now();
 
@@ -380,4 +356,24 @@ async fn a_log_on_a_full_disk_is_no_panic() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "a clean stop despite the lost log lines: {status}");
+}
+
+/// d06 with two shards, flushing every 200 ms, its state in `state` (on a tmpfs).
+async fn spawn_on(state: PathBuf, partitions: i32) -> App {
+    spawn_app(AppOptions {
+        partitions,
+        shards: 2,
+        flush_interval_ms: 200,
+        state_dir: Some(state),
+        ..AppOptions::default()
+    })
+    .await
+}
+
+/// Adds `batch` to the messages sent per source partition; returns the totals.
+fn tally(sent: &mut BTreeMap<(String, i32), i64>, batch: &[(String, i32, Vec<u8>)]) -> BTreeMap<(String, i32), i64> {
+    for (t, p, _) in batch {
+        *sent.entry((t.clone(), *p)).or_insert(0) += 1;
+    }
+    sent.clone()
 }
