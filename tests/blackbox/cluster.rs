@@ -327,15 +327,25 @@ async fn two_instances_migrating_at_once_through_two_servers_leave_one_schema() 
         }
         assert!(!tables.contains("\tReplacingMergeTree"), "no unreplicated table on {url}:\n{tables}");
         schemas.insert(tables);
-        let applied = clickhouse_query_at(
-            &http,
-            url,
-            &database,
-            "SELECT count(), uniqExact(version) FROM schema_migrations FINAL",
-        )
-        .await;
+        // schema_migrations is replicated: a replica may still be fetching
+        // the other server's parts (seen in CI: 1 of 4 rows), so wait for it.
         let versions = sinks::clickhouse::migrations::MIGRATIONS.len();
-        assert_eq!(applied.trim(), format!("{versions}\t{versions}"), "each migration recorded once on {url}");
+        let want = format!("{versions}\t{versions}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let applied = loop {
+            let applied = clickhouse_query_at(
+                &http,
+                url,
+                &database,
+                "SELECT count(), uniqExact(version) FROM schema_migrations FINAL",
+            )
+            .await;
+            if applied.trim() == want || Instant::now() > deadline {
+                break applied;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(applied.trim(), want, "each migration recorded once on {url}");
     }
     assert_eq!(schemas.len(), 1, "the same tables on both servers: {schemas:?}");
     drop(b);
