@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::daily_alerts::{send, Alertmanager};
 use crate::events::{self, phone, Place, COMMUNES};
-use crate::harness::{spawn_app, AppOptions, Producer};
+use crate::harness::{spawn_app, App, AppOptions, Producer};
 use crate::webhook::Webhooks;
 
 fn repo() -> &'static Path {
@@ -167,13 +167,7 @@ async fn an_unknown_baseline_shows_its_pace_and_is_never_behind_nor_alerted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = dir.path().join("plan.toml");
     std::fs::write(&plan, plan_toml()).expect("plan");
-    let app = spawn_app(AppOptions {
-        partitions: 1,
-        shards: 2,
-        extra_toml: format!("[plan]\nfile = \"{}\"\n[alerts]\nalertmanager_url = \"{}\"\n", plan.display(), am.url()),
-        ..AppOptions::default()
-    })
-    .await;
+    let app = spawn_with_plan(&plan, &am.url()).await;
 
     // District i (GSO order) gets i signatures on 11/4; 689 one more on
     // 12/4, the newest event (event clock: today is 12/4). 688 has none.
@@ -342,13 +336,7 @@ async fn a_plan_naming_its_baseline_file_runs_reports_and_alerts_from_it() {
     let rows: String = FILE_BASELINES.iter().map(|(a, b, s)| format!("smartphone_4g,{a},{b},\"{s}\"\n")).collect();
     std::fs::write(dir.path().join("plans/smartphone.csv"), format!("indicator,area,baseline,source\n{rows}"))
         .expect("csv");
-    let app = spawn_app(AppOptions {
-        partitions: 1,
-        shards: 2,
-        extra_toml: format!("[plan]\nfile = \"{}\"\n[alerts]\nalertmanager_url = \"{}\"\n", plan.display(), am.url()),
-        ..AppOptions::default()
-    })
-    .await;
+    let app = spawn_with_plan(&plan, &am.url()).await;
 
     let producer = Producer::new();
     let mut sent = 0u64;
@@ -470,4 +458,15 @@ async fn a_plan_naming_its_baseline_file_runs_reports_and_alerts_from_it() {
     assert!(ok, "d06 alerts send failed:\n{stderr}");
     assert_eq!(stdout, format!("688\tsmartphone_4g\n1 daily alert(s) sent for {today}\n"), "{stderr}");
     assert_eq!(am.alerts_received().await, 1.0);
+}
+
+/// d06 (one source partition, two shards) running `plan`, alerting to `alertmanager`.
+async fn spawn_with_plan(plan: &std::path::Path, alertmanager: &str) -> App {
+    spawn_app(AppOptions {
+        partitions: 1,
+        shards: 2,
+        extra_toml: format!("[plan]\nfile = \"{}\"\n[alerts]\nalertmanager_url = \"{alertmanager}\"\n", plan.display()),
+        ..AppOptions::default()
+    })
+    .await
 }
