@@ -22,6 +22,11 @@ use crate::harness::{clickhouse_query_at, spawn_app, unique, App, AppOptions, Pr
 /// An invalid message: one dead letter.
 pub(crate) const INVALID: &[u8] = b"{not json";
 
+/// Held by every test here: one of them stops and starts the servers, which
+/// the others must not meet mid-test (CI: "connection reset" connecting to
+/// clickhouse-2 while the stream test had it stopped).
+static SERVERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The cluster under test: (name, HTTP URLs), or `None` to skip.
 fn cluster() -> Option<(String, Vec<String>)> {
     let Ok(name) = std::env::var("D06_TEST_CLICKHOUSE_CLUSTER") else {
@@ -144,6 +149,7 @@ pub(crate) async fn wait_equal(app: &App, http: &reqwest::Client, url: &str, exp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_through_a_cluster_with_a_server_stopped_mid_stream_equals_the_recount_on_either_server() {
     let Some((name, urls)) = cluster() else { return };
+    let _servers = SERVERS.lock().await;
     let http = reqwest::Client::new();
     let shards = clickhouse_query_at(
         &http,
@@ -285,6 +291,7 @@ async fn a_stream_through_a_cluster_with_a_server_stopped_mid_stream_equals_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_migrating_at_once_through_two_servers_leave_one_schema() {
     let Some((name, urls)) = cluster() else { return };
+    let _servers = SERVERS.lock().await;
     use sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
     let database = unique("d06_migrate_");
     let config = |url: &str| ClickHouseConfig {
