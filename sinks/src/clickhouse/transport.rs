@@ -53,30 +53,33 @@ impl Transport {
         }
     }
 
-    /// The first cause in `err`'s chain that says what happened.
+    /// What happened, from `err`'s chain: the socket's own error if one is
+    /// in it, else the first cause that says. (hyper wraps a reset in
+    /// "operation was canceled" when it happens while a request waits for
+    /// its connection: the reset is the cause, seen in CI.)
     pub(crate) fn of(err: &(dyn StdError + 'static)) -> Transport {
+        let mut chain = Vec::new();
         let mut cause = Some(err);
         while let Some(c) = cause {
-            if let Some(found) = Self::one(c) {
-                return found;
-            }
+            chain.push(c);
             cause = c.source();
         }
-        Transport::Other
+        let found = chain.iter().find_map(|c| Self::socket(*c)).or_else(|| chain.iter().find_map(|c| Self::one(*c)));
+        found.unwrap_or(Transport::Other)
+    }
+
+    fn socket(c: &(dyn StdError + 'static)) -> Option<Transport> {
+        let io = c.downcast_ref::<std::io::Error>()?;
+        match io.kind() {
+            ErrorKind::ConnectionRefused => Some(Transport::Refused),
+            ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => Some(Transport::Reset),
+            ErrorKind::TimedOut => Some(Transport::TimedOut),
+            ErrorKind::UnexpectedEof => Some(Transport::Closed),
+            _ => None,
+        }
     }
 
     fn one(c: &(dyn StdError + 'static)) -> Option<Transport> {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                ErrorKind::ConnectionRefused => Some(Transport::Refused),
-                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
-                    Some(Transport::Reset)
-                }
-                ErrorKind::TimedOut => Some(Transport::TimedOut),
-                ErrorKind::UnexpectedEof => Some(Transport::Closed),
-                _ => None,
-            };
-        }
         if let Some(h) = c.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() || h.is_canceled() {
                 return Some(Transport::Closed);
