@@ -85,12 +85,18 @@ pub(super) struct View {
 }
 
 impl View {
+    /// Whether `level` has gauges: the province and the tier below it
+    /// always, communes when asked for (`http.commune_metrics`).
+    pub fn exported(&self, level: AreaLevel) -> bool {
+        level != AreaLevel::Commune || level == self.geo.tier() || self.commune_metrics
+    }
+
     /// Sets `d06_area_info` (name and parent) of every area that has
     /// gauges, from the geography d06 runs with: the Prometheus rules and
     /// dashboards name areas from it, whatever the province or geography.
     pub fn publish_areas(&self, m: &Metrics) {
         let geo = &self.geo;
-        for area in geo.areas().iter().filter(|a| a.level != AreaLevel::Commune || self.commune_metrics) {
+        for area in geo.areas().iter().filter(|a| self.exported(a.level)) {
             let parent = area.parent.map_or("", |p| geo.area(p).code.as_str());
             m.set_area_info(area.level.as_str(), &area.code, &area.name, parent);
         }
@@ -108,8 +114,8 @@ impl View {
         let empty = BTreeMap::new();
         for ind in Indicator::ALL {
             for (i, area) in geo.areas().iter().enumerate() {
-                let exported = area.level != AreaLevel::Commune || self.commune_metrics;
-                let on_board = self.board.is_some() && area.level != AreaLevel::Commune;
+                let exported = self.exported(area.level);
+                let on_board = self.board.is_some() && (area.level == AreaLevel::Province || area.level == geo.tier());
                 if !exported && !on_board {
                     continue;
                 }
@@ -126,7 +132,7 @@ impl View {
         }
         for (a, c) in &sums.hotline {
             let area = geo.area(*a);
-            if area.level == AreaLevel::Commune && !self.commune_metrics {
+            if !self.exported(area.level) {
                 continue;
             }
             m.set_hotline(area.level.as_str(), &area.code, c);
@@ -176,7 +182,7 @@ impl View {
                 hotline: hot.get(&a).map(hotline_board).unwrap_or_default(),
             }
         };
-        let level = if geo.levels().contains(&AreaLevel::District) { AreaLevel::District } else { AreaLevel::Commune };
+        let level = geo.tier();
         let mut districts: Vec<AreaBoard> = geo.of_level(level).map(area_board).collect();
         // Rank by the mean of covered/target (capped at 100 %) over the indicators with a target
         // and a known baseline (`aggregator::standing`); ties share a rank, no average no rank (0).
@@ -192,6 +198,7 @@ impl View {
         }
         let local = self.tz.timestamp_nanos(wall);
         BoardSnapshot {
+            tier: if level == AreaLevel::District { "huyện" } else { "xã" }.into(),
             campaign: self.campaign.clone(),
             today: today.to_string(),
             updated_at: local.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
@@ -278,6 +285,56 @@ mod tests {
         assert_eq!(s4g.indicators.iter().find(|i| i.indicator == "smartphone_4g").unwrap().covered, 40_000);
     }
 
+    /// After the 2025 reform the board lists and ranks the communes, the
+    /// tier below the province, and its heading says so.
+    #[test]
+    fn after_the_reform_the_board_ranks_the_communes() {
+        let geo = Arc::new(Geography::load(GeographyVersion::Post2025).unwrap());
+        let plan = "start = 2024-04-10\nend = 2024-04-19\n[indicators.cccd]\ntarget = 7\n\
+                    areas.\"25217\" = { target = 3 }\nareas.\"25195\" = { target = 4 }";
+        let plan = Arc::new(aggregator::plan::Plan::from_toml(plan, &geo).unwrap());
+        let board = Arc::new(Board::new());
+        let view = View {
+            geo: Arc::clone(&geo),
+            plan: Arc::clone(&plan),
+            tz: chrono_tz::Asia::Ho_Chi_Minh,
+            commune_metrics: false,
+            board: Some(Arc::clone(&board)),
+            lag_rule: LagRule::default(),
+            campaign: "test".into(),
+            clock: ClockMode::Event,
+        };
+        let commune = |code| geo.find(AreaLevel::Commune, code).unwrap();
+        let start = plan.start();
+        let mut sums = Sums::default();
+        for (code, n) in [("25217", 3), ("25195", 1)] {
+            let days = BTreeMap::from([(start, DayCounts { gained: n, lost: 0 })]);
+            sums.add_days((Indicator::Cccd, commune(code)), &days);
+            sums.add_days((Indicator::Cccd, geo.province()), &days);
+        }
+        let t = start.and_hms_opt(5, 0, 0).unwrap().and_utc().timestamp_nanos_opt().unwrap();
+        let m = Metrics::new().unwrap();
+        view.publish(&m, &sums, t, t);
+        let snap = board.snapshot();
+        assert_eq!(snap.tier, "xã");
+        assert_eq!(snap.districts.len(), 40);
+        let row = |code: &str| snap.districts.iter().find(|d| d.code == code).unwrap();
+        // 25217: 3 of 3; 25195: 1 of 4; the others have no target: no rank.
+        assert_eq!((row("25217").rank, row("25195").rank), (1, 2));
+        assert_eq!(row("25217").indicators.iter().find(|i| i.indicator == "cccd").unwrap().covered, 3);
+        assert_eq!(snap.districts.iter().filter(|d| d.rank == 0).count(), 38);
+        // And /metrics has the communes' gauges without commune_metrics.
+        let text = m.encode();
+        assert!(
+            text.lines().any(|l| l.starts_with("d06_coverage_covered{")
+                && l.contains(r#"area="25217""#)
+                && l.contains(r#"area_level="commune""#)
+                && l.contains(r#"indicator="cccd""#)
+                && l.ends_with(" 3")),
+            "{text}"
+        );
+    }
+
     /// `d06_area_info` lines of `/metrics`, sorted.
     fn area_info(version: GeographyVersion, commune_metrics: bool) -> Vec<String> {
         let geo = Arc::new(Geography::load(version).unwrap());
@@ -324,5 +381,9 @@ mod tests {
         assert!(post.iter().all(|l| !l.contains(r#"area_level="district""#)), "{post:#?}");
         let communes: Vec<&String> = post.iter().filter(|l| l.contains(r#"area_level="commune""#)).collect();
         assert!(!communes.is_empty() && communes.iter().all(|l| l.contains(r#"parent="75""#)), "{post:#?}");
+        // There the communes are the tier below the province: exported
+        // without asking (the dashboards and the board rank them).
+        assert_eq!(communes.len(), 40, "{post:#?}");
+        assert_eq!(area_info(GeographyVersion::Post2025, false), post);
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aggregator::calendar::WorkCalendar;
 use aggregator::plan::Plan;
-use aggregator::{AreaLevel, Geography, LagRule, Nanos};
+use aggregator::{Geography, LagRule, Nanos};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use ingest::kafka::shards::{DeadLetterRecord, ShardBatch, ShardCommitter, ShardEvent};
@@ -523,10 +523,9 @@ impl Pipeline {
         }
         let sums = match &self.p.sink {
             Some(sink) => {
-                let mut levels = vec![AreaLevel::Province.as_str(), AreaLevel::District.as_str()];
-                if self.p.commune_metrics {
-                    levels.push(AreaLevel::Commune.as_str());
-                }
+                let view = &self.view;
+                let levels: Vec<&str> =
+                    self.p.geo.levels().iter().filter(|l| view.exported(**l)).map(|l| l.as_str()).collect();
                 match sink.figures(&levels, self.p.plan.start()).await {
                     Ok(f) => Sums::from_clickhouse(f, &self.p.geo),
                     Err(error) => {

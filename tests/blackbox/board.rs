@@ -531,6 +531,7 @@ fn campaign(step: u64) -> BoardSnapshot {
         today: "2024-05-04".into(),
         updated_at: format!("2024-05-04T16:{:02}:07+07:00", 20 + step),
         clock: "wall".into(),
+        tier: "huyện".into(),
         province: AreaBoard {
             code: province.code.clone(),
             name: province.name.clone(),

@@ -244,6 +244,12 @@ impl Geography {
         }
     }
 
+    /// The level just below the province, which boards and dashboards rank:
+    /// the districts before the 2025 reform, the communes after it.
+    pub fn tier(&self) -> AreaLevel {
+        self.levels().get(1).copied().unwrap_or(AreaLevel::Commune)
+    }
+
     /// Areas of one level, in file order.
     pub fn of_level(&self, level: AreaLevel) -> impl Iterator<Item = AreaId> + '_ {
         self.areas.iter().enumerate().filter(move |(_, a)| a.level == level).map(|(i, _)| AreaId(i as u16))

@@ -59,8 +59,12 @@ pub struct BoardSnapshot {
     pub clock: String,
     /// The province's totals (`rank` 0).
     pub province: AreaBoard,
-    /// The districts, in GSO code order.
+    /// The areas of the tier below the province, in GSO code order: the
+    /// districts, or after the 2025 reform the communes.
     pub districts: Vec<AreaBoard>,
+    /// What those areas are, as the ranking's heading says it: `huyện`
+    /// (districts) or `xã` (communes).
+    pub tier: String,
     /// The province's 1022 hotline tickets.
     pub hotline: HotlineBoard,
     /// Replay progress of the source topics (none until first measured).
@@ -438,6 +442,7 @@ mod tests {
             clock: "event".into(),
             province: AreaBoard { code: "70".into(), name: "Bình Phước".into(), rank: 0, ..district.clone() },
             districts: vec![district],
+            tier: "huyện".into(),
             hotline: HotlineBoard { received: 3, in_progress: 1, overdue_specialist: 1, ..HotlineBoard::default() },
             replay: None,
         }
