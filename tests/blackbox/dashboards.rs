@@ -275,11 +275,31 @@ fn variables(d: &Dashboard) -> Vec<Variable> {
 
 /// Fills the options of the query variables by running their SQL against
 /// the test's database, as Grafana does on load (first column the value,
-/// second the text, as the ClickHouse plugin reads them).
+/// second the text, as the ClickHouse plugin reads them), in order: a query
+/// that uses an earlier variable runs with that variable's current value,
+/// which on load is its first option (so such a variable must have exactly
+/// one, or the combinations [`expand`] makes would not be Grafana's).
 async fn query_variables(vars: &mut [Variable], http: &reqwest::Client, database: &str, range: Range) {
-    for v in vars.iter_mut() {
+    for i in 0..vars.len() {
+        let (earlier, rest) = vars.split_at_mut(i);
+        let v = &mut rest[0];
         let Some(sql) = &v.sql else { continue };
-        let concrete = put_clickhouse(sql, range, database);
+        let mut sql = sql.clone();
+        for e in earlier.iter() {
+            if sql.contains(&format!("${}", e.name)) || sql.contains(&format!("${{{}", e.name)) {
+                assert_eq!(
+                    e.options.len(),
+                    1,
+                    "variable {} uses {}, which has several values: {:?}",
+                    v.name,
+                    e.name,
+                    e.options
+                );
+                let (value, label) = &e.options[0];
+                sql = put_variable(&sql, &e.name, value, label);
+            }
+        }
+        let concrete = put_clickhouse(&sql, range, database);
         let text = crate::harness::clickhouse_query(http, database, &concrete).await;
         v.options = text
             .lines()
@@ -772,6 +792,83 @@ async fn baseline(app: &App, ind: &str, level: &str, area: &str) -> f64 {
     app.clickhouse(&sql).await.trim().parse::<f64>().expect("baseline")
 }
 
+/// Runs every target of every dashboard, for every value of the variables it
+/// uses, against `app`'s ClickHouse database and `prometheus`, as Grafana
+/// would; returns what ran and each dashboard's variables with their values.
+async fn run_every_query(app: &App, prometheus: &Prometheus) -> (Vec<Ran>, BTreeMap<String, Vec<Variable>>) {
+    let sources = provisioned_datasources();
+    let range = Range::campaign_to_now();
+    let http = reqwest::Client::new();
+    let mut ran: Vec<Ran> = Vec::new();
+    let mut all_vars = BTreeMap::new();
+    let mut per_dashboard: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for d in dashboards() {
+        let mut vars = variables(&d);
+        query_variables(&mut vars, &http, &app.database, range).await;
+        for target in targets(&d, &sources) {
+            let counts = per_dashboard.entry(d.uid().to_owned()).or_default();
+            counts.0 += 1;
+            for (assignment, query) in expand(&target, &vars, range, &app.database) {
+                counts.1 += 1;
+                let started = Instant::now();
+                let outcome = loop {
+                    let outcome = match &query {
+                        Query::Prometheus(e) => prometheus.query(e).await.map(Outcome::Series),
+                        Query::ClickHouse { sql, .. } => run_clickhouse(&http, &app.database, sql).await,
+                    };
+                    // An empty answer may be a rate() still waiting for samples: retry a while.
+                    let empty = matches!(&outcome, Ok(Outcome::Series(s)) if s.is_empty());
+                    if !empty || started.elapsed() > Duration::from_secs(10) {
+                        break outcome;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                };
+                ran.push(Ran { target: target.clone(), vars: assignment, query, outcome });
+            }
+        }
+        all_vars.insert(d.uid().to_owned(), vars);
+    }
+    eprintln!("dashboards: (targets, concrete queries) {per_dashboard:?}");
+    assert_eq!(per_dashboard.keys().map(String::as_str).collect::<BTreeSet<_>>(), UIDS.into_iter().collect());
+    (ran, all_vars)
+}
+
+/// Fails on any query that errs or answers nothing, but for the days behind
+/// of an indicator whose baseline is unknown (`unknown_baseline`), which
+/// OUTPUTS-v1 leaves absent, and series of counters the run never moved
+/// (`unmoved`, e.g. `d06_sink_write_failures_total` with no failure):
+/// returns how many were absent by contract. Checks that ClickHouse time
+/// series have a DateTime `time` column.
+fn check_outcomes(ran: &[Ran], unknown_baseline: impl Fn(&str) -> bool, unmoved: &[&str]) -> usize {
+    let mut absent_by_contract = 0;
+    let mut failures = Vec::new();
+    for r in ran {
+        let at = format!("{} / {:?} / {} {:?}", r.target.dashboard, r.target.panel, r.target.ref_id, r.vars);
+        let days_behind_of_unknown = matches!(&r.query, Query::Prometheus(e) if e.contains("d06_coverage_days_behind"))
+            && r.vars.iter().any(|(k, v)| k == "indicator" && unknown_baseline(v));
+        match &r.outcome {
+            Err(e) => failures.push(format!("{at}: error: {e}\n  {:?}", r.query)),
+            Ok(Outcome::Series(s)) if s.is_empty() && days_behind_of_unknown => absent_by_contract += 1,
+            Ok(Outcome::Series(s))
+                if s.is_empty()
+                    && matches!(&r.query, Query::Prometheus(e) if unmoved.iter().any(|c| e.contains(c))) => {}
+            Ok(Outcome::Series(s)) if s.is_empty() => failures.push(format!("{at}: no series\n  {:?}", r.query)),
+            Ok(Outcome::Rows(_, rows)) if rows.is_empty() => failures.push(format!("{at}: no rows\n  {:?}", r.query)),
+            Ok(Outcome::Rows(meta, _)) => {
+                if let Query::ClickHouse { time_series: true, .. } = r.query {
+                    let time = meta.iter().find(|(n, _)| n == "time").map(|(_, t)| t.as_str());
+                    if !time.is_some_and(|t| t.starts_with("DateTime")) {
+                        failures.push(format!("{at}: a time series needs a DateTime `time` column, got {meta:?}"));
+                    }
+                }
+            }
+            Ok(Outcome::Series(_)) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} queries failed:\n{}", failures.len(), ran.len(), failures.join("\n"));
+    absent_by_contract
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_runs_against_real_data() {
     // The app writes ClickHouse through a proxy that can refuse requests.
@@ -846,44 +943,14 @@ async fn every_dashboard_query_runs_against_real_data() {
     // A few more scrapes, so that every rate() has two samples of the final state.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // Every target of every dashboard, every variable value.
-    let sources = provisioned_datasources();
-    let range = Range::campaign_to_now();
-    let http = reqwest::Client::new();
-    let mut ran: Vec<Ran> = Vec::new();
-    let mut per_dashboard: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for d in dashboards() {
-        let mut vars = variables(&d);
-        query_variables(&mut vars, &http, &app.database, range).await;
-        if d.uid() == "d06-district" {
-            // From the data: the eleven districts with their official names.
-            let v = vars.iter().find(|v| v.name == "district").expect("district variable");
-            assert_eq!(v.options, official_districts(), "values are the codes, labels the official names");
-        }
-        for target in targets(&d, &sources) {
-            let counts = per_dashboard.entry(d.uid().to_owned()).or_default();
-            counts.0 += 1;
-            for (assignment, query) in expand(&target, &vars, range, &app.database) {
-                counts.1 += 1;
-                let started = Instant::now();
-                let outcome = loop {
-                    let outcome = match &query {
-                        Query::Prometheus(e) => prometheus.query(e).await.map(Outcome::Series),
-                        Query::ClickHouse { sql, .. } => run_clickhouse(&http, &app.database, sql).await,
-                    };
-                    // An empty answer may be a rate() still waiting for samples: retry a while.
-                    let empty = matches!(&outcome, Ok(Outcome::Series(s)) if s.is_empty());
-                    if !empty || started.elapsed() > Duration::from_secs(10) {
-                        break outcome;
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                };
-                ran.push(Ran { target: target.clone(), vars: assignment, query, outcome });
-            }
-        }
+    let (ran, vars) = run_every_query(&app, &prometheus).await;
+    // From the data: the eleven districts with their official names.
+    let district = vars["d06-district"].iter().find(|v| v.name == "district").expect("district variable");
+    assert_eq!(district.options, official_districts(), "values are the codes, labels the official names");
+    for uid in ["d06-district", "d06-province", "d06-hotline"] {
+        let level = vars[uid].iter().find(|v| v.name == "level").expect("level variable");
+        assert_eq!(level.options, [("district".to_owned(), "huyện".to_owned())], "{uid}: before 2025, the districts");
     }
-    eprintln!("dashboards: (targets, concrete queries) {per_dashboard:?}");
-    assert_eq!(per_dashboard.keys().map(String::as_str).collect::<BTreeSet<_>>(), UIDS.into_iter().collect());
 
     // OUTPUTS-v1: no days_behind while a baseline is unknown (the 2024
     // plan's smartphone_4g and sim_signature): an empty answer is the
@@ -903,29 +970,7 @@ async fn every_dashboard_query_runs_against_real_data() {
             .collect();
         !known.is_empty() && known.iter().all(|v| *v == 0.0)
     };
-    let mut absent_by_contract = 0;
-    let mut failures = Vec::new();
-    for r in &ran {
-        let at = format!("{} / {:?} / {} {:?}", r.target.dashboard, r.target.panel, r.target.ref_id, r.vars);
-        let days_behind_of_unknown = matches!(&r.query, Query::Prometheus(e) if e.contains("d06_coverage_days_behind"))
-            && r.vars.iter().any(|(k, v)| k == "indicator" && unknown_baseline(v));
-        match &r.outcome {
-            Err(e) => failures.push(format!("{at}: error: {e}\n  {:?}", r.query)),
-            Ok(Outcome::Series(s)) if s.is_empty() && days_behind_of_unknown => absent_by_contract += 1,
-            Ok(Outcome::Series(s)) if s.is_empty() => failures.push(format!("{at}: no series\n  {:?}", r.query)),
-            Ok(Outcome::Rows(_, rows)) if rows.is_empty() => failures.push(format!("{at}: no rows\n  {:?}", r.query)),
-            Ok(Outcome::Rows(meta, _)) => {
-                if let Query::ClickHouse { time_series: true, .. } = r.query {
-                    let time = meta.iter().find(|(n, _)| n == "time").map(|(_, t)| t.as_str());
-                    if !time.is_some_and(|t| t.starts_with("DateTime")) {
-                        failures.push(format!("{at}: a time series needs a DateTime `time` column, got {meta:?}"));
-                    }
-                }
-            }
-            Ok(Outcome::Series(_)) => {}
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} queries failed:\n{}", failures.len(), ran.len(), failures.join("\n"));
+    let absent_by_contract = check_outcomes(&ran, unknown_baseline, &[]);
     assert_eq!(absent_by_contract, 2, "days behind of smartphone_4g and sim_signature by district: absent");
 
     // Hand-checked figures through the panels themselves.
@@ -942,7 +987,7 @@ async fn every_dashboard_query_runs_against_real_data() {
     ] {
         assert_eq!(series_value(hot, "status", status), n, "hotline {status}");
     }
-    let by_district = find(&ran, "d06-hotline", "Báo cáo theo huyện trong khoảng thời gian đang xem", "A", &[]);
+    let by_district = find(&ran, "d06-hotline", "Báo cáo theo ${level:text} trong khoảng thời gian đang xem", "A", &[]);
     assert_eq!(row_value(by_district, "area", "692", "Quá hạn cấp chuyên viên"), 1.0);
     assert_eq!(row_value(by_district, "area", "688", "Quá hạn cấp lãnh đạo"), 1.0);
     assert_eq!(row_value(by_district, "area", "696", "Đang xử lý"), 1.0);
@@ -980,6 +1025,130 @@ async fn every_dashboard_query_runs_against_real_data() {
     series_value(failed, "sink", "clickhouse");
     let dead = find(&ran, "d06-pipeline", "Bản tin lỗi theo lý do (ClickHouse)", "A", &[]);
     assert_eq!(row_value(dead, "Lý do", "malformed_json", "Số bản tin"), 1.0);
+}
+
+/// The post-2025 communes of the geography fixture, `(code, official
+/// name)`, read from the embedded data file (not from d06's types).
+fn post2025_communes() -> Vec<(String, String)> {
+    let csv = std::fs::read_to_string(repo().join("aggregator/data/binh_phuoc_area_post2025_2tier.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (code, name) = (col("commune_code"), col("commune_name"));
+    let communes: Vec<(String, String)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[code].to_owned(), f[name].to_owned())
+        })
+        .collect();
+    assert_eq!(communes.len(), 40);
+    communes
+}
+
+/// A plan for the post-2025 geography: every commune a target of 10 per
+/// indicator, baselines 0 (known), one milestone at the end.
+fn post2025_plan(communes: &[(String, String)]) -> String {
+    let mut plan = String::from("name = \"post-2025 test\"\nstart = 2024-04-10\nend = 2024-07-08\n");
+    for ind in INDICATORS {
+        plan += &format!(
+            "[indicators.{ind}]\ntarget = {}\nbaseline = 0\nmilestones = [ {{ date = 2024-07-08, share = 1.0 }} ]\n",
+            10 * communes.len()
+        );
+        for (code, _) in communes {
+            plan += &format!("areas.\"{code}\" = {{ target = 10 }}\n");
+        }
+    }
+    plan
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_runs_on_the_post_2025_geography() {
+    // The same streams (old commune codes, mapped forward by d06) on the
+    // geography after the 2025 reform: no district tier, 40 communes.
+    let communes = post2025_communes();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("post2025.toml");
+    std::fs::write(&plan, post2025_plan(&communes)).unwrap();
+    let mut app = spawn_app(AppOptions {
+        partitions: 2,
+        shards: 2,
+        extra_toml: format!("[contract]\ngeography = \"post2025\"\n[plan]\nfile = \"{}\"\n", plan.display()),
+        ..AppOptions::default()
+    })
+    .await;
+    // Commune gauges by default: the harness asks for them, so stop asking.
+    assert!(app.terminate().success());
+    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    assert_eq!(config.matches("commune_metrics = true\n").count(), 1, "{config}");
+    std::fs::write(&app.config_path, config.replace("commune_metrics = true\n", "")).unwrap();
+    app.start().await;
+    let prometheus = Prometheus::start(app.metrics_port, None);
+
+    let producer = Producer::new();
+    let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
+    let messages: Vec<(String, i32, Vec<u8>)> = coverage_stream()
+        .into_iter()
+        .chain(hotline_stream())
+        .map(|(t, p, m)| (topics[t].clone(), p, m.into_bytes()))
+        .collect();
+    producer.send_all(&messages).await;
+    app.wait_consumed(messages.len() as u64, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let cccd = prometheus.value("max(d06_coverage_covered{indicator=\"cccd\",area_level=\"province\"})").await;
+        let tickets = prometheus.value("max(d06_hotline_tickets{area_level=\"province\",status=\"received\"})").await;
+        let communes_seen =
+            prometheus.value("count(max by (area) (d06_coverage_target{area_level=\"commune\"}))").await;
+        let newest = prometheus.value("max(d06_newest_event_timestamp_seconds)").await;
+        if cccd == Some(5.0) && tickets == Some(5.0) && communes_seen == Some(40.0) && newest == Some(NEWEST_EVENT_S) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never showed the final figures: cccd {cccd:?}, tickets {tickets:?}, communes {communes_seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (ran, vars) = run_every_query(&app, &prometheus).await;
+    for uid in ["d06-district", "d06-province", "d06-hotline"] {
+        let level = vars[uid].iter().find(|v| v.name == "level").expect("level variable");
+        assert_eq!(level.options, [("commune".to_owned(), "xã".to_owned())], "{uid}: after 2025, the communes");
+    }
+    let area = vars["d06-district"].iter().find(|v| v.name == "district").expect("district variable");
+    assert_eq!(area.options, communes, "the 40 communes, codes and official names");
+    // Every baseline is known here: no days behind may be absent. ClickHouse
+    // never failed (the other test's proxy makes it fail): no failure series.
+    assert_eq!(check_outcomes(&ran, |_| false, &["d06_sink_write_failures_total"]), 0);
+
+    // Ranked by commune: every commune has a target, so a ratio each.
+    let ranked = find(
+        &ran,
+        "d06-province",
+        "Tỷ lệ hoàn thành theo ${level:text} — ${indicator:text}",
+        "A",
+        &[("indicator", "cccd")],
+    );
+    match ranked {
+        Outcome::Series(s) => assert_eq!(s.len(), 40, "{s:?}"),
+        Outcome::Rows(..) => panic!("not Prometheus"),
+    }
+    // The hotline by commune, over the communes' rows: the province's totals.
+    let by_commune = find(&ran, "d06-hotline", "Báo cáo theo ${level:text} trong khoảng thời gian đang xem", "A", &[]);
+    let Outcome::Rows(_, rows) = by_commune else { panic!("not ClickHouse") };
+    let codes: BTreeSet<&str> = communes.iter().map(|(c, _)| c.as_str()).collect();
+    assert!(rows.iter().all(|r| r["area"].as_str().is_some_and(|a| codes.contains(a))), "{rows:?}");
+    let total = |column: &str| rows.iter().map(|r| number(&r[column])).sum::<f64>();
+    assert_eq!(total("Quá hạn cấp chuyên viên"), 1.0);
+    assert_eq!(total("Quá hạn cấp lãnh đạo"), 1.0);
+    assert_eq!(total("Đang xử lý"), 1.0);
+    // 25195's two applications on 12/4 in the commune it became (25195
+    // kept its code: the old→new table of the fixture).
+    let series =
+        find(&ran, "d06-district", "Thu nhận hồ sơ CCCD: đã thực hiện và kế hoạch", "A", &[("district", "25195")]);
+    assert_eq!(row_value(series, "time", "2024-04-11 00:00:00", "Đã thực hiện"), 0.0, "{series:?}");
+    assert_eq!(row_value(series, "time", "2024-04-12 00:00:00", "Đã thực hiện"), 2.0, "{series:?}");
 }
 
 // ------------------------------------------------------------ deployment files
@@ -1190,9 +1359,25 @@ fn compose_references_only_files_that_exist_and_promtool_accepts_its_prometheus_
     assert!(!flat.iter().any(|(k, v)| k.contains("ZOOKEEPER") || v.contains("zookeeper")), "no ZooKeeper");
 
     // Grafana: the plugin, the provisioning, the dashboards where the provider looks.
-    let plugins = at(&flat, "services.grafana.environment.GF_INSTALL_PLUGINS");
-    assert!(plugins.iter().any(|p| p.contains("grafana-clickhouse-datasource")), "{plugins:?}");
     let g = mounts(&flat, "grafana");
+    // Nothing downloaded at start (the IOC network is closed): the plugins
+    // from deploy/grafana/plugins (fetch-plugins.sh), no preinstall, no calls out.
+    let env = |key: &str| at(&flat, &format!("services.grafana.environment.{key}"));
+    for (key, value) in [
+        ("GF_PLUGINS_PREINSTALL_DISABLED", "true"),
+        ("GF_PLUGINS_PUBLIC_KEY_RETRIEVAL_DISABLED", "true"),
+        ("GF_ANALYTICS_CHECK_FOR_UPDATES", "false"),
+        ("GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES", "false"),
+        ("GF_ANALYTICS_REPORTING_ENABLED", "false"),
+    ] {
+        assert_eq!(env(key), [value], "{key}");
+    }
+    for key in ["GF_INSTALL_PLUGINS", "GF_PLUGINS_PREINSTALL", "GF_PLUGINS_PREINSTALL_SYNC"] {
+        assert!(env(key).is_empty(), "{key} downloads at start");
+    }
+    let plugins_dir = env("GF_PATHS_PLUGINS");
+    assert_eq!(plugins_dir.len(), 1, "GF_PATHS_PLUGINS");
+    assert!(g.contains(&("../grafana/plugins", plugins_dir[0])), "the plugins mounted at {plugins_dir:?}: {g:?}");
     assert!(g.contains(&("../grafana/provisioning", "/etc/grafana/provisioning")), "{g:?}");
     let provider =
         flatten_yaml(&std::fs::read_to_string(repo().join("deploy/grafana/provisioning/dashboards/d06.yml")).unwrap());
@@ -1275,6 +1460,87 @@ fn compose_references_only_files_that_exist_and_promtool_accepts_its_prometheus_
         assert_eq!(at(&flat, &format!("services.{r}.stop_signal")), ["SIGTERM"]);
     }
     assert_eq!(d06_user.matches("<ip>").count(), replicas.len(), "{d06_user}");
+}
+
+/// `deploy/grafana/fetch-plugins.sh --zip <zip>` into `dest`: (success, stdout and stderr).
+fn fetch_plugins(zip: &Path, dest: &Path) -> (bool, String) {
+    run(Command::new("bash")
+        .arg(repo().join("deploy/grafana/fetch-plugins.sh"))
+        .arg("--zip")
+        .arg(zip)
+        .env("D06_GRAFANA_PLUGINS_DIR", dest))
+}
+
+/// A plugin release zip as grafana.com serves one: a top directory named
+/// after the plugin with `plugin.json`, optionally `MANIFEST.txt`, and an
+/// executable backend (built with Python's zipfile, which keeps modes).
+fn plugin_zip(path: &Path, id: &str, version: &str, manifest: bool) {
+    let script = r##"
+import sys, zipfile
+path, id, version, manifest = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+with zipfile.ZipFile(path, "w") as z:
+    z.writestr(id + "/plugin.json",
+        '{"type":"datasource","id":"%s","info":{"version":"%s"},"dependencies":{"grafanaDependency":">=10.4.0"}}' % (id, version))
+    if manifest:
+        z.writestr(id + "/MANIFEST.txt", "-----BEGIN PGP SIGNED MESSAGE-----\n")
+    exe = zipfile.ZipInfo(id + "/gpx_clickhouse_linux_amd64")
+    exe.external_attr = 0o100755 << 16
+    z.writestr(exe, "#!/bin/sh\n")
+"##;
+    let (ok, out) =
+        run(Command::new("python3").arg("-c").arg(script).arg(path).arg(id).arg(version).arg(if manifest {
+            "1"
+        } else {
+            "0"
+        }));
+    assert!(ok, "python3 zipfile: {out}");
+}
+
+#[test]
+fn the_grafana_plugin_is_unpacked_from_a_carried_in_zip_after_its_checks() {
+    use std::os::unix::fs::PermissionsExt;
+    let script = std::fs::read_to_string(repo().join("deploy/grafana/fetch-plugins.sh")).unwrap();
+    let pinned = |key: &str| {
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key}= in fetch-plugins.sh"))
+            .to_owned()
+    };
+    let (id, version) = (pinned("PLUGIN_ID"), pinned("PLUGIN_VERSION"));
+    // The plugin the provisioned ClickHouse data source is a type of.
+    assert!(provisioned_datasources().values().any(|t| *t == id), "{id} is not a provisioned data source type");
+    let operations = std::fs::read_to_string(repo().join("docs/OPERATIONS.md")).unwrap();
+    assert!(operations.contains(&format!("{id} {version}")), "docs/OPERATIONS.md names {id} {version}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("plugins");
+    let zip = |name: &str, id: &str, version: &str, manifest: bool| {
+        let path = dir.path().join(name);
+        plugin_zip(&path, id, version, manifest);
+        path
+    };
+    // Refused, nothing written: another version, another plugin, unsigned, not a zip.
+    for (zip, says) in [
+        (zip("old.zip", &id, "4.0.0", true), format!("version 4.0.0, d06 pins {version}")),
+        (zip("other.zip", "grafana-other-datasource", &version, true), format!("plugin.json is not {id}")),
+        (zip("unsigned.zip", &id, &version, false), "no MANIFEST.txt".to_owned()),
+        (repo().join("deploy/grafana/plugins/README.md"), "not a zip file".to_owned()),
+    ] {
+        let (ok, out) = fetch_plugins(&zip, &dest);
+        assert!(!ok && out.contains(&says), "{}: {out}", zip.display());
+        assert!(!dest.join(&id).exists(), "{}: nothing unpacked", zip.display());
+    }
+    // The pinned release: unpacked where Grafana looks, its backend executable.
+    let good = zip("good.zip", &id, &version, true);
+    let (ok, out) = fetch_plugins(&good, &dest);
+    assert!(ok && out.contains("unpacked"), "{out}");
+    assert!(dest.join(&id).join("plugin.json").exists() && dest.join(&id).join("MANIFEST.txt").exists());
+    let mode = std::fs::metadata(dest.join(&id).join("gpx_clickhouse_linux_amd64")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o111, 0o111, "the backend stays executable: {mode:o}");
+    // Again: already there, nothing done.
+    let (ok, out) = fetch_plugins(&good, &dest);
+    assert!(ok && out.contains("already in"), "{out}");
 }
 
 #[test]
