@@ -4,7 +4,9 @@
 //! zombie). At the end ClickHouse, every instance's `/metrics`, a real
 //! Prometheus scraping all of them (through the project's rules) and the
 //! dead letters equal an independent recount, and the zombie's writes were
-//! fenced: never in the figures.
+//! fenced: never in the figures. The stream carries 1022 hotline tickets
+//! too, each ticket's events spread over partitions (so over instances):
+//! `hotline_daily` equals the independent hotline oracle, district by day.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,6 +16,58 @@ use rand::{Rng, SeedableRng};
 
 use crate::crash::{generate, messages, parse_coverage, recount, recount_diff, Expected, COVERAGE_ROWS};
 use crate::harness::{spawn_app, App, AppOptions, KafkaTarget, Producer, Prometheus};
+use crate::hotline_oracle::Oracle;
+
+/// A (district, day) row of `hotline_daily`: received, processed, in
+/// progress, spam, overdue (specialist, leadership), answered, forwarded.
+type HotlineRows = BTreeMap<(String, String), [u64; 8]>;
+
+/// `hotline_daily`'s district rows that hold a ticket.
+async fn hotline_daily(app: &App) -> HotlineRows {
+    let text = app
+        .clickhouse(
+            "SELECT area, toString(day), received, processed, in_progress, spam, overdue_specialist, \
+             overdue_leadership, answered, forwarded FROM hotline_daily \
+             WHERE area_level = 'district' AND received > 0 ORDER BY area, day",
+        )
+        .await;
+    text.lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let mut row = [0u64; 8];
+            for (r, v) in row.iter_mut().zip(&f[2..]) {
+                *r = v.parse().expect("a count");
+            }
+            ((f[0].to_owned(), f[1].to_owned()), row)
+        })
+        .collect()
+}
+
+/// The oracle's rows as of `t`, in the shape of [`hotline_daily`].
+fn hotline_recount(oracle: &Oracle, t: i64) -> HotlineRows {
+    oracle
+        .by_district_day(t)
+        .into_iter()
+        .filter(|(_, f)| f.received > 0)
+        .map(|((district, day), f)| ((district, day.to_string()), f.row()))
+        .collect()
+}
+
+/// The 2024 report's ticket stream (`d06 simulate --stdout`, seeded), as
+/// raw JSON messages, producer retries included.
+fn hotline_stream(app: &App, seed: u64) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_d06"))
+        .args(["simulate", "--scenario", "hotline-2024", "--seed", &seed.to_string(), "--stdout", "--config"])
+        .arg(&app.config_path)
+        .output()
+        .expect("run d06 simulate");
+    assert!(out.status.success(), "d06 simulate: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|l| l.split_once('\t').expect("kind, tab, payload").1.to_owned())
+        .collect()
+}
 
 /// `coverage_daily` as the recount's map (non-zero rows).
 pub(crate) async fn coverage(app: &App) -> Expected {
@@ -73,6 +127,19 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     let topics: Vec<String> = a.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5ca1e);
     let mut messages = messages(&raws, &topics, partitions, &mut rng);
+    // The tickets, each message at a random place on a random partition.
+    let tickets = hotline_stream(&a, seed % 1000);
+    let mut oracle = Oracle::shipped();
+    for json in &tickets {
+        oracle.read(json);
+        let at = rng.random_range(0..messages.len());
+        messages.insert(at, (topics[3].clone(), rng.random_range(0..partitions), json.clone().into_bytes()));
+    }
+    // The event clock at the end: the newest event of all, coverage or ticket.
+    let newest_coverage = raws.iter().map(|r| r.minute).max().expect("events") * 60 * 1_000_000_000;
+    let t = (crate::hotline_oracle::local(2024, 4, 10, 0, 0) + newest_coverage).max(oracle.newest().expect("tickets"));
+    let hotline_expected = hotline_recount(&oracle, t);
+    eprintln!("{} ticket messages ({} retries)", tickets.len(), oracle.duplicates);
     // Invalid messages on all four topics, each one dead letter.
     let mut invalid = 0usize;
     for i in 0..400 {
@@ -206,6 +273,29 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     }
     assert!(expected.len() > 500, "the stream covers many keys: {}", expected.len());
     eprintln!("ClickHouse equals the recount after {:?}", started.elapsed());
+    // The tickets too: every shard's clock reaches the newest event (the
+    // routers broadcast it), and the oracle classifies as of that instant.
+    let waited = Instant::now();
+    loop {
+        let got = hotline_daily(&b).await;
+        if got == hotline_expected {
+            break;
+        }
+        if waited.elapsed() > Duration::from_secs(120) {
+            let differ: Vec<_> = hotline_expected
+                .iter()
+                .filter(|(k, v)| got.get(*k) != Some(*v))
+                .map(|(k, v)| (k, v, got.get(k)))
+                .chain(
+                    got.iter().filter(|(k, _)| !hotline_expected.contains_key(*k)).map(|(k, v)| (k, &[0; 8], Some(v))),
+                )
+                .collect();
+            panic!("hotline_daily differs from the oracle (key, oracle, d06): {differ:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(hotline_expected.len() > 50, "tickets on many district-days: {}", hotline_expected.len());
+    eprintln!("hotline_daily equals the oracle over {} district-days", hotline_expected.len());
 
     // Every dead letter once, keyed by source position (the dead-letter
     // topic's partitions may be owned by an instance still catching up).
