@@ -244,17 +244,12 @@ mod tests {
     use super::*;
     use aggregator::GeographyVersion;
 
-    /// The 2024 plan does not know the smartphone 4G baseline: a district
-    /// far along on it alone is not ranked above one that moved on CCCD.
-    #[test]
-    fn the_board_ranks_without_the_unknown_baselines() {
-        let geo = Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap());
-        let plan = Arc::new(reports::load_plan(None, &geo).unwrap());
-        assert!(!plan.baseline_known(Indicator::Smartphone4g, geo.province()));
+    /// A view publishing to a board (event clock, no commune gauges asked for).
+    fn board_view(geo: &Arc<Geography>, plan: &Arc<aggregator::plan::Plan>) -> (View, Arc<Board>) {
         let board = Arc::new(Board::new());
         let view = View {
-            geo: Arc::clone(&geo),
-            plan: Arc::clone(&plan),
+            geo: Arc::clone(geo),
+            plan: Arc::clone(plan),
             tz: chrono_tz::Asia::Ho_Chi_Minh,
             commune_metrics: false,
             board: Some(Arc::clone(&board)),
@@ -262,6 +257,17 @@ mod tests {
             campaign: "test".into(),
             clock: ClockMode::Event,
         };
+        (view, board)
+    }
+
+    /// The 2024 plan does not know the smartphone 4G baseline: a district
+    /// far along on it alone is not ranked above one that moved on CCCD.
+    #[test]
+    fn the_board_ranks_without_the_unknown_baselines() {
+        let geo = Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap());
+        let plan = Arc::new(reports::load_plan(None, &geo).unwrap());
+        assert!(!plan.baseline_known(Indicator::Smartphone4g, geo.province()));
+        let (view, board) = board_view(&geo, &plan);
         let district = |code| geo.find(AreaLevel::District, code).unwrap();
         let start = plan.start();
         let mut sums = Sums::default();
@@ -293,17 +299,7 @@ mod tests {
         let plan = "start = 2024-04-10\nend = 2024-04-19\n[indicators.cccd]\ntarget = 7\n\
                     areas.\"25217\" = { target = 3 }\nareas.\"25195\" = { target = 4 }";
         let plan = Arc::new(aggregator::plan::Plan::from_toml(plan, &geo).unwrap());
-        let board = Arc::new(Board::new());
-        let view = View {
-            geo: Arc::clone(&geo),
-            plan: Arc::clone(&plan),
-            tz: chrono_tz::Asia::Ho_Chi_Minh,
-            commune_metrics: false,
-            board: Some(Arc::clone(&board)),
-            lag_rule: LagRule::default(),
-            campaign: "test".into(),
-            clock: ClockMode::Event,
-        };
+        let (view, board) = board_view(&geo, &plan);
         let commune = |code| geo.find(AreaLevel::Commune, code).unwrap();
         let start = plan.start();
         let mut sums = Sums::default();
