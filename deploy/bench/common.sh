@@ -30,6 +30,7 @@ EXAMPLES="$TARGET_DIR/$PROFILE_DIR/examples"
 export D06_HMAC_KEY="${D06_HMAC_KEY:-d06-bench-key-0123456789abcdef}"
 
 D06_PID=""
+D06_PIDS=()
 CLEANUP_PIDS=()
 
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -105,27 +106,35 @@ EOF
     fi
 }
 
-# start_d06 CONFIG: starts `d06 run` in the background (log in $WORK/d06.log), waits for /healthz.
+# start_d06 CONFIG [LOG]: starts `d06 run` in the background (log in LOG,
+# default $WORK/d06.log), sets D06_PID, waits for /healthz on $HTTP_PORT.
+# Every process started is stopped on exit.
 start_d06() {
-    RUST_LOG="${RUST_LOG:-info}" "$BIN" run --config "$1" >"$WORK/d06.log" 2>&1 &
+    local log="${2:-$WORK/d06.log}"
+    RUST_LOG="${RUST_LOG:-info}" "$BIN" run --config "$1" >"$log" 2>&1 &
     D06_PID=$!
+    D06_PIDS+=("$D06_PID")
     D06_STARTED=$(date +%s.%N)
     export D06_STARTED
     for _ in $(seq 600); do
         if curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1; then
             return 0
         fi
-        kill -0 "$D06_PID" 2>/dev/null || { tail -20 "$WORK/d06.log" >&2; die "d06 exited at start-up"; }
+        kill -0 "$D06_PID" 2>/dev/null || { tail -20 "$log" >&2; die "d06 exited at start-up"; }
         sleep 0.1
     done
-    tail -20 "$WORK/d06.log" >&2
+    tail -20 "$log" >&2
     die "d06 not healthy in 60 s"
 }
 
-# metric NAME: the sum of every series of NAME on d06's /metrics.
+# metric NAME [PORT...]: the sum of every series of NAME on the /metrics of
+# d06 at each PORT (default $HTTP_PORT).
 metric() {
-    curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" 2>/dev/null |
-        awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%.0f\n", s }'
+    local name="$1" port
+    shift
+    for port in "${@:-$HTTP_PORT}"; do
+        curl -fsS "http://127.0.0.1:$port/metrics" 2>/dev/null || true
+    done | awk -v n="$name" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%.0f\n", s }'
 }
 
 # committed: the group's committed offsets summed over the source topics
@@ -142,16 +151,21 @@ cpu_seconds() {
     awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
+# stop_d06: stops every d06 started (SIGTERM, SIGKILL after 30 s).
 stop_d06() {
-    if [ -n "$D06_PID" ] && kill -0 "$D06_PID" 2>/dev/null; then
-        kill -TERM "$D06_PID"
-        for _ in $(seq 300); do
-            kill -0 "$D06_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$D06_PID" 2>/dev/null && kill -KILL "$D06_PID"
-        wait "$D06_PID" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "${D06_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid"
+            for _ in $(seq 300); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    D06_PIDS=()
     D06_PID=""
 }
 

@@ -19,7 +19,12 @@
 #    router (stage 1) has committed all N source messages in its
 #    transactions and the shards (stage 2) have applied every fact
 #    (`d06_facts_applied_total` = N − dead letters).
-# PERF=SECONDS records a perf profile of d06 (cpu-clock) for that long
+# INSTANCES=K (default 1) runs K `d06 run` in one group (each its own
+# instance_id, state directory and /metrics port), as a scaled-out
+# deployment would; the figures are over all of them (messages and facts
+# summed, CPU and peak RSS summed over the processes).
+# PERF=SECONDS records a perf profile of d06 (the last instance started;
+# cpu-clock) for that long
 # from 10 % consumed on and prints the top symbols.
 # INVALID_RATE (default 0.005) sets the share of invalid messages, which d06
 # sends to the dead-letter topic.
@@ -37,11 +42,20 @@ INVALID_RATE="${INVALID_RATE:-0.005}"   # share of invalid messages (dead letter
 
 build --example bare_consumer --example bare_copy
 new_run
-write_config "$WORK/d06.toml" event 1000 false
+INSTANCES="${INSTANCES:-1}"
+CONFIGS=()
+PORTS=()
+for i in $(seq 1 "$INSTANCES"); do
+    write_config "$WORK/d06-$i.toml" event 1000 false
+    sed -i -e "s|^group_id = .*|&\ninstance_id = \"bench-$i\"|" -e "s|^state_dir = .*|state_dir = \"$WORK/state-$i\"|" \
+        "$WORK/d06-$i.toml"
+    CONFIGS+=("$WORK/d06-$i.toml")
+    PORTS+=("$HTTP_PORT")
+done
 MACHINE="$(machine)"
 
 log "filling a backlog of $N events: d06 simulate --rate 0 --limit $N --scale $SCALE --invalid-rate $INVALID_RATE"
-"$BIN" simulate --config "$WORK/d06.toml" --rate 0 --limit "$N" --scale "$SCALE" --invalid-rate "$INVALID_RATE" \
+"$BIN" simulate --config "${CONFIGS[0]}" --rate 0 --limit "$N" --scale "$SCALE" --invalid-rate "$INVALID_RATE" \
     >"$WORK/simulate.txt"
 cat "$WORK/simulate.txt" >&2
 acked="$(awk '/^acked/ { print $2 }' "$WORK/simulate.txt" | tr -d ,)"
@@ -58,45 +72,66 @@ copy="$("$EXAMPLES/bare_copy" "$KAFKA" "$N" "$RUN_ID.copy" "${SHARDS:-2}" "${MAX
 echo "$copy" >&2
 copy_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$copy")"
 
-log "(b) d06 run"
-start_d06 "$WORK/d06.toml"
+log "(b) d06 run ($INSTANCES instance(s))"
+for i in "${!CONFIGS[@]}"; do
+    HTTP_PORT="${PORTS[$i]}"
+    start_d06 "${CONFIGS[$i]}" "$WORK/d06-$((i + 1)).log"
+done
 launched="$(date +%s.%N)"
-samples="$WORK/samples.tsv"   # unix time, consumed, RSS kB, CPU s
+# Sums over every instance: CPU seconds and a /proc status field (kB).
+cpu_all() { local p; for p in "${D06_PIDS[@]}"; do cpu_seconds "$p"; done | awk '{ s += $1 } END { print s }'; }
+status_all() { local p; for p in "${D06_PIDS[@]}"; do proc_status "$p" "$1"; done | awk '{ s += $1 } END { print s }'; }
+samples="$WORK/samples.tsv"   # unix time, consumed, RSS kB, CPU s, facts applied
 done_at=""
 perf_pid=""
+settled_since=""
+last_applied=""
 while :; do
-    consumed="$(metric d06_messages_consumed_total)"
-    kill -0 "$D06_PID" 2>/dev/null || { tail -30 "$WORK/d06.log" >&2; die "d06 exited"; }
+    consumed="$(metric d06_messages_consumed_total "${PORTS[@]}")"
+    for i in "${!D06_PIDS[@]}"; do
+        kill -0 "${D06_PIDS[$i]}" 2>/dev/null || { tail -30 "$WORK/d06-$((i + 1)).log" >&2; die "d06 $((i + 1)) exited"; }
+    done
     # PERF=SECONDS: a cpu-clock profile of d06 from 10 % consumed on.
     if [ -n "${PERF:-}" ] && [ -z "$perf_pid" ] && [ "${consumed:-0}" -ge $((N / 10)) ]; then
         perf record -e cpu-clock -F 999 -g -p "$D06_PID" -o "$WORK/perf.data" -- sleep "$PERF" >/dev/null 2>&1 &
         perf_pid=$!
         CLEANUP_PIDS+=("$perf_pid")
     fi
-    printf '%s\t%s\t%s\t%s\n' "$(date +%s.%N)" "$consumed" "$(proc_status "$D06_PID" VmRSS)" "$(cpu_seconds "$D06_PID")" >>"$samples"
+    applied="$(metric d06_facts_applied_total "${PORTS[@]}")"
+    now="$(date +%s.%N)"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$now" "$consumed" "$(status_all VmRSS)" "$(cpu_all)" "$applied" >>"$samples"
     # Two stages: the router has committed every source message, and the shards
-    # have applied every fact it wrote (N minus the dead letters).
-    applied="$(metric d06_facts_applied_total)"
-    rejected_now="$(metric d06_messages_rejected_total)"
-    if [ "${consumed:-0}" -ge "$N" ] && [ "${applied:-0}" -ge $((N - ${rejected_now:-0})) ] && [ "$(committed)" -ge "$N" ]; then
-        done_at="$(date +%s.%N)"
+    # have applied every fact it wrote (N minus the dead letters)...
+    rejected_now="$(metric d06_messages_rejected_total "${PORTS[@]}")"
+    if [ -z "$settled_since" ] && [ "${consumed:-0}" -ge "$N" ] && [ "${applied:-0}" -ge $((N - ${rejected_now:-0})) ] &&
+        [ "$(committed)" -ge "$N" ]; then
+        settled_since="$now"
+    fi
+    # ...and, with several instances, no shard is still applying: a shard
+    # that moved is rebuilt from the facts topic and applies facts again, so
+    # the count can pass N before the last fact is applied. Done is the
+    # first sample that shows the final count (unchanged for 3 s).
+    [ "$applied" != "$last_applied" ] && [ -n "$settled_since" ] && settled_since="$now"
+    last_applied="$applied"
+    if [ -n "$settled_since" ] && awk -v a="$settled_since" -v b="$now" 'BEGIN { exit !(b - a >= 3) }'; then
+        done_at="$(awk -F'\t' -v f="$applied" '$5 == f { print $1; exit }' "$samples")"
         break
     fi
     sleep "$SAMPLE_SECS"
 done
 [ -n "$perf_pid" ] && wait "$perf_pid"
-hwm="$(proc_status "$D06_PID" VmHWM)"
-cpu="$(cpu_seconds "$D06_PID")"
-curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/metrics.txt" || true
-dups="$(metric d06_duplicates_ignored_total)"
-rejected="$(metric d06_messages_rejected_total)"
-subjects="$(metric d06_state_subjects)"
+hwm="$(status_all VmHWM)"
+cpu="$(cpu_all)"
+for port in "${PORTS[@]}"; do curl -fsS "http://127.0.0.1:$port/metrics" || true; done >"$WORK/metrics.txt"
+dups="$(metric d06_duplicates_ignored_total "${PORTS[@]}")"
+rejected="$(metric d06_messages_rejected_total "${PORTS[@]}")"
+subjects="$(metric d06_state_subjects "${PORTS[@]}")"
 stop_d06
 rows="$(curl -fsS "$CLICKHOUSE" --data-binary "SELECT count() FROM \`$DATABASE\`.coverage_shard_daily")"
-writes="$(awk '$1 ~ /^d06_sink_write_seconds_count/ { c = $2 } $1 ~ /^d06_sink_write_seconds_sum/ { s = $2 } END { printf "%d ClickHouse writes, mean %.3f s", c, s / c }' "$WORK/metrics.txt")"
-checkpoints="$(awk '$1 == "d06_checkpoint_seconds_count" { c = $2 } $1 == "d06_checkpoint_seconds_sum" { s = $2 } END { printf "%d checkpoints, mean %.3f s", c, s / c }' "$WORK/metrics.txt")"
-# Consumption starts when the group hands d06 its partitions (the last "partition assigned").
-assigned_ts="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/d06.log" | awk '/partition assigned/ { t = $1 } END { print t }')"
+writes="$(awk '$1 ~ /^d06_sink_write_seconds_count/ { c += $2 } $1 ~ /^d06_sink_write_seconds_sum/ { s += $2 } END { printf "%d ClickHouse writes, mean %.3f s", c, s / c }' "$WORK/metrics.txt")"
+checkpoints="$(awk '$1 == "d06_checkpoint_seconds_count" { c += $2 } $1 == "d06_checkpoint_seconds_sum" { s += $2 } END { printf "%d checkpoints, mean %.3f s", c, s / c }' "$WORK/metrics.txt")"
+# Consumption starts when the group hands d06 its partitions (the last "partition assigned" of any instance).
+assigned_ts="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK"/d06-*.log | awk '/partition assigned/ && $1 > t { t = $1 } END { print t }')"
 assigned="$(date -d "$assigned_ts" +%s.%N)"
 
 # Steady rate: consumed between 10 % and 90 % of N, interpolated between samples.
@@ -108,7 +143,7 @@ e2e="$(awk -v n="$N" -v a="$assigned" -v b="$done_at" 'BEGIN { printf "%.0f", n 
 span() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 cat <<EOF
-== d06 end-to-end, $N events (invalid rate $INVALID_RATE) ==
+== d06 end-to-end, $N events (invalid rate $INVALID_RATE), $INSTANCES instance(s) ==
 machine: $MACHINE
 backlog: $(head -1 "$WORK/simulate.txt")
 producer: $(sed -n 2p "$WORK/simulate.txt")
@@ -120,8 +155,9 @@ producer: $(sed -n 2p "$WORK/simulate.txt")
     steady (10 % → 90 % consumed):            $steady events/s
     d06 / bare consumer:                      $(awk -v a="$e2e" -v b="$bare_rate" 'BEGIN { printf "%.2f", a / b }') (steady $(awk -v a="$steady" -v b="$bare_rate" 'BEGIN { printf "%.2f", a / b }'))
     d06 / bare copy:                          $(awk -v a="$e2e" -v b="$copy_rate" 'BEGIN { printf "%.2f", a / b }')
-    peak RSS (VmHWM): $((hwm / 1024)) MiB; CPU $cpu s (user + system) from launch to the last commit
+    peak RSS (VmHWM, summed over instances): $((hwm / 1024)) MiB; CPU $cpu s (user + system, all instances) from launch to 3 s after the last fact applied
     subjects in state $subjects, duplicates ignored $dups, dead letters $rejected, coverage_shard_daily rows $rows
+    facts applied $applied (N − dead letters = $((N - rejected)); more = re-applied by shards rebuilt after moving)
     $writes; $checkpoints
 EOF
 if [ -n "$perf_pid" ]; then
