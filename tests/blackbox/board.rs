@@ -310,6 +310,7 @@ const READ_BOARD: &str = r#"(() => {
     districts: [...document.querySelectorAll('[data-testid="district-row"]')].map(area),
     hotline: hl,
     ranking: [...document.querySelectorAll('[data-testid="ranking-item"]')].map(li => li.dataset.area),
+    tier: q(document, 'tier').textContent,
     overdue: [...document.querySelectorAll('[data-testid="overdue-item"]')].map(e => [e.dataset.area, Number(e.dataset.value), e.textContent]),
     overdue_text: q(document, 'overdue-list').textContent,
     waiting: !document.getElementById('waiting').hidden,
@@ -403,6 +404,8 @@ fn assert_board(dom: &Value, want: &BoardSnapshot) {
     by_rank.sort_by_key(|d| d.rank);
     let ranking: Vec<&str> = by_rank.iter().map(|d| d.code.as_str()).collect();
     assert_eq!(dom["ranking"], json!(ranking));
+    // "Xếp hạng huyện", or after the 2025 reform "Xếp hạng xã".
+    assert_eq!(dom["tier"], want.tier.as_str());
 }
 
 // ---------------------------------------------------------------------------
@@ -695,7 +698,9 @@ fn board_in_chromium_shows_every_district_updates_live_and_reconnects() {
 
     let shutdown2 = CancellationToken::new();
     let restarted = Board::with_shutdown(&shutdown2);
-    let third = campaign(2);
+    // The new server's snapshot names the communes as its tier (as after
+    // the 2025 reform): the ranking's heading follows the snapshot.
+    let third = BoardSnapshot { tier: "xã".into(), ..campaign(2) };
     restarted.publish(third.clone());
     let (addr2, server2) = rt.block_on(serve(&restarted, addr.port(), shutdown2.clone()));
     assert_eq!(addr2, addr);
