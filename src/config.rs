@@ -79,23 +79,16 @@ impl HotlineConfig {
 pub struct HttpConfig {
     /// Listen address; loopback by default.
     pub listen: SocketAddr,
-    /// Also export commune-level gauges (the province and the tier below it
-    /// always). Unset: on when the geography's tier below the province is the
-    /// communes (`post2025`, ~40 per province), off before 2025 (111
-    /// communes beside 11 districts).
-    pub commune_metrics: Option<bool>,
+    /// Also export commune-level gauges where communes are not the tier below
+    /// the province (before 2025: 111 communes beside 11 districts). The
+    /// province and that tier always have gauges, so with `post2025` (~40
+    /// communes, no districts) the communes have them whatever this says.
+    pub commune_metrics: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9464)), commune_metrics: None }
-    }
-}
-
-impl HttpConfig {
-    /// Whether commune gauges are exported under `geography`.
-    pub fn commune_metrics(&self, geography: GeographyVersion) -> bool {
-        self.commune_metrics.unwrap_or(geography == GeographyVersion::Post2025)
+        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9464)), commune_metrics: false }
     }
 }
 

@@ -132,7 +132,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
         tz,
         clock: ClockMode::Event,
         flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
-        commune_metrics: config.http.commune_metrics(config.contract.geography),
+        commune_metrics: config.http.commune_metrics,
         state_dir: state_dir.clone(),
         identity,
         facts_topic: "in-memory".into(),

@@ -411,7 +411,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         tz,
         clock: config.pipeline.clock,
         flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
-        commune_metrics: config.http.commune_metrics(config.contract.geography),
+        commune_metrics: config.http.commune_metrics,
         state_dir: state_dir.clone(),
         identity,
         facts_topic: config.kafka.topics.facts.clone(),
