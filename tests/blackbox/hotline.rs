@@ -95,16 +95,7 @@ async fn the_province_reports_are_reproduced_through_kafka_clickhouse_and_d06_re
     ];
     for (name, seed, periods) in cases {
         let app = spawn_app(AppOptions { partitions: 2, ..AppOptions::default() }).await;
-        let simulate = |extra: &[&str]| {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_d06"))
-                .args(["simulate", "--scenario", name, "--seed", &seed.to_string(), "--config"])
-                .arg(&app.config_path)
-                .args(extra)
-                .output()
-                .expect("run d06 simulate");
-            assert!(out.status.success(), "d06 simulate: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8(out.stdout).expect("UTF-8")
-        };
+        let simulate = |extra: &[&str]| simulate_scenario(&app, name, seed, extra);
         // The very messages sent to Kafka below (the stream is deterministic in
         // the seed), as raw JSON, for the oracle.
         let lines = simulate(&["--stdout"]);
@@ -161,4 +152,18 @@ async fn the_province_reports_are_reproduced_through_kafka_clickhouse_and_d06_re
         assert_eq!(m.sum("d06_messages_rejected_total"), 0.0, "{name}");
         drop(app);
     }
+}
+
+/// `d06 simulate --scenario NAME --seed SEED --config <app's> EXTRA…`, which
+/// must succeed: its standard output (with `--stdout`, the stream as
+/// `kind<TAB>json` lines, deterministic in the seed).
+pub(crate) fn simulate_scenario(app: &crate::harness::App, name: &str, seed: u64, extra: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_d06"))
+        .args(["simulate", "--scenario", name, "--seed", &seed.to_string(), "--config"])
+        .arg(&app.config_path)
+        .args(extra)
+        .output()
+        .expect("run d06 simulate");
+    assert!(out.status.success(), "d06 simulate: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
 }

@@ -56,14 +56,7 @@ fn hotline_recount(oracle: &Oracle, t: i64) -> HotlineRows {
 /// The 2024 report's ticket stream (`d06 simulate --stdout`, seeded), as
 /// raw JSON messages, producer retries included.
 fn hotline_stream(app: &App, seed: u64) -> Vec<String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_d06"))
-        .args(["simulate", "--scenario", "hotline-2024", "--seed", &seed.to_string(), "--stdout", "--config"])
-        .arg(&app.config_path)
-        .output()
-        .expect("run d06 simulate");
-    assert!(out.status.success(), "d06 simulate: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .expect("UTF-8")
+    crate::hotline::simulate_scenario(app, "hotline-2024", seed, &["--stdout"])
         .lines()
         .map(|l| l.split_once('\t').expect("kind, tab, payload").1.to_owned())
         .collect()
