@@ -1064,7 +1064,8 @@ impl ClickHouseSink {
                 insert.end().await
             };
             match sent.await {
-                // "channel closed": the request's task failed; find out why.
+                // Cut without a cause ("channel closed", "connection was
+                // not ready"): find out why by asking again.
                 Err(cut) => Err(transport::explain_cut(cut, &self.client()).await),
                 ok => ok,
             }
