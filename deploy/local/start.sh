@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # start.sh [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster
-#           |clickhouse-tls|kafka-tls-broker|kafka-tls ...]
-# (default: all but the cluster; `cluster` = zookeeper clickhouse-1 clickhouse-2,
-# the local two-node ClickHouse cluster, see lib.sh and clickhouse/cluster.xml)
+#           |clickhouse-tls|kafka-tls-broker|kafka-tls|postgres|kafka-pg|persistent ...]
+# (default: all but the cluster and the persistent broker; `cluster` = zookeeper
+# clickhouse-1 clickhouse-2, the local two-node ClickHouse cluster, see lib.sh
+# and clickhouse/cluster.xml; `persistent` = postgres kafka-pg, a tansu that
+# keeps its log in PostgreSQL, built by tansu/build.sh)
 # Starts each service that is not already running, as a background process
 # bound to 127.0.0.1 with config, data, log and pid file under $D06_LOCAL_DIR,
 # and waits until it is ready (D06_START_TIMEOUT seconds). On failure prints
@@ -160,6 +162,43 @@ CFG
             sed -e "s#@TLS_PORT@#$D06_KAFKA_TLS_PORT#g" -e "s#@INNER_PORT@#$D06_KAFKA_TLS_INNER_PORT#g" \
                 -e "s#@TLS_DIR@#$D06_TLS_DIR#g" "$D06_LIB_DIR/stunnel-kafka.conf" >"$dir/stunnel.conf"
             launch kafka-tls stunnel4 "$dir/stunnel.conf"
+            ;;
+        postgres)
+            # Debian's PostgreSQL, run by hand on loopback as the postgres
+            # user (never its cluster wrapper or systemd unit), trust auth on
+            # loopback only; the cluster is made on the first start.
+            local bin
+            bin="$(pg_bindir)" || die "postgres: PostgreSQL not installed; run deploy/local/install.sh"
+            mkdir -p "$dir/run"
+            [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$dir" "$dir/run"
+            if [ ! -s "$dir/data/PG_VERSION" ]; then
+                rm -rf "$dir/data"
+                # shellcheck disable=SC2046 # pg_user is a command prefix or nothing
+                $(pg_user) "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+                    >>"$(svc_log postgres)" 2>&1 || die "postgres: initdb failed (log: $(svc_log postgres))"
+            fi
+            # shellcheck disable=SC2046
+            launch postgres $(pg_user) "$bin/postgres" -D "$dir/data" -p "$D06_POSTGRES_PORT" \
+                -c listen_addresses=127.0.0.1 -c unix_socket_directories="$dir/run" -c max_connections=200
+            ;;
+        kafka-pg)
+            # tansu with its PostgreSQL storage: topics, records, committed
+            # offsets and transactions survive a restart or a SIGKILL. Its
+            # database and schema (tansu/010-schema.sql) are made once.
+            local tansu psql db=tansu
+            tansu="$(tansu_pg_path)"
+            [ -x "$tansu" ] || die "kafka-pg: the persistent tansu is not built; run deploy/local/tansu/build.sh"
+            pid_of postgres >/dev/null || die "kafka-pg: start postgres first"
+            psql=("$(pg_bindir)/psql" -h 127.0.0.1 -p "$D06_POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+            if [ "$("${psql[@]}" -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")" != 1 ]; then
+                "${psql[@]}" -d postgres -c "CREATE DATABASE $db" >/dev/null || die "kafka-pg: could not create database $db"
+                "${psql[@]}" -d "$db" -f "$D06_LIB_DIR/tansu/010-schema.sql" >/dev/null ||
+                    die "kafka-pg: could not apply tansu's schema to database $db"
+            fi
+            launch kafka-pg env -u OTEL_EXPORTER_OTLP_ENDPOINT RUST_LOG="${RUST_LOG:-warn}" "$tansu" broker \
+                --listener-url "tcp://127.0.0.1:$D06_KAFKA_PG_PORT" \
+                --advertised-listener-url "tcp://127.0.0.1:$D06_KAFKA_PG_PORT" \
+                --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$db"
             ;;
         prometheus)
             command -v prometheus >/dev/null || die "prometheus not installed; run deploy/local/install.sh"

@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# stop.sh [--wipe] [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster
-#          |clickhouse-tls|kafka-tls-broker|kafka-tls ...]
-# (default: all, the local cluster and the TLS services included)
-# Stops what start.sh started: SIGTERM, waits up to D06_STOP_TIMEOUT seconds
-# (default 20), then SIGKILL; removes the pid files. --wipe also deletes the
-# services' data (ClickHouse tables, Prometheus TSDB, Alertmanager silences);
+# stop.sh [--wipe] [--kill] [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster
+#          |clickhouse-tls|kafka-tls-broker|kafka-tls|postgres|kafka-pg|persistent ...]
+# (default: all, the local cluster, the TLS services and the persistent broker included)
+# Stops what start.sh started: SIGTERM (SIGINT for PostgreSQL: its fast
+# shutdown), waits up to D06_STOP_TIMEOUT seconds (default 20), then SIGKILL;
+# removes the pid files. --kill sends SIGKILL at once (a crash, for the fault
+# tests). --wipe also deletes the services' data (ClickHouse tables,
+# Prometheus TSDB, Alertmanager silences, the persistent broker's PostgreSQL);
 # logs and rendered configs stay. Kafka (tansu) keeps data in memory only.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 wipe=0
+kill_now=0
 args=()
 for a in "$@"; do
     case "$a" in
         --wipe) wipe=1 ;;
-        -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+        --kill) kill_now=1 ;;
+        -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
         *) args+=("$a") ;;
     esac
 done
-if [ "${#args[@]}" -eq 0 ]; then args=("${D06_SERVICES[@]}" cluster); fi
+if [ "${#args[@]}" -eq 0 ]; then args=("${D06_SERVICES[@]}" cluster persistent); fi
 svc_list "${args[@]}"
 timeout="${D06_STOP_TIMEOUT:-20}"
 
@@ -27,7 +31,10 @@ timeout="${D06_STOP_TIMEOUT:-20}"
 stopping=()
 for svc in "${services[@]}"; do
     if pid="$(pid_of "$svc")"; then
-        kill -TERM "$pid" 2>/dev/null || true
+        sig=TERM
+        [ "$svc" != postgres ] || sig=INT
+        [ "$kill_now" -eq 0 ] || sig=KILL
+        kill -"$sig" "$pid" 2>/dev/null || true
         stopping+=("$svc:$pid")
     else
         rm -f "$(svc_pidfile "$svc")"
