@@ -13,6 +13,11 @@ bash deploy/local/start.sh cluster
 # The TLS tests' services (tests/blackbox/tls.rs): HTTPS ClickHouse with a
 # password, a second tansu behind stunnel, certificates of a test CA.
 bash deploy/local/start.sh clickhouse-tls kafka-tls-broker kafka-tls
+# The persistent broker (tests/blackbox/broker_restart.rs): tansu with
+# PostgreSQL storage, built once from crates.io (cached), so that a broker
+# killed mid-stream comes back with its log.
+bash deploy/local/tansu/build.sh
+bash deploy/local/start.sh persistent
 echo "[d06-test] services ready after $(( $(date +%s) - started )) s"
 
 export D06_TEST_KAFKA="127.0.0.1:${D06_KAFKA_PORT:-9092}"
@@ -26,6 +31,7 @@ D06_TEST_TLS_DIR="$(. deploy/local/lib.sh && echo "$D06_TLS_DIR")"
 export D06_TEST_TLS_DIR
 export D06_TEST_CLICKHOUSE_TLS="https://127.0.0.1:${D06_CLICKHOUSE_TLS_PORT:-18443}"
 export D06_TEST_KAFKA_TLS="127.0.0.1:${D06_KAFKA_TLS_PORT:-19393}"
+export D06_TEST_KAFKA_PERSISTENT="127.0.0.1:$D06_KAFKA_PG_PORT"
 
 # House style first: formatting and lints (clippy.toml allows unwrap and
 # expect in tests only; [workspace.lints] holds the rest).

@@ -7,6 +7,7 @@
 mod alerting;
 mod baselines;
 mod board;
+mod broker_restart;
 mod campaign_bounds;
 mod cluster;
 mod contract;

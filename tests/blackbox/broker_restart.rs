@@ -1,0 +1,159 @@
+//! Issue 14: the Kafka broker killed with SIGKILL mid-stream and started
+//! again, twice, must change no count.
+//!
+//! The broker is the persistent local one (`bash deploy/local/start.sh
+//! persistent`: tansu keeping its log, offsets and transactions in
+//! PostgreSQL, built by `deploy/local/tansu/build.sh`), at
+//! `D06_TEST_KAFKA_PERSISTENT`; without it the test skips, saying so. It is
+//! killed and started with `deploy/local/stop.sh --kill kafka-pg` and
+//! `start.sh kafka-pg` while the test's producer and d06 are both using it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::cluster::INVALID;
+use crate::crash::{generate, messages, parse_coverage, recount, recount_diff, COVERAGE_ROWS};
+use crate::harness::{read_committed_on, spawn_app, AppOptions, KafkaTarget, Producer};
+
+/// The persistent broker, or `None` to skip.
+fn persistent() -> Option<KafkaTarget> {
+    let Ok(brokers) = std::env::var("D06_TEST_KAFKA_PERSISTENT") else {
+        eprintln!(
+            "SKIPPED: D06_TEST_KAFKA_PERSISTENT is not set (no persistent broker; \
+             `bash deploy/local/tansu/build.sh && bash deploy/local/start.sh persistent`, see deploy/local/test.sh)"
+        );
+        return None;
+    };
+    Some(KafkaTarget { brokers, properties: Vec::new() })
+}
+
+/// `deploy/local/{script}.sh [args] kafka-pg`, which must succeed.
+fn broker(script: &str, args: &[&str]) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(repo.join(format!("deploy/local/{script}.sh")))
+        .args(args)
+        .arg("kafka-pg")
+        .output()
+        .expect("run a deploy/local script");
+    assert!(
+        out.status.success(),
+        "{script}.sh {args:?} kafka-pg failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts the broker again whatever happens to the test (a no-op when it runs).
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let _ = Command::new("bash").arg(repo.join("deploy/local/start.sh")).arg("kafka-pg").output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_killed_twice_mid_stream_changes_no_count() {
+    let Some(kafka) = persistent() else { return };
+    let _restore = Restore;
+    let n: usize = std::env::var("D06_BROKER_RESTART_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let seed: u64 = rand::random();
+    eprintln!("broker restart test: {n} events, seed {seed}, broker {}", kafka.brokers);
+    // Duplicates (producer retries) and events up to ten days late.
+    let raws = generate(n, seed);
+    let expected = recount(&raws);
+    let partitions = 2;
+    let app = spawn_app(AppOptions {
+        partitions,
+        shards: 2,
+        flush_interval_ms: 300,
+        kafka: kafka.clone(),
+        ..AppOptions::default()
+    })
+    .await;
+    let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xb0);
+    let mut messages = messages(&raws, &topics, partitions, &mut rng);
+    for i in 0..50 {
+        let at = rng.random_range(0..messages.len());
+        messages.insert(at, (topics[i % 4].clone(), rng.random_range(0..partitions), INVALID.to_vec()));
+    }
+    let producer = Producer::on(&kafka);
+    let thirds: Vec<&[(String, i32, Vec<u8>)]> = messages.chunks(messages.len().div_ceil(3)).collect();
+    let started = Instant::now();
+
+    // The first third, until d06 has applied some of it; then, twice, the
+    // broker is killed a moment into the next third and started again a
+    // moment later, while the producer carries on (sending again what was
+    // not acknowledged: a message may then be stored twice, as with any
+    // producer retry).
+    producer.send_all_retrying(thirds[0], Duration::from_secs(120)).await;
+    app.wait_for("the first facts applied", Duration::from_secs(60), || async {
+        app.metrics().await.sum("d06_facts_applied_total") > 0.0
+    })
+    .await;
+    for third in &thirds[1..] {
+        let kill_after = Duration::from_millis(rng.random_range(100..1_500));
+        let down_for = Duration::from_millis(rng.random_range(200..3_000));
+        let outage = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(kill_after);
+            broker("stop", &["--kill"]);
+            let killed = Instant::now();
+            std::thread::sleep(down_for);
+            broker("start", &[]);
+            killed.elapsed()
+        });
+        producer.send_all_retrying(third, Duration::from_secs(180)).await;
+        let down = outage.await.expect("the outage task");
+        eprintln!("broker killed {kill_after:?} into a third, back after {down:?} (at {:?})", started.elapsed());
+    }
+    eprintln!("all {} produced after {:?}", messages.len(), started.elapsed());
+
+    // ClickHouse equals the recount of the distinct events: nothing lost,
+    // nothing doubled, whatever the broker redelivered.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let diff = loop {
+        let got = parse_coverage(&app.clickhouse(COVERAGE_ROWS).await);
+        let diff = recount_diff(&expected, &got);
+        if diff.is_empty() || Instant::now() > deadline {
+            break diff;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        diff.is_empty(),
+        "ClickHouse differs from the recount (key, expected, got): {diff:?}\n{}",
+        app.log_tail(40)
+    );
+    eprintln!("coverage_daily equals the recount after {:?}", started.elapsed());
+    assert!(expected.len() > 100, "the stream covers many keys: {}", expected.len());
+
+    // One dead letter per invalid record the source topics hold (a record
+    // the producer sent twice is two records), counted from the topics.
+    let mut invalid = 0;
+    for topic in &topics {
+        invalid += read_committed_on(&kafka, topic, partitions, Duration::from_secs(3))
+            .iter()
+            .filter(|(_, m)| m.payload == INVALID)
+            .count();
+    }
+    assert!(invalid >= 50, "every invalid message is in the source topics: {invalid}");
+    app.wait_for(&format!("{invalid} dead letters"), Duration::from_secs(60), || async {
+        app.clickhouse("SELECT count() FROM dead_letters FINAL").await.trim() == invalid.to_string()
+    })
+    .await;
+    // The outages reached d06, and it carried on by itself.
+    let log = app.log();
+    let refused = log.matches("Connection refused").count();
+    let rewound = log.matches("aborted and rewound to the last commit").count();
+    eprintln!("d06 met a refused connection {refused} times, rewound {rewound} transactions");
+    assert!(refused > 0, "d06 never met the broker down:\n{}", app.log_tail(40));
+    let mut app = app;
+    assert!(app.is_running(), "d06 carried on through both outages:\n{}", app.log_tail(40));
+}
