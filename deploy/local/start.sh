@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # start.sh [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster
-#           |clickhouse-tls|kafka-tls-broker|kafka-tls|postgres|kafka-pg|persistent ...]
+#           |clickhouse-tls|kafka-tls-broker|kafka-tls|postgres|kafka-pg|kafka-sasl-broker|kafka-sasl
+#           |persistent ...]
 # (default: all but the cluster and the persistent broker; `cluster` = zookeeper
 # clickhouse-1 clickhouse-2, the local two-node ClickHouse cluster, see lib.sh
-# and clickhouse/cluster.xml; `persistent` = postgres kafka-pg, a tansu that
-# keeps its log in PostgreSQL, built by tansu/build.sh)
+# and clickhouse/cluster.xml; `persistent` = postgres kafka-pg kafka-sasl-broker
+# kafka-sasl: tansu builds that keep their log in PostgreSQL, built by
+# tansu/build.sh, the second one requiring SASL behind stunnel's TLS)
 # Starts each service that is not already running, as a background process
 # bound to 127.0.0.1 with config, data, log and pid file under $D06_LOCAL_DIR,
 # and waits until it is ready (D06_START_TIMEOUT seconds). On failure prints
@@ -80,6 +82,49 @@ render_cluster_node() {
         awk -v f="$servers" '/^@REMOTE_SERVERS@$/ { while ((getline l < f) > 0) print l; next } { print }' \
             >"$dir/etc/config.d/cluster.xml"
     rm -f "$servers"
+}
+
+# tansu_database DB: PostgreSQL database DB with tansu's schema
+# (tansu/010-schema.sql), made once. Needs the postgres service.
+tansu_database() {
+    local db="$1" psql
+    pid_of postgres >/dev/null || die "start postgres before the brokers that keep their log in it"
+    psql=("$(pg_bindir)/psql" -h 127.0.0.1 -p "$D06_POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+    if [ "$("${psql[@]}" -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")" != 1 ]; then
+        "${psql[@]}" -d postgres -c "CREATE DATABASE $db" >/dev/null || die "could not create database $db"
+        "${psql[@]}" -d "$db" -f "$D06_LIB_DIR/tansu/010-schema.sql" >/dev/null ||
+            die "could not apply tansu's schema to database $db"
+    fi
+}
+
+# sasl_user TANSU DB PORT: user d06 with the password in
+# $D06_TLS_DIR/kafka.password on the SASL broker's storage DB, set again
+# whenever that password is not the one last set (a digest in the service's
+# directory). tansu takes users only from a broker without authentication,
+# so one runs on PORT just for that, then is killed (its storage keeps it).
+sasl_user() {
+    local tansu="$1" db="$2" port="$3" pid rc=0 marker digest
+    marker="$(svc_dir kafka-sasl-broker)/user-d06.sha256"
+    digest="$(printf '%s:%s' "$db" "$(cat "$D06_TLS_DIR/kafka.password")" | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$marker" 2>/dev/null)" = "$digest" ] &&
+        [ "$("$(pg_bindir)/psql" -h 127.0.0.1 -p "$D06_POSTGRES_PORT" -U postgres -qtA -d "$db" \
+            -c "SELECT count(*) FROM scram_credential WHERE username = 'd06'")" = 1 ]; then
+        return 0
+    fi
+    env -u OTEL_EXPORTER_OTLP_ENDPOINT RUST_LOG=warn "$tansu" broker \
+        --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$db" >>"$(svc_log kafka-sasl-broker)" 2>&1 &
+    pid=$!
+    wait_for_port "$port" 30 "$pid" || rc=1
+    # The password is on this command line for a moment (tansu takes it no
+    # other way): a test password of a loopback broker.
+    [ "$rc" -ne 0 ] || "$tansu" user create --broker "tcp://127.0.0.1:$port" --mechanism scram512 d06 \
+        "$(cat "$D06_TLS_DIR/kafka.password")" >>"$(svc_log kafka-sasl-broker)" 2>&1 || rc=1
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    [ "$rc" -eq 0 ] || die "kafka-sasl-broker: could not create the SASL user d06 (log: $(svc_log kafka-sasl-broker))"
+    mkdir -p "$(dirname "$marker")"
+    echo "$digest" >"$marker"
 }
 
 prepare_and_launch() {
@@ -185,20 +230,40 @@ CFG
             # tansu with its PostgreSQL storage: topics, records, committed
             # offsets and transactions survive a restart or a SIGKILL. Its
             # database and schema (tansu/010-schema.sql) are made once.
-            local tansu psql db=tansu
+            local tansu db=tansu
             tansu="$(tansu_pg_path)"
             [ -x "$tansu" ] || die "kafka-pg: the persistent tansu is not built; run deploy/local/tansu/build.sh"
-            pid_of postgres >/dev/null || die "kafka-pg: start postgres first"
-            psql=("$(pg_bindir)/psql" -h 127.0.0.1 -p "$D06_POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
-            if [ "$("${psql[@]}" -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")" != 1 ]; then
-                "${psql[@]}" -d postgres -c "CREATE DATABASE $db" >/dev/null || die "kafka-pg: could not create database $db"
-                "${psql[@]}" -d "$db" -f "$D06_LIB_DIR/tansu/010-schema.sql" >/dev/null ||
-                    die "kafka-pg: could not apply tansu's schema to database $db"
-            fi
+            tansu_database "$db"
             launch kafka-pg env -u OTEL_EXPORTER_OTLP_ENDPOINT RUST_LOG="${RUST_LOG:-warn}" "$tansu" broker \
                 --listener-url "tcp://127.0.0.1:$D06_KAFKA_PG_PORT" \
                 --advertised-listener-url "tcp://127.0.0.1:$D06_KAFKA_PG_PORT" \
                 --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$db"
+            ;;
+        kafka-sasl-broker)
+            # The same build requiring SASL/SCRAM (user d06), with its own
+            # database; on loopback, reached only through kafka-sasl, whose
+            # TLS port it advertises.
+            local tansu db=tansu_sasl
+            tansu="$(tansu_pg_path)"
+            [ -x "$tansu" ] || die "kafka-sasl-broker: the persistent tansu is not built; run deploy/local/tansu/build.sh"
+            tls_material
+            tansu_database "$db"
+            sasl_user "$tansu" "$db" "$D06_KAFKA_SASL_INNER_PORT"
+            launch kafka-sasl-broker env -u OTEL_EXPORTER_OTLP_ENDPOINT RUST_LOG="${RUST_LOG:-warn}" "$tansu" broker \
+                --authentication \
+                --listener-url "tcp://127.0.0.1:$D06_KAFKA_SASL_INNER_PORT" \
+                --advertised-listener-url "tcp://127.0.0.1:$D06_KAFKA_SASL_PORT" \
+                --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$db"
+            ;;
+        kafka-sasl)
+            # stunnel terminates TLS in front of kafka-sasl-broker, as kafka-tls does.
+            command -v stunnel4 >/dev/null || die "kafka-sasl: stunnel4 not installed; run deploy/local/install.sh"
+            pid_of kafka-sasl-broker >/dev/null || die "kafka-sasl: start kafka-sasl-broker first"
+            tls_material
+            mkdir -p "$dir"
+            sed -e "s#@TLS_PORT@#$D06_KAFKA_SASL_PORT#g" -e "s#@INNER_PORT@#$D06_KAFKA_SASL_INNER_PORT#g" \
+                -e "s#@TLS_DIR@#$D06_TLS_DIR#g" "$D06_LIB_DIR/stunnel-kafka.conf" >"$dir/stunnel.conf"
+            launch kafka-sasl stunnel4 "$dir/stunnel.conf"
             ;;
         prometheus)
             command -v prometheus >/dev/null || die "prometheus not installed; run deploy/local/install.sh"
