@@ -13,9 +13,10 @@ bash deploy/local/start.sh cluster
 # The TLS tests' services (tests/blackbox/tls.rs): HTTPS ClickHouse with a
 # password, a second tansu behind stunnel, certificates of a test CA.
 bash deploy/local/start.sh clickhouse-tls kafka-tls-broker kafka-tls
-# The persistent broker (tests/blackbox/broker_restart.rs): tansu with
-# PostgreSQL storage, built once from crates.io (cached), so that a broker
-# killed mid-stream comes back with its log.
+# The persistent brokers: tansu with PostgreSQL storage, built once from
+# crates.io (cached), so that a broker killed mid-stream comes back with its
+# log (tests/blackbox/broker_restart.rs), and the same build requiring
+# SASL/SCRAM behind stunnel's TLS (tests/blackbox/tls.rs).
 bash deploy/local/tansu/build.sh
 bash deploy/local/start.sh persistent
 echo "[d06-test] services ready after $(( $(date +%s) - started )) s"
@@ -32,6 +33,7 @@ export D06_TEST_TLS_DIR
 export D06_TEST_CLICKHOUSE_TLS="https://127.0.0.1:${D06_CLICKHOUSE_TLS_PORT:-18443}"
 export D06_TEST_KAFKA_TLS="127.0.0.1:${D06_KAFKA_TLS_PORT:-19393}"
 export D06_TEST_KAFKA_PERSISTENT="127.0.0.1:$D06_KAFKA_PG_PORT"
+export D06_TEST_KAFKA_SASL="127.0.0.1:$D06_KAFKA_SASL_PORT"
 
 # House style first: formatting and lints (clippy.toml allows unwrap and
 # expect in tests only; [workspace.lints] holds the rest).

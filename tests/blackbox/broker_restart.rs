@@ -28,7 +28,7 @@ fn persistent() -> Option<KafkaTarget> {
         );
         return None;
     };
-    Some(KafkaTarget { brokers, properties: Vec::new() })
+    Some(KafkaTarget { brokers, ..KafkaTarget::default() })
 }
 
 /// `deploy/local/{script}.sh [args] kafka-pg`, which must succeed.

@@ -39,11 +39,15 @@ pub fn clickhouse_url() -> String {
 pub struct KafkaTarget {
     pub brokers: String,
     pub properties: Vec<(String, String)>,
+    /// Properties whose values are secrets (`sasl.password`): read from
+    /// their files by the test's clients, given to d06 as
+    /// `[kafka.properties_from_file]`, so never in its configuration.
+    pub secret_files: Vec<(String, PathBuf)>,
 }
 
 impl Default for KafkaTarget {
     fn default() -> Self {
-        KafkaTarget { brokers: kafka_addr(), properties: Vec::new() }
+        KafkaTarget { brokers: kafka_addr(), properties: Vec::new(), secret_files: Vec::new() }
     }
 }
 
@@ -55,12 +59,24 @@ impl KafkaTarget {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
+        for (k, path) in &self.secret_files {
+            let value = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            c.set(k, value.trim());
+        }
         c
     }
 
-    /// The properties as lines of d06's `[kafka.properties]`.
+    /// The properties as lines of d06's `[kafka.properties]`, then the
+    /// secrets' `[kafka.properties_from_file]` table.
     fn toml_lines(&self) -> String {
-        self.properties.iter().map(|(k, v)| format!("{k:?} = {v:?}\n")).collect()
+        let mut lines: String = self.properties.iter().map(|(k, v)| format!("{k:?} = {v:?}\n")).collect();
+        if !self.secret_files.is_empty() {
+            lines.push_str("[kafka.properties_from_file]\n");
+            for (k, path) in &self.secret_files {
+                lines.push_str(&format!("{k:?} = {:?}\n", path.display().to_string()));
+            }
+        }
+        lines
     }
 }
 

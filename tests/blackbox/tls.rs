@@ -24,6 +24,7 @@ pub struct TlsStack {
     dir: PathBuf,
     clickhouse_url: String,
     kafka_brokers: String,
+    kafka_sasl_brokers: String,
 }
 
 impl TlsStack {
@@ -42,6 +43,7 @@ impl TlsStack {
             clickhouse_url: std::env::var("D06_TEST_CLICKHOUSE_TLS")
                 .unwrap_or_else(|_| "https://127.0.0.1:18443".into()),
             kafka_brokers: std::env::var("D06_TEST_KAFKA_TLS").unwrap_or_else(|_| "127.0.0.1:19393".into()),
+            kafka_sasl_brokers: std::env::var("D06_TEST_KAFKA_SASL").unwrap_or_else(|_| "127.0.0.1:19495".into()),
         }
     }
 
@@ -80,7 +82,28 @@ impl TlsStack {
                 ("security.protocol".into(), "ssl".into()),
                 ("ssl.ca.location".into(), self.ca().display().to_string()),
             ],
+            secret_files: Vec::new(),
         }
+    }
+
+    /// The broker requiring SASL/SCRAM-SHA-512 behind TLS (`start.sh
+    /// persistent`): user `d06`, the password read from `password_file`.
+    pub fn kafka_sasl(&self, password_file: PathBuf) -> KafkaTarget {
+        KafkaTarget {
+            brokers: self.kafka_sasl_brokers.clone(),
+            properties: vec![
+                ("security.protocol".into(), "sasl_ssl".into()),
+                ("ssl.ca.location".into(), self.ca().display().to_string()),
+                ("sasl.mechanism".into(), "SCRAM-SHA-512".into()),
+                ("sasl.username".into(), "d06".into()),
+            ],
+            secret_files: vec![("sasl.password".into(), password_file)],
+        }
+    }
+
+    /// The SASL broker's password file (`lib.sh tls_material`).
+    pub fn kafka_password_file(&self) -> PathBuf {
+        self.dir.join("kafka.password")
     }
 
     /// An HTTP client trusting the test CA.
@@ -167,7 +190,7 @@ async fn d06_run_over_kafka_tls_and_clickhouse_https_equals_the_recount() {
     let kafka = tls.kafka();
     // The broker's only advertised listener is stunnel's TLS port: a
     // plaintext client gets nothing from it.
-    let plain: BaseConsumer = KafkaTarget { brokers: kafka.brokers.clone(), properties: Vec::new() }
+    let plain: BaseConsumer = KafkaTarget { brokers: kafka.brokers.clone(), ..KafkaTarget::default() }
         .client_config()
         .set("socket.timeout.ms", "2000")
         .create()
@@ -187,4 +210,50 @@ async fn d06_run_over_kafka_tls_and_clickhouse_https_equals_the_recount() {
     assert_eq!(committed, produced as i64, "committed source offsets");
     let log = std::fs::read_to_string(&app.log_path).expect("log");
     assert!(!log.contains(&tls.clickhouse_password()), "the password is in the log");
+}
+
+/// `fetch_metadata` through a client of `kafka`, as a refusal's message if
+/// it fails (a short timeout: the refusals here are immediate).
+fn metadata_error(kafka: &KafkaTarget) -> Option<String> {
+    let client: BaseConsumer = kafka.client_config().set("socket.timeout.ms", "2000").create().expect("client");
+    client.fetch_metadata(None, Duration::from_secs(3)).err().map(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d06_run_over_kafka_sasl_scram_and_tls_equals_the_recount() {
+    if std::env::var_os("D06_TEST_KAFKA_SASL").is_none() {
+        eprintln!(
+            "SKIPPED: D06_TEST_KAFKA_SASL is not set (no SASL broker; \
+             `bash deploy/local/start.sh persistent`, see deploy/local/test.sh)"
+        );
+        return;
+    }
+    let tls = TlsStack::from_env();
+    let password = tls.kafka_password_file();
+    let kafka = tls.kafka_sasl(password.clone());
+    // Neither TLS alone nor a wrong password gets anything from it.
+    let tls_only = KafkaTarget { brokers: kafka.brokers.clone(), ..tls.kafka() };
+    assert!(metadata_error(&tls_only).is_some(), "TLS without SASL answered on {}", kafka.brokers);
+    let wrong = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(wrong.path(), "not-the-password").expect("write");
+    let refused =
+        KafkaTarget { secret_files: vec![("sasl.password".into(), wrong.path().to_owned())], ..kafka.clone() };
+    assert!(metadata_error(&refused).is_some(), "a wrong password answered on {}", kafka.brokers);
+    assert_eq!(metadata_error(&kafka), None, "the right password is refused on {}", kafka.brokers);
+
+    // d06 reads the password from its file (`[kafka.properties_from_file]`).
+    let app = spawn_app(tls.with_clickhouse(AppOptions {
+        partitions: 2,
+        shards: 2,
+        kafka: kafka.clone(),
+        ..AppOptions::default()
+    }))
+    .await;
+    let config = std::fs::read_to_string(&app.config_path).expect("config");
+    let secret = std::fs::read_to_string(&password).expect("password").trim().to_owned();
+    assert!(!config.contains(&secret), "the password is in d06's configuration");
+    let produced = produce_and_compare(&tls, &app, &kafka, 3_000, Duration::from_secs(90)).await;
+    let committed: i64 = app.committed_offsets().values().sum();
+    assert_eq!(committed, produced as i64, "committed source offsets");
+    assert!(!app.log().contains(&secret), "the Kafka password is in the log");
 }
