@@ -127,6 +127,21 @@ sasl_user() {
     echo "$digest" >"$marker"
 }
 
+# stunnel_in_front SVC BROKER TLS_PORT INNER_PORT: stunnel, as service SVC,
+# terminating TLS (a certificate of the test CA) on TLS_PORT and forwarding
+# to the broker service BROKER on INNER_PORT.
+stunnel_in_front() {
+    local svc="$1" broker="$2" dir
+    dir="$(svc_dir "$svc")"
+    command -v stunnel4 >/dev/null || die "$svc: stunnel4 not installed; run deploy/local/install.sh"
+    pid_of "$broker" >/dev/null || die "$svc: start $broker first"
+    tls_material
+    mkdir -p "$dir"
+    sed -e "s#@TLS_PORT@#$3#g" -e "s#@INNER_PORT@#$4#g" \
+        -e "s#@TLS_DIR@#$D06_TLS_DIR#g" "$D06_LIB_DIR/stunnel-kafka.conf" >"$dir/stunnel.conf"
+    launch "$svc" stunnel4 "$dir/stunnel.conf"
+}
+
 prepare_and_launch() {
     local svc="$1" dir
     dir="$(svc_dir "$svc")"
@@ -198,15 +213,7 @@ CFG
                 --storage-engine memory://tansu/
             ;;
         kafka-tls)
-            # stunnel terminates TLS (certificate of the test CA) and
-            # forwards to kafka-tls-broker.
-            command -v stunnel4 >/dev/null || die "kafka-tls: stunnel4 not installed; run deploy/local/install.sh"
-            pid_of kafka-tls-broker >/dev/null || die "kafka-tls: start kafka-tls-broker first"
-            tls_material
-            mkdir -p "$dir"
-            sed -e "s#@TLS_PORT@#$D06_KAFKA_TLS_PORT#g" -e "s#@INNER_PORT@#$D06_KAFKA_TLS_INNER_PORT#g" \
-                -e "s#@TLS_DIR@#$D06_TLS_DIR#g" "$D06_LIB_DIR/stunnel-kafka.conf" >"$dir/stunnel.conf"
-            launch kafka-tls stunnel4 "$dir/stunnel.conf"
+            stunnel_in_front kafka-tls kafka-tls-broker "$D06_KAFKA_TLS_PORT" "$D06_KAFKA_TLS_INNER_PORT"
             ;;
         postgres)
             # Debian's PostgreSQL, run by hand on loopback as the postgres
@@ -256,14 +263,7 @@ CFG
                 --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$db"
             ;;
         kafka-sasl)
-            # stunnel terminates TLS in front of kafka-sasl-broker, as kafka-tls does.
-            command -v stunnel4 >/dev/null || die "kafka-sasl: stunnel4 not installed; run deploy/local/install.sh"
-            pid_of kafka-sasl-broker >/dev/null || die "kafka-sasl: start kafka-sasl-broker first"
-            tls_material
-            mkdir -p "$dir"
-            sed -e "s#@TLS_PORT@#$D06_KAFKA_SASL_PORT#g" -e "s#@INNER_PORT@#$D06_KAFKA_SASL_INNER_PORT#g" \
-                -e "s#@TLS_DIR@#$D06_TLS_DIR#g" "$D06_LIB_DIR/stunnel-kafka.conf" >"$dir/stunnel.conf"
-            launch kafka-sasl stunnel4 "$dir/stunnel.conf"
+            stunnel_in_front kafka-sasl kafka-sasl-broker "$D06_KAFKA_SASL_PORT" "$D06_KAFKA_SASL_INNER_PORT"
             ;;
         prometheus)
             command -v prometheus >/dev/null || die "prometheus not installed; run deploy/local/install.sh"

@@ -16,8 +16,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cluster::INVALID;
-use crate::crash::{generate, messages, parse_coverage, recount, recount_diff, COVERAGE_ROWS};
-use crate::harness::{read_committed_on, spawn_app, AppOptions, KafkaTarget, Producer};
+use crate::crash::{generate, messages, parse_coverage, recount, wait_recount, COVERAGE_ROWS};
+use crate::harness::{deploy_local, read_committed_on, spawn_app, AppOptions, KafkaTarget, Producer};
 
 /// The persistent broker, or `None` to skip.
 fn persistent() -> Option<KafkaTarget> {
@@ -29,23 +29,6 @@ fn persistent() -> Option<KafkaTarget> {
         return None;
     };
     Some(KafkaTarget { brokers, ..KafkaTarget::default() })
-}
-
-/// `deploy/local/{script}.sh [args] kafka-pg`, which must succeed.
-fn broker(script: &str, args: &[&str]) {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(repo.join(format!("deploy/local/{script}.sh")))
-        .args(args)
-        .arg("kafka-pg")
-        .output()
-        .expect("run a deploy/local script");
-    assert!(
-        out.status.success(),
-        "{script}.sh {args:?} kafka-pg failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Starts the broker again whatever happens to the test (a no-op when it runs).
@@ -103,10 +86,10 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
         let down_for = Duration::from_millis(rng.random_range(200..3_000));
         let outage = tokio::task::spawn_blocking(move || {
             std::thread::sleep(kill_after);
-            broker("stop", &["--kill"]);
+            deploy_local("stop", &["--kill", "kafka-pg"], &[]);
             let killed = Instant::now();
             std::thread::sleep(down_for);
-            broker("start", &[]);
+            deploy_local("start", &["kafka-pg"], &[]);
             killed.elapsed()
         });
         producer.send_all_retrying(third, Duration::from_secs(180)).await;
@@ -117,15 +100,10 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
 
     // ClickHouse equals the recount of the distinct events: nothing lost,
     // nothing doubled, whatever the broker redelivered.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let diff = loop {
-        let got = parse_coverage(&app.clickhouse(COVERAGE_ROWS).await);
-        let diff = recount_diff(&expected, &got);
-        if diff.is_empty() || Instant::now() > deadline {
-            break diff;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let diff = wait_recount(&expected, Duration::from_secs(180), || async {
+        parse_coverage(&app.clickhouse(COVERAGE_ROWS).await)
+    })
+    .await;
     assert!(
         diff.is_empty(),
         "ClickHouse differs from the recount (key, expected, got): {diff:?}\n{}",

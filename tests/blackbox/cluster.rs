@@ -17,7 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::crash::{generate, messages, recount, Expected};
-use crate::harness::{clickhouse_query_at, spawn_app, unique, App, AppOptions, Producer};
+use crate::harness::{clickhouse_query_at, deploy_local, spawn_app, unique, App, AppOptions, Producer};
 
 /// An invalid message: one dead letter.
 pub(crate) const INVALID: &[u8] = b"{not json";
@@ -48,22 +48,10 @@ fn cluster() -> Option<(String, Vec<String>)> {
 
 /// `deploy/local/{script}.sh clickhouse-{node}`, which must succeed.
 fn local_service(script: &str, node: usize) {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let started = Instant::now();
     // Two seconds for a clean shutdown, then SIGKILL (18.16 lingers on
     // keep-alive connections): stopped either way.
-    let out = Command::new("bash")
-        .arg(repo.join(format!("deploy/local/{script}.sh")))
-        .arg(format!("clickhouse-{node}"))
-        .env("D06_STOP_TIMEOUT", "2")
-        .output()
-        .expect("run a deploy/local script");
-    assert!(
-        out.status.success(),
-        "{script}.sh clickhouse-{node} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    deploy_local(script, &[&format!("clickhouse-{node}")], &[("D06_STOP_TIMEOUT", "2")]);
     eprintln!("{script}.sh clickhouse-{node} took {:?}", started.elapsed());
 }
 

@@ -191,6 +191,23 @@ pub(crate) fn parse_coverage(rows: &str) -> Expected {
         .collect()
 }
 
+/// Polls `got` every 500 ms until it equals `expected` or `timeout` has
+/// passed; the differences left ([`recount_diff`]), empty when equal.
+pub(crate) async fn wait_recount<F, Fut>(expected: &Expected, timeout: Duration, mut got: F) -> Vec<Difference>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Expected>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let diff = recount_diff(expected, &got().await);
+        if diff.is_empty() || Instant::now() > deadline {
+            return diff;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Up to ten keys where `got` differs from `expected` — different, missing
 /// or extra — as (key, expected, got).
 pub(crate) fn recount_diff(expected: &Expected, got: &Expected) -> Vec<Difference> {

@@ -691,6 +691,24 @@ pub fn read_committed_on(kafka: &KafkaTarget, topic: &str, partitions: i32, idle
     out
 }
 
+/// Runs `deploy/local/{script}.sh` with `args` (and `env`), which must
+/// succeed: the tests that stop, kill and start a local service.
+pub fn deploy_local(script: &str, args: &[&str], env: &[(&str, &str)]) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(repo.join(format!("deploy/local/{script}.sh")))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run a deploy/local script");
+    assert!(
+        out.status.success(),
+        "{script}.sh {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Parsed Prometheus text exposition.
 #[derive(Debug, Default)]
 pub struct Metrics {

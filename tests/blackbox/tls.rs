@@ -10,13 +10,13 @@
 //! recount (`crash::recount`) of the events it produced.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use crate::crash::{generate, messages, parse_coverage, recount, recount_diff, Expected, COVERAGE_ROWS};
+use crate::crash::{generate, messages, parse_coverage, recount, wait_recount, Expected, COVERAGE_ROWS};
 use crate::harness::{spawn_app, App, AppOptions, KafkaTarget, Producer};
 
 /// The TLS services and the test CA.
@@ -149,15 +149,7 @@ async fn produce_and_compare(tls: &TlsStack, app: &App, kafka: &KafkaTarget, n: 
     let mut rng = StdRng::seed_from_u64(seed ^ 0x7153);
     let msgs = messages(&raws, &topics, app.options.partitions, &mut rng);
     Producer::on(kafka).send_all(&msgs).await;
-    let deadline = Instant::now() + timeout;
-    let diff = loop {
-        let got = coverage(tls, app).await;
-        let diff = recount_diff(&expected, &got);
-        if diff.is_empty() || Instant::now() > deadline {
-            break diff;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let diff = wait_recount(&expected, timeout, || coverage(tls, app)).await;
     assert!(
         diff.is_empty(),
         "ClickHouse differs from the recount (key, expected, got): {diff:?}\n{}",
