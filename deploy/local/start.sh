@@ -105,6 +105,7 @@ tansu_database() {
 sasl_user() {
     local tansu="$1" db="$2" port="$3" pid rc=0 marker digest
     marker="$(svc_dir kafka-sasl-broker)/user-d06.sha256"
+    mkdir -p "$(dirname "$marker")"
     digest="$(printf '%s:%s' "$db" "$(cat "$D06_TLS_DIR/kafka.password")" | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$marker" 2>/dev/null)" = "$digest" ] &&
         [ "$("$(pg_bindir)/psql" -h 127.0.0.1 -p "$D06_POSTGRES_PORT" -U postgres -qtA -d "$db" \
@@ -123,7 +124,6 @@ sasl_user() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     [ "$rc" -eq 0 ] || die "kafka-sasl-broker: could not create the SASL user d06 (log: $(svc_log kafka-sasl-broker))"
-    mkdir -p "$(dirname "$marker")"
     echo "$digest" >"$marker"
 }
 
