@@ -174,7 +174,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
         tokio::spawn(async move { pipeline.run(rx, s).await })
     };
     let played = source.await.context("demo source")??;
-    info!(messages = played, "the simulated campaign has played; the board stays up until Ctrl-C");
+    if shutdown.is_cancelled() {
+        info!(messages = played, "stopped before the simulated campaign had played");
+    } else {
+        info!(messages = played, "the simulated campaign has played; the board stays up until Ctrl-C");
+    }
     shutdown.cancelled().await;
     pipeline.await.context("pipeline")??;
     http.await.context("http")??;
