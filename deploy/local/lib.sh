@@ -178,6 +178,14 @@ pg_bindir() {
     [ -n "$d" ] && [ -x "$d/postgres" ] && echo "$d"
 }
 
+# psql_local DB ARGS...: psql on the local PostgreSQL service as
+# `postgres`, database DB, unaligned tuples only, stopping at the first error.
+psql_local() {
+    local db="$1"
+    shift
+    "$(pg_bindir)/psql" -h 127.0.0.1 -p "$D06_POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA -d "$db" "$@"
+}
+
 # pg_user: the prefix that runs a command as the `postgres` user when this
 # script runs as root (PostgreSQL refuses root); exec's in place, so a pid
 # file keeps the command's own pid.
@@ -328,7 +336,7 @@ is_ready() {
     local port
     port="$(svc_port "$1")"
     case "$1" in
-        kafka)
+        kafka | kafka-pg)
             port_open "$port" || return 1
             local rc=0
             kafka_protocol_check "$port" || rc=$?
@@ -341,7 +349,7 @@ is_ready() {
             [ "$(curl -fsS --max-time 2 --cacert "$D06_TLS_DIR/ca.pem" -u "d06:$(cat "$D06_TLS_DIR/clickhouse.password" 2>/dev/null)" \
                 "https://127.0.0.1:$port/?query=SELECT%201" 2>/dev/null | tr -d '[:space:]')" = 1 ]
             ;;
-        kafka-tls-broker)
+        kafka-tls-broker | kafka-sasl-broker)
             port_open "$port"
             ;;
         kafka-tls)
@@ -361,21 +369,12 @@ is_ready() {
             return 1
             ;;
         postgres)
-            "$(pg_bindir)/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1
-            ;;
-        kafka-sasl-broker)
-            port_open "$port"
+            psql_local postgres -c 'SELECT 1' >/dev/null 2>&1
             ;;
         kafka-sasl)
             port_open "$port" || return 1
             local rc=0
             kafka_protocol_check "$port" "$D06_TLS_DIR/ca.pem" d06 "$D06_TLS_DIR/kafka.password" || rc=$?
-            [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ]
-            ;;
-        kafka-pg)
-            port_open "$port" || return 1
-            local rc=0
-            kafka_protocol_check "$port" || rc=$?
             [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ]
             ;;
         clickhouse-[12])

@@ -87,35 +87,48 @@ render_cluster_node() {
 # tansu_database DB: PostgreSQL database DB with tansu's schema
 # (tansu/010-schema.sql), made once. Needs the postgres service.
 tansu_database() {
-    local db="$1" psql
+    local db="$1"
     pid_of postgres >/dev/null || die "start postgres before the brokers that keep their log in it"
-    psql=("$(pg_bindir)/psql" -h 127.0.0.1 -p "$D06_POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
-    if [ "$("${psql[@]}" -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")" != 1 ]; then
-        "${psql[@]}" -d postgres -c "CREATE DATABASE $db" >/dev/null || die "could not create database $db"
-        "${psql[@]}" -d "$db" -f "$D06_LIB_DIR/tansu/010-schema.sql" >/dev/null ||
+    if [ "$(psql_local postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$db'")" != 1 ]; then
+        psql_local postgres -c "CREATE DATABASE $db" >/dev/null || die "could not create database $db"
+        psql_local "$db" -f "$D06_LIB_DIR/tansu/010-schema.sql" >/dev/null ||
             die "could not apply tansu's schema to database $db"
     fi
 }
 
-# sasl_user TANSU DB PORT: user d06 with the password in
+# tansu_pg_broker SVC DB PORT ADVERTISED: sets the global array `broker` to
+# the command running the persistent tansu build for service SVC on
+# 127.0.0.1:PORT, advertising ADVERTISED, with its log in database DB (made
+# when missing). Dies when the build is missing.
+tansu_pg_broker() {
+    local tansu
+    tansu="$(tansu_pg_path)"
+    [ -x "$tansu" ] || die "$1: the persistent tansu is not built; run deploy/local/tansu/build.sh"
+    tansu_database "$2"
+    broker=(env -u OTEL_EXPORTER_OTLP_ENDPOINT RUST_LOG="${RUST_LOG:-warn}" "$tansu" broker
+        --listener-url "tcp://127.0.0.1:$3" --advertised-listener-url "tcp://127.0.0.1:$4"
+        --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$2")
+}
+
+# sasl_user DB PORT BROKER...: user d06 with the password in
 # $D06_TLS_DIR/kafka.password on the SASL broker's storage DB, set again
 # whenever that password is not the one last set (a digest in the service's
 # directory). tansu takes users only from a broker without authentication,
-# so one runs on PORT just for that, then is killed (its storage keeps it).
+# so one runs (the command BROKER..., listening on PORT) just for that, then
+# is killed (its storage keeps the user).
 sasl_user() {
-    local tansu="$1" db="$2" port="$3" pid rc=0 marker digest
+    local db="$1" port="$2" pid rc=0 marker digest tansu
+    shift 2
     marker="$(svc_dir kafka-sasl-broker)/user-d06.sha256"
     mkdir -p "$(dirname "$marker")"
     digest="$(printf '%s:%s' "$db" "$(cat "$D06_TLS_DIR/kafka.password")" | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$marker" 2>/dev/null)" = "$digest" ] &&
-        [ "$("$(pg_bindir)/psql" -h 127.0.0.1 -p "$D06_POSTGRES_PORT" -U postgres -qtA -d "$db" \
-            -c "SELECT count(*) FROM scram_credential WHERE username = 'd06'")" = 1 ]; then
+        [ "$(psql_local "$db" -c "SELECT count(*) FROM scram_credential WHERE username = 'd06'")" = 1 ]; then
         return 0
     fi
-    env -u OTEL_EXPORTER_OTLP_ENDPOINT RUST_LOG=warn "$tansu" broker \
-        --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$db" >>"$(svc_log kafka-sasl-broker)" 2>&1 &
+    "$@" >>"$(svc_log kafka-sasl-broker)" 2>&1 &
     pid=$!
+    tansu="$(tansu_pg_path)"
     wait_for_port "$port" 30 "$pid" || rc=1
     # The password is on this command line for a moment (tansu takes it no
     # other way): a test password of a loopback broker.
@@ -237,30 +250,20 @@ CFG
             # tansu with its PostgreSQL storage: topics, records, committed
             # offsets and transactions survive a restart or a SIGKILL. Its
             # database and schema (tansu/010-schema.sql) are made once.
-            local tansu db=tansu
-            tansu="$(tansu_pg_path)"
-            [ -x "$tansu" ] || die "kafka-pg: the persistent tansu is not built; run deploy/local/tansu/build.sh"
-            tansu_database "$db"
-            launch kafka-pg env -u OTEL_EXPORTER_OTLP_ENDPOINT RUST_LOG="${RUST_LOG:-warn}" "$tansu" broker \
-                --listener-url "tcp://127.0.0.1:$D06_KAFKA_PG_PORT" \
-                --advertised-listener-url "tcp://127.0.0.1:$D06_KAFKA_PG_PORT" \
-                --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$db"
+            local broker
+            tansu_pg_broker kafka-pg tansu "$D06_KAFKA_PG_PORT" "$D06_KAFKA_PG_PORT"
+            launch kafka-pg "${broker[@]}"
             ;;
         kafka-sasl-broker)
             # The same build requiring SASL/SCRAM (user d06), with its own
             # database; on loopback, reached only through kafka-sasl, whose
             # TLS port it advertises.
-            local tansu db=tansu_sasl
-            tansu="$(tansu_pg_path)"
-            [ -x "$tansu" ] || die "kafka-sasl-broker: the persistent tansu is not built; run deploy/local/tansu/build.sh"
+            local broker port="$D06_KAFKA_SASL_INNER_PORT"
             tls_material
-            tansu_database "$db"
-            sasl_user "$tansu" "$db" "$D06_KAFKA_SASL_INNER_PORT"
-            launch kafka-sasl-broker env -u OTEL_EXPORTER_OTLP_ENDPOINT RUST_LOG="${RUST_LOG:-warn}" "$tansu" broker \
-                --authentication \
-                --listener-url "tcp://127.0.0.1:$D06_KAFKA_SASL_INNER_PORT" \
-                --advertised-listener-url "tcp://127.0.0.1:$D06_KAFKA_SASL_PORT" \
-                --storage-engine "postgres://postgres@127.0.0.1:$D06_POSTGRES_PORT/$db"
+            tansu_pg_broker kafka-sasl-broker tansu_sasl "$port" "$port"
+            sasl_user tansu_sasl "$port" "${broker[@]}"
+            tansu_pg_broker kafka-sasl-broker tansu_sasl "$port" "$D06_KAFKA_SASL_PORT"
+            launch kafka-sasl-broker "${broker[@]}" --authentication
             ;;
         kafka-sasl)
             stunnel_in_front kafka-sasl kafka-sasl-broker "$D06_KAFKA_SASL_PORT" "$D06_KAFKA_SASL_INNER_PORT"

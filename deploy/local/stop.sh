@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # stop.sh [--wipe] [--kill] [kafka|clickhouse|prometheus|alertmanager|zookeeper|clickhouse-1|clickhouse-2|cluster
-#          |clickhouse-tls|kafka-tls-broker|kafka-tls|postgres|kafka-pg|persistent ...]
+#          |clickhouse-tls|kafka-tls-broker|kafka-tls|postgres|kafka-pg|kafka-sasl-broker|kafka-sasl|persistent ...]
 # (default: all, the local cluster, the TLS services and the persistent broker included)
 # Stops what start.sh started: SIGTERM (SIGINT for PostgreSQL: its fast
 # shutdown), waits up to D06_STOP_TIMEOUT seconds (default 20), then SIGKILL;
@@ -64,6 +64,7 @@ if [ "$wipe" -eq 1 ]; then
         dir="$(svc_dir "$svc")"
         case "$svc" in
             kafka | kafka-tls-broker | kafka-tls) continue ;; # in-memory storage: nothing on disk
+            kafka-pg | kafka-sasl-broker | kafka-sasl) continue ;; # their log is in postgres's data
             clickhouse | clickhouse-[12] | clickhouse-tls) rm -rf "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" ;;
             *) rm -rf "$dir/data" ;;
         esac
