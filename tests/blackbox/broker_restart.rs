@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::cluster::INVALID;
+use crate::cluster::{insert_invalid, INVALID};
 use crate::crash::{generate, messages, parse_coverage, recount, wait_recount, COVERAGE_ROWS};
 use crate::harness::{deploy_local, read_committed_on, spawn_app, AppOptions, KafkaTarget, Producer};
 
@@ -63,10 +63,7 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xb0);
     let mut messages = messages(&raws, &topics, partitions, &mut rng);
-    for i in 0..50 {
-        let at = rng.random_range(0..messages.len());
-        messages.insert(at, (topics[i % 4].clone(), rng.random_range(0..partitions), INVALID.to_vec()));
-    }
+    insert_invalid(&mut messages, 50, &topics, partitions, &mut rng);
     let producer = Producer::on(&kafka);
     let thirds: Vec<&[(String, i32, Vec<u8>)]> = messages.chunks(messages.len().div_ceil(3)).collect();
     let started = Instant::now();

@@ -22,6 +22,21 @@ use crate::harness::{clickhouse_query_at, deploy_local, spawn_app, unique, App, 
 /// An invalid message: one dead letter.
 pub(crate) const INVALID: &[u8] = b"{not json";
 
+/// Inserts `n` [`INVALID`] messages at random places of `messages`, spread
+/// over the four source `topics` and random partitions.
+pub(crate) fn insert_invalid(
+    messages: &mut Vec<(String, i32, Vec<u8>)>,
+    n: usize,
+    topics: &[String],
+    partitions: i32,
+    rng: &mut StdRng,
+) {
+    for i in 0..n {
+        let at = rng.random_range(0..messages.len());
+        messages.insert(at, (topics[i % topics.len()].clone(), rng.random_range(0..partitions), INVALID.to_vec()));
+    }
+}
+
 /// Held by every test here: one of them stops and starts the servers, which
 /// the others must not meet mid-test (CI: "connection reset" connecting to
 /// clickhouse-2 while the stream test had it stopped).
@@ -168,12 +183,8 @@ async fn a_stream_through_a_cluster_with_a_server_stopped_mid_stream_equals_the_
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0xc1);
     let mut messages = messages(&raws, &topics, partitions, &mut rng);
-    let mut invalid = 0usize;
-    for i in 0..100 {
-        let at = rng.random_range(0..messages.len());
-        messages.insert(at, (topics[i % 4].clone(), rng.random_range(0..partitions), INVALID.to_vec()));
-        invalid += 1;
-    }
+    let invalid = 100;
+    insert_invalid(&mut messages, invalid, &topics, partitions, &mut rng);
     let total = messages.len();
     let producer = Producer::new();
     let thirds: Vec<&[(String, i32, Vec<u8>)]> = messages.chunks(total.div_ceil(3)).collect();

@@ -10,9 +10,9 @@
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
-use crate::cluster::{coverage_at, wait_equal, INVALID};
+use crate::cluster::{coverage_at, insert_invalid, wait_equal};
 use crate::crash::{generate, messages, recount};
 use crate::events::{self, Place, COMMUNES};
 use crate::harness::{spawn_app, AppOptions, Producer};
@@ -169,10 +169,7 @@ async fn clickhouse_killed_mid_write_and_restarted_equals_the_recount() {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xc4);
     let mut messages = messages(&raws, &topics, partitions, &mut rng);
     let invalid = 100;
-    for i in 0..invalid {
-        let at = rng.random_range(0..messages.len());
-        messages.insert(at, (topics[i % 4].clone(), rng.random_range(0..partitions), INVALID.to_vec()));
-    }
+    insert_invalid(&mut messages, invalid, &topics, partitions, &mut rng);
     let total = messages.len();
 
     // The stream arrives at a steady pace over the kills (~6 s each), so

@@ -87,8 +87,8 @@ impl TlsStack {
     }
 
     /// The broker requiring SASL/SCRAM-SHA-512 behind TLS (`start.sh
-    /// persistent`): user `d06`, the password read from `password_file`.
-    pub fn kafka_sasl(&self, password_file: PathBuf) -> KafkaTarget {
+    /// persistent`): user `d06`, the password read from its file.
+    pub fn kafka_sasl(&self) -> KafkaTarget {
         KafkaTarget {
             brokers: self.kafka_sasl_brokers.clone(),
             properties: vec![
@@ -97,7 +97,7 @@ impl TlsStack {
                 ("sasl.mechanism".into(), "SCRAM-SHA-512".into()),
                 ("sasl.username".into(), "d06".into()),
             ],
-            secret_files: vec![("sasl.password".into(), password_file)],
+            secret_files: vec![("sasl.password".into(), self.kafka_password_file())],
         }
     }
 
@@ -222,7 +222,7 @@ async fn d06_run_over_kafka_sasl_scram_and_tls_equals_the_recount() {
     }
     let tls = TlsStack::from_env();
     let password = tls.kafka_password_file();
-    let kafka = tls.kafka_sasl(password.clone());
+    let kafka = tls.kafka_sasl();
     // Neither TLS alone nor a wrong password gets anything from it.
     let tls_only = KafkaTarget { brokers: kafka.brokers.clone(), ..tls.kafka() };
     assert!(metadata_error(&tls_only).is_some(), "TLS without SASL answered on {}", kafka.brokers);
