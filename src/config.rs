@@ -188,6 +188,12 @@ pub struct PipelineConfig {
     pub flush_interval_ms: u64,
     /// Batches buffered between the source and the aggregator (bounds memory).
     pub channel_batches: usize,
+    /// A shard's fact log, in bytes, beyond which its next checkpoint writes
+    /// a snapshot of its state and drops the log: once the log since the last
+    /// snapshot outgrows both this and that snapshot. A restart then loads
+    /// one snapshot and replays at most about as much again, whatever the
+    /// history (ARCHITECTURE.md, "Snapshots"). Must be > 0.
+    pub snapshot_log_bytes: u64,
     /// The clock: `wall` (live) or `event` (replay).
     pub clock: ClockMode,
     /// When an area lags the plan (board colours, daily alerts).
@@ -219,6 +225,7 @@ impl Default for PipelineConfig {
             worker_threads: 0,
             flush_interval_ms: 500,
             channel_batches: 4,
+            snapshot_log_bytes: 64 << 20,
             clock: ClockMode::Wall,
             lag_rule: aggregator::LagRule::default(),
             behind_messages: 100_000,
@@ -308,6 +315,9 @@ impl Config {
         }
         if self.pipeline.progress_log_secs == 0 {
             check(Err(anyhow::anyhow!("pipeline.progress_log_secs must be > 0")));
+        }
+        if self.pipeline.snapshot_log_bytes == 0 {
+            check(Err(anyhow::anyhow!("pipeline.snapshot_log_bytes must be > 0")));
         }
         if self.pipeline.flush_interval_ms == 0 || self.pipeline.channel_batches == 0 {
             check(Err(anyhow::anyhow!("pipeline: flush_interval_ms and channel_batches must be > 0")));

@@ -413,6 +413,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
         commune_metrics: config.http.commune_metrics,
         state_dir: state_dir.clone(),
+        snapshot_log_bytes: config.pipeline.snapshot_log_bytes,
         identity,
         facts_topic: config.kafka.topics.facts.clone(),
         owner: config.kafka.instance(),

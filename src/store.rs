@@ -1,12 +1,21 @@
-//! The local state store: a redb file holding the log of applied facts and
-//! the checkpoint (source positions, `too_late` watermarks, output version).
+//! The local state store: a redb file holding a shard's last snapshot, the
+//! log of facts applied since, and the checkpoint (source positions, `too_late`
+//! watermarks, output version).
 //!
 //! A checkpoint is one write transaction: the facts applied since the last
-//! one and the positions they reach land together or not at all. The
-//! in-memory aggregator is rebuilt at start-up by replaying the log, so the
+//! one and the positions they reach land together or not at all. A
+//! compaction is one too: it stores a snapshot of the whole state
+//! ([`aggregator::snapshot`]) with the positions it reflects and drops the
+//! log before it. Restart = load the snapshot + replay the log after it, so
+//! the time and the disk grow with the subjects, not with the history. The
 //! store is a cache of the Kafka topics up to the checkpointed offsets
 //! (SCALING.md 3): delete it and d06 rebuilds it from the beginning of the
 //! topics.
+//!
+//! Store formats ([`FORMAT`]): 1, the log only (d06 before snapshots; read
+//! as is and marked 2 on open, as its log replays unchanged); 2, a snapshot
+//! and the log after it. A store of another format (a newer d06's) is
+//! refused with a message saying so, never misread as a corrupt log.
 //!
 //! A failed write (disk full, I/O error) leaves redb refusing every later
 //! operation until the file is reopened, so a failed checkpoint closes the
@@ -25,8 +34,16 @@ use serde::{Deserialize, Serialize};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("facts");
+const SNAPSHOT: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot");
 const CHECKPOINT_KEY: &str = "checkpoint";
 const IDENTITY_KEY: &str = "identity";
+const FORMAT_KEY: &str = "format";
+
+/// The store format this build writes (module docs).
+pub const FORMAT: u32 = 2;
+
+/// A snapshot is stored in values of at most this many bytes.
+const SNAPSHOT_CHUNK: usize = 16 << 20;
 
 /// What the stored facts depend on; a store written under another identity
 /// cannot be replayed (area ids or digests would mean something else).
@@ -49,6 +66,12 @@ struct StoredCheckpoint {
     positions: Vec<(String, i32, i64, Option<i64>)>,
     version: u64,
     next_chunk: u64,
+    /// Bytes in the fact log (since the snapshot, if any).
+    #[serde(default)]
+    log_bytes: u64,
+    /// Bytes of the snapshot (0 without one).
+    #[serde(default)]
+    snapshot_bytes: u64,
 }
 
 /// What a store holds at start-up.
@@ -67,6 +90,8 @@ pub struct Store {
     dir: PathBuf,
     identity: Identity,
     next_chunk: u64,
+    log_bytes: u64,
+    snapshot_bytes: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -75,6 +100,8 @@ impl std::fmt::Debug for Store {
             .field("dir", &self.dir)
             .field("open", &self.db.is_some())
             .field("next_chunk", &self.next_chunk)
+            .field("log_bytes", &self.log_bytes)
+            .field("snapshot_bytes", &self.snapshot_bytes)
             .finish()
     }
 }
@@ -89,6 +116,26 @@ impl Store {
         let (stored, existing_identity) = {
             let mut meta = txn.open_table(META)?;
             txn.open_table(FACTS)?;
+            txn.open_table(SNAPSHOT)?;
+            let format =
+                meta.get(FORMAT_KEY)?.map(|v| std::str::from_utf8(v.value()).ok().and_then(|f| f.parse::<u32>().ok()));
+            let written = meta.get(IDENTITY_KEY)?.is_some();
+            match format {
+                // Format 1 (no marker) has the same log; a new store has nothing yet.
+                None => {
+                    if written {
+                        tracing::info!(store = %path.display(), "state store of format 1 (a fact log): read as format {FORMAT}");
+                    }
+                    meta.insert(FORMAT_KEY, FORMAT.to_string().as_bytes())?;
+                }
+                Some(Some(FORMAT)) => {}
+                Some(found) => bail!(
+                    "state store {} has format {}; this d06 reads formats 1 and {FORMAT}. It was written by \
+                     another d06 version: point state.dir elsewhere, or delete it to rebuild from Kafka",
+                    path.display(),
+                    found.map_or_else(|| "(unreadable)".to_string(), |f| f.to_string())
+                ),
+            }
             let stored: StoredCheckpoint = match meta.get(CHECKPOINT_KEY)? {
                 Some(v) => serde_json::from_slice(v.value()).context("decoding the checkpoint")?,
                 None => StoredCheckpoint::default(),
@@ -125,8 +172,14 @@ impl Store {
                 (SourcePartition { topic: t.into(), partition: p }, PartitionState { next_offset: next, watermark: wm })
             })
             .collect();
-        let store =
-            Store { db: Some(db), dir: dir.to_owned(), identity: identity.clone(), next_chunk: stored.next_chunk };
+        let store = Store {
+            db: Some(db),
+            dir: dir.to_owned(),
+            identity: identity.clone(),
+            next_chunk: stored.next_chunk,
+            log_bytes: stored.log_bytes,
+            snapshot_bytes: stored.snapshot_bytes,
+        };
         Ok((store, Loaded { positions, version: stored.version }))
     }
 
@@ -134,14 +187,38 @@ impl Store {
     fn db(&mut self) -> Result<&Database> {
         if self.db.is_none() {
             let (reopened, _) = Store::open(&self.dir, &self.identity).context("reopening the state store")?;
-            // The last committed checkpoint's chunk counter: the failed one's chunk was not kept.
+            // The last committed checkpoint's counters: the failed one's chunk was not kept.
             self.next_chunk = reopened.next_chunk;
+            self.log_bytes = reopened.log_bytes;
+            self.snapshot_bytes = reopened.snapshot_bytes;
             self.db = reopened.db;
         }
         self.db.as_ref().context("state store not open")
     }
 
-    /// Replays every checkpointed fact, in the order it was applied.
+    /// Bytes in the fact log after the snapshot (all of it without one).
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
+    }
+
+    /// Bytes of the last snapshot, 0 without one.
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot_bytes
+    }
+
+    /// The last snapshot's bytes, `None` without one.
+    pub fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        let db = self.db.as_ref().context("state store not open")?;
+        let txn = db.begin_read()?;
+        let chunks = txn.open_table(SNAPSHOT)?;
+        let mut out = Vec::with_capacity(usize::try_from(self.snapshot_bytes).unwrap_or(0));
+        for entry in chunks.iter()? {
+            out.extend_from_slice(entry?.1.value());
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
+
+    /// Replays every checkpointed fact after the snapshot, in the order it was applied.
     pub fn replay(&self, mut apply: impl FnMut(Fact)) -> Result<u64> {
         let db = self.db.as_ref().context("state store not open")?;
         let txn = db.begin_read()?;
@@ -193,20 +270,73 @@ impl Store {
                 next_chunk += 1;
             }
             let stored = StoredCheckpoint {
-                positions: positions
-                    .iter()
-                    .map(|(p, s)| (p.topic.to_string(), p.partition, s.next_offset, s.watermark))
-                    .collect(),
+                positions: stored_positions(positions),
                 version,
                 next_chunk,
+                log_bytes: self.log_bytes + facts.len() as u64,
+                snapshot_bytes: self.snapshot_bytes,
             };
             let mut meta = txn.open_table(META)?;
             meta.insert(CHECKPOINT_KEY, serde_json::to_vec(&stored)?.as_slice())?;
         }
         txn.commit().context("committing the checkpoint")?;
         self.next_chunk = next_chunk;
+        self.log_bytes += facts.len() as u64;
         Ok(())
     }
+
+    /// Atomically replaces the snapshot with `snapshot` (the whole state,
+    /// the facts not yet checkpointed included), drops the fact log and
+    /// records the positions and version, as [`Store::checkpoint`] does. On
+    /// an error nothing changes and the database is closed.
+    pub fn compact(
+        &mut self,
+        snapshot: &[u8],
+        positions: &HashMap<SourcePartition, PartitionState>,
+        version: u64,
+    ) -> Result<()> {
+        let written = self.write_compaction(snapshot, positions, version);
+        if written.is_err() {
+            self.db = None;
+        }
+        written
+    }
+
+    fn write_compaction(
+        &mut self,
+        snapshot: &[u8],
+        positions: &HashMap<SourcePartition, PartitionState>,
+        version: u64,
+    ) -> Result<()> {
+        let txn = self.db()?.begin_write()?;
+        {
+            txn.delete_table(FACTS)?;
+            txn.delete_table(SNAPSHOT)?;
+            txn.open_table(FACTS)?;
+            let mut chunks = txn.open_table(SNAPSHOT)?;
+            for (i, chunk) in snapshot.chunks(SNAPSHOT_CHUNK).enumerate() {
+                chunks.insert(i as u64, chunk)?;
+            }
+            let stored = StoredCheckpoint {
+                positions: stored_positions(positions),
+                version,
+                next_chunk: 0,
+                log_bytes: 0,
+                snapshot_bytes: snapshot.len() as u64,
+            };
+            let mut meta = txn.open_table(META)?;
+            meta.insert(CHECKPOINT_KEY, serde_json::to_vec(&stored)?.as_slice())?;
+        }
+        txn.commit().context("committing the snapshot")?;
+        self.next_chunk = 0;
+        self.log_bytes = 0;
+        self.snapshot_bytes = snapshot.len() as u64;
+        Ok(())
+    }
+}
+
+fn stored_positions(positions: &HashMap<SourcePartition, PartitionState>) -> Vec<(String, i32, i64, Option<i64>)> {
+    positions.iter().map(|(p, s)| (p.topic.to_string(), p.partition, s.next_offset, s.watermark)).collect()
 }
 
 /// Whether `error` (from [`Store::open`] or [`Store::checkpoint`]) is the
@@ -276,6 +406,82 @@ mod tests {
         let mut seen = Vec::new();
         assert_eq!(store.replay(|f| seen.push(f)).unwrap(), 2);
         assert_eq!(seen, vec![fact(1), fact(2)]);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_log_before_it_and_the_tail_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = SourcePartition { topic: "t".into(), partition: 0 };
+        let at = |next| HashMap::from([(p.clone(), PartitionState { next_offset: next, watermark: None })]);
+        let log = |facts: &[Fact]| {
+            let mut buf = Vec::new();
+            facts.iter().for_each(|f| f.encode(&mut buf));
+            buf
+        };
+        {
+            let (mut store, _) = Store::open(dir.path(), &identity()).unwrap();
+            store.checkpoint(&log(&[fact(1), fact(2)]), &at(2), 1).unwrap();
+            assert_eq!(store.log_bytes(), log(&[fact(1), fact(2)]).len() as u64);
+            assert_eq!(store.snapshot().unwrap(), None);
+            store.compact(b"state after 3 facts", &at(3), 2).unwrap();
+            assert_eq!((store.log_bytes(), store.snapshot_bytes()), (0, 19));
+            store.checkpoint(&log(&[fact(4)]), &at(4), 3).unwrap();
+        }
+        let (store, loaded) = Store::open(dir.path(), &identity()).unwrap();
+        assert_eq!((loaded.version, loaded.positions[&p].next_offset), (3, 4));
+        assert_eq!(store.snapshot().unwrap().as_deref(), Some(&b"state after 3 facts"[..]));
+        let mut tail = Vec::new();
+        store.replay(|f| tail.push(f)).unwrap();
+        assert_eq!(tail, vec![fact(4)]);
+        assert_eq!((store.log_bytes(), store.snapshot_bytes()), (log(&[fact(4)]).len() as u64, 19));
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_a_value_is_stored_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..SNAPSHOT_CHUNK * 2 + 5).map(|i| (i % 251) as u8).collect();
+        {
+            let (mut store, _) = Store::open(dir.path(), &identity()).unwrap();
+            store.compact(&big, &HashMap::new(), 1).unwrap();
+            store.compact(&big[..10], &HashMap::new(), 2).unwrap();
+            store.compact(&big, &HashMap::new(), 3).unwrap();
+        }
+        let (store, _) = Store::open(dir.path(), &identity()).unwrap();
+        assert_eq!(store.snapshot().unwrap(), Some(big));
+    }
+
+    /// Writes a store as d06 before snapshots did: no format marker.
+    fn format_1_store(dir: &Path) {
+        drop(Store::open(dir, &identity()).unwrap());
+        let db = Database::create(dir.join("d06.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_format_1_store_is_read_and_one_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        format_1_store(dir.path());
+        {
+            let (mut store, _) = Store::open(dir.path(), &identity()).unwrap();
+            let mut buf = Vec::new();
+            fact(1).encode(&mut buf);
+            store.checkpoint(&buf, &HashMap::new(), 1).unwrap();
+        }
+        let (store, _) = Store::open(dir.path(), &identity()).unwrap();
+        assert_eq!(store.replay(|_| {}).unwrap(), 1);
+        drop(store);
+
+        let db = Database::create(dir.path().join("d06.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(FORMAT_KEY, b"3".as_slice()).unwrap();
+        txn.commit().unwrap();
+        drop(db);
+        let err = format!("{:#}", Store::open(dir.path(), &identity()).unwrap_err());
+        assert!(err.contains("has format 3; this d06 reads formats 1 and 2"), "{err}");
+        assert!(err.contains("delete it to rebuild from Kafka"), "{err}");
+        assert!(!is_io_failure(&Store::open(dir.path(), &identity()).unwrap_err()));
     }
 
     #[test]

@@ -9,8 +9,17 @@
 //! `/proc/self/statm`: the log buffer is already resident before), per
 //! subject, and the replay rate.
 //!
+//! Then it writes each shard's snapshot (`aggregator::snapshot::encode`),
+//! drops the state and loads it back from the snapshots, timed, as a
+//! restart from a store with a snapshot and no log after it does.
+//!
+//! `--history K` (default 1) adds K − 1 later copies of every fact, under new
+//! ids and K days later, so the same subjects carry K times the events: the
+//! log grows K-fold; what a snapshot holds grows only with what the rules
+//! keep per event (dedup keys of non-first events, `sim.signature` lists).
+//!
 //! `cargo bench -p aggregator --bench restart -- 1000000`
-//! `cargo bench -p aggregator --bench restart -- 10000000`
+//! `cargo bench -p aggregator --bench restart -- 10000000 --history 5`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
@@ -18,7 +27,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aggregator::{Fact, Geography, GeographyVersion, Shard};
+use aggregator::calendar::WorkCalendar;
+use aggregator::{snapshot, Fact, Geography, GeographyVersion, Shard, Tickets};
 
 const SHARDS: u32 = 2;
 
@@ -34,8 +44,17 @@ fn peak_bytes() -> usize {
 }
 
 fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let (mut n, mut history): (usize, u32) = (1_000_000, 1);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--history" {
+            history = args.next().and_then(|v| v.parse().ok()).expect("--history K");
+        } else if let Ok(v) = a.parse() {
+            n = v;
+        }
+    }
     let geo = Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap());
+    let calendar = Arc::new(WorkCalendar::embedded().unwrap());
 
     let t = Instant::now();
     let mut log = Vec::new();
@@ -45,6 +64,22 @@ fn main() {
         while gen.subjects < n {
             let (f, resend) = gen.next_fact();
             if !resend {
+                f.encode(&mut log);
+                facts += 1;
+            }
+        }
+    }
+    // Later copies of every fact: same subject, kind and area, new id, k days on.
+    if history > 1 {
+        let first = log.len();
+        for k in 1..history {
+            let mut at = 0;
+            while at < first {
+                let (mut f, used) = Fact::decode(&log[at..]).unwrap();
+                at += used;
+                f.event_id = format!("{}#{k}", f.event_id).into();
+                f.occurred_at += i64::from(k) * 86_400_000_000_000;
+                f.day = f.day + chrono::Days::new(u64::from(k));
                 f.encode(&mut log);
                 facts += 1;
             }
@@ -92,5 +127,44 @@ fn main() {
         state as f64 / subjects as f64
     );
     println!("peak RSS (process)  {:.1} MiB", peak_bytes() as f64 / 1048576.0);
+    drop(log);
+
+    // Snapshots: written, the state dropped, loaded back.
+    let t = Instant::now();
+    let tickets = Tickets::new(geo.clone(), calendar.clone());
+    let snapshots: Vec<Vec<u8>> = shards.iter().map(|s| snapshot::encode(s, &tickets)).collect();
+    let written = t.elapsed();
+    let bytes: usize = snapshots.iter().map(Vec::len).sum();
+    let figures = |shards: &[Shard]| -> Vec<_> {
+        shards.iter().flat_map(|s| s.keys().map(move |k| (*k, s.days(k).cloned()))).collect()
+    };
+    let expected = figures(&shards);
     drop(shards);
+    let before = rss_bytes();
+    let t = Instant::now();
+    let loaded: Vec<Shard> =
+        snapshots.iter().map(|b| snapshot::decode(b, geo.clone(), calendar.clone()).unwrap().0).collect();
+    let load = t.elapsed();
+    let state = rss_bytes().saturating_sub(before);
+    assert_eq!(figures(&loaded), expected, "the loaded shards count what the replayed ones did");
+    assert_eq!(loaded.iter().map(Shard::subjects).sum::<usize>(), n);
+    println!("history             {history}× the events of the same subjects");
+    println!(
+        "snapshot            {} bytes ({:.1} per subject), written in {:.2} s",
+        bytes,
+        bytes as f64 / subjects as f64,
+        written.as_secs_f64()
+    );
+    println!(
+        "load (restart)      {:.2} s from the snapshot, {:.0} subjects/s",
+        load.as_secs_f64(),
+        subjects as f64 / load.as_secs_f64()
+    );
+    println!(
+        "state RSS, loaded   {} bytes ({:.1} MiB), {:.1} bytes/subject",
+        state,
+        state as f64 / 1048576.0,
+        state as f64 / subjects as f64
+    );
+    println!("peak RSS (process)  {:.1} MiB", peak_bytes() as f64 / 1048576.0);
 }

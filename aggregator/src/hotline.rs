@@ -62,6 +62,8 @@ use crate::fact::{Digest, Fact, FactKind, Nanos, TicketLevel, TicketStatus};
 use crate::geo::{AreaId, Geography};
 use crate::rollup::Outcome;
 
+mod snapshot;
+
 /// Working hours a `specialist` ticket must be closed in.
 pub const SPECIALIST_HOURS: u32 = 8;
 /// Working hours a `leadership` ticket must be closed in.

@@ -11,6 +11,7 @@ pub use fact::{Digest, Fact, FactKind, Indicator, Nanos};
 pub use geo::{AreaId, AreaLevel, Geography, GeographyVersion};
 pub mod recount;
 pub mod rollup;
+pub mod snapshot;
 pub use rollup::{DayCounts, Outcome, RollupKey, Shard};
 pub mod calendar;
 pub mod hotline;

@@ -36,6 +36,8 @@ use chrono::{Datelike, NaiveDate};
 use crate::fact::{event_key, Digest, Fact, FactKind, Indicator, Nanos, SignatureStage};
 use crate::geo::{AreaId, Geography};
 
+mod snapshot;
+
 /// What [`Shard::apply`] did with a fact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

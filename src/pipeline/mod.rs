@@ -66,6 +66,8 @@ pub struct Parts {
     pub commune_metrics: bool,
     /// Where the shards' stores live.
     pub state_dir: PathBuf,
+    /// A shard's log beyond which a checkpoint writes a snapshot instead.
+    pub snapshot_log_bytes: u64,
     /// What every shard store must have been written under.
     pub identity: Identity,
     /// The facts topic (names the stores' positions).
@@ -265,15 +267,7 @@ impl Pipeline {
     /// Takes every shard of `0..shards` (the demo: no Kafka, no ClickHouse).
     pub fn own_all(&mut self, shards: u32) -> Result<()> {
         for p in 0..shards {
-            let s = ShardState::open(
-                &self.p.state_dir,
-                &self.p.identity,
-                p,
-                i64::MAX,
-                &self.p.geo,
-                &self.p.calendar,
-                &self.p.facts_topic,
-            )?;
+            let s = ShardState::open(&self.p, p, i64::MAX)?;
             self.shards.insert(p, s);
         }
         self.ownership_changed();

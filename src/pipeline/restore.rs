@@ -20,18 +20,8 @@ impl Pipeline {
     pub(super) async fn open_shard(&self, p: u32, high: i64, shutdown: &CancellationToken) -> Result<ShardState> {
         let mut outage = Outage::new(format!("opening shard {p}"), &self.p.state_dir, &self.p.metrics, &self.p.health);
         loop {
-            let opened = tokio::task::block_in_place(|| {
-                ShardState::open(
-                    &self.p.state_dir,
-                    &self.p.identity,
-                    p,
-                    high,
-                    &self.p.geo,
-                    &self.p.calendar,
-                    &self.p.facts_topic,
-                )
-            })
-            .with_context(|| format!("opening shard {p}"));
+            let opened = tokio::task::block_in_place(|| ShardState::open(&self.p, p, high))
+                .with_context(|| format!("opening shard {p}"));
             let error = match opened {
                 Ok(shard) => {
                     outage.succeeded();

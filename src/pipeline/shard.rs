@@ -11,11 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aggregator::calendar::WorkCalendar;
 use aggregator::hotline::Tickets;
 use aggregator::plan::Plan;
 use aggregator::rollup::{DayCounts, Outcome, RollupKey, Shard};
-use aggregator::{AreaId, FactKind, Geography, Indicator, Nanos};
+use aggregator::{snapshot, AreaId, FactKind, Geography, Indicator, Nanos};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use ingest::kafka::shards::PartBatch;
@@ -23,7 +22,8 @@ use ingest::kafka::{PartitionState, SourcePartition};
 use sinks::clickhouse::{CoverageShardRow, HotlineShardRow, WriteBatch, SEQUENCE_BITS};
 use tracing::{info, warn};
 
-use crate::store::{Identity, Store};
+use super::Parts;
+use crate::store::Store;
 
 /// The state of one facts partition.
 pub(super) struct ShardState {
@@ -43,6 +43,8 @@ pub(super) struct ShardState {
     /// The next flush writes every row of the shard.
     pub full_rewrite: bool,
     written_through: Option<NaiveDate>,
+    /// The log beyond which a checkpoint writes a snapshot instead.
+    snapshot_log_bytes: u64,
 }
 
 impl std::fmt::Debug for ShardState {
@@ -57,34 +59,30 @@ pub(super) fn store_dir(state_dir: &Path, partition: u32) -> PathBuf {
 }
 
 impl ShardState {
-    /// Opens (or rebuilds) the store of `partition` and replays it. A store
-    /// of another identity (facts topic incarnation, key, geography) or past
-    /// the partition's end is discarded: the partition rebuilds it. A store
-    /// the file system refuses to open (a full disk:
+    /// Opens (or rebuilds) the store of `partition`: loads its snapshot and
+    /// replays the facts after it. A store of another identity (facts topic
+    /// incarnation, key, geography) or format, with a snapshot that does not
+    /// load, or past the partition's end is discarded: the partition rebuilds
+    /// it. A store the file system refuses to open (a full disk:
     /// [`is_io_failure`](crate::store::is_io_failure)) is kept and the error
     /// returned, for the caller to retry ([`restore`](super::restore)).
-    pub fn open(
-        state_dir: &Path,
-        identity: &Identity,
-        partition: u32,
-        high: i64,
-        geo: &Arc<Geography>,
-        calendar: &Arc<WorkCalendar>,
-        facts_topic: &str,
-    ) -> Result<ShardState> {
-        let dir = store_dir(state_dir, partition);
-        let key = SourcePartition { topic: facts_topic.into(), partition: partition as i32 };
+    pub fn open(p: &Parts, partition: u32, high: i64) -> Result<ShardState> {
+        let dir = store_dir(&p.state_dir, partition);
+        let key = SourcePartition { topic: p.facts_topic.as_str().into(), partition: partition as i32 };
         // An empty store in place of an unusable one: the partition rebuilds it.
         let rebuild = || -> Result<_> {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-            Store::open(&dir, identity)
+            Store::open(&dir, &p.identity)
         };
-        let (mut store, mut loaded) = match Store::open(&dir, identity) {
+        let unusable = |error: &anyhow::Error| {
+            warn!(partition, error = %format!("{error:#}"), "shard store not usable; rebuilding from the facts partition");
+        };
+        let (mut store, mut loaded) = match Store::open(&dir, &p.identity) {
             Ok(opened) => opened,
             // The disk refusing (full): the store is intact, the caller retries.
             Err(error) if crate::store::is_io_failure(&error) => return Err(error),
             Err(error) => {
-                warn!(partition, error = %format!("{error:#}"), "shard store not usable; rebuilding from the facts partition");
+                unusable(&error);
                 rebuild()?
             }
         };
@@ -94,11 +92,33 @@ impl ShardState {
             drop(store);
             (store, loaded) = rebuild()?;
         }
+        let started = std::time::Instant::now();
+        // The snapshot, if any; one that does not load makes the store unusable.
+        let decoded = store.snapshot().and_then(|bytes| {
+            bytes
+                .map(|b| snapshot::decode(&b, Arc::clone(&p.geo), Arc::clone(&p.calendar)))
+                .transpose()
+                .with_context(|| format!("loading the snapshot of {}", dir.display()))
+        });
+        let restored = match decoded {
+            Ok(state) => state,
+            Err(error) if crate::store::is_io_failure(&error) => return Err(error),
+            Err(error) => {
+                unusable(&error);
+                drop(store);
+                (store, loaded) = rebuild()?;
+                None
+            }
+        };
+        let loaded_snapshot = store.snapshot_bytes();
+        let (coverage, tickets) = restored.unwrap_or_else(|| {
+            (Shard::new(Arc::clone(&p.geo)), Tickets::new(Arc::clone(&p.geo), Arc::clone(&p.calendar)))
+        });
         let state = loaded.positions.get(&key).copied().unwrap_or_default();
         let mut shard = ShardState {
             partition,
-            coverage: Shard::new(Arc::clone(geo)),
-            tickets: Tickets::new(Arc::clone(geo), Arc::clone(calendar)),
+            coverage,
+            tickets,
             store,
             store_key: key,
             next_offset: state.next_offset,
@@ -109,8 +129,8 @@ impl ShardState {
             sequence: loaded.version & ((1 << SEQUENCE_BITS) - 1),
             full_rewrite: true,
             written_through: None,
+            snapshot_log_bytes: p.snapshot_log_bytes,
         };
-        let started = std::time::Instant::now();
         let mut replayed = 0u64;
         let ShardState { store, coverage, tickets, .. } = &mut shard;
         store.replay(|fact| {
@@ -122,7 +142,9 @@ impl ShardState {
         })?;
         info!(
             partition,
+            snapshot_bytes = loaded_snapshot,
             facts = replayed,
+            subjects = shard.coverage.subjects(),
             next_offset = shard.next_offset,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shard restored"
@@ -266,8 +288,11 @@ impl ShardState {
     }
 
     /// Commits the applied facts, the offset they reach and the version of
-    /// the rows last written to the store (fsync). On an error (disk full)
-    /// the facts stay pending: the next call retries them.
+    /// the rows last written to the store (fsync). Once the log since the
+    /// last snapshot outgrows both `snapshot_log_bytes` and that snapshot,
+    /// the whole state is written as a snapshot instead and the log dropped.
+    /// On an error (disk full) the facts stay pending: the next call retries
+    /// them.
     pub fn checkpoint(&mut self) -> Result<()> {
         if self.pending_log.is_empty() && !self.moved {
             return Ok(());
@@ -276,7 +301,22 @@ impl ShardState {
             self.store_key.clone(),
             PartitionState { next_offset: self.next_offset, watermark: self.newest },
         )]);
-        self.store.checkpoint(&self.pending_log, &positions, self.version())?;
+        let log = self.store.log_bytes() + self.pending_log.len() as u64;
+        if log > self.snapshot_log_bytes.max(self.store.snapshot_bytes()) {
+            let started = std::time::Instant::now();
+            let bytes = snapshot::encode(&self.coverage, &self.tickets);
+            self.store.compact(&bytes, &positions, self.version())?;
+            info!(
+                partition = self.partition,
+                snapshot_bytes = bytes.len(),
+                log_bytes_dropped = log,
+                subjects = self.coverage.subjects(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "shard snapshot written"
+            );
+        } else {
+            self.store.checkpoint(&self.pending_log, &positions, self.version())?;
+        }
         self.pending_log.clear();
         self.moved = false;
         Ok(())

@@ -305,8 +305,16 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
     assert!(shared * 200 >= n / 2, "only {shared} ids shared by different facts in {n} events");
     let expected = recount(&raws);
     let partitions = 4;
-    let mut app =
-        spawn_app(AppOptions { partitions, shards: 3, flush_interval_ms: 300, ..AppOptions::default() }).await;
+    // A small log threshold: the shards write snapshots all along, so most
+    // kills restart from a snapshot and the facts after it.
+    let mut app = spawn_app(AppOptions {
+        partitions,
+        shards: 3,
+        flush_interval_ms: 300,
+        extra_toml: "snapshot_log_bytes = 65536".into(),
+        ..AppOptions::default()
+    })
+    .await;
     let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let messages = messages(&raws, &topics, partitions, &mut rng);
@@ -414,4 +422,10 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
     }
     assert_eq!(checked, 5 * 12, "every indicator × (province + 11 districts)");
     assert!(app.is_running(), "d06 still running:\n{}", app.log_tail(20));
+    // The restarts loaded snapshots (and the facts after them), not only logs.
+    let log = app.log();
+    let snapshots = log.lines().filter(|l| l.contains("shard snapshot written")).count();
+    let from_snapshot = log.lines().filter(|l| l.contains("shard restored") && !l.contains("snapshot_bytes=0")).count();
+    eprintln!("{snapshots} snapshots written, {from_snapshot} shards restored from one");
+    assert!(snapshots > 0 && from_snapshot > 0, "no snapshot written or loaded:\n{}", app.log_tail(40));
 }

@@ -32,6 +32,7 @@ mod reports;
 mod retention;
 mod scale_out;
 mod simulate_guard;
+mod snapshots;
 mod stalled_consumer;
 mod tls;
 mod tls_alerts;

@@ -1,0 +1,139 @@
+//! The coverage part of a shard snapshot (`crate::snapshot`): the dedup
+//! keys, the packed first-event records as they are in memory, the
+//! `sim.signature` lists, and the counts per key and day.
+//!
+//! Layout: distinct events applied; the dedup keys (count, 16 bytes each);
+//! the subjects with first events (count; digest, record bytes); the
+//! subjects with `sim.signature` events (count; digest, event count; per
+//! event `occurred_at`, id, day, area, installed); the counted keys (count;
+//! slot, day count; per day the day, gained, lost).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Firsts, Shard, SigEvent, ID_LEN_MAX};
+use crate::fact::{Indicator, Nanos};
+use crate::geo::{AreaId, Geography};
+use crate::rollup::DayCounts;
+use crate::snapshot::{Reader, SnapshotError, Writer};
+
+impl Shard {
+    pub(crate) fn write_snapshot(&self, w: &mut Writer) {
+        w.len(self.events);
+        w.len(self.seen.len());
+        for key in &self.seen {
+            w.u128(*key);
+        }
+        w.len(self.firsts.len());
+        for (subject, firsts) in &self.firsts {
+            w.digest(subject);
+            w.bytes(&firsts.0);
+        }
+        w.len(self.signatures.len());
+        for (subject, events) in &self.signatures {
+            w.digest(subject);
+            w.len(events.len());
+            for e in events {
+                w.i64(e.at);
+                w.bytes(e.id.as_bytes());
+                w.day(e.day);
+                w.area(e.area);
+                w.u8(u8::from(e.installed));
+            }
+        }
+        let counted: Vec<_> =
+            self.counts.by_key.iter().enumerate().filter_map(|(s, k)| Some((s, k.as_ref()?))).collect();
+        w.len(counted.len());
+        for (slot, (_, days)) in counted {
+            w.len(slot);
+            w.len(days.len());
+            for (day, c) in days {
+                w.day(*day);
+                w.u64(c.gained);
+                w.u64(c.lost);
+            }
+        }
+    }
+
+    pub(crate) fn read_snapshot(geo: Arc<Geography>, r: &mut Reader<'_>) -> Result<Shard, SnapshotError> {
+        let mut shard = Shard::new(Arc::clone(&geo));
+        shard.events = r.len()?;
+        let n = r.count(16)?;
+        shard.seen.reserve(n);
+        for _ in 0..n {
+            shard.seen.insert(r.u128()?);
+        }
+        let n = r.count(17)?;
+        shard.firsts.reserve(n);
+        for _ in 0..n {
+            let subject = r.digest()?;
+            let firsts = Firsts(r.bytes()?.into());
+            check_firsts(&firsts, &geo)?;
+            if shard.firsts.insert(subject, firsts).is_some() {
+                return Err(SnapshotError::Corrupt("a subject's first events twice"));
+            }
+        }
+        let n = r.count(17)?;
+        shard.signatures.reserve(n);
+        let mut subjects = shard.firsts.len();
+        for _ in 0..n {
+            let subject = r.digest()?;
+            let len = r.count(16)?;
+            let mut events: Vec<SigEvent> = Vec::with_capacity(len);
+            for _ in 0..len {
+                let at: Nanos = r.i64()?;
+                let id = std::str::from_utf8(r.bytes()?).map_err(|_| SnapshotError::Corrupt("event id"))?;
+                let (day, area) = (r.day()?, r.area(&geo)?);
+                let installed = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(SnapshotError::Corrupt("signature stage")),
+                };
+                if events.last().is_some_and(|l| (l.at, &*l.id) >= (at, id)) {
+                    return Err(SnapshotError::Corrupt("signature events out of order"));
+                }
+                events.push(SigEvent { at, id: id.into(), day, area, installed });
+            }
+            if !shard.firsts.contains_key(&subject) {
+                subjects += 1;
+            }
+            if shard.signatures.insert(subject, events).is_some() {
+                return Err(SnapshotError::Corrupt("a subject's signature events twice"));
+            }
+        }
+        shard.subjects = subjects;
+        let n = r.count(2)?;
+        let areas = shard.counts.areas;
+        for _ in 0..n {
+            let slot = r.len()?;
+            let ind = *Indicator::ALL.get(slot / areas.max(1)).ok_or(SnapshotError::Corrupt("counted key"))?;
+            let key = (ind, AreaId((slot % areas) as u16));
+            let mut days = BTreeMap::new();
+            for _ in 0..r.count(20)? {
+                days.insert(r.day()?, DayCounts { gained: r.u64()?, lost: r.u64()? });
+            }
+            *shard.counts.by_key.get_mut(slot).ok_or(SnapshotError::Corrupt("counted key"))? = Some((key, days));
+        }
+        Ok(shard)
+    }
+}
+
+/// A subject's packed records must parse to the end, each of a known
+/// indicator in an area of `geo`, one record per indicator.
+fn check_firsts(firsts: &Firsts, geo: &Geography) -> Result<(), SnapshotError> {
+    let mut used = 0;
+    let mut seen = [false; Indicator::COUNT];
+    for (ind, ev, rec) in firsts.records() {
+        if usize::from(ev.area.0) >= geo.areas().len() || ev.id.len() > ID_LEN_MAX {
+            return Err(SnapshotError::Corrupt("first-event record"));
+        }
+        if std::mem::replace(&mut seen[ind as usize], true) {
+            return Err(SnapshotError::Corrupt("two first events of one indicator"));
+        }
+        used += rec.len();
+    }
+    if used != firsts.0.len() || used == 0 {
+        return Err(SnapshotError::Corrupt("first-event record"));
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! Issue 13: shard stores hold a snapshot and the facts after it. A store
+//! whose snapshot is damaged, or written in a format this d06 does not read,
+//! is rebuilt from the facts partition with a message saying why, and the
+//! figures stay those of an independent recount.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::crash::{generate, messages, recount};
+use crate::harness::{spawn_app, AppOptions, Producer};
+use crate::scale_out::until_recount;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const SNAPSHOT: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot");
+
+/// Opens shard `p`'s store of `state` for an edit.
+fn edit_store(state: &std::path::Path, p: u32, edit: impl FnOnce(&redb::WriteTransaction)) {
+    let db = Database::create(state.join("shards").join(format!("p{p}")).join("d06.redb")).expect("shard store");
+    let txn = db.begin_write().expect("write");
+    edit(&txn);
+    txn.commit().expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_newer_shard_store_is_rebuilt_from_the_facts_partition_with_its_reason() {
+    let seed: u64 = rand::random();
+    eprintln!("seed {seed}");
+    let raws = generate(6_000, seed);
+    let expected = recount(&raws);
+    let partitions = 2;
+    // Every checkpoint past the first byte of log writes a snapshot.
+    let mut app = spawn_app(AppOptions {
+        partitions,
+        shards: 3,
+        extra_toml: "snapshot_log_bytes = 1".into(),
+        ..AppOptions::default()
+    })
+    .await;
+    let topics: Vec<String> = app.topics.sources().iter().map(|s| s.to_string()).collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    Producer::new().send_all(&messages(&raws, &topics, partitions, &mut rng)).await;
+    if let Err(diff) = until_recount(&app, &expected, Duration::from_secs(120)).await {
+        panic!("before the damage: {diff}");
+    }
+    assert!(app.log().contains("shard snapshot written"), "no snapshot:\n{}", app.log_tail(30));
+    assert!(app.terminate().success());
+
+    let state = app.state_dir();
+    // Shard 0: a store format from a later d06.
+    edit_store(&state, 0, |txn| {
+        txn.open_table(META).expect("meta").insert("format", b"3".as_slice()).expect("format");
+    });
+    // Shard 1: one byte of its snapshot flipped.
+    edit_store(&state, 1, |txn| {
+        let mut chunks = txn.open_table(SNAPSHOT).expect("snapshot");
+        let mut first = chunks.get(0).expect("read").expect("a snapshot chunk").value().to_vec();
+        let mid = first.len() / 2;
+        first[mid] ^= 0x20;
+        chunks.insert(0, first.as_slice()).expect("write");
+    });
+
+    app.start().await;
+    if let Err(diff) = until_recount(&app, &expected, Duration::from_secs(120)).await {
+        panic!("after the rebuild: {diff}");
+    }
+    app.wait_for("every shard restored", Duration::from_secs(30), || async {
+        app.log().lines().filter(|l| l.contains("shard restored")).count() >= 6
+    })
+    .await;
+    let log = app.log();
+    let rebuilt: Vec<&str> = log.lines().filter(|l| l.contains("rebuilding from the facts partition")).collect();
+    assert!(
+        rebuilt.iter().any(|l| l.contains("has format 3; this d06 reads formats 1 and 2")),
+        "the newer format is named:\n{}",
+        rebuilt.join("\n")
+    );
+    assert!(
+        rebuilt.iter().any(|l| l.contains("loading the snapshot") && l.contains("checksum mismatch")),
+        "the damaged snapshot is named:\n{}",
+        rebuilt.join("\n")
+    );
+    assert_eq!(rebuilt.len(), 2, "only the two damaged shards are rebuilt:\n{}", rebuilt.join("\n"));
+    assert!(app.is_running(), "d06 still running:\n{}", app.log_tail(20));
+}
