@@ -9,9 +9,10 @@
 //! `/proc/self/statm`: the log buffer is already resident before), per
 //! subject, and the replay rate.
 //!
-//! Then it writes each shard's snapshot (`aggregator::snapshot::encode`),
-//! drops the state and loads it back from the snapshots, timed, as a
-//! restart from a store with a snapshot and no log after it does.
+//! Then it writes each shard's snapshot (`aggregator::snapshot::encode`) to
+//! files, and a fresh process of this bench (`--load DIR N`) loads them,
+//! timed, as a restart from a store with a snapshot and no log after it
+//! does, and checks its figures against the replay's.
 //!
 //! `--history K` (default 1) adds K − 1 later copies of every fact, under new
 //! ids and K days later, so the same subjects carry K times the events: the
@@ -45,13 +46,19 @@ fn peak_bytes() -> usize {
 
 fn main() {
     let (mut n, mut history): (usize, u32) = (1_000_000, 1);
+    let mut load_from = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--history" {
+        if a == "--load" {
+            load_from = args.next();
+        } else if a == "--history" {
             history = args.next().and_then(|v| v.parse().ok()).expect("--history K");
         } else if let Ok(v) = a.parse() {
             n = v;
         }
+    }
+    if let Some(dir) = load_from {
+        return load(std::path::Path::new(&dir), n);
     }
     let geo = Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap());
     let calendar = Arc::new(WorkCalendar::embedded().unwrap());
@@ -129,42 +136,69 @@ fn main() {
     println!("peak RSS (process)  {:.1} MiB", peak_bytes() as f64 / 1048576.0);
     drop(log);
 
-    // Snapshots: written, the state dropped, loaded back.
+    // Snapshots: written to files, loaded back by a fresh process (this
+    // one's freed replay memory would hide the loaded state's size).
     let t = Instant::now();
     let tickets = Tickets::new(geo.clone(), calendar.clone());
     let snapshots: Vec<Vec<u8>> = shards.iter().map(|s| snapshot::encode(s, &tickets)).collect();
     let written = t.elapsed();
     let bytes: usize = snapshots.iter().map(Vec::len).sum();
-    let figures = |shards: &[Shard]| -> Vec<_> {
-        shards.iter().flat_map(|s| s.keys().map(move |k| (*k, s.days(k).cloned()))).collect()
-    };
-    let expected = figures(&shards);
+    let dir = std::env::temp_dir().join(format!("d06-restart-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, b) in snapshots.iter().enumerate() {
+        std::fs::write(dir.join(format!("p{i}")), b).unwrap();
+    }
+    std::fs::write(dir.join("figures"), format!("{:?}", figures(&shards))).unwrap();
     drop(shards);
-    let before = rss_bytes();
-    let t = Instant::now();
-    let loaded: Vec<Shard> =
-        snapshots.iter().map(|b| snapshot::decode(b, geo.clone(), calendar.clone()).unwrap().0).collect();
-    let load = t.elapsed();
-    let state = rss_bytes().saturating_sub(before);
-    assert_eq!(figures(&loaded), expected, "the loaded shards count what the replayed ones did");
-    assert_eq!(loaded.iter().map(Shard::subjects).sum::<usize>(), n);
     println!("history             {history}× the events of the same subjects");
     println!(
-        "snapshot            {} bytes ({:.1} per subject), written in {:.2} s",
+        "snapshot            {} bytes ({:.1} per subject), encoded in {:.2} s",
         bytes,
         bytes as f64 / subjects as f64,
         written.as_secs_f64()
     );
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--load", dir.to_str().unwrap(), &n.to_string()])
+        .status()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(status.success());
+}
+
+/// Every key's day counts, in order.
+fn figures(
+    shards: &[Shard],
+) -> Vec<(aggregator::RollupKey, Option<std::collections::BTreeMap<chrono::NaiveDate, aggregator::DayCounts>>)> {
+    shards.iter().flat_map(|s| s.keys().map(move |k| (*k, s.days(k).cloned()))).collect()
+}
+
+/// The second process: loads the snapshots in `dir`, timed, and checks the
+/// figures against the replay's.
+fn load(dir: &std::path::Path, n: usize) {
+    let geo = Arc::new(Geography::load(GeographyVersion::Pre2025).unwrap());
+    let calendar = Arc::new(WorkCalendar::embedded().unwrap());
+    let files: Vec<Vec<u8>> = (0..SHARDS).map(|i| std::fs::read(dir.join(format!("p{i}"))).unwrap()).collect();
+    let before = rss_bytes();
+    let t = Instant::now();
+    let loaded: Vec<Shard> =
+        files.iter().map(|b| snapshot::decode(b, geo.clone(), calendar.clone()).unwrap().0).collect();
+    let load = t.elapsed();
+    let state = rss_bytes().saturating_sub(before);
+    let subjects: usize = loaded.iter().map(Shard::subjects).sum();
+    assert_eq!(subjects, n);
+    let expected = std::fs::read_to_string(dir.join("figures")).unwrap();
+    assert_eq!(format!("{:?}", figures(&loaded)), expected, "the loaded shards count what the replayed ones did");
     println!(
-        "load (restart)      {:.2} s from the snapshot, {:.0} subjects/s",
+        "load (restart)      {:.2} s from the snapshots ({} shards, one thread), {:.0} subjects/s",
         load.as_secs_f64(),
+        SHARDS,
         subjects as f64 / load.as_secs_f64()
     );
     println!(
-        "state RSS, loaded   {} bytes ({:.1} MiB), {:.1} bytes/subject",
+        "state RSS, loaded   {} bytes ({:.1} MiB), {:.1} bytes/subject (a fresh process)",
         state,
         state as f64 / 1048576.0,
         state as f64 / subjects as f64
     );
-    println!("peak RSS (process)  {:.1} MiB", peak_bytes() as f64 / 1048576.0);
+    println!("peak RSS (loader)   {:.1} MiB", peak_bytes() as f64 / 1048576.0);
 }

@@ -233,6 +233,8 @@ fn a_damaged_snapshot_is_refused_with_its_reason() {
     w.0.extend_from_slice(MAGIC);
     w.u32(FORMAT);
     w.len(0);
+    w.len(0);
+    (0..6).for_each(|_| w.u64(1));
     w.len(usize::MAX / 32);
     let sum = xxhash_rust::xxh3::xxh3_64(&w.0);
     w.u64(sum);

@@ -100,6 +100,7 @@ state_dir = "$WORK/state"
 shards = ${SHARDS:-2}
 flush_interval_ms = $flush
 clock = "$clock"
+snapshot_log_bytes = ${SNAPSHOT_LOG_BYTES:-67108864}
 EOF
     if [ -n "$plan" ]; then
         printf '[plan]\nfile = "%s"\n' "$plan" >>"$file"

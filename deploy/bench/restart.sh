@@ -18,8 +18,9 @@
 #    so this needs no local state), and every shard owned again
 #    (`d06_shards_owned` = SHARDS: its store replayed, processing new
 #    events; after SIGKILL the group first waits out the dead member's
-#    session). The "shard restored" log lines give the facts replayed and
-#    the slowest shard's replay time.
+#    session). The "shard restored" log lines give the snapshot bytes
+#    loaded, the facts replayed after them and the slowest shard's time.
+#    SNAPSHOT_LOG_BYTES sets `pipeline.snapshot_log_bytes` (default 64 MiB).
 # Prints one summary block (for BENCHMARKS.md) on standard output; progress
 # on standard error. Everything the run creates is removed (KEEP=1 keeps it).
 
@@ -91,7 +92,8 @@ restart() {
         sleep 0.1
     done
     restored="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/d06-$label.log" | { grep 'shard restored' || true; } |
-        sed -E 's/.*facts=([0-9]+).*elapsed_ms=([0-9]+).*/\1 \2/' | awk '{ f += $1; if ($2 > m) m = $2 } END { printf "%d facts replayed, slowest shard %.2f s", f, m / 1000 }')"
+        sed -E 's/.*snapshot_bytes=([0-9]+).*facts=([0-9]+).*elapsed_ms=([0-9]+).*/\1 \2 \3/' |
+        awk '{ s += $1; f += $2; if ($3 > m) m = $3 } END { printf "snapshots of %.1f MB loaded, %d facts replayed, slowest shard %.2f s", s / 1e6, f, m / 1000 }')"
     printf '%-8s /healthz %5s s   /readyz %5s s   same province figures %5s s   all shards owned %6s s   (%s)\n' \
         "$label" "$healthz" "$ready" "$same" "$owned" "$restored"
 }

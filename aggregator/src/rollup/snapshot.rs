@@ -2,16 +2,17 @@
 //! keys, the packed first-event records as they are in memory, the
 //! `sim.signature` lists, and the counts per key and day.
 //!
-//! Layout: distinct events applied; the dedup keys (count, 16 bytes each);
+//! Layout: distinct events applied; distinct subjects; the hash seeds of the dedup set, the
+//! first-event map and the signature map (two `u64` each); the dedup keys (count, 16 bytes each);
 //! the subjects with first events (count; digest, record bytes); the
 //! subjects with `sim.signature` events (count; digest, event count; per
 //! event `occurred_at`, id, day, area, installed); the counted keys (count;
 //! slot, day count; per day the day, gained, lost).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{Firsts, Shard, SigEvent, ID_LEN_MAX};
+use super::{Firsts, KeyHash, Shard, SigEvent, ID_LEN_MAX};
 use crate::fact::{Indicator, Nanos};
 use crate::geo::{AreaId, Geography};
 use crate::rollup::DayCounts;
@@ -20,6 +21,11 @@ use crate::snapshot::{Reader, SnapshotError, Writer};
 impl Shard {
     pub(crate) fn write_snapshot(&self, w: &mut Writer) {
         w.len(self.events);
+        w.len(self.subjects);
+        for seed in [&self.seen.hasher().seed, &self.firsts.hasher().seed, &self.signatures.hasher().seed] {
+            w.u64(seed[0]);
+            w.u64(seed[1]);
+        }
         w.len(self.seen.len());
         for key in &self.seen {
             w.u128(*key);
@@ -58,13 +64,20 @@ impl Shard {
     pub(crate) fn read_snapshot(geo: Arc<Geography>, r: &mut Reader<'_>) -> Result<Shard, SnapshotError> {
         let mut shard = Shard::new(Arc::clone(&geo));
         shard.events = r.len()?;
+        shard.subjects = r.len()?;
+        // The maps' hash seeds, so that each map is rebuilt with its entries
+        // in the order of its slots: the inserts walk the table instead of
+        // missing the cache at every entry (BENCHMARKS.md, "Snapshots").
+        let mut seed = || -> Result<KeyHash, SnapshotError> { Ok(KeyHash { seed: [r.u64()?, r.u64()?] }) };
+        let seeds = [seed()?, seed()?, seed()?];
+        let [seen_seed, firsts_seed, signatures_seed] = seeds;
         let n = r.count(16)?;
-        shard.seen.reserve(n);
+        shard.seen = HashSet::with_capacity_and_hasher(n, seen_seed);
         for _ in 0..n {
             shard.seen.insert(r.u128()?);
         }
         let n = r.count(17)?;
-        shard.firsts.reserve(n);
+        shard.firsts = HashMap::with_capacity_and_hasher(n, firsts_seed);
         for _ in 0..n {
             let subject = r.digest()?;
             let firsts = Firsts(r.bytes()?.into());
@@ -74,8 +87,7 @@ impl Shard {
             }
         }
         let n = r.count(17)?;
-        shard.signatures.reserve(n);
-        let mut subjects = shard.firsts.len();
+        shard.signatures = HashMap::with_capacity_and_hasher(n, signatures_seed);
         for _ in 0..n {
             let subject = r.digest()?;
             let len = r.count(16)?;
@@ -94,14 +106,10 @@ impl Shard {
                 }
                 events.push(SigEvent { at, id: id.into(), day, area, installed });
             }
-            if !shard.firsts.contains_key(&subject) {
-                subjects += 1;
-            }
             if shard.signatures.insert(subject, events).is_some() {
                 return Err(SnapshotError::Corrupt("a subject's signature events twice"));
             }
         }
-        shard.subjects = subjects;
         let n = r.count(2)?;
         let areas = shard.counts.areas;
         for _ in 0..n {
