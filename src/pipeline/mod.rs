@@ -198,13 +198,14 @@ impl Pipeline {
             ShardEvent::Batch(b) => self.absorb(b),
             ShardEvent::Assign { partitions, reply } => {
                 let mut starts = Vec::new();
+                let mut wanted = Vec::new();
                 for (p, high) in partitions {
-                    let p = p as u32;
-                    if let Some(s) = self.shards.get(&p) {
-                        starts.push((p as i32, s.next_offset));
-                        continue;
+                    match self.shards.get(&(p as u32)) {
+                        Some(s) => starts.push((p, s.next_offset)),
+                        None => wanted.push((p as u32, high)),
                     }
-                    let mut shard = self.open_shard(p, high, shutdown).await?;
+                }
+                for (p, mut shard) in self.open_shards(&wanted, shutdown).await? {
                     if let Some(sink) = &self.p.sink {
                         shard.generation = claim(sink, p, &self.p.owner, shutdown).await?;
                         info!(partition = p, generation = shard.generation, "shard claimed");

@@ -1,11 +1,14 @@
-//! Opening a shard's store on assignment, retried while the state directory
-//! refuses writes ([`Outage`]), like a flush's checkpoint: a full disk while
-//! a shard is being restored stops stage 2 (the assignment is answered only
-//! once the store is open, nothing is applied nor committed meanwhile) and it
+//! Opening the shards of an assignment, in parallel on the worker pool (a
+//! restart loads one snapshot per shard: with several shards every core
+//! loads one), retried while the state directory refuses writes
+//! ([`Outage`]), like a flush's checkpoint: a full disk while a shard is
+//! being restored stops stage 2 (the assignment is answered only once the
+//! stores are open, nothing is applied nor committed meanwhile) and it
 //! carries on by itself when space returns, instead of failing the instance
 //! or discarding an intact store (docs/OPERATIONS.md, "Disk full").
 
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use super::outage::Outage;
@@ -14,21 +17,49 @@ use super::Pipeline;
 use crate::store::is_io_failure;
 
 impl Pipeline {
-    /// Opens shard `p` (restored from its store, or rebuilt), retrying with
-    /// backoff while the file system refuses; any other failure, or one
-    /// still there at shutdown, is returned.
-    pub(super) async fn open_shard(&self, p: u32, high: i64, shutdown: &CancellationToken) -> Result<ShardState> {
-        let mut outage = Outage::new(format!("opening shard {p}"), &self.p.state_dir, &self.p.metrics, &self.p.health);
+    /// Opens the shards `wanted` (partition, its end offset), each restored
+    /// from its store or rebuilt, retrying those the file system refuses
+    /// with backoff; any other failure, or one still there at shutdown, is
+    /// returned.
+    pub(super) async fn open_shards(
+        &self,
+        wanted: &[(u32, i64)],
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<(u32, ShardState)>> {
+        let what = match wanted {
+            [(p, _)] => format!("opening shard {p}"),
+            _ => format!("opening shards {}", wanted.iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>().join(", ")),
+        };
+        let mut outage = Outage::new(what, &self.p.state_dir, &self.p.metrics, &self.p.health);
+        let mut opened = Vec::with_capacity(wanted.len());
+        let mut left = wanted.to_vec();
         loop {
-            let opened = tokio::task::block_in_place(|| ShardState::open(&self.p, p, high))
-                .with_context(|| format!("opening shard {p}"));
-            let error = match opened {
-                Ok(shard) => {
-                    outage.succeeded();
-                    return Ok(shard);
+            let results: Vec<_> = tokio::task::block_in_place(|| {
+                self.pool.install(|| {
+                    left.par_iter()
+                        .map(|&(p, high)| {
+                            let shard =
+                                ShardState::open(&self.p, p, high).with_context(|| format!("opening shard {p}"));
+                            (p, high, shard)
+                        })
+                        .collect()
+                })
+            });
+            left.clear();
+            let mut refused = None;
+            for (p, high, shard) in results {
+                match shard {
+                    Ok(shard) => opened.push((p, shard)),
+                    Err(e) if is_io_failure(&e) && !shutdown.is_cancelled() => {
+                        left.push((p, high));
+                        refused.get_or_insert(e);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) if is_io_failure(&e) && !shutdown.is_cancelled() => e,
-                Err(e) => return Err(e),
+            }
+            let Some(error) = refused else {
+                outage.succeeded();
+                return Ok(opened);
             };
             let wait = outage.failed(&error);
             tokio::select! {
