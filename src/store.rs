@@ -248,8 +248,13 @@ impl Store {
         version: u64,
     ) -> Result<()> {
         let written = self.write_checkpoint(facts, positions, version);
+        self.closed_on_error(written)
+    }
+
+    /// Closes the database after a failed write: redb refuses everything
+    /// after an I/O error until reopened (by the next write).
+    fn closed_on_error(&mut self, written: Result<()>) -> Result<()> {
         if written.is_err() {
-            // redb refuses everything after an I/O error until reopened.
             self.db = None;
         }
         written
@@ -296,10 +301,7 @@ impl Store {
         version: u64,
     ) -> Result<()> {
         let written = self.write_compaction(snapshot, positions, version);
-        if written.is_err() {
-            self.db = None;
-        }
-        written
+        self.closed_on_error(written)
     }
 
     fn write_compaction(

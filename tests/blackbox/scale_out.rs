@@ -94,11 +94,13 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     let partitions = 4;
     // A router stuck with messages waiting stops its process after 20 s
     // (pipeline.stall_exit_secs); below it is restarted as systemd would.
+    // The shards write snapshots all along (a 64 KiB log threshold), so a
+    // shard that moves or restarts opens from a snapshot and a tail.
     let options = AppOptions {
         partitions,
         shards: 4,
         flush_interval_ms: 300,
-        extra_toml: "stall_exit_secs = 20\n".into(),
+        extra_toml: "stall_exit_secs = 20\nsnapshot_log_bytes = 65536\n".into(),
         kafka: {
             let mut k = KafkaTarget::default();
             if let Ok(d) = std::env::var("D06_TEST_RDKAFKA_DEBUG") {
@@ -432,6 +434,15 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     }
     assert_eq!(coverage(&b).await, expected, "the figures after the last owners wrote");
     assert!(a.is_running() && b.is_running(), "both still running:\n{}\n{}", a.log_tail(20), b.log_tail(20));
+    // The figures above came through snapshots: the shards wrote them as they went.
+    let logs = [a.log(), b.log(), c.log()];
+    let written: usize = logs.iter().map(|l| l.lines().filter(|l| l.contains("shard snapshot written")).count()).sum();
+    let loaded: usize = logs
+        .iter()
+        .map(|l| l.lines().filter(|l| l.contains("shard restored") && !l.contains("snapshot_bytes=0")).count())
+        .sum();
+    eprintln!("{written} shard snapshots written, {loaded} shards opened from one");
+    assert!(written > 0, "no shard wrote a snapshot");
 }
 
 /// Keeps `app`'s whole log and, when gdb is there, every thread's stack in
