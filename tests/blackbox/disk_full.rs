@@ -213,6 +213,11 @@ async fn a_full_state_disk_stops_stage_two_and_it_resumes_by_itself() {
     let log = app.log();
     assert!(!log.contains("panicked"), "no panic:\n{}", app.log_tail(40));
     assert!(app.is_running(), "d06 still running:\n{}", app.log_tail(20));
+    // The stores it restarted from held snapshots, written around the failure.
+    let snapshots = log.lines().filter(|l| l.contains("shard snapshot written")).count();
+    let refused = log.lines().filter(|l| l.contains("committing the snapshot")).count();
+    eprintln!("{snapshots} snapshots written, {refused} log lines of a snapshot the full disk refused");
+    assert!(snapshots > 0, "no snapshot written:\n{}", app.log_tail(30));
     eprintln!("done after {:?}", started.elapsed());
 }
 
@@ -358,13 +363,16 @@ async fn a_log_on_a_full_disk_is_no_panic() {
     assert!(status.success(), "a clean stop despite the lost log lines: {status}");
 }
 
-/// d06 with two shards, flushing every 200 ms, its state in `state` (on a tmpfs).
+/// d06 with two shards, flushing every 200 ms, its state in `state` (on a
+/// tmpfs); its shards write a snapshot whenever their log passes 16 KiB (and
+/// the last snapshot), so the full disk also refuses snapshots.
 async fn spawn_on(state: PathBuf, partitions: i32) -> App {
     spawn_app(AppOptions {
         partitions,
         shards: 2,
         flush_interval_ms: 200,
         state_dir: Some(state),
+        extra_toml: "snapshot_log_bytes = 16384".into(),
         ..AppOptions::default()
     })
     .await
