@@ -42,8 +42,12 @@ const FORMAT_KEY: &str = "format";
 /// The store format this build writes (module docs).
 pub const FORMAT: u32 = 2;
 
-/// A snapshot is stored in values of at most this many bytes.
-const SNAPSHOT_CHUNK: usize = 16 << 20;
+/// A snapshot is written in pieces of about this many bytes, one redb value
+/// each, so that it is never whole in memory while it is written.
+pub const SNAPSHOT_PIECE: usize = 16 << 20;
+
+/// Where a snapshot's writer hands its pieces ([`Store::compact`]).
+pub type Pieces<'a> = dyn FnMut(&[u8]) + 'a;
 
 /// What the stored facts depend on; a store written under another identity
 /// cannot be replayed (area ids or digests would mean something else).
@@ -290,41 +294,51 @@ impl Store {
         Ok(())
     }
 
-    /// Atomically replaces the snapshot with `snapshot` (the whole state,
-    /// the facts not yet checkpointed included), drops the fact log and
-    /// records the positions and version, as [`Store::checkpoint`] does. On
-    /// an error nothing changes and the database is closed.
+    /// Atomically replaces the snapshot with the one `write` hands over in
+    /// pieces (the whole state, the facts not yet checkpointed included;
+    /// `write` returns its length), drops the fact log and records the
+    /// positions and version, as [`Store::checkpoint`] does. On an error
+    /// nothing changes and the database is closed.
     pub fn compact(
         &mut self,
-        snapshot: &[u8],
+        write: impl FnOnce(&mut Pieces<'_>) -> u64,
         positions: &HashMap<SourcePartition, PartitionState>,
         version: u64,
     ) -> Result<()> {
-        let written = self.write_compaction(snapshot, positions, version);
+        let written = self.write_compaction(write, positions, version);
         self.closed_on_error(written)
     }
 
     fn write_compaction(
         &mut self,
-        snapshot: &[u8],
+        write: impl FnOnce(&mut Pieces<'_>) -> u64,
         positions: &HashMap<SourcePartition, PartitionState>,
         version: u64,
     ) -> Result<()> {
         let txn = self.db()?.begin_write()?;
+        let snapshot_bytes;
         {
             txn.delete_table(FACTS)?;
             txn.delete_table(SNAPSHOT)?;
             txn.open_table(FACTS)?;
-            let mut chunks = txn.open_table(SNAPSHOT)?;
-            for (i, chunk) in snapshot.chunks(SNAPSHOT_CHUNK).enumerate() {
-                chunks.insert(i as u64, chunk)?;
+            let mut pieces = txn.open_table(SNAPSHOT)?;
+            let mut next = 0u64;
+            let mut failed = None;
+            snapshot_bytes = write(&mut |piece| {
+                if failed.is_none() {
+                    failed = pieces.insert(next, piece).err();
+                    next += 1;
+                }
+            });
+            if let Some(error) = failed {
+                return Err(anyhow::Error::new(error).context("writing the snapshot"));
             }
             let stored = StoredCheckpoint {
                 positions: stored_positions(positions),
                 version,
                 next_chunk: 0,
                 log_bytes: 0,
-                snapshot_bytes: snapshot.len() as u64,
+                snapshot_bytes,
             };
             let mut meta = txn.open_table(META)?;
             meta.insert(CHECKPOINT_KEY, serde_json::to_vec(&stored)?.as_slice())?;
@@ -332,7 +346,7 @@ impl Store {
         txn.commit().context("committing the snapshot")?;
         self.next_chunk = 0;
         self.log_bytes = 0;
-        self.snapshot_bytes = snapshot.len() as u64;
+        self.snapshot_bytes = snapshot_bytes;
         Ok(())
     }
 }
@@ -425,7 +439,7 @@ mod tests {
             store.checkpoint(&log(&[fact(1), fact(2)]), &at(2), 1).unwrap();
             assert_eq!(store.log_bytes(), log(&[fact(1), fact(2)]).len() as u64);
             assert_eq!(store.snapshot().unwrap(), None);
-            store.compact(b"state after 3 facts", &at(3), 2).unwrap();
+            store.compact(whole(b"state after 3 facts"), &at(3), 2).unwrap();
             assert_eq!((store.log_bytes(), store.snapshot_bytes()), (0, 19));
             store.checkpoint(&log(&[fact(4)]), &at(4), 3).unwrap();
         }
@@ -438,15 +452,25 @@ mod tests {
         assert_eq!((store.log_bytes(), store.snapshot_bytes()), (log(&[fact(4)]).len() as u64, 19));
     }
 
+    /// A snapshot handed over in pieces of at most a value's size.
+    fn whole(bytes: &[u8]) -> impl FnOnce(&mut Pieces<'_>) -> u64 + '_ {
+        move |out| {
+            for piece in bytes.chunks(SNAPSHOT_PIECE) {
+                out(piece);
+            }
+            bytes.len() as u64
+        }
+    }
+
     #[test]
-    fn a_snapshot_larger_than_a_value_is_stored_in_chunks() {
+    fn a_snapshot_of_many_pieces_reads_back_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let big: Vec<u8> = (0..SNAPSHOT_CHUNK * 2 + 5).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..SNAPSHOT_PIECE * 2 + 5).map(|i| (i % 251) as u8).collect();
         {
             let (mut store, _) = Store::open(dir.path(), &identity()).unwrap();
-            store.compact(&big, &HashMap::new(), 1).unwrap();
-            store.compact(&big[..10], &HashMap::new(), 2).unwrap();
-            store.compact(&big, &HashMap::new(), 3).unwrap();
+            store.compact(whole(&big), &HashMap::new(), 1).unwrap();
+            store.compact(whole(&big[..10]), &HashMap::new(), 2).unwrap();
+            store.compact(whole(&big), &HashMap::new(), 3).unwrap();
         }
         let (store, _) = Store::open(dir.path(), &identity()).unwrap();
         assert_eq!(store.snapshot().unwrap(), Some(big));

@@ -9,7 +9,7 @@
 //! `/proc/self/statm`: the log buffer is already resident before), per
 //! subject, and the replay rate.
 //!
-//! Then it writes each shard's snapshot (`aggregator::snapshot::encode`) to
+//! Then it writes each shard's snapshot (`aggregator::snapshot::write`) to
 //! files, and a fresh process of this bench (`--load DIR N`) loads them,
 //! timed, as a restart from a store with a snapshot and no log after it
 //! does, and checks its figures against the replay's.
@@ -25,6 +25,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -136,23 +137,24 @@ fn main() {
     println!("peak RSS (process)  {:.1} MiB", peak_bytes() as f64 / 1048576.0);
     drop(log);
 
-    // Snapshots: written to files, loaded back by a fresh process (this
-    // one's freed replay memory would hide the loaded state's size).
-    let t = Instant::now();
-    let tickets = Tickets::new(geo.clone(), calendar.clone());
-    let snapshots: Vec<Vec<u8>> = shards.iter().map(|s| snapshot::encode(s, &tickets)).collect();
-    let written = t.elapsed();
-    let bytes: usize = snapshots.iter().map(Vec::len).sum();
+    // Snapshots: written to files in 16 MiB pieces as the pipeline writes
+    // them to its store (`snapshot::write`), loaded back by a fresh process
+    // (this one's freed replay memory would hide the loaded state's size).
     let dir = std::env::temp_dir().join(format!("d06-restart-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (i, b) in snapshots.iter().enumerate() {
-        std::fs::write(dir.join(format!("p{i}")), b).unwrap();
+    let t = Instant::now();
+    let tickets = Tickets::new(geo.clone(), calendar.clone());
+    let mut bytes = 0;
+    for (i, shard) in shards.iter().enumerate() {
+        let mut file = std::fs::File::create(dir.join(format!("p{i}"))).unwrap();
+        bytes += snapshot::write(shard, &tickets, 16 << 20, &mut |piece| file.write_all(piece).unwrap());
     }
+    let written = t.elapsed();
     std::fs::write(dir.join("figures"), format!("{:?}", figures(&shards))).unwrap();
     drop(shards);
     println!("history             {history}× the events of the same subjects");
     println!(
-        "snapshot            {} bytes ({:.1} per subject), encoded in {:.2} s",
+        "snapshot            {} bytes ({:.1} per subject), written to files in {:.2} s",
         bytes,
         bytes as f64 / subjects as f64,
         written.as_secs_f64()

@@ -55,16 +55,29 @@ pub enum SnapshotError {
     Corrupt(&'static str),
 }
 
-/// Writes one shard's state (coverage and hotline) as a snapshot.
-pub fn encode(coverage: &Shard, tickets: &Tickets) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(64 + coverage.subjects() * 64));
-    w.0.extend_from_slice(MAGIC);
+/// Writes one shard's state (coverage and hotline) as a snapshot, handing
+/// it to `out` in pieces of about `piece` bytes (the last ones shorter), so
+/// that writing a large shard's snapshot never holds it whole in memory;
+/// returns the snapshot's length. The pieces joined are [`encode`]'s bytes.
+pub fn write(coverage: &Shard, tickets: &Tickets, piece: usize, out: &mut dyn FnMut(&[u8])) -> u64 {
+    let mut w = Writer { buf: Vec::with_capacity(piece.min(1 << 24) + 4096), sink: Some(Sink::new(piece, out)) };
+    w.buf.extend_from_slice(MAGIC);
     w.u32(FORMAT);
     coverage.write_snapshot(&mut w);
     tickets.write_snapshot(&mut w);
-    let sum = xxhash_rust::xxh3::xxh3_64(&w.0);
+    w.finish()
+}
+
+/// Writes one shard's state (coverage and hotline) as a snapshot, in one buffer.
+pub fn encode(coverage: &Shard, tickets: &Tickets) -> Vec<u8> {
+    let mut w = Writer { buf: Vec::with_capacity(64 + coverage.subjects() * 64), sink: None };
+    w.buf.extend_from_slice(MAGIC);
+    w.u32(FORMAT);
+    coverage.write_snapshot(&mut w);
+    tickets.write_snapshot(&mut w);
+    let sum = xxhash_rust::xxh3::xxh3_64(&w.buf);
     w.u64(sum);
-    w.0
+    w.buf
 }
 
 /// Loads a shard's state from [`encode`]'s bytes, counting through `geo`
@@ -97,51 +110,104 @@ pub fn decode(
     Ok((coverage, tickets))
 }
 
-/// Appends the primitive values of a snapshot.
-pub(crate) struct Writer(pub(crate) Vec<u8>);
+/// Where [`write`]'s pieces go, and the checksum of what went.
+struct Sink<'a> {
+    piece: usize,
+    out: &'a mut dyn FnMut(&[u8]),
+    hash: xxhash_rust::xxh3::Xxh3Default,
+    written: u64,
+}
 
-impl Writer {
+impl<'a> Sink<'a> {
+    fn new(piece: usize, out: &'a mut dyn FnMut(&[u8])) -> Self {
+        Sink { piece: piece.max(1), out, hash: xxhash_rust::xxh3::Xxh3Default::new(), written: 0 }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.hash.update(bytes);
+        self.written += bytes.len() as u64;
+        (self.out)(bytes);
+    }
+}
+
+/// Appends the primitive values of a snapshot: to one buffer
+/// ([`encode`]), or through a [`Sink`] whenever a piece is full ([`write`]).
+pub(crate) struct Writer<'a> {
+    buf: Vec<u8>,
+    sink: Option<Sink<'a>>,
+}
+
+impl Writer<'_> {
+    /// Hands the buffer on once it holds a piece.
+    fn spill(&mut self) {
+        if let Some(sink) = self.sink.as_mut() {
+            if self.buf.len() >= sink.piece {
+                sink.send(&self.buf);
+                self.buf.clear();
+            }
+        }
+    }
+
+    /// Sends the rest and the checksum; returns the snapshot's length.
+    fn finish(mut self) -> u64 {
+        let Some(mut sink) = self.sink.take() else { return self.buf.len() as u64 };
+        sink.send(&self.buf);
+        let sum = sink.hash.digest().to_le_bytes();
+        sink.written += sum.len() as u64;
+        (sink.out)(&sum);
+        sink.written
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        self.spill();
+    }
+
     pub(crate) fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        self.put(&[v]);
     }
 
     pub(crate) fn u16(&mut self, v: u16) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
 
     pub(crate) fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
 
     pub(crate) fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
 
     pub(crate) fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
 
     pub(crate) fn u128(&mut self, v: u128) {
-        self.0.extend_from_slice(&v.to_le_bytes());
+        self.put(&v.to_le_bytes());
     }
 
     /// A count or length, LEB128.
     pub(crate) fn len(&mut self, mut v: usize) {
+        let mut b = [0u8; 10];
+        let mut n = 0;
         while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
+            b[n] = (v as u8) | 0x80;
             v >>= 7;
+            n += 1;
         }
-        self.0.push(v as u8);
+        b[n] = v as u8;
+        self.put(&b[..=n]);
     }
 
     /// A length, then the bytes.
     pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.len(b.len());
-        self.0.extend_from_slice(b);
+        self.put(b);
     }
 
     pub(crate) fn digest(&mut self, d: &Digest) {
-        self.0.extend_from_slice(&d.0);
+        self.put(&d.0);
     }
 
     pub(crate) fn area(&mut self, a: AreaId) {
@@ -150,7 +216,7 @@ impl Writer {
 
     /// Days from CE, as `i32`.
     pub(crate) fn day(&mut self, d: NaiveDate) {
-        self.0.extend_from_slice(&d.num_days_from_ce().to_le_bytes());
+        self.put(&d.num_days_from_ce().to_le_bytes());
     }
 }
 

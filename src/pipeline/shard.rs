@@ -23,7 +23,7 @@ use sinks::clickhouse::{CoverageShardRow, HotlineShardRow, WriteBatch, SEQUENCE_
 use tracing::{info, warn};
 
 use super::Parts;
-use crate::store::Store;
+use crate::store::{Store, SNAPSHOT_PIECE};
 
 /// The state of one facts partition.
 pub(super) struct ShardState {
@@ -304,11 +304,11 @@ impl ShardState {
         let log = self.store.log_bytes() + self.pending_log.len() as u64;
         if log > self.snapshot_log_bytes.max(self.store.snapshot_bytes()) {
             let started = std::time::Instant::now();
-            let bytes = snapshot::encode(&self.coverage, &self.tickets);
-            self.store.compact(&bytes, &positions, self.version())?;
+            let (coverage, tickets, version) = (&self.coverage, &self.tickets, self.version());
+            self.store.compact(|out| snapshot::write(coverage, tickets, SNAPSHOT_PIECE, out), &positions, version)?;
             info!(
                 partition = self.partition,
-                snapshot_bytes = bytes.len(),
+                snapshot_bytes = self.store.snapshot_bytes(),
                 log_bytes_dropped = log,
                 subjects = self.coverage.subjects(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
