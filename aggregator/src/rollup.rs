@@ -36,7 +36,10 @@ use chrono::{Datelike, NaiveDate};
 use crate::fact::{event_key, Digest, Fact, FactKind, Indicator, Nanos, SignatureStage};
 use crate::geo::{AreaId, Geography};
 
+mod sigs;
 mod snapshot;
+
+use sigs::{SigEvent, Sigs};
 
 /// What [`Shard::apply`] did with a fact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +82,8 @@ pub struct Shard {
     /// Per subject, its first-qualifying event per indicator.
     firsts: HashMap<Digest, Firsts, KeyHash>,
     /// Per subject with `sim.signature` events, all of them, sorted by
-    /// (`occurred_at`, `event_id`).
-    signatures: HashMap<Digest, Vec<SigEvent>, KeyHash>,
+    /// (`occurred_at`, `event_id`), packed.
+    signatures: HashMap<Digest, Sigs, KeyHash>,
     /// Distinct subjects in `firsts` ∪ `signatures`.
     subjects: usize,
     /// Distinct events applied (`seen` holds only some of them).
@@ -254,35 +257,29 @@ impl Shard {
     /// A `sim.signature` fact; a duplicate is recognised by its id in the
     /// subject's list (every signature event applied stays there).
     fn apply_signature(&mut self, fact: &Fact, installed: bool) -> Outcome {
-        if self.signatures.get(&fact.subject).is_some_and(|l| l.iter().any(|e| *e.id == *fact.event_id)) {
+        let id = fact.event_id.as_bytes();
+        if self.signatures.get(&fact.subject).is_some_and(|l| l.holds(id)) {
             return Outcome::Duplicate;
         }
-        let events = match self.signatures.entry(fact.subject) {
+        let sigs = match self.signatures.entry(fact.subject) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 if !self.firsts.contains_key(&fact.subject) {
                     self.subjects += 1;
                 }
-                e.insert(Vec::with_capacity(1))
+                e.insert(Sigs::default())
             }
         };
-        let pos = match events.binary_search_by(|e| (e.at, &*e.id).cmp(&(fact.occurred_at, &*fact.event_id))) {
-            // Same event id: a duplicate, recognised above already.
-            Ok(_) => return Outcome::Duplicate,
-            Err(pos) => pos,
+        let new = SigEvent { at: fact.occurred_at, id, day: fact.day, area: fact.area, installed };
+        // Transitions before the new event's place cannot change; recompute from there.
+        let (before, after) = {
+            let mut events = sigs.events();
+            let pos = events.partition_point(|e| e.key() < new.key());
+            let before = signature_transitions(&events, pos);
+            events.insert(pos, new);
+            (before, signature_transitions(&events, pos))
         };
-        // Transitions before `pos` cannot change; recompute from there.
-        let before = signature_transitions(events, pos);
-        // Most lists hold one or two events and there are millions of them:
-        // grow those exactly (a `Vec` would start at four 32-byte slots).
-        if events.len() < 2 {
-            events.reserve_exact(1);
-        }
-        events.insert(
-            pos,
-            SigEvent { at: fact.occurred_at, id: fact.event_id.clone(), day: fact.day, area: fact.area, installed },
-        );
-        let after = signature_transitions(events, pos);
+        sigs.insert(&new);
         let mut delta: BTreeMap<(AreaId, NaiveDate), (i64, i64)> = BTreeMap::new();
         for (t, sign) in before.iter().map(|t| (t, -1)).chain(after.iter().map(|t| (t, 1))) {
             let d = delta.entry((t.area, t.day)).or_default();
@@ -552,15 +549,6 @@ impl Firsts {
     }
 }
 
-/// One `sim.signature` event of a subject.
-struct SigEvent {
-    at: Nanos,
-    id: Box<str>,
-    day: NaiveDate,
-    area: AreaId,
-    installed: bool,
-}
-
 /// An entry into (`gain`) or exit from coverage.
 #[derive(Debug, PartialEq, Eq)]
 struct Transition {
@@ -571,7 +559,7 @@ struct Transition {
 
 /// The entries and exits caused by the events from index `from` on, walking
 /// the sorted events; the state before `from` is replayed but not reported.
-fn signature_transitions(events: &[SigEvent], from: usize) -> Vec<Transition> {
+fn signature_transitions(events: &[SigEvent<'_>], from: usize) -> Vec<Transition> {
     let mut entry: Option<AreaId> = None;
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {

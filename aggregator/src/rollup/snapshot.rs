@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{Firsts, KeyHash, Shard, SigEvent, ID_LEN_MAX};
-use crate::fact::{Indicator, Nanos};
+use super::{Firsts, KeyHash, Shard, Sigs, ID_LEN_MAX};
+use crate::fact::Indicator;
 use crate::geo::{AreaId, Geography};
 use crate::rollup::DayCounts;
 use crate::snapshot::{Reader, SnapshotError, Writer};
@@ -36,16 +36,9 @@ impl Shard {
             w.bytes(&firsts.0);
         }
         w.len(self.signatures.len());
-        for (subject, events) in &self.signatures {
+        for (subject, sigs) in &self.signatures {
             w.digest(subject);
-            w.len(events.len());
-            for e in events {
-                w.i64(e.at);
-                w.bytes(e.id.as_bytes());
-                w.day(e.day);
-                w.area(e.area);
-                w.u8(u8::from(e.installed));
-            }
+            w.bytes(&sigs.0);
         }
         let counted: Vec<_> =
             self.counts.by_key.iter().enumerate().filter_map(|(s, k)| Some((s, k.as_ref()?))).collect();
@@ -90,23 +83,11 @@ impl Shard {
         shard.signatures = HashMap::with_capacity_and_hasher(n, signatures_seed);
         for _ in 0..n {
             let subject = r.digest()?;
-            let len = r.count(16)?;
-            let mut events: Vec<SigEvent> = Vec::with_capacity(len);
-            for _ in 0..len {
-                let at: Nanos = r.i64()?;
-                let id = std::str::from_utf8(r.bytes()?).map_err(|_| SnapshotError::Corrupt("event id"))?;
-                let (day, area) = (r.day()?, r.area(&geo)?);
-                let installed = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(SnapshotError::Corrupt("signature stage")),
-                };
-                if events.last().is_some_and(|l| (l.at, &*l.id) >= (at, id)) {
-                    return Err(SnapshotError::Corrupt("signature events out of order"));
-                }
-                events.push(SigEvent { at, id: id.into(), day, area, installed });
+            let sigs = Sigs(r.bytes()?.into());
+            if !sigs.check(geo.areas().len()) {
+                return Err(SnapshotError::Corrupt("signature events"));
             }
-            if shard.signatures.insert(subject, events).is_some() {
+            if shard.signatures.insert(subject, sigs).is_some() {
                 return Err(SnapshotError::Corrupt("a subject's signature events twice"));
             }
         }

@@ -1,0 +1,156 @@
+//! A subject's `sim.signature` events, sorted by (`occurred_at`,
+//! `event_id`) and packed into one allocation, like the first-event records
+//! ([`super::Firsts`]): millions of subjects hold one or two of them, and a
+//! `Vec` of events each with its own boxed id cost two allocations and 32
+//! bytes of slot per event besides the id.
+//!
+//! A record (little endian): `u8` head (bit 0 installed, bits 1–2 the day
+//! code of [`super::Firsts`]: 0, 1, 2 = UTC day −1, +0, +1 of `occurred_at`,
+//! 3 = stored in full), `u16` area, `u16` id length, `i64` `occurred_at`,
+//! only for day code 3 an `i32` day (days from CE), the id's bytes. Ids
+//! are compared as bytes, which is the order of `str`.
+
+use chrono::{Datelike, NaiveDate};
+
+use super::utc_day;
+use crate::fact::Nanos;
+use crate::geo::AreaId;
+
+/// One `sim.signature` event of a subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SigEvent<'a> {
+    pub at: Nanos,
+    pub id: &'a [u8],
+    pub day: NaiveDate,
+    pub area: AreaId,
+    pub installed: bool,
+}
+
+impl<'a> SigEvent<'a> {
+    /// The order of a subject's events.
+    pub fn key(&self) -> (Nanos, &'a [u8]) {
+        (self.at, self.id)
+    }
+}
+
+/// A subject's signature events, packed (module docs).
+#[derive(Default)]
+pub(super) struct Sigs(pub(super) Box<[u8]>);
+
+impl Sigs {
+    /// The events in order, each with its record's bytes. Bytes that do
+    /// not parse end the iteration ([`Sigs::check`] tells).
+    pub fn records(&self) -> impl Iterator<Item = (SigEvent<'_>, &[u8])> {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            let head = *rest.first()?;
+            let area = AreaId(u16::from_le_bytes([*rest.get(1)?, *rest.get(2)?]));
+            let len = usize::from(u16::from_le_bytes([*rest.get(3)?, *rest.get(4)?]));
+            let at = i64::from_le_bytes(rest.get(5..13)?.try_into().ok()?);
+            let day_code = (head >> 1) & 3;
+            let (day, id_at) = if day_code == 3 {
+                (i64::from(i32::from_le_bytes(rest.get(13..17)?.try_into().ok()?)), 17)
+            } else {
+                (utc_day(at) + i64::from(day_code) - 1, 13)
+            };
+            let rec = rest.get(..id_at + len)?;
+            rest = &rest[id_at + len..];
+            let day = NaiveDate::from_num_days_from_ce_opt(i32::try_from(day).ok()?)?;
+            Some((SigEvent { at, id: &rec[id_at..], day, area, installed: head & 1 == 1 }, rec))
+        })
+    }
+
+    /// The events in order.
+    pub fn events(&self) -> Vec<SigEvent<'_>> {
+        self.records().map(|(e, _)| e).collect()
+    }
+
+    /// Whether an event with this id is held.
+    pub fn holds(&self, id: &[u8]) -> bool {
+        self.records().any(|(e, _)| e.id == id)
+    }
+
+    /// Inserts `ev` at its place in the order (its id must not be held).
+    pub fn insert(&mut self, ev: &SigEvent<'_>) {
+        let mut out = Vec::with_capacity(self.0.len() + 17 + ev.id.len());
+        let mut placed = false;
+        for (e, rec) in self.records() {
+            if !placed && ev.key() < e.key() {
+                encode(ev, &mut out);
+                placed = true;
+            }
+            out.extend_from_slice(rec);
+        }
+        if !placed {
+            encode(ev, &mut out);
+        }
+        self.0 = out.into_boxed_slice();
+    }
+
+    /// Whether the bytes parse to the end into at least one event, in
+    /// strictly increasing order, every area below `areas` (a snapshot's
+    /// check).
+    pub fn check(&self, areas: usize) -> bool {
+        let mut used = 0;
+        let mut last: Option<(Nanos, &[u8])> = None;
+        for (e, rec) in self.records() {
+            if usize::from(e.area.0) >= areas || last.is_some_and(|l| l >= e.key()) {
+                return false;
+            }
+            last = Some(e.key());
+            used += rec.len();
+        }
+        used == self.0.len() && used > 0
+    }
+}
+
+/// Appends `ev`'s record. An id longer than a `u16` cannot come from a
+/// valid event (EVENTS-v1: at most 128 characters); it is cut there.
+fn encode(ev: &SigEvent<'_>, out: &mut Vec<u8>) {
+    let len = ev.id.len().min(usize::from(u16::MAX));
+    let day = i64::from(ev.day.num_days_from_ce());
+    let day_code = match day - utc_day(ev.at) {
+        d @ -1..=1 => (d + 1) as u8,
+        _ => 3,
+    };
+    out.push(u8::from(ev.installed) | (day_code << 1));
+    out.extend_from_slice(&ev.area.0.to_le_bytes());
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&ev.at.to_le_bytes());
+    if day_code == 3 {
+        out.extend_from_slice(&ev.day.num_days_from_ce().to_le_bytes());
+    }
+    out.extend_from_slice(&ev.id[..len]);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ev(at: Nanos, id: &'static str, day: NaiveDate, installed: bool) -> SigEvent<'static> {
+        SigEvent { at, id: id.as_bytes(), day, area: AreaId(7), installed }
+    }
+
+    #[test]
+    fn events_stay_in_order_with_their_days_and_ids() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        let noon = d(2024, 4, 10).and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_nanos_opt().unwrap();
+        let a = ev(noon, "b", d(2024, 4, 10), true);
+        let b = ev(noon, "a", d(2024, 4, 11), false); // same time: ordered by id
+        let c = ev(-1, "é", d(1969, 12, 31), true); // before 1970
+        let far = ev(noon, "z", d(2030, 1, 1), false); // a day far from the UTC day: in full
+        let mut s = Sigs::default();
+        for e in [&a, &b, &c, &far] {
+            assert!(!s.holds(e.id));
+            s.insert(e);
+            assert!(s.holds(e.id));
+        }
+        assert_eq!(s.events(), vec![c, b, a, far]);
+        assert!(s.check(8));
+        assert!(!s.check(7), "area 7 outside 7 areas");
+        assert_eq!(s.0.len(), 4 * 13 + 4 + 1 + 1 + 2 + 1);
+        let cut = Sigs(s.0[..s.0.len() - 1].into());
+        assert!(!cut.check(8));
+    }
+}
