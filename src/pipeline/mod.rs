@@ -10,6 +10,7 @@
 //! checkpointed and dropped. Shards are applied on a pool of worker threads.
 
 mod checkpoint;
+mod fence;
 mod figures;
 mod outage;
 mod restore;
@@ -120,6 +121,8 @@ pub struct Pipeline {
     /// The newest event time of every shard this instance has owned (the
     /// event clock survives losing a shard).
     newest_seen: Option<Nanos>,
+    /// When the shards' claims were last checked (fence.rs).
+    claims_checked: std::time::Instant,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -163,6 +166,7 @@ impl Pipeline {
             flushed_once: false,
             failovers_seen: 0,
             newest_seen: None,
+            claims_checked: std::time::Instant::now(),
         })
     }
 
@@ -343,49 +347,10 @@ impl Pipeline {
                 ] {
                     rows.with_label_values(&["clickhouse", table]).inc_by(n as u64);
                 }
-                // 2. Ownership: what we just wrote for a shard another owner has
-                //    claimed since carries a lower version and never counts. The
-                //    group still gives this instance the shard (no revocation came),
-                //    so the newer claim is a zombie's, made on an assignment it had
-                //    already lost (a member paused past its session serves its stale
-                //    assignment on waking): claim it again and rewrite it whole. A
-                //    real zombie learns of its lost assignment within its session
-                //    timeout, so two claimants alternate for at most that long, each
-                //    writing complete rows: figures may lag, never double.
-                let wrote: Vec<u32> = written.iter().filter(|(_, (_, n))| *n > 0).map(|(p, _)| *p).collect();
-                if !wrote.is_empty() {
-                    let current = generations(sink, &wrote, &self.p.metrics, &self.p.health, shutdown).await?;
-                    for p in wrote {
-                        let (mine, rows) = written[&p];
-                        if current.get(&p).is_some_and(|g| *g > mine) {
-                            self.p.metrics.fenced_writes.inc_by(rows as u64);
-                            if self.releasing.contains(&p) {
-                                warn!(
-                                    partition = p,
-                                    generation = mine,
-                                    newer = current[&p],
-                                    rows,
-                                    "fenced while releasing the shard"
-                                );
-                                continue;
-                            }
-                            let generation = claim(sink, p, &self.p.owner, shutdown).await?;
-                            warn!(
-                                partition = p,
-                                generation = mine,
-                                newer = current[&p],
-                                reclaimed = generation,
-                                rows,
-                                "fenced: a newer claim on a shard the group still gives this instance; claimed it again"
-                            );
-                            if let Some(s) = self.shards.get_mut(&p) {
-                                s.generation = generation;
-                                s.full_rewrite = true;
-                            }
-                        }
-                    }
-                    self.ownership_changed();
-                }
+                // 2. Ownership (fence.rs): every owned shard still ours?
+                self.check_claims(&written, shutdown).await?;
+            } else {
+                self.check_claims_idle(shutdown).await?;
             }
             if self.p.fault == Some(PipelineFault::AfterClickhouse) && !batch.coverage.is_empty() {
                 warn!("fault point after_clickhouse: aborting the process");

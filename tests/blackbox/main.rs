@@ -33,6 +33,7 @@ mod retention;
 mod scale_out;
 mod simulate_guard;
 mod snapshots;
+mod stale_claim;
 mod stalled_consumer;
 mod tls;
 mod tls_alerts;
