@@ -476,16 +476,15 @@ struct FirstEvent<'a> {
 /// A subject's first-qualifying event per indicator, packed into one
 /// allocation of records (little endian):
 ///
-/// - `u16`: indicator (bits 0–2), day code (bits 3–4), id length in bytes
-///   (bits 5–15; ids are ≤ 128 chars, so ≤ 512 bytes);
+/// - `u16`: indicator (bits 0–2), day code (bits 3–4, [`day_code`]), id
+///   length in bytes (bits 5–15; ids are ≤ 128 chars, so ≤ 512 bytes);
 /// - `u16`: area; `i64`: `occurred_at`;
 /// - only when the day code is 3: `i32`, the day (days from CE);
 /// - the event id's bytes.
 ///
-/// The day is almost always the UTC day of `occurred_at` or its neighbour
-/// (time zones are within ±14 h), so it is stored as that offset: day code
-/// 0, 1, 2 = UTC day −1, +0, +1; 3 = stored in full. Event ids are compared
-/// as bytes, which is the order of `str`.
+/// The day is almost always the UTC day of `occurred_at` or its neighbour,
+/// so it is stored as that offset. Event ids are compared as bytes, which is
+/// the order of `str`.
 #[derive(Default)]
 struct Firsts(Box<[u8]>);
 
@@ -499,6 +498,28 @@ fn utc_day(at: Nanos) -> i64 {
     at.div_euclid(NANOS_PER_DAY) + EPOCH_DAYS_FROM_CE
 }
 
+/// A packed record's day code for an event at `at` on local day `day`
+/// ([`Firsts`], `sigs::Sigs`): 0, 1, 2 = the UTC day of `at` −1, +0, +1
+/// (time zones are within ±14 h); 3 = the day is stored in full, an `i32`
+/// of days from CE after the record's fixed part.
+fn day_code(at: Nanos, day: NaiveDate) -> u8 {
+    match i64::from(day.num_days_from_ce()) - utc_day(at) {
+        d @ -1..=1 => (d + 1) as u8,
+        _ => 3,
+    }
+}
+
+/// Reads the day of a packed record whose fixed part ends at `fixed`;
+/// returns it and where the id starts (after the stored day, if any).
+fn coded_day(rec: &[u8], at: Nanos, code: u8, fixed: usize) -> Option<(NaiveDate, usize)> {
+    let (day, id_at) = if code == 3 {
+        (i64::from(i32::from_le_bytes(rec.get(fixed..fixed + 4)?.try_into().ok()?)), fixed + 4)
+    } else {
+        (utc_day(at) + i64::from(code) - 1, fixed)
+    };
+    Some((NaiveDate::from_num_days_from_ce_opt(i32::try_from(day).ok()?)?, id_at))
+}
+
 impl Firsts {
     fn records(&self) -> impl Iterator<Item = (Indicator, FirstEvent<'_>, &[u8])> {
         let mut rest: &[u8] = &self.0;
@@ -506,16 +527,11 @@ impl Firsts {
             let head = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
             let area = AreaId(u16::from_le_bytes([*rest.get(2)?, *rest.get(3)?]));
             let at = i64::from_le_bytes(rest.get(4..12)?.try_into().ok()?);
-            let (day_code, len) = ((head >> 3) & 3, (head >> 5) as usize);
-            let (day, id_at) = if day_code == 3 {
-                (i64::from(i32::from_le_bytes(rest.get(12..16)?.try_into().ok()?)), 16)
-            } else {
-                (utc_day(at) + i64::from(day_code) - 1, 12)
-            };
+            let len = (head >> 5) as usize;
+            let (day, id_at) = coded_day(rest, at, ((head >> 3) & 3) as u8, 12)?;
             let rec = rest.get(..id_at + len)?;
             rest = &rest[id_at + len..];
             let ind = *Indicator::ALL.get(usize::from(head & 7))?;
-            let day = NaiveDate::from_num_days_from_ce_opt(i32::try_from(day).ok()?)?;
             Some((ind, FirstEvent { at, id: &rec[id_at..], day, area }, rec))
         })
     }
@@ -526,18 +542,14 @@ impl Firsts {
 
     fn set(&mut self, ind: Indicator, ev: &FirstEvent<'_>) {
         let len = ev.id.len().min(ID_LEN_MAX);
-        let day = i64::from(ev.day.num_days_from_ce());
-        let day_code = match day - utc_day(ev.at) {
-            d @ -1..=1 => (d + 1) as u16,
-            _ => 3,
-        };
+        let day_code = day_code(ev.at, ev.day);
         let mut out = Vec::with_capacity(self.0.len() + 16 + len);
         for (i, _, rec) in self.records() {
             if i != ind {
                 out.extend_from_slice(rec);
             }
         }
-        let head = (ind as u16) | (day_code << 3) | ((len as u16) << 5);
+        let head = (ind as u16) | (u16::from(day_code) << 3) | ((len as u16) << 5);
         out.extend_from_slice(&head.to_le_bytes());
         out.extend_from_slice(&ev.area.0.to_le_bytes());
         out.extend_from_slice(&ev.at.to_le_bytes());

@@ -5,14 +5,14 @@
 //! bytes of slot per event besides the id.
 //!
 //! A record (little endian): `u8` head (bit 0 installed, bits 1–2 the day
-//! code of [`super::Firsts`]: 0, 1, 2 = UTC day −1, +0, +1 of `occurred_at`,
+//! code, `super::day_code`: 0, 1, 2 = UTC day −1, +0, +1 of `occurred_at`,
 //! 3 = stored in full), `u16` area, `u16` id length, `i64` `occurred_at`,
 //! only for day code 3 an `i32` day (days from CE), the id's bytes. Ids
 //! are compared as bytes, which is the order of `str`.
 
 use chrono::{Datelike, NaiveDate};
 
-use super::utc_day;
+use super::{coded_day, day_code};
 use crate::fact::Nanos;
 use crate::geo::AreaId;
 
@@ -47,15 +47,9 @@ impl Sigs {
             let area = AreaId(u16::from_le_bytes([*rest.get(1)?, *rest.get(2)?]));
             let len = usize::from(u16::from_le_bytes([*rest.get(3)?, *rest.get(4)?]));
             let at = i64::from_le_bytes(rest.get(5..13)?.try_into().ok()?);
-            let day_code = (head >> 1) & 3;
-            let (day, id_at) = if day_code == 3 {
-                (i64::from(i32::from_le_bytes(rest.get(13..17)?.try_into().ok()?)), 17)
-            } else {
-                (utc_day(at) + i64::from(day_code) - 1, 13)
-            };
+            let (day, id_at) = coded_day(rest, at, (head >> 1) & 3, 13)?;
             let rec = rest.get(..id_at + len)?;
             rest = &rest[id_at + len..];
-            let day = NaiveDate::from_num_days_from_ce_opt(i32::try_from(day).ok()?)?;
             Some((SigEvent { at, id: &rec[id_at..], day, area, installed: head & 1 == 1 }, rec))
         })
     }
@@ -108,11 +102,7 @@ impl Sigs {
 /// valid event (EVENTS-v1: at most 128 characters); it is cut there.
 fn encode(ev: &SigEvent<'_>, out: &mut Vec<u8>) {
     let len = ev.id.len().min(usize::from(u16::MAX));
-    let day = i64::from(ev.day.num_days_from_ce());
-    let day_code = match day - utc_day(ev.at) {
-        d @ -1..=1 => (d + 1) as u8,
-        _ => 3,
-    };
+    let day_code = day_code(ev.at, ev.day);
     out.push(u8::from(ev.installed) | (day_code << 1));
     out.extend_from_slice(&ev.area.0.to_le_bytes());
     out.extend_from_slice(&(len as u16).to_le_bytes());
