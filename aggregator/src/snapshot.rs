@@ -58,29 +58,24 @@ pub enum SnapshotError {
 /// Writes one shard's state (coverage and hotline) as a snapshot, handing
 /// it to `out` in pieces of about `piece` bytes (the last ones shorter), so
 /// that writing a large shard's snapshot never holds it whole in memory;
-/// returns the snapshot's length. The pieces joined are [`encode`]'s bytes.
+/// returns the snapshot's length.
 pub fn write(coverage: &Shard, tickets: &Tickets, piece: usize, out: &mut dyn FnMut(&[u8])) -> u64 {
-    let mut w = Writer { buf: Vec::with_capacity(piece.min(1 << 24) + 4096), sink: Some(Sink::new(piece, out)) };
-    w.buf.extend_from_slice(MAGIC);
+    let mut w = Writer::new(piece, out);
+    w.put(MAGIC);
     w.u32(FORMAT);
     coverage.write_snapshot(&mut w);
     tickets.write_snapshot(&mut w);
     w.finish()
 }
 
-/// Writes one shard's state (coverage and hotline) as a snapshot, in one buffer.
+/// [`write`]'s bytes in one buffer.
 pub fn encode(coverage: &Shard, tickets: &Tickets) -> Vec<u8> {
-    let mut w = Writer { buf: Vec::with_capacity(64 + coverage.subjects() * 64), sink: None };
-    w.buf.extend_from_slice(MAGIC);
-    w.u32(FORMAT);
-    coverage.write_snapshot(&mut w);
-    tickets.write_snapshot(&mut w);
-    let sum = xxhash_rust::xxh3::xxh3_64(&w.buf);
-    w.u64(sum);
-    w.buf
+    let mut bytes = Vec::new();
+    write(coverage, tickets, 1 << 20, &mut |piece| bytes.extend_from_slice(piece));
+    bytes
 }
 
-/// Loads a shard's state from [`encode`]'s bytes, counting through `geo`
+/// Loads a shard's state from [`write`]'s bytes, counting through `geo`
 /// and timing tickets on `calendar` (the same as when it was written: the
 /// caller checks the store's identity).
 pub fn decode(
@@ -110,57 +105,44 @@ pub fn decode(
     Ok((coverage, tickets))
 }
 
-/// Where [`write`]'s pieces go, and the checksum of what went.
-struct Sink<'a> {
+/// Appends the primitive values of a snapshot and hands them to `out`
+/// whenever a piece is full, keeping the checksum of what went.
+pub(crate) struct Writer<'a> {
+    buf: Vec<u8>,
     piece: usize,
     out: &'a mut dyn FnMut(&[u8]),
     hash: xxhash_rust::xxh3::Xxh3Default,
     written: u64,
 }
 
-impl<'a> Sink<'a> {
+impl<'a> Writer<'a> {
     fn new(piece: usize, out: &'a mut dyn FnMut(&[u8])) -> Self {
-        Sink { piece: piece.max(1), out, hash: xxhash_rust::xxh3::Xxh3Default::new(), written: 0 }
+        let piece = piece.max(1);
+        let buf = Vec::with_capacity(piece.min(1 << 24) + 4096);
+        Writer { buf, piece, out, hash: xxhash_rust::xxh3::Xxh3Default::new(), written: 0 }
     }
 
-    fn send(&mut self, bytes: &[u8]) {
-        self.hash.update(bytes);
-        self.written += bytes.len() as u64;
-        (self.out)(bytes);
-    }
-}
-
-/// Appends the primitive values of a snapshot: to one buffer
-/// ([`encode`]), or through a [`Sink`] whenever a piece is full ([`write`]).
-pub(crate) struct Writer<'a> {
-    buf: Vec<u8>,
-    sink: Option<Sink<'a>>,
-}
-
-impl Writer<'_> {
-    /// Hands the buffer on once it holds a piece.
-    fn spill(&mut self) {
-        if let Some(sink) = self.sink.as_mut() {
-            if self.buf.len() >= sink.piece {
-                sink.send(&self.buf);
-                self.buf.clear();
-            }
-        }
+    /// Hands the buffer on.
+    fn send(&mut self) {
+        self.hash.update(&self.buf);
+        self.written += self.buf.len() as u64;
+        (self.out)(&self.buf);
+        self.buf.clear();
     }
 
     /// Sends the rest and the checksum; returns the snapshot's length.
     fn finish(mut self) -> u64 {
-        let Some(mut sink) = self.sink.take() else { return self.buf.len() as u64 };
-        sink.send(&self.buf);
-        let sum = sink.hash.digest().to_le_bytes();
-        sink.written += sum.len() as u64;
-        (sink.out)(&sum);
-        sink.written
+        self.send();
+        let sum = self.hash.digest().to_le_bytes();
+        (self.out)(&sum);
+        self.written + sum.len() as u64
     }
 
     fn put(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
-        self.spill();
+        if self.buf.len() >= self.piece {
+            self.send();
+        }
     }
 
     pub(crate) fn u8(&mut self, v: u8) {
