@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use sinks::clickhouse::ClickHouseSink;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -38,7 +39,7 @@ impl Pipeline {
         let owned: Vec<u32> = written.keys().copied().collect();
         let current = generations(&sink, &owned, &self.p.metrics, &self.p.health, shutdown).await?;
         self.claims_checked = Instant::now();
-        self.reclaim_superseded(&current, written, shutdown).await
+        self.reclaim_superseded(&sink, &current, written, shutdown).await
     }
 
     /// While nothing is written: at most every [`IDLE_CHECK`], one attempt
@@ -52,7 +53,7 @@ impl Pipeline {
         let owned: BTreeMap<u32, (u64, usize)> = self.shards.iter().map(|(p, s)| (*p, (s.generation, 0))).collect();
         let partitions: Vec<u32> = owned.keys().copied().collect();
         match sink.generations(&partitions).await {
-            Ok(current) => self.reclaim_superseded(&current, &owned, shutdown).await,
+            Ok(current) => self.reclaim_superseded(&sink, &current, &owned, shutdown).await,
             Err(error) => {
                 debug!(%error, "idle check of the shards' claims skipped");
                 Ok(())
@@ -62,11 +63,11 @@ impl Pipeline {
 
     async fn reclaim_superseded(
         &mut self,
+        sink: &ClickHouseSink,
         current: &BTreeMap<u32, u64>,
         written: &BTreeMap<u32, (u64, usize)>,
         shutdown: &CancellationToken,
     ) -> Result<()> {
-        let Some(sink) = self.p.sink.clone() else { return Ok(()) };
         let mut changed = false;
         for (&p, &(mine, rows)) in written {
             let Some(&newer) = current.get(&p).filter(|g| **g > mine) else { continue };
@@ -76,7 +77,7 @@ impl Pipeline {
                 warn!(partition = p, generation = mine, newer, rows, "fenced while releasing the shard");
                 continue;
             }
-            let generation = claim(&sink, p, &self.p.owner, shutdown).await?;
+            let generation = claim(sink, p, &self.p.owner, shutdown).await?;
             warn!(
                 partition = p,
                 generation = mine,
