@@ -62,8 +62,7 @@ impl Shard {
         // in the order of its slots: the inserts walk the table instead of
         // missing the cache at every entry (BENCHMARKS.md, "Snapshots").
         let mut seed = || -> Result<KeyHash, SnapshotError> { Ok(KeyHash { seed: [r.u64()?, r.u64()?] }) };
-        let seeds = [seed()?, seed()?, seed()?];
-        let [seen_seed, firsts_seed, signatures_seed] = seeds;
+        let [seen_seed, firsts_seed, signatures_seed] = [seed()?, seed()?, seed()?];
         let n = r.count(16)?;
         shard.seen = HashSet::with_capacity_and_hasher(n, seen_seed);
         for _ in 0..n {
