@@ -17,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod national;
+mod union;
 pub use national::{provinces, Province, ProvinceError};
 
 const PRE2025_CSV: &str = include_str!("../../data/binh_phuoc_pre2025_3tier.csv");
@@ -100,7 +101,13 @@ pub struct GeographyError(String);
 pub struct Geography {
     version: GeographyVersion,
     areas: Vec<Area>,
+    /// The province this geography serves: its only one, a union's first,
+    /// or the one a [`Geography::scoped`] view keeps to.
     province: AreaId,
+    /// Every province it holds, in load order.
+    provinces: Vec<AreaId>,
+    /// Whether [`Geography::of_level`] and [`Geography::find`] keep to `province`.
+    scoped: bool,
     /// Commune code (old or new) → commune area.
     communes: HashMap<u32, AreaId>,
     /// District code → the area a district-only event counts in.
@@ -140,6 +147,8 @@ impl Geography {
             version,
             areas: vec![Area { level: AreaLevel::Province, code: code.into(), name: name.into(), parent: None }],
             province: AreaId(0),
+            provinces: vec![AreaId(0)],
+            scoped: false,
             communes: HashMap::new(),
             districts: HashMap::new(),
             agree: Default::default(),
@@ -231,7 +240,9 @@ impl Geography {
         &self.areas[id.0 as usize]
     }
 
-    /// The province.
+    /// The province: a single-province geography's only one, a scoped
+    /// view's ([`Geography::scoped`]). A deployment tracking several
+    /// provinces asks [`Geography::provinces`] instead.
     pub fn province(&self) -> AreaId {
         self.province
     }
@@ -250,9 +261,14 @@ impl Geography {
         self.levels().get(1).copied().unwrap_or(AreaLevel::Commune)
     }
 
-    /// Areas of one level, in file order.
+    /// Areas of one level, in file order (a scoped view's: of its province).
     pub fn of_level(&self, level: AreaLevel) -> impl Iterator<Item = AreaId> + '_ {
-        self.areas.iter().enumerate().filter(move |(_, a)| a.level == level).map(|(i, _)| AreaId(i as u16))
+        self.areas
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (AreaId(i as u16), a))
+            .filter(move |(id, a)| a.level == level && self.in_scope(*id))
+            .map(|(id, _)| id)
     }
 
     /// The area and every area it rolls up into, most specific first.
@@ -260,9 +276,14 @@ impl Geography {
         std::iter::successors(Some(id), move |a| self.area(*a).parent)
     }
 
-    /// Finds an area by level and code.
+    /// Finds an area by level and code (a scoped view's: in its province).
     pub fn find(&self, level: AreaLevel, code: &str) -> Option<AreaId> {
-        self.areas.iter().position(|a| a.level == level && a.code == code).map(|i| AreaId(i as u16))
+        self.areas
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (AreaId(i as u16), a))
+            .find(|(id, a)| a.level == level && a.code == code && self.in_scope(*id))
+            .map(|(id, _)| id)
     }
 
     /// Resolves an event's codes (already checked to be 5 and 3 ASCII digits)
