@@ -12,6 +12,12 @@
 //!   comments. A slow client skips intermediate snapshots and always gets
 //!   the latest, which is all a board needs.
 //!
+//! A deployment tracking several provinces has one board per province
+//! ([`Board::with_provinces`]): each route takes `?province=CODE` (GSO
+//! code), without it the first province; an untracked code is a 404 that
+//! lists the tracked ones. The page passes its own query on to its event
+//! stream and links the other provinces (the snapshot's `provinces`).
+//!
 //! The snapshot is serialised once per publish, not once per client.
 //!
 //! An open event stream never ends by itself, so a graceful HTTP shutdown
@@ -26,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregator::Indicator;
+use axum::extract::Query;
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -69,6 +76,18 @@ pub struct BoardSnapshot {
     pub hotline: HotlineBoard,
     /// Replay progress of the source topics (none until first measured).
     pub replay: Option<ReplayBoard>,
+    /// Every province this deployment tracks, in its order (the page links
+    /// them when there are several).
+    pub provinces: Vec<ProvinceLink>,
+}
+
+/// A tracked province, as the page links it.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ProvinceLink {
+    /// GSO code (`?province=` takes it).
+    pub code: String,
+    /// Official name.
+    pub name: String,
 }
 
 /// How far the pipeline is behind its source topics, as the board says it.
@@ -211,10 +230,19 @@ struct Published {
     json: Arc<str>,
 }
 
-/// The live board: the latest snapshot and the routes that serve it.
+/// The live board: the latest snapshot of each province and the routes
+/// that serve them.
 #[derive(Debug)]
 pub struct Board {
-    tx: watch::Sender<Published>,
+    inner: Arc<Inner>,
+}
+
+/// What the routes share with the board.
+#[derive(Debug)]
+struct Inner {
+    /// Per tracked province (its GSO code; `""` for a board of one province,
+    /// which takes any snapshot), in the deployment's order.
+    channels: Vec<(String, watch::Sender<Published>)>,
     closed: CancellationToken,
     replay: std::sync::Mutex<Option<ReplayBoard>>,
 }
@@ -226,35 +254,56 @@ impl Default for Board {
 }
 
 impl Board {
-    /// An empty board (version 0, a default snapshot) until the first publish.
+    /// An empty board of one province (version 0, a default snapshot) until
+    /// the first publish.
     pub fn new() -> Self {
-        Self::closed_by(CancellationToken::new())
+        Self::closed_by(&[String::new()], CancellationToken::new())
     }
 
     /// An empty board whose event streams end when `shutdown` is cancelled
     /// (as if [`close`](Self::close) were called): pass the token the HTTP
     /// server's graceful shutdown waits on.
     pub fn with_shutdown(shutdown: &CancellationToken) -> Self {
-        Self::closed_by(shutdown.child_token())
+        Self::closed_by(&[String::new()], shutdown.child_token())
     }
 
-    fn closed_by(closed: CancellationToken) -> Self {
-        let snapshot = Arc::new(BoardSnapshot::default());
-        let json = to_json(&snapshot);
-        let (tx, _) = watch::channel(Published { version: 0, snapshot, json });
-        Board { tx, closed, replay: std::sync::Mutex::new(None) }
+    /// [`Board::with_shutdown`] for a deployment tracking `provinces` (GSO
+    /// codes, the first served by default); none or one is a board of one.
+    pub fn with_provinces(provinces: &[String], shutdown: &CancellationToken) -> Self {
+        if provinces.len() <= 1 {
+            return Self::with_shutdown(shutdown);
+        }
+        Self::closed_by(provinces, shutdown.child_token())
     }
 
-    /// Replaces the snapshot and pushes it to every connected page (with
-    /// the latest replay progress).
+    fn closed_by(codes: &[String], closed: CancellationToken) -> Self {
+        let channels = codes
+            .iter()
+            .map(|code| {
+                let snapshot = Arc::new(BoardSnapshot::default());
+                let json = to_json(&snapshot);
+                (code.clone(), watch::channel(Published { version: 0, snapshot, json }).0)
+            })
+            .collect();
+        Board { inner: Arc::new(Inner { channels, closed, replay: std::sync::Mutex::new(None) }) }
+    }
+
+    /// Replaces the snapshot of its province (`s.province.code`) and pushes
+    /// it to every page connected to that province (with the latest replay
+    /// progress). A snapshot of a province the board does not track is a
+    /// caller bug: logged and dropped.
     pub fn publish(&self, mut s: BoardSnapshot) {
+        let Some(tx) = self.inner.channel(Some(&s.province.code)) else {
+            tracing::error!(province = %s.province.code, "board snapshot of a province not tracked: dropped");
+            return;
+        };
         s.replay = self.replay();
         let json = to_json(&s);
         let snapshot = Arc::new(s);
-        self.tx.send_modify(|p| {
+        tx.send_modify(|p| {
             *p = Published { version: p.version + 1, snapshot, json };
         });
-        tracing::debug!(version = self.version(), "board published");
+        tracing::debug!(version = tx.borrow().version, "board published");
     }
 
     /// Sets the replay progress; a change of "behind" is pushed at once
@@ -262,35 +311,42 @@ impl Board {
     /// anything else with the next snapshot.
     pub fn set_replay(&self, replay: ReplayBoard) {
         let was = {
-            let mut r = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut r = self.inner.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             r.replace(replay)
         };
-        let published = self.version() > 0;
-        if published && was.map(|w| w.behind) != Some(replay.behind) {
-            let s = (*self.snapshot()).clone();
-            self.publish(s);
+        if was.map(|w| w.behind) == Some(replay.behind) {
+            return;
+        }
+        for (_, tx) in &self.inner.channels {
+            let (version, s) = {
+                let p = tx.borrow();
+                (p.version, (*p.snapshot).clone())
+            };
+            if version > 0 {
+                self.publish(s);
+            }
         }
     }
 
     fn replay(&self) -> Option<ReplayBoard> {
-        *self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self.inner.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The latest snapshot.
+    /// The latest snapshot of the first province.
     pub fn snapshot(&self) -> Arc<BoardSnapshot> {
-        Arc::clone(&self.tx.borrow().snapshot)
+        Arc::clone(&self.inner.channels[0].1.borrow().snapshot)
     }
 
-    /// How many snapshots have been published.
+    /// How many snapshots of the first province have been published.
     pub fn version(&self) -> u64 {
-        self.tx.borrow().version
+        self.inner.channels[0].1.borrow().version
     }
 
     /// Ends every open event stream and refuses new ones (they end at once),
     /// so that a graceful HTTP shutdown can complete. `/board` and
     /// `/board/state` keep answering.
     pub fn close(&self) {
-        self.closed.cancel();
+        self.inner.closed.cancel();
     }
 
     /// `GET /board`, `GET /board/state` and `GET /board/events`, for
@@ -300,53 +356,100 @@ impl Board {
     }
 
     fn router(&self, keep_alive: Duration) -> Router {
-        let state_rx = self.tx.subscribe();
-        let events_rx = self.tx.subscribe();
-        let closed = self.closed.clone();
+        let (page, state, events_inner) = (Arc::clone(&self.inner), Arc::clone(&self.inner), Arc::clone(&self.inner));
         Router::new()
             .route(
                 "/board",
-                get(|| async {
-                    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE)
+                get(move |q: Query<ProvinceQuery>| async move {
+                    match page.channel(q.province.as_deref()) {
+                        Some(_) => (
+                            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+                            PAGE,
+                        )
+                            .into_response(),
+                        None => page.not_tracked(q.province.as_deref()),
+                    }
                 }),
             )
             .route(
                 "/board/state",
-                get(move || {
-                    let json = Arc::clone(&state_rx.borrow().json);
-                    async move {
-                        (
-                            [
-                                (header::CONTENT_TYPE, "application/json; charset=utf-8"),
-                                (header::CACHE_CONTROL, "no-store"),
-                            ],
-                            json.to_string(),
-                        )
+                get(move |q: Query<ProvinceQuery>| async move {
+                    match state.channel(q.province.as_deref()) {
+                        Some(tx) => {
+                            let json = Arc::clone(&tx.borrow().json);
+                            (
+                                [
+                                    (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+                                    (header::CACHE_CONTROL, "no-store"),
+                                ],
+                                json.to_string(),
+                            )
+                                .into_response()
+                        }
+                        None => state.not_tracked(q.province.as_deref()),
                     }
                 }),
             )
             .route(
                 "/board/events",
-                get(move || {
-                    let stream = events(events_rx.clone(), closed.clone());
-                    async move {
-                        (
-                            // Tells nginx-like proxies not to buffer the stream.
-                            [("x-accel-buffering", "no")],
-                            Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)),
-                        )
-                            .into_response()
-                    }
+                get(move |q: Query<ProvinceQuery>| async move {
+                    let Some(tx) = events_inner.channel(q.province.as_deref()) else {
+                        return events_inner.not_tracked(q.province.as_deref());
+                    };
+                    let stream = events(tx.subscribe(), events_inner.closed.clone());
+                    (
+                        // Tells nginx-like proxies not to buffer the stream.
+                        [("x-accel-buffering", "no")],
+                        Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive)),
+                    )
+                        .into_response()
                 }),
             )
     }
 }
 
+/// A route's query: which province.
+#[derive(Debug, serde::Deserialize)]
+struct ProvinceQuery {
+    province: Option<String>,
+}
+
+impl Inner {
+    /// The channel of `province` (GSO code), the first without one; a board
+    /// of one province answers to any code its snapshots carry.
+    fn channel(&self, province: Option<&str>) -> Option<&watch::Sender<Published>> {
+        match (province, self.channels.as_slice()) {
+            (None, [first, ..]) => Some(&first.1),
+            (Some(code), [(only, tx)]) if only.is_empty() => {
+                let published = tx.borrow().snapshot.province.code.clone();
+                (published.is_empty() || published == code).then_some(tx)
+            }
+            (Some(code), channels) => channels.iter().find(|(c, _)| c == code).map(|(_, tx)| tx),
+            (None, []) => None,
+        }
+    }
+
+    /// 404: which provinces are tracked.
+    fn not_tracked(&self, province: Option<&str>) -> axum::response::Response {
+        let tracked: Vec<String> = self
+            .channels
+            .iter()
+            .map(|(code, tx)| if code.is_empty() { tx.borrow().snapshot.province.code.clone() } else { code.clone() })
+            .collect();
+        let body = format!(
+            "province {:?} is not tracked by this deployment; it tracks {}\n",
+            province.unwrap_or_default(),
+            tracked.join(", ")
+        );
+        (axum::http::StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    }
+}
+
 impl Drop for Board {
     fn drop(&mut self) {
-        // The routes may outlive the board (they hold receivers, not the
-        // sender): streams end either way, this only makes it immediate.
-        self.closed.cancel();
+        // The routes may outlive the board (they hold the channels, not the
+        // board): streams end either way, this only makes it immediate.
+        self.inner.closed.cancel();
     }
 }
 
@@ -445,6 +548,7 @@ mod tests {
             tier: "huyện".into(),
             hotline: HotlineBoard { received: 3, in_progress: 1, overdue_specialist: 1, ..HotlineBoard::default() },
             replay: None,
+            provinces: vec![ProvinceLink { code: "70".into(), name: "Bình Phước".into() }],
         }
     }
 
@@ -486,8 +590,12 @@ mod tests {
 
     impl EventStream {
         async fn open(addr: SocketAddr) -> EventStream {
+            Self::open_path(addr, "/board/events").await
+        }
+
+        async fn open_path(addr: SocketAddr, path: &str) -> EventStream {
             let mut s = TcpStream::connect(addr).await.unwrap();
-            let req = format!("GET /board/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
             s.write_all(req.as_bytes()).await.unwrap();
             let mut reader = BufReader::new(s);
             let mut head = String::new();
@@ -630,6 +738,45 @@ mod tests {
         assert_eq!(http_get(addr, "/board/nope").await.0, 404);
         shutdown.cancel();
         task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn each_province_has_its_own_board_and_an_untracked_one_is_a_404() {
+        let provinces = ["70".to_owned(), "74".to_owned()];
+        let board = Board::with_provinces(&provinces, &CancellationToken::new());
+        let (addr, shutdown, task) = serve(&board, KEEP_ALIVE).await;
+        let of = |code: &str, covered: i64| {
+            let mut s = snapshot(covered);
+            s.province.code = code.into();
+            s
+        };
+        board.publish(of("74", 74));
+        board.publish(of("70", 70));
+        let covered = |body: &str| {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            (v["province"]["code"].as_str().unwrap().to_owned(), v["districts"][0]["indicators"][0]["covered"].clone())
+        };
+        assert_eq!(covered(&http_get(addr, "/board/state").await.2), ("70".into(), 70.into()), "the first by default");
+        assert_eq!(covered(&http_get(addr, "/board/state?province=74").await.2), ("74".into(), 74.into()));
+        assert_eq!(http_get(addr, "/board?province=74").await.0, 200);
+        for path in ["/board?province=79", "/board/state?province=79", "/board/events?province=79"] {
+            let (status, _, body) = http_get(addr, path).await;
+            assert_eq!(status, 404, "{path}");
+            assert!(body.contains(r#"province "79" is not tracked"#) && body.contains("70, 74"), "{body}");
+        }
+        // A province's stream carries its own snapshots only.
+        let mut es = EventStream::open_path(addr, "/board/events?province=74").await;
+        assert_eq!(es.event().await.1, *to_json(&of("74", 74)));
+        board.publish(of("70", 71));
+        board.publish(of("74", 75));
+        assert_eq!(es.event().await, (2, to_json(&of("74", 75)).to_string()));
+        // A snapshot of a province not tracked is dropped, not shown anywhere.
+        board.publish(of("79", 79));
+        assert_eq!(covered(&http_get(addr, "/board/state").await.2), ("70".into(), 71.into()));
+        drop(es);
+        shutdown.cancel();
+        board.close();
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("server still running").unwrap().unwrap();
     }
 
     #[tokio::test]
