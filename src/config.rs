@@ -1,11 +1,12 @@
 //! Typed configuration: one struct per component, unknown keys rejected,
 //! everything validated before anything starts. Secrets are never printed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aggregator::plan::Plan;
+use aggregator::Plans;
 use aggregator::{Geography, GeographyVersion};
 use anyhow::{bail, Context, Result};
 use ingest::kafka::KafkaConfig;
@@ -135,6 +136,11 @@ impl PseudonymConfig {
 pub struct ContractConfig {
     /// Which official geography codes resolve through.
     pub geography: GeographyVersion,
+    /// The provinces this deployment tracks, by GSO code of `geography`
+    /// (e.g. `["70", "74"]`), from the embedded national data; each needs a
+    /// plan (`plan.by_province`). Empty (the default): Bình Phước, from the
+    /// campaign's own files. Events of other provinces are dead letters.
+    pub provinces: Vec<String>,
     /// IANA time zone of local days.
     pub time_zone: String,
     /// How far ahead of the wall clock an event may be, seconds (`future_event`).
@@ -147,6 +153,7 @@ impl Default for ContractConfig {
     fn default() -> Self {
         ContractConfig {
             geography: GeographyVersion::Pre2025,
+            provinces: Vec::new(),
             time_zone: "Asia/Ho_Chi_Minh".into(),
             future_tolerance_secs: 600,
             correction_horizon_days: 45,
@@ -250,8 +257,13 @@ impl PipelineConfig {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanConfig {
-    /// A plan file; the embedded 2024 Bình Phước plan when not set.
+    /// A plan file; the embedded 2024 Bình Phước plan when not set. For
+    /// one province only.
     pub file: Option<PathBuf>,
+    /// Each tracked province's plan file, by GSO code (`"74" =
+    /// "plans/binh-duong.toml"`): required for every province when
+    /// `contract.provinces` lists several.
+    pub by_province: BTreeMap<String, PathBuf>,
 }
 
 /// Log output.
@@ -275,8 +287,10 @@ impl Config {
     pub fn report_source(&self) -> reports::Source {
         reports::Source {
             geography: self.contract.geography,
+            provinces: self.contract.provinces.clone(),
             clickhouse: self.clickhouse.clone(),
             plan_file: self.plan.file.clone(),
+            plan_files: self.plan.by_province.clone(),
         }
     }
 
@@ -322,6 +336,12 @@ impl Config {
         if self.pipeline.flush_interval_ms == 0 || self.pipeline.channel_batches == 0 {
             check(Err(anyhow::anyhow!("pipeline: flush_interval_ms and channel_batches must be > 0")));
         }
+        if self.contract.provinces.len() > 1 && self.plan.file.is_some() {
+            check(Err(anyhow::anyhow!(
+                "plan.file is the plan of one province; with several in contract.provinces give each its file in \
+                 plan.by_province"
+            )));
+        }
         check(self.hotline.calendar().map(drop).context("hotline.calendar_files"));
         check(self.alerts.validate().context("alerts"));
         problems
@@ -334,10 +354,28 @@ impl Config {
         SecretKey::from_bytes(bytes).map_err(|e| exit::config(anyhow::anyhow!("pseudonym: {e}")))
     }
 
-    /// The campaign plan (`plan.file`, else the embedded one) resolved in
-    /// `geo`; an unreadable or invalid file is a [`exit::ConfigError`].
-    pub fn plan(&self, geo: &Geography) -> Result<Plan> {
-        reports::load_plan(self.plan.file.as_deref(), geo).map_err(exit::config)
+    /// The geography the deployment counts through (`contract.geography`
+    /// and `contract.provinces`); an unknown province is a [`exit::ConfigError`].
+    pub fn geography(&self) -> Result<Geography> {
+        self.report_source().geography().map_err(exit::config)
+    }
+
+    /// Every tracked province's plan resolved in `geo` (the deployment's
+    /// geography); an unreadable or invalid file, or a province without a
+    /// plan, is a [`exit::ConfigError`].
+    pub fn plans(&self, geo: &Geography) -> Result<Plans> {
+        self.report_source().plans(geo).map_err(exit::config)
+    }
+
+    /// What names the geography in the state stores and the facts topic's
+    /// identity: the version as before for Bình Phước, with the provinces
+    /// when they are listed (facts resolved through another list have other
+    /// area ids).
+    pub fn geography_identity(&self) -> String {
+        match self.contract.provinces.as_slice() {
+            [] => format!("{:?}", self.contract.geography),
+            codes => format!("{:?} provinces {}", self.contract.geography, codes.join(",")),
+        }
     }
 
     /// Everything `d06 run` checks that needs no network: [`Config::validate`]'s
@@ -349,13 +387,13 @@ impl Config {
                 problems.push(e);
             }
         }
-        match Geography::load(self.contract.geography) {
+        match self.geography() {
             Ok(geo) => {
-                if let Err(e) = self.plan(&geo) {
+                if let Err(e) = self.plans(&geo) {
                     problems.push(e);
                 }
             }
-            Err(e) => problems.push(anyhow::Error::new(e).context("loading the geography")),
+            Err(e) => problems.push(e),
         }
         problems
     }
@@ -496,9 +534,9 @@ mod tests {
         std::fs::write(&plan, "name = 3\n").unwrap();
         let c: Config = toml::from_str(&format!("[plan]\nfile = \"{}\"\n", plan.display())).unwrap();
         let geo = Geography::load(c.contract.geography).unwrap();
-        let e = c.plan(&geo).unwrap_err();
+        let e = c.plans(&geo).unwrap_err();
         assert_eq!(exit::code_of(&e), exit::CONFIG, "{e:#}");
-        assert!(Config::default().plan(&geo).is_ok(), "the embedded plan");
+        assert!(Config::default().plans(&geo).is_ok(), "the embedded plan");
     }
 
     #[test]
@@ -510,21 +548,71 @@ mod tests {
         let c: Config = toml::from_str(&format!("[plan]\nfile = \"{}\"\n", plan.display())).unwrap();
         let geo = Geography::load(c.contract.geography).unwrap();
         // Missing: a configuration error naming the file.
-        let e = c.plan(&geo).unwrap_err();
+        let e = c.plans(&geo).unwrap_err();
         assert_eq!(exit::code_of(&e), exit::CONFIG, "{e:#}");
         let b = dir.path().join("plans/b.csv");
         assert!(format!("{e:#}").contains(&format!("reading the baseline file {}", b.display())), "{e:#}");
         // A bad row: refused with the file and its line.
         std::fs::write(&b, "indicator,area,baseline,source\nsmartphone_4g,688,5,x\nsmartphone_4g,7,5,x\n").unwrap();
-        let e = c.plan(&geo).unwrap_err();
+        let e = c.plans(&geo).unwrap_err();
         assert_eq!(exit::code_of(&e), exit::CONFIG, "{e:#}");
         assert!(format!("{e:#}").contains("baseline file b.csv: line 3: unknown area code \"7\""), "{e:#}");
         // A good file: its baselines are the plan's.
         std::fs::write(&b, "indicator,area,baseline,source\nsmartphone_4g,688,19800,Viettel\n").unwrap();
-        let p = c.plan(&geo).unwrap();
+        let plans = c.plans(&geo).unwrap();
+        let p = &plans.first().plan;
         let d = geo.find(aggregator::AreaLevel::District, "688").unwrap();
         assert_eq!(p.baseline_of(aggregator::Indicator::Smartphone4g, d), aggregator::Baseline::Known(19_800));
         assert!(c.offline_problems(false).is_empty());
+    }
+
+    #[test]
+    fn several_provinces_each_need_their_plan_and_name_the_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        // Post-2025 units have no district split: a plan needs only the province's targets.
+        let plan = |name: &str, target: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(
+                &path,
+                format!("start = 2026-01-01\nend = 2026-12-31\n[indicators.cccd]\ntarget = {target}\n"),
+            )
+            .unwrap();
+            path.display().to_string()
+        };
+        let (a, b) = (plan("a.toml", 700), plan("b.toml", 900));
+        let base = "[pseudonym]\nkey_env = \"D06_TEST_NEVER_SET_8f3a\"\n[contract]\ngeography = \"post2025\"\n";
+        let config = |rest: &str| -> Config { toml::from_str(&format!("{base}{rest}")).unwrap() };
+        let problems = |rest: &str| -> Vec<String> {
+            config(rest).offline_problems(false).iter().map(|e| format!("{e:#}")).collect()
+        };
+        let two = "provinces = [\"75\", \"79\"]\n";
+        let good = format!("{two}[plan.by_province]\n\"75\" = \"{a}\"\n\"79\" = \"{b}\"\n");
+        assert_eq!(problems(&good), Vec::<String>::new());
+        let c = config(&good);
+        let geo = c.geography().unwrap();
+        let plans = c.plans(&geo).unwrap();
+        let hcm = geo.province_by_code("79").unwrap();
+        assert_eq!(plans.of(hcm).target(aggregator::Indicator::Cccd, hcm), 900);
+        assert_eq!(c.geography_identity(), "Post2025 provinces 75,79");
+        assert_eq!(Config::default().geography_identity(), "Pre2025", "Bình Phước's stores stay valid");
+
+        let missing = problems(&format!("{two}[plan.by_province]\n\"75\" = \"{a}\"\n"));
+        assert!(missing.len() == 1 && missing[0].contains("province 79 has no plan"), "{missing:?}");
+        let stray =
+            problems(&format!("provinces = [\"75\"]\n[plan.by_province]\n\"75\" = \"{a}\"\n\"79\" = \"{b}\"\n"));
+        assert!(stray.len() == 1 && stray[0].contains("names province 79"), "{stray:?}");
+        let file =
+            problems(&format!("{two}[plan]\nfile = \"{a}\"\n[plan.by_province]\n\"75\" = \"{a}\"\n\"79\" = \"{b}\"\n"));
+        assert!(file.len() == 1 && file[0].contains("plan.file is the plan of one province"), "{file:?}");
+        let unknown = problems("provinces = [\"99\"]\n");
+        assert!(unknown.len() == 1 && unknown[0].contains("no Post2025 province has code \"99\""), "{unknown:?}");
+        let twice = problems("provinces = [\"75\", \"75\"]\n");
+        assert!(twice.len() == 1 && twice[0].contains("in two provinces"), "{twice:?}");
+        // One province: plan.file (or the embedded plan) is its plan.
+        let one = config(&format!("provinces = [\"79\"]\n[plan]\nfile = \"{b}\"\n"));
+        let geo = one.geography().unwrap();
+        assert_eq!(one.plans(&geo).unwrap().first().code(), "79");
+        assert!(one.offline_problems(false).is_empty());
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
     let shards = config.pipeline.shards;
     let mut pipeline = Pipeline::new(Parts {
         geo: Arc::clone(&geo),
-        plan: Arc::clone(&plan),
+        plans: Arc::new(aggregator::Plans::single(Arc::clone(&geo), Arc::clone(&plan))),
         calendar: Arc::new(config.hotline.calendar()?),
         tz,
         clock: ClockMode::Event,

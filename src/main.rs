@@ -27,7 +27,7 @@ use sinks::clickhouse::ClickHouseSink;
 use sinks::prometheus::{Health, HttpServer, Metrics};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 use crate::config::Config;
 use crate::pipeline::{Parts, Pipeline};
@@ -101,6 +101,9 @@ enum AlertsCommand {
         /// The day (YYYY-MM-DD, local).
         #[arg(long)]
         day: chrono::NaiveDate,
+        /// GSO code of one tracked province; every tracked province when omitted.
+        #[arg(long)]
+        province: Option<String>,
         /// Configuration file (TOML); defaults apply when omitted.
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -109,12 +112,12 @@ enum AlertsCommand {
 
 /// `d06 alerts send --day DATE`: one line per alert posted, then a summary.
 fn run_alerts(command: AlertsCommand) -> Result<ExitCode> {
-    let AlertsCommand::Send { day, config } = command;
+    let AlertsCommand::Send { day, province, config } = command;
     let c = load_config(config.as_deref())?;
     init_tracing(c.log.json);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let alerts = c.alerts.clone().with_default_rule(c.pipeline.lag_rule);
-    let text = rt.block_on(alerts::send_day(&c.report_source(), alerts, c.contract.tz()?, day))?;
+    let text = rt.block_on(alerts::send_day(&c.report_source(), province.as_deref(), alerts, c.contract.tz()?, day))?;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result")?;
@@ -145,6 +148,9 @@ enum ReportCommand {
         /// GSO code of a district or commune; the province when omitted.
         #[arg(long)]
         area: Option<String>,
+        /// GSO code of a tracked province (`contract.provinces`); the first when omitted.
+        #[arg(long)]
+        province: Option<String>,
         /// Configuration file (TOML); defaults apply when omitted.
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -157,6 +163,9 @@ enum ReportCommand {
         /// GSO code of one district: only its row.
         #[arg(long)]
         area: Option<String>,
+        /// GSO code of a tracked province (`contract.provinces`); the first when omitted.
+        #[arg(long)]
+        province: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = reports::Format::Markdown)]
         format: reports::Format,
@@ -170,13 +179,13 @@ enum ReportCommand {
 fn run_report(command: ReportCommand) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let text = match command {
-        ReportCommand::Hotline { from, to, area, config } => {
+        ReportCommand::Hotline { from, to, area, province, config } => {
             let c = load_config(config.as_deref())?;
-            rt.block_on(reports::hotline(&c.report_source(), from, to, area.as_deref()))?
+            rt.block_on(reports::hotline(&c.report_source(), province.as_deref(), from, to, area.as_deref()))?
         }
-        ReportCommand::Daily { day, area, format, config } => {
+        ReportCommand::Daily { day, area, province, format, config } => {
             let c = load_config(config.as_deref())?;
-            rt.block_on(reports::daily(&c.report_source(), day, area.as_deref(), format))?
+            rt.block_on(reports::daily(&c.report_source(), province.as_deref(), day, area.as_deref(), format))?
         }
     };
     use std::io::Write as _;
@@ -262,7 +271,7 @@ fn now_nanos() -> i64 {
 }
 
 fn validator(config: &Config, key: &SecretKey) -> Result<(Arc<Geography>, Validator, Pseudonymiser)> {
-    let geo = Arc::new(Geography::load(config.contract.geography).context("loading the geography")?);
+    let geo = Arc::new(config.geography()?);
     let pseudonymiser = Pseudonymiser::new(key);
     let vc = ValidatorConfig {
         time_zone: config.contract.tz()?,
@@ -288,22 +297,22 @@ fn validate(file: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
 pub(crate) fn deployment_identity(config: &Config, pseudonymiser: &Pseudonymiser) -> (Identity, u64, String) {
     let key_fingerprint = format!("{:?}", pseudonymiser.digest(SubjectKind::Ticket, "d06/key-fingerprint"));
     let description = format!(
-        "geography {:?}, time zone {}, horizon {} days, {} shards, key {}",
-        config.contract.geography,
+        "geography {}, time zone {}, horizon {} days, {} shards, key {}",
+        config.geography_identity(),
         config.contract.time_zone,
         config.contract.correction_horizon_days,
         config.pipeline.shards,
         key_fingerprint
     );
     let fingerprint = ingest::kafka::record::fingerprint(&[
-        &format!("{:?}", config.contract.geography),
+        &config.geography_identity(),
         &config.contract.time_zone,
         &config.contract.correction_horizon_days.to_string(),
         &config.pipeline.shards.to_string(),
         &key_fingerprint,
     ]);
     let identity = Identity {
-        geography: format!("{:?}", config.contract.geography),
+        geography: config.geography_identity(),
         key_fingerprint,
         time_zone: config.contract.time_zone.clone(),
         facts: String::new(),
@@ -324,8 +333,8 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let key = config.key()?;
     let (geo, validator, pseudonymiser) = validator(&config, &key)?;
     let tz = config.contract.tz()?;
-    let plan = Arc::new(config.plan(&geo)?);
-    let plan_name = plan.name().unwrap_or("Chiến dịch \"4 phủ\"").to_owned();
+    let plans = Arc::new(config.plans(&geo)?);
+    let plan_name = plans.first().plan.name().unwrap_or("Chiến dịch \"4 phủ\"").to_owned();
     let calendar = Arc::new(config.hotline.calendar()?);
     if config.pipeline.clock == config::ClockMode::Wall {
         let year = chrono::Datelike::year(&chrono::Utc::now().with_timezone(&tz));
@@ -348,15 +357,23 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         )));
     }
     let owns_first = Arc::new(AtomicBool::new(false));
-    let daily_alerts = alerts::DailyAlerts::new(
-        config.alerts.clone().with_default_rule(config.pipeline.lag_rule),
-        config.clickhouse.clone(),
-        Arc::clone(&plan),
-        Arc::clone(&geo),
-        tz,
-        alerts::Clock::Wall,
-    )
-    .sent_by(Arc::clone(&owns_first));
+    // One daily-alerts job per tracked province, each over its own plan and districts.
+    let daily_alerts: Vec<(String, alerts::DailyAlerts)> = plans
+        .units()
+        .iter()
+        .map(|unit| {
+            let job = alerts::DailyAlerts::new(
+                config.alerts.clone().with_default_rule(config.pipeline.lag_rule),
+                config.clickhouse.clone(),
+                Arc::clone(&unit.plan),
+                Arc::clone(&unit.geo),
+                tz,
+                alerts::Clock::Wall,
+            )
+            .sent_by(Arc::clone(&owns_first));
+            (unit.code().to_owned(), job)
+        })
+        .collect();
 
     let (mut identity, fingerprint, description) = deployment_identity(&config, &pseudonymiser);
     let facts =
@@ -385,7 +402,8 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let health = Arc::new(Health::default());
-    let board = Arc::new(Board::with_shutdown(&shutdown));
+    let codes: Vec<String> = plans.units().iter().map(|u| u.code().to_owned()).collect();
+    let board = Arc::new(Board::with_provinces(&codes, &shutdown));
     let server = HttpServer::bind(config.http.listen, Arc::clone(&metrics), Arc::clone(&health))
         .await
         .with_context(|| format!("binding {}", config.http.listen))?
@@ -406,7 +424,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let facts_source = FactsSource::new(&config.kafka, fingerprint, tx).context("creating the facts consumer")?;
     let pipeline = Pipeline::new(Parts {
         geo,
-        plan,
+        plans,
         calendar,
         tz,
         clock: config.pipeline.clock,
@@ -468,9 +486,16 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         tokio::spawn(async move { pipeline.run(rx, s).await })
     };
     let alerts_task: JoinHandle<Result<()>> = {
-        let s = shutdown.clone();
-        let job = daily_alerts.reporting_to(Arc::clone(&metrics));
-        tokio::spawn(async move { job.run(s).await })
+        let gauges = alerts::AlertGauges::new(Arc::clone(&metrics), daily_alerts.len());
+        let jobs: Vec<_> = daily_alerts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (province, job))| {
+                let job = job.reporting_as(Arc::clone(&gauges), i);
+                job.run(shutdown.clone()).instrument(tracing::info_span!("daily_alerts", %province))
+            })
+            .collect();
+        tokio::spawn(async move { futures::future::try_join_all(jobs).await.map(drop) })
     };
 
     supervise(

@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::alertmanager::Alertmanagers;
 use crate::config::AlertsConfig;
+use crate::gauges::AlertGauges;
 use crate::message::{build_alerts, SentAlert};
 use crate::schedule::{ends_at, local_instant, next_send, retry_delay, sleep_until};
 
@@ -61,8 +62,9 @@ pub struct DailyAlerts {
     unrecorded: Mutex<Vec<AlertRecord>>,
     /// With several instances, only the owner of facts partition 0 sends.
     sender: Option<Arc<std::sync::atomic::AtomicBool>>,
-    /// When the next alerts are due and when they last succeeded.
-    metrics: Option<Arc<Metrics>>,
+    /// When the next alerts are due and when they last succeeded: the
+    /// shared gauges and this job's number there.
+    gauges: Option<(Arc<AlertGauges>, usize)>,
 }
 
 impl DailyAlerts {
@@ -85,7 +87,7 @@ impl DailyAlerts {
             clock,
             unrecorded: Mutex::new(Vec::new()),
             sender: None,
-            metrics: None,
+            gauges: None,
         }
     }
 
@@ -99,8 +101,14 @@ impl DailyAlerts {
     /// Keeps `d06_daily_alerts_due_timestamp_seconds` and
     /// `d06_daily_alerts_last_success_timestamp_seconds` (the rule
     /// `D06DailyAlertsNotSent` compares them).
-    pub fn reporting_to(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
+    pub fn reporting_to(self, metrics: Arc<Metrics>) -> Self {
+        self.reporting_as(AlertGauges::new(metrics, 1), 0)
+    }
+
+    /// [`Self::reporting_to`] as job `job` of several (one per province)
+    /// behind the same gauges ([`AlertGauges`]).
+    pub fn reporting_as(mut self, gauges: Arc<AlertGauges>, job: usize) -> Self {
+        self.gauges = Some((gauges, job));
         self
     }
 
@@ -122,8 +130,8 @@ impl DailyAlerts {
             "daily alerts enabled"
         );
         if let Clock::Fixed(day) = self.clock {
-            if let Some(m) = &self.metrics {
-                m.alerts_due.set(Utc::now().timestamp() as f64);
+            if let Some((g, job)) = &self.gauges {
+                g.set_due(*job, Utc::now().timestamp() as f64);
             }
             self.send_with_retry(day, None, &shutdown).await;
             shutdown.cancelled().await;
@@ -133,8 +141,8 @@ impl DailyAlerts {
         loop {
             let now = Utc::now();
             let next = next_send(&self.plan, self.tz, send_at, now, done);
-            if let Some(m) = &self.metrics {
-                m.alerts_due.set(next.as_ref().map_or(0.0, |n| n.at.timestamp() as f64));
+            if let Some((g, job)) = &self.gauges {
+                g.set_due(*job, next.as_ref().map_or(0.0, |n| n.at.timestamp() as f64));
             }
             let Some(next) = next else {
                 info!(end = %self.plan.end(), "the campaign is over: no more daily alerts");
@@ -254,8 +262,8 @@ impl DailyAlerts {
             let error = match self.send_for_day(day).await {
                 Ok(sent) => {
                     info!(%day, sent = sent.len(), attempts = attempt, "daily alerts done");
-                    if let Some(m) = &self.metrics {
-                        m.alerts_last_success.set(Utc::now().timestamp() as f64);
+                    if let Some((g, job)) = &self.gauges {
+                        g.set_success(*job, Utc::now().timestamp() as f64);
                     }
                     return;
                 }

@@ -69,12 +69,14 @@
 //! `config` ([`AlertsConfig`]), `alertmanager` (the post to every
 //! replica, TLS and credentials), `job` ([`DailyAlerts`], the loop: send,
 //! post, record, retry), `schedule` (which day is due when), `message` (the
-//! alerts of a day: labels, texts, Alertmanager's JSON), `by_hand`
+//! alerts of a day: labels, texts, Alertmanager's JSON), `gauges` (the
+//! due and success gauges over one job per province), `by_hand`
 //! ([`send_day`], `d06 alerts send`).
 
 mod alertmanager;
 mod by_hand;
 mod config;
+mod gauges;
 mod job;
 mod message;
 mod schedule;
@@ -83,6 +85,7 @@ mod tests;
 
 pub use by_hand::send_day;
 pub use config::{AlertmanagerUrls, AlertsConfig, Credentials, LocalTime};
+pub use gauges::AlertGauges;
 pub use job::{Clock, DailyAlerts};
 pub use message::SentAlert;
 

@@ -79,6 +79,7 @@ pub(crate) fn build_alerts(
             let labels: BTreeMap<String, String> = [
                 ("alertname", ALERT_NAME.to_owned()),
                 ("district", row.code.clone()),
+                ("province", table.province_code().to_owned()),
                 ("indicator", label),
                 ("severity", severity.to_owned()),
                 ("day", day.to_string()),

@@ -210,6 +210,7 @@ fn one_alert_per_lagging_district_with_sorted_indicators() {
             [
                 ("alertname", "D06DailyDistrictLag"),
                 ("district", "691"),
+                ("province", "70"),
                 ("indicator", "cccd,vneid"),
                 ("severity", "warning"),
                 ("day", "2024-04-16"),

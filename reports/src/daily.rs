@@ -1,22 +1,28 @@
 //! `d06 report daily`: the daily progress table read from ClickHouse.
 
 use aggregator::plan::Plan;
-use aggregator::{AreaLevel, Geography};
+use aggregator::{AreaLevel, Geography, ProvincePlan};
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use sinks::clickhouse::ClickHouseSink;
 
 use crate::table::DailyTable;
-use crate::{load_plan, Format, Source};
+use crate::{Format, Source};
 
-/// the province's progress table as of the end of `day`; with `area` (a
-/// district code) only that district's row (its rank still among all).
-pub async fn daily(source: &Source, day: NaiveDate, area: Option<&str>, format: Format) -> Result<String> {
-    let geo = Geography::load(source.geography).context("loading the geography")?;
+/// A province's progress table as of the end of `day` (`province` a GSO
+/// code, else the first tracked); with `area` (a district code) only that
+/// district's row (its rank still among all).
+pub async fn daily(
+    source: &Source,
+    province: Option<&str>,
+    day: NaiveDate,
+    area: Option<&str>,
+    format: Format,
+) -> Result<String> {
+    let ProvincePlan { geo, plan } = source.province(province)?;
     if geo.of_level(AreaLevel::District).next().is_none() {
         bail!("the daily report lists districts: it needs the pre-2025 geography");
     }
-    let plan = load_plan(source.plan_file.as_deref(), &geo)?;
     if !plan.is_running(day) {
         bail!("{day} is outside the campaign ({} to {}): coverage_daily has no rows for it", plan.start(), plan.end());
     }

@@ -11,14 +11,26 @@ use crate::Source;
 
 /// `d06 report hotline --from DATE --to DATE [--area CODE]`: the monthly
 /// 1022 table for the tickets received from `from` to `to` (both included),
-/// for the province, or for the district or commune whose GSO code is `area`.
-pub async fn hotline(source: &Source, from: NaiveDate, to: NaiveDate, area: Option<&str>) -> Result<String> {
+/// for a province (`province`, else the first tracked), or for the
+/// district or commune whose GSO code is `area` (in any tracked province).
+pub async fn hotline(
+    source: &Source,
+    province: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+    area: Option<&str>,
+) -> Result<String> {
     if from > to {
         bail!("--from {from} is after --to {to}");
     }
-    let geo = Geography::load(source.geography).context("loading the geography")?;
+    let geo = source.geography()?;
     let target = match area {
-        None => geo.province(),
+        None => match province {
+            None => geo.provinces()[0],
+            Some(code) => geo
+                .province_by_code(code)
+                .with_context(|| format!("--province {code:?} is not tracked by this deployment"))?,
+        },
         Some(code) => find_area(&geo, code)
             .with_context(|| format!("--area {code:?} is not a province, district or commune code of the geography"))?,
     };

@@ -49,6 +49,7 @@
 //! `fixtures` (with the `fixtures` feature) the tables' test data.
 
 mod daily;
+mod deployment;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 mod hotline;
@@ -58,12 +59,14 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aggregator::baseline_csv::BaselineEntry;
 use aggregator::plan::Plan;
 use aggregator::plan_source;
 use aggregator::{Geography, GeographyVersion};
+
 use anyhow::{Context, Result};
 use sinks::clickhouse::ClickHouseConfig;
 
@@ -77,10 +80,15 @@ pub use table::{DailyTable, Row, INDICATORS};
 pub struct Source {
     /// The geography areas resolve in.
     pub geography: GeographyVersion,
+    /// The provinces tracked (`contract.provinces`, GSO codes); empty:
+    /// Bình Phước from the project's own files.
+    pub provinces: Vec<String>,
     /// The ClickHouse database the pipeline writes to.
     pub clickhouse: ClickHouseConfig,
     /// The campaign plan file (`plan.file`); the embedded plan when `None`.
     pub plan_file: Option<PathBuf>,
+    /// Each province's plan file (`plan.by_province`), by GSO code.
+    pub plan_files: BTreeMap<String, PathBuf>,
 }
 
 /// The campaign plan compiled in (used unless `plan.file` is set).

@@ -123,6 +123,11 @@ fn cell(
 }
 
 impl DailyTable {
+    /// The GSO code of the table's province.
+    pub fn province_code(&self) -> &str {
+        &self.province.code
+    }
+
     /// Builds the table from `coverage_daily` rows covering `plan.start()..=day`
     /// (any order, other levels ignored).
     pub fn build(geo: &Geography, plan: &Plan, rows: &[CoverageDailyRow], day: NaiveDate) -> Result<DailyTable> {

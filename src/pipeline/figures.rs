@@ -14,13 +14,12 @@ use std::sync::Arc;
 
 use aggregator::coverage::{self, Status};
 use aggregator::hotline::HotlineCounts;
-use aggregator::plan::Plan;
 use aggregator::rollup::DayCounts;
 use aggregator::standing;
-use aggregator::{AreaId, AreaLevel, Geography, Indicator, LagRule, Nanos};
+use aggregator::{AreaId, AreaLevel, Geography, Indicator, LagRule, Nanos, Plans, ProvincePlan};
 use chrono::{NaiveDate, TimeZone};
-use sinks::board::{AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard};
-use sinks::clickhouse::Figures;
+use sinks::board::{AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard, ProvinceLink};
+use sinks::clickhouse::{Figures, HotlineFigure};
 use sinks::prometheus::{CoverageGauges, Metrics};
 
 use crate::config::ClockMode;
@@ -62,20 +61,28 @@ impl Sums {
                 sum.insert(day, DayCounts { gained, lost });
             }
         }
-        for h in f.hotline {
+        out.set_hotline(f.hotline, geo, |_| true);
+        out
+    }
+
+    /// Replaces the hotline sums of the areas `ours` keeps with `figures`
+    /// (a province whose plan starts later counts its tickets from its own
+    /// start).
+    pub fn set_hotline(&mut self, figures: Vec<HotlineFigure>, geo: &Geography, ours: impl Fn(AreaId) -> bool) {
+        self.hotline.retain(|a, _| !ours(*a));
+        for h in figures {
             let Some(level) = level_of(&h.area_level) else { continue };
-            if let Some(area) = geo.find(level, &h.area) {
-                out.hotline.insert(area, h.counts);
+            if let Some(area) = geo.find(level, &h.area).filter(|a| ours(*a)) {
+                self.hotline.insert(area, h.counts);
             }
         }
-        out
     }
 }
 
 /// Everything the figures need that does not change.
 pub(super) struct View {
     pub geo: Arc<Geography>,
-    pub plan: Arc<Plan>,
+    pub plans: Arc<Plans>,
     pub tz: chrono_tz::Tz,
     pub commune_metrics: bool,
     pub board: Option<Arc<Board>>,
@@ -121,7 +128,7 @@ impl View {
                 }
                 let key = (*ind, AreaId(i as u16));
                 let days = sums.coverage.get(&key).unwrap_or(&empty);
-                let s: Status = coverage::status(&self.plan, key, days, today);
+                let s: Status = coverage::status(self.plans.of(key.1), key, days, today);
                 if exported {
                     m.set_coverage(ind.as_str(), area.level.as_str(), &area.code, &coverage_gauges(&s));
                 }
@@ -138,19 +145,22 @@ impl View {
             m.set_hotline(area.level.as_str(), &area.code, c);
         }
         if let Some(board) = &self.board {
-            board.publish(self.snapshot(today, wall, &statuses, &sums.hotline));
+            for unit in self.plans.units() {
+                board.publish(self.snapshot(unit, today, wall, &statuses, &sums.hotline));
+            }
         }
     }
 
-    /// The board's view of the same figures the gauges show.
+    /// One province's board: the same figures the gauges show.
     fn snapshot(
         &self,
+        unit: &ProvincePlan,
         today: NaiveDate,
         wall: Nanos,
         statuses: &BTreeMap<(AreaId, Indicator), Status>,
         hot: &BTreeMap<AreaId, HotlineCounts>,
     ) -> BoardSnapshot {
-        let geo = &self.geo;
+        let geo = &unit.geo;
         let area_board = |a: AreaId| {
             let area = geo.area(a);
             let indicators = Indicator::ALL
@@ -199,7 +209,7 @@ impl View {
         let local = self.tz.timestamp_nanos(wall);
         BoardSnapshot {
             tier: if level == AreaLevel::District { "huyện" } else { "xã" }.into(),
-            campaign: self.campaign.clone(),
+            campaign: unit.plan.name().map_or_else(|| self.campaign.clone(), str::to_owned),
             today: today.to_string(),
             updated_at: local.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
             clock: match self.clock {
@@ -210,6 +220,12 @@ impl View {
             districts,
             hotline: hot.get(&geo.province()).map(hotline_board).unwrap_or_default(),
             replay: None,
+            provinces: self
+                .plans
+                .units()
+                .iter()
+                .map(|u| ProvinceLink { code: u.code().to_owned(), name: u.name().to_owned() })
+                .collect(),
         }
     }
 }
@@ -249,7 +265,7 @@ mod tests {
         let board = Arc::new(Board::new());
         let view = View {
             geo: Arc::clone(geo),
-            plan: Arc::clone(plan),
+            plans: Arc::new(Plans::single(Arc::clone(geo), Arc::clone(plan))),
             tz: chrono_tz::Asia::Ho_Chi_Minh,
             commune_metrics: false,
             board: Some(Arc::clone(&board)),
@@ -331,13 +347,81 @@ mod tests {
         );
     }
 
+    /// Two provinces, each with its own plan: one board each (linking both),
+    /// every gauge of both, each judged against its own province's plan.
+    #[test]
+    fn several_provinces_get_a_board_each_and_gauges_against_their_own_plans() {
+        let codes = ["75".to_owned(), "79".to_owned()];
+        let geo = Arc::new(Geography::load_provinces(GeographyVersion::Post2025, &codes).unwrap());
+        let units: Vec<ProvincePlan> = geo
+            .provinces()
+            .iter()
+            .zip([10, 40])
+            .map(|(p, target)| {
+                let view = Arc::new(geo.scoped(*p));
+                let text = format!("name = \"KH {target}\"\nstart = 2026-01-01\nend = 2026-03-31\n[indicators.cccd]\ntarget = {target}\n");
+                ProvincePlan { plan: Arc::new(aggregator::Plan::from_toml(&text, &view).unwrap()), geo: view }
+            })
+            .collect();
+        let plans = Arc::new(Plans::new(&geo, units).unwrap());
+        let board = Arc::new(Board::with_provinces(&codes, &tokio_util::sync::CancellationToken::new()));
+        let view = View {
+            geo: Arc::clone(&geo),
+            plans: Arc::clone(&plans),
+            tz: chrono_tz::Asia::Ho_Chi_Minh,
+            commune_metrics: false,
+            board: Some(Arc::clone(&board)),
+            lag_rule: LagRule::default(),
+            campaign: "default".into(),
+            clock: ClockMode::Event,
+        };
+        let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        let mut sums = Sums::default();
+        // Five covered in one commune of each province.
+        for unit in plans.units() {
+            let c = unit.geo.of_level(AreaLevel::Commune).next().unwrap();
+            let days = BTreeMap::from([(start, DayCounts { gained: 5, lost: 0 })]);
+            sums.add_days((Indicator::Cccd, c), &days);
+            sums.add_days((Indicator::Cccd, unit.geo.province()), &days);
+        }
+        let t = start.and_hms_opt(5, 0, 0).unwrap().and_utc().timestamp_nanos_opt().unwrap();
+        let m = Metrics::new().unwrap();
+        view.publish(&m, &sums, t, t);
+        // The board serves the first province by default; each snapshot is its own province's.
+        let first = board.snapshot();
+        assert_eq!((first.province.code.as_str(), first.campaign.as_str()), ("75", "KH 10"));
+        let links: Vec<&str> = first.provinces.iter().map(|p| p.code.as_str()).collect();
+        assert_eq!(links, ["75", "79"]);
+        let part = Geography::load_province(GeographyVersion::Post2025, "75").unwrap();
+        assert_eq!(first.districts.len(), part.of_level(AreaLevel::Commune).count(), "only its own communes");
+        let text = m.encode();
+        let target = |code: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("d06_coverage_target{")
+                        && l.contains(&format!(r#"area="{code}""#))
+                        && l.contains("cccd")
+                })
+                .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        };
+        assert_eq!(target("75").as_deref(), Some("10"));
+        assert_eq!(target("79").as_deref(), Some("40"));
+        let covered = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("d06_coverage_covered{") && l.contains(r#"area_level="province""#) && l.contains("cccd")
+            })
+            .count();
+        assert_eq!(covered, 2, "{text}");
+    }
+
     /// `d06_area_info` lines of `/metrics`, sorted.
     fn area_info(version: GeographyVersion, commune_metrics: bool) -> Vec<String> {
         let geo = Arc::new(Geography::load(version).unwrap());
         let plan = Arc::new(reports::load_plan(None, &Geography::load(GeographyVersion::Pre2025).unwrap()).unwrap());
         let view = View {
+            plans: Arc::new(Plans::single(Arc::clone(&geo), plan)),
             geo,
-            plan,
             tz: chrono_tz::Asia::Ho_Chi_Minh,
             commune_metrics,
             board: None,

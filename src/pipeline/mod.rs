@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aggregator::calendar::WorkCalendar;
-use aggregator::plan::Plan;
+use aggregator::Plans;
 use aggregator::{Geography, LagRule, Nanos};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
@@ -53,8 +53,8 @@ pub enum PipelineFault {
 pub struct Parts {
     /// The geography facts were resolved through.
     pub geo: Arc<Geography>,
-    /// The campaign plan.
-    pub plan: Arc<Plan>,
+    /// Each tracked province's campaign plan.
+    pub plans: Arc<Plans>,
     /// Working-time calendar for hotline deadlines.
     pub calendar: Arc<WorkCalendar>,
     /// Local days.
@@ -85,7 +85,7 @@ pub struct Parts {
     pub board: Option<Arc<Board>>,
     /// When an area lags the plan (board colours).
     pub lag_rule: LagRule,
-    /// Campaign name shown on the board.
+    /// Campaign name shown on the board of a province whose plan has none.
     pub campaign: String,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
@@ -145,7 +145,7 @@ impl Pipeline {
             .context("starting the shard worker pool")?;
         let view = View {
             geo: Arc::clone(&p.geo),
-            plan: Arc::clone(&p.plan),
+            plans: Arc::clone(&p.plans),
             tz: p.tz,
             commune_metrics: p.commune_metrics,
             board: p.board.clone(),
@@ -306,20 +306,20 @@ impl Pipeline {
             let wall = now_nanos();
             self.newest_seen = self.now(wall).filter(|_| self.p.clock == ClockMode::Event);
             self.rewrite_after_failover();
-            let plan = Arc::clone(&self.p.plan);
+            let plans = Arc::clone(&self.p.plans);
             let geo = Arc::clone(&self.p.geo);
             let mut batch = WriteBatch::default();
             let mut written: BTreeMap<u32, (u64, usize)> = BTreeMap::new();
             let partitions: Vec<u32> = self.shards.keys().copied().collect();
             for p in partitions {
                 let t = self.shards.get(&p).and_then(|s| self.shard_now(s, wall));
-                let through = t.map(|t| self.local_day(t).min(plan.end()));
+                let through = t.map(|t| self.local_day(t).min(plans.end()));
                 let Some(s) = self.shards.get_mut(&p) else { continue };
                 if let Some(t) = t {
                     s.tickets.advance(t);
                 }
                 let version = s.next_version();
-                let rows = s.rows(through, &plan, &geo, version, &mut batch);
+                let rows = s.rows(through, &plans, &geo, version, &mut batch);
                 written.insert(p, (s.generation, rows));
             }
             self.plan_rows(wall, &mut batch);
@@ -405,16 +405,17 @@ impl Pipeline {
     }
 
     /// Plan rows: every day from the start on the first flush (with each
-    /// area's baseline, and the areas themselves), then each new day.
+    /// area's baseline, and the areas themselves), then each new day. Each
+    /// area's rows run from its province's plan start to its end.
     fn plan_rows(&mut self, wall: Nanos, out: &mut WriteBatch) {
-        let plan = &self.p.plan;
+        let plans = &self.p.plans;
         let Some(t) = self.now(wall) else { return };
-        let through = self.local_day(t).min(plan.end());
-        if through < plan.start() {
+        let through = self.local_day(t).min(plans.end());
+        if through < plans.start() {
             return;
         }
         let first = match self.plan_through {
-            None => plan.start(),
+            None => plans.start(),
             Some(w) if through > w => match w.succ_opt() {
                 Some(d) => d,
                 None => return,
@@ -436,6 +437,7 @@ impl Pipeline {
         for ind in aggregator::Indicator::ALL {
             for (i, area) in geo.areas().iter().enumerate() {
                 let a = aggregator::AreaId(i as u16);
+                let plan = plans.of(a);
                 if self.plan_through.is_none() {
                     out.baselines.push(BaselineRow {
                         indicator: *ind,
@@ -447,8 +449,8 @@ impl Pipeline {
                         version,
                     });
                 }
-                let mut day = first;
-                while day <= through {
+                let (mut day, last) = (first.max(plan.start()), through.min(plan.end()));
+                while day <= last {
                     out.plan.push(PlanRow {
                         day,
                         indicator: *ind,
@@ -486,8 +488,8 @@ impl Pipeline {
                 let view = &self.view;
                 let levels: Vec<&str> =
                     self.p.geo.levels().iter().filter(|l| view.exported(**l)).map(|l| l.as_str()).collect();
-                match sink.figures(&levels, self.p.plan.start()).await {
-                    Ok(f) => Sums::from_clickhouse(f, &self.p.geo),
+                match self.read_figures(sink, &levels).await {
+                    Ok(sums) => sums,
                     Err(error) => {
                         m.sink_failures.with_label_values(&["clickhouse", error.kind()]).inc();
                         warn!(%error, "reading the province-wide figures back failed; gauges keep their last values");
@@ -506,10 +508,24 @@ impl Pipeline {
         self.view.publish(m, &sums, t, wall);
     }
 
+    /// The sums over every shard, read back from ClickHouse. Hotline tickets
+    /// count from the area's province's plan start: one read from the
+    /// earliest start, and one more per later start among the plans.
+    async fn read_figures(&self, sink: &ClickHouseSink, levels: &[&str]) -> Result<Sums, sinks::SinkError> {
+        let plans = &self.p.plans;
+        let mut sums = Sums::from_clickhouse(sink.figures(levels, plans.start()).await?, &self.p.geo);
+        let later: BTreeSet<NaiveDate> =
+            plans.units().iter().map(|u| u.plan.start()).filter(|d| *d > plans.start()).collect();
+        for start in later {
+            let figures = sink.hotline_figures(levels, start).await?;
+            sums.set_hotline(figures, &self.p.geo, |a| plans.of(a).start() == start);
+        }
+        Ok(sums)
+    }
+
     /// Sums over the shards of this process (the demo owns them all).
     fn local_sums(&self) -> Sums {
         let mut sums = Sums::default();
-        let start = self.p.plan.start();
         for s in self.shards.values() {
             for key in s.coverage.keys() {
                 if let Some(days) = s.coverage.days(key) {
@@ -517,7 +533,7 @@ impl Pipeline {
                 }
             }
             for ((a, day), c) in s.tickets.counts() {
-                if *day >= start {
+                if *day >= self.p.plans.of(*a).start() {
                     *sums.hotline.entry(*a).or_default() += *c;
                 }
             }

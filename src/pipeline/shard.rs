@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aggregator::hotline::Tickets;
-use aggregator::plan::Plan;
 use aggregator::rollup::{DayCounts, Outcome, RollupKey, Shard};
+use aggregator::Plans;
 use aggregator::{snapshot, AreaId, FactKind, Geography, Indicator, Nanos};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
@@ -196,7 +196,7 @@ impl ShardState {
     pub fn rows(
         &mut self,
         through: Option<NaiveDate>,
-        plan: &Plan,
+        plans: &Plans,
         geo: &Geography,
         version: u64,
         out: &mut WriteBatch,
@@ -208,7 +208,7 @@ impl ShardState {
             _ => None,
         };
         let s = self.partition;
-        if let Some(through) = through.filter(|th| *th >= plan.start()) {
+        if let Some(through) = through.filter(|th| *th >= plans.start()) {
             let dirty = self.coverage.take_dirty();
             let mut from: BTreeMap<RollupKey, NaiveDate> = BTreeMap::new();
             // A full rewrite and a new day write every area and indicator, counts
@@ -240,12 +240,14 @@ impl ShardState {
                 let area = geo.area(key.1);
                 // Days before the campaign start are written too (only those with counts):
                 // the view's `covered` adds them from the first day on (OUTPUTS-v1), and the
-                // read-back figures see the same rows. From the start on, every day is written.
+                // read-back figures see the same rows. From the start on, every day is written,
+                // through the end of the area's province's plan.
+                let plan = plans.of(key.1);
                 let before = days.range(..plan.start()).map(|(d, c)| (*d, *c));
                 let campaign = plan
                     .start()
                     .iter_days()
-                    .take_while(|d| *d <= through)
+                    .take_while(|d| *d <= through.min(plan.end()))
                     .map(|d| (d, days.get(&d).copied().unwrap_or(DayCounts { gained: 0, lost: 0 })));
                 let mut net: i64 = 0;
                 for (day, c) in before.chain(campaign) {

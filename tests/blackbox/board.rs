@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use aggregator::{AreaLevel, Geography, GeographyVersion, Indicator};
 use serde_json::{json, Value};
-use sinks::board::{label, pace_note, AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard, ReplayBoard};
+use sinks::board::{
+    label, pace_note, AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard, ProvinceLink, ReplayBoard,
+};
 use sinks::{Health, HttpServer, Metrics};
 use tokio_util::sync::CancellationToken;
 
@@ -545,6 +547,7 @@ fn campaign(step: u64) -> BoardSnapshot {
         districts: boards,
         hotline,
         replay: None,
+        provinces: vec![ProvinceLink { code: province.code.clone(), name: province.name.clone() }],
     }
 }
 

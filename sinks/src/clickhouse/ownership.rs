@@ -184,6 +184,14 @@ impl ClickHouseSink {
                 .or_default()
                 .insert(date_from_wire(r.day), (r.gained, r.lost));
         }
+        out.hotline = self.hotline_figures(levels, since).await?;
+        Ok(out)
+    }
+
+    /// Hotline sums per area (levels in `levels`) for tickets received on or
+    /// after `since`.
+    pub async fn hotline_figures(&self, levels: &[&str], since: NaiveDate) -> Result<Vec<HotlineFigure>, SinkError> {
+        let list = levels.iter().map(|l| format!("'{}'", l.replace('\'', ""))).collect::<Vec<_>>().join(",");
         let q = self
             .client()
             .query(&format!(
@@ -196,7 +204,7 @@ impl ClickHouseSink {
             ))
             .bind(since.to_string());
         let rows = self.timed("read hotline sums", q.fetch_all::<HotlineSumRead>()).await?;
-        out.hotline = rows
+        Ok(rows
             .into_iter()
             .map(|r| HotlineFigure {
                 area_level: r.area_level,
@@ -212,7 +220,6 @@ impl ClickHouseSink {
                     overdue_leadership: r.overdue_leadership,
                 },
             })
-            .collect();
-        Ok(out)
+            .collect())
     }
 }
