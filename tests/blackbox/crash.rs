@@ -24,6 +24,8 @@ pub(crate) struct Raw {
     pub(crate) minute: i64,
     pub(crate) commune: Option<&'static str>,
     pub(crate) district: &'static str,
+    /// The province's GSO code.
+    pub(crate) province: &'static str,
     pub(crate) json: String,
 }
 
@@ -62,7 +64,20 @@ fn stamp(minute: i64) -> (String, String) {
     (t.format("%Y-%m-%dT%H:%M:%S+07:00").to_string(), t.format("%Y-%m-%d").to_string())
 }
 
+/// [`generate_in`] Bình Phước (70), one commune per district.
 pub(crate) fn generate(n: usize, seed: u64) -> Vec<Raw> {
+    generate_in(n, seed, "70", &COMMUNES)
+}
+
+/// `n` events (and producer retries) in the (commune, district) places of
+/// `province`. Subjects are numbered alike in every province, so streams
+/// of two provinces share subjects (people and SIMs that move).
+pub(crate) fn generate_in(
+    n: usize,
+    seed: u64,
+    province: &'static str,
+    communes: &[(&'static str, &'static str)],
+) -> Vec<Raw> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out: Vec<Raw> = Vec::with_capacity(n + n / 8);
     let mut i = 0usize;
@@ -72,7 +87,7 @@ pub(crate) fn generate(n: usize, seed: u64) -> Vec<Raw> {
         // The stream moves forward in time; some events are up to 10 days late.
         let now = (i as i64 * CAMPAIGN_MINUTES) / n as i64;
         let minute = if rng.random_bool(0.1) { (now - rng.random_range(0..10 * 24 * 60)).max(0) } else { now };
-        let (commune, district) = COMMUNES[rng.random_range(0..COMMUNES.len())];
+        let (commune, district) = communes[rng.random_range(0..communes.len())];
         let district_only = rng.random_bool(0.05);
         let place = if district_only { Place::District(district) } else { Place::Commune(commune) };
         let (at, _) = stamp(minute);
@@ -131,6 +146,7 @@ pub(crate) fn generate(n: usize, seed: u64) -> Vec<Raw> {
             minute,
             commune: if district_only { None } else { Some(commune) },
             district,
+            province,
             json,
         };
         // Producer retries: an identical copy, sometimes much later.
@@ -228,7 +244,8 @@ pub(crate) fn recount(raws: &[Raw]) -> Expected {
     let mut out: Expected = BTreeMap::new();
     let mut book = |ind: &str, r: &Raw, gained: i64, lost: i64| {
         let (_, day) = stamp(r.minute);
-        let mut areas = vec![("province".to_owned(), "70".to_owned()), ("district".to_owned(), r.district.to_owned())];
+        let mut areas =
+            vec![("province".to_owned(), r.province.to_owned()), ("district".to_owned(), r.district.to_owned())];
         if let Some(c) = r.commune {
             areas.push(("commune".to_owned(), c.to_owned()));
         }

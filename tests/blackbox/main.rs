@@ -25,6 +25,7 @@ mod hotline_oracle;
 mod national;
 mod outputs;
 mod private;
+mod provinces;
 mod proxy;
 mod readiness;
 mod refusals;
