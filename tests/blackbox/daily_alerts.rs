@@ -206,7 +206,7 @@ async fn the_daily_job_alerts_a_lagging_district_once_and_not_one_on_plan() {
     let a = &alerts[0];
     assert_eq!(
         a["labels"],
-        json!({"alertname": "D06DailyDistrictLag", "district": "688", "indicator": "cccd", "severity": "warning", "day": DAY})
+        json!({"alertname": "D06DailyDistrictLag", "district": "688", "province": "70", "indicator": "cccd", "severity": "warning", "day": DAY})
     );
     assert_eq!(a["status"], "firing");
     assert_eq!(a["startsAt"], "2024-04-12T10:00:00Z", "the day's 17:00 local, not the time of sending");
