@@ -17,11 +17,11 @@
 #    letters), sampling RSS; then reports time, events/s, peak RSS and disk
 #    (the state directory, the ClickHouse database's parts).
 #
-# A deployment tracks one province today (Bình Phước, or its Đồng Nai area
-# post-2025): the other provinces' events are well-formed but name communes
-# it does not know, so d06 sends them to the dead-letter topic and table
-# (reason unknown_area). The summary shows the split; a national aggregation
-# figure needs multi-province deployments (issue 13, a later step).
+# TRACK=all (the default): the deployment tracks every province, each with
+# the simulated plan `d06 simulate --scope national --write-plans` writes
+# (Bình Phước's 2024 plan scaled by population and SCALE), so every valid
+# event is aggregated. TRACK=one: Bình Phước only (or its Đồng Nai area
+# post-2025); the other provinces' events are dead letters (unknown_area).
 # Prints one summary block on standard output; progress on standard error.
 # Everything the run creates is removed (KEEP=1 keeps it). See
 # deploy/bench/common.sh for the other settings.
@@ -32,12 +32,22 @@
 N="${N:-10000000}"
 SCALE="${SCALE:-$(awk -v n="$N" 'BEGIN { s = n * 1.05 / 144000000; if (s < 0.01) s = 0.01; printf "%.4f", s }')}"
 GEOGRAPHY="${GEOGRAPHY:-pre2025}"
+TRACK="${TRACK:-all}"
 SAMPLE_SECS="${SAMPLE_SECS:-0.5}"
 
 build
 new_run
 write_config "$WORK/d06.toml" event 1000 false
-printf '[contract]\ngeography = "%s"\n' "$GEOGRAPHY" >>"$WORK/d06.toml"
+case "$TRACK" in
+    one) printf '[contract]\ngeography = "%s"\n' "$GEOGRAPHY" >>"$WORK/d06.toml" ;;
+    all)
+        # The simulator reads the geography from a config: the run's, with it.
+        { cat "$WORK/d06.toml"; printf '[contract]\ngeography = "%s"\n' "$GEOGRAPHY"; } >"$WORK/sim.toml"
+        "$BIN" simulate --config "$WORK/sim.toml" --scope national --scale "$SCALE" --write-plans "$WORK/plans" \
+            >>"$WORK/d06.toml" || die "writing the provinces' plans"
+        ;;
+    *) die "TRACK is one or all, not $TRACK" ;;
+esac
 MACHINE="$(machine)"
 
 log "filling a backlog of $N national events: d06 simulate --scope national --rate 0 --limit $N --scale $SCALE"
@@ -86,7 +96,7 @@ rate() { awk -v n="$N" -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", n / (b - a) }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 
 cat <<EOF
-== d06 national replay, $N events ($GEOGRAPHY geography, scale $SCALE, profile $PROFILE) ==
+== d06 national replay, $N events ($GEOGRAPHY geography, tracking $TRACK, scale $SCALE, profile $PROFILE) ==
 machine: $MACHINE
 backlog: $(head -1 "$WORK/simulate.txt")
 producer: $(sed -n 2p "$WORK/simulate.txt"); $(span "$sim_start" "$sim_end") s, $(rate "$sim_start" "$sim_end") events/s

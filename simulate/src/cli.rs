@@ -13,6 +13,7 @@ use crate::config::SimConfig;
 use crate::kafka::to_kafka;
 use crate::message::{Kind, SimMessage};
 use crate::national::National;
+use crate::national_plans::national_plans;
 use crate::progress::{Progress, Unit};
 use crate::scenario::Which;
 use crate::simulator::Simulator;
@@ -55,6 +56,12 @@ pub struct SimulateArgs {
     /// after), each scaled by its population.
     #[arg(long, value_enum, default_value_t = Scope::Province, conflicts_with_all = ["lagging", "exclude_communes"])]
     pub scope: Scope,
+    /// With `--scope national`: simulate nothing; write one plan per
+    /// province into this directory (Bình Phước's 2024 plan scaled by
+    /// population and `--scale`, over `--days`) and print the configuration
+    /// that tracks every province with them.
+    #[arg(long)]
+    pub write_plans: Option<PathBuf>,
     /// Write the messages to standard output, one per line (topic kind, a
     /// tab, the payload), instead of to Kafka.
     #[arg(long)]
@@ -96,6 +103,13 @@ pub struct Setup {
 /// Runs `d06 simulate`: prints the summary; fails if any delivery failed.
 pub fn command(args: SimulateArgs, setup: Setup) -> Result<ExitCode> {
     let Setup { kafka, geography, calendar } = setup;
+    if let Some(dir) = &args.write_plans {
+        if args.scope != Scope::National {
+            anyhow::bail!("--write-plans writes the plans of --scope national");
+        }
+        print!("{}", write_plans(dir, &args, geography)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let geo = Geography::load(geography).context("loading the geography")?;
     let sim: Box<dyn Iterator<Item = SimMessage> + Send> = match args.scenario {
         Some(which) => Box::new(crate::scenario::messages(&geo, &calendar, which, args.seed).into_iter()),
@@ -159,4 +173,30 @@ pub fn command(args: SimulateArgs, setup: Setup) -> Result<ExitCode> {
     })?;
     print!("{summary}");
     Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `--write-plans DIR`: every province's plan as `DIR/{code}.toml`; returns
+/// the configuration that tracks them all.
+fn write_plans(dir: &std::path::Path, args: &SimulateArgs, geography: GeographyVersion) -> Result<String> {
+    let cfg = SimConfig::default();
+    let plans = national_plans(geography, &cfg.targets.scaled(args.scale), cfg.start, args.days)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut codes = Vec::new();
+    let mut files = String::new();
+    for p in &plans {
+        let path = dir.join(format!("{}.toml", p.code));
+        std::fs::write(&path, &p.toml).with_context(|| format!("writing {}", path.display()))?;
+        codes.push(format!("\"{}\"", p.code));
+        files.push_str(&format!("\"{}\" = \"{}\"  # {}\n", p.code, path.display(), p.name));
+    }
+    Ok(format!(
+        "# {} provinces' simulated plans (d06 simulate --scope national --write-plans)\n\
+         [contract]\ngeography = \"{}\"\nprovinces = [{}]\n\n[plan.by_province]\n{files}",
+        plans.len(),
+        match geography {
+            GeographyVersion::Pre2025 => "pre2025",
+            GeographyVersion::Post2025 => "post2025",
+        },
+        codes.join(", ")
+    ))
 }

@@ -28,7 +28,7 @@ use crate::rng::mix64;
 use crate::simulator::Simulator;
 
 /// The province whose plan the others are scaled from.
-const REFERENCE_PROVINCE: &str = "70";
+pub(crate) const REFERENCE_PROVINCE: &str = "70";
 
 /// The national simulator: every province's stream, merged in emission order.
 #[derive(Debug)]
