@@ -127,8 +127,15 @@ fn run_alerts(command: AlertsCommand) -> Result<ExitCode> {
 /// `d06 plan …`: prints what it did.
 fn run_plan(command: plan_cmd::PlanCommand) -> Result<ExitCode> {
     let c = load_config(plan_cmd::config_path(&command))?;
-    let geo = Geography::load(c.contract.geography).context("loading the geography")?;
-    let text = plan_cmd::run(command, &geo)?;
+    let deployment = c.geography()?;
+    let province = match plan_cmd::province(&command) {
+        None => deployment.provinces()[0],
+        Some(code) => deployment.province_by_code(code).ok_or_else(|| {
+            exit::config(anyhow::anyhow!("--province {code:?} is not tracked by this deployment (contract.provinces)"))
+        })?,
+    };
+    // The plan's own province: its districts and communes only.
+    let text = plan_cmd::run(command, &deployment.scoped(province))?;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result")?;

@@ -29,6 +29,10 @@ pub enum PlanCommand {
         /// The baseline file (CSV: indicator,area,baseline,source).
         #[arg(long)]
         csv: PathBuf,
+        /// GSO code of the tracked province the plan is for
+        /// (`contract.provinces`); the first when omitted.
+        #[arg(long)]
+        province: Option<String>,
         /// Configuration file, for the geography; defaults apply when omitted.
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -45,6 +49,12 @@ pub fn run(command: PlanCommand, geo: &Geography) -> Result<String> {
 pub fn config_path(command: &PlanCommand) -> Option<&Path> {
     let PlanCommand::ImportBaseline { config, .. } = command;
     config.as_deref()
+}
+
+/// The province whose plan a `d06 plan` command edits (`None`: the first tracked).
+pub fn province(command: &PlanCommand) -> Option<&str> {
+    let PlanCommand::ImportBaseline { province, .. } = command;
+    province.as_deref()
 }
 
 fn import(plan: &Path, csv: &Path, geo: &Geography) -> Result<String> {

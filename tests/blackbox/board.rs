@@ -742,6 +742,54 @@ fn board_in_chromium_shows_every_district_updates_live_and_reconnects() {
     );
 }
 
+/// A deployment tracking two provinces: `/board?province=74` shows 74's
+/// snapshot, streams 74's events, and links both; a click goes to the other.
+#[test]
+fn board_in_chromium_links_each_tracked_province_and_follows_its_query() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let shutdown = CancellationToken::new();
+    let board = Board::with_provinces(&["70".to_owned(), "74".to_owned()], &shutdown);
+    let links = vec![
+        ProvinceLink { code: "70".into(), name: "Bình Phước".into() },
+        ProvinceLink { code: "74".into(), name: "Bình Dương".into() },
+    ];
+    let bp = BoardSnapshot { provinces: links.clone(), ..campaign(0) };
+    let mut bd = BoardSnapshot { provinces: links, ..campaign(1) };
+    (bd.province.code, bd.province.name) = ("74".into(), "Bình Dương".into());
+    board.publish(bp.clone());
+    board.publish(bd.clone());
+    let (addr, server) = rt.block_on(serve(&board, 0, shutdown.clone()));
+    let base = format!("http://{addr}");
+
+    let mut chrome = Chromium::start();
+    chrome.navigate(&format!("{base}/board?province=74"));
+    chrome.wait_until("74's snapshot", "Number(document.body.dataset.messages) >= 1", Duration::from_secs(30));
+    assert_board(&chrome.eval(READ_BOARD), &bd);
+    let nav = chrome.eval(
+        "(() => { const n = document.getElementById('provinces'); return { hidden: n.hidden, \
+         links: [...n.querySelectorAll('a')].map(a => [a.dataset.code, a.textContent, a.getAttribute('aria-current')]) }; })()",
+    );
+    assert_eq!(nav["hidden"], false);
+    assert_eq!(nav["links"], serde_json::json!([["70", "Bình Phước", null], ["74", "Bình Dương", "page"]]));
+    assert!(chrome.requests().contains(&format!("{base}/board/events?province=74")), "{:?}", chrome.requests());
+
+    chrome.eval("document.querySelector('#provinces a[data-code=\"70\"]').click()");
+    chrome.wait_until(
+        "70's board after the click",
+        "location.search === '?province=70' && Number(document.body.dataset.messages) >= 1 \
+         && document.querySelector('[data-testid=province-row]').dataset.area === '70'",
+        Duration::from_secs(30),
+    );
+    assert_board(&chrome.eval(READ_BOARD), &bp);
+    assert_eq!(chrome.errors(), Vec::<String>::new());
+    shutdown.cancel();
+    board.close();
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await })
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // The real d06: the board it serves says what /metrics says, live.
 
