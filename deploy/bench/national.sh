@@ -10,7 +10,10 @@
 #    (every province, GEOGRAPHY pre2025 = 63 or post2025 = 34, at SCALE,
 #    default ≈ N / 144 M so that the 90-day national campaign holds N
 #    messages, at least 0.01); times the producer;
-# 3. replays it with `d06 run` (fresh group, facts topic, state directory and
+# 3. reads it with examples/bare_consumer (the broker's ceiling) and
+#    copies it with examples/bare_copy (the two-stage ceiling),
+#    as deploy/bench/e2e.sh does, in the same run;
+# 4. replays it with `d06 run` (fresh group, facts topic, state directory and
 #    ClickHouse database, event clock, SHARDS shards (default 2), 1 s
 #    flush) until the router has committed all N source messages and the
 #    shards have applied every fact (`d06_facts_applied_total` = N − dead
@@ -35,7 +38,7 @@ GEOGRAPHY="${GEOGRAPHY:-pre2025}"
 TRACK="${TRACK:-all}"
 SAMPLE_SECS="${SAMPLE_SECS:-0.5}"
 
-build
+build --example bare_consumer --example bare_copy
 new_run
 write_config "$WORK/d06.toml" event 1000 false
 case "$TRACK" in
@@ -59,7 +62,17 @@ cat "$WORK/simulate.txt" >&2
 acked="$(awk '/^acked/ { print $2 }' "$WORK/simulate.txt" | tr -d ,)"
 [ "$acked" = "$N" ] || die "the backlog holds $acked messages, not $N (raise SCALE)"
 
-log "d06 run"
+log "(a) bare consumer"
+bare="$("$EXAMPLES/bare_consumer" "$KAFKA" "$N" "${SOURCES[@]}")"
+echo "$bare" >&2
+bare_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$bare")"
+log "(c) bare transactional copy"
+"$EXAMPLES/kafka_admin" create "$KAFKA" "${SHARDS:-2}" "$RUN_ID.copy" || die "cannot create $RUN_ID.copy"
+copy="$("$EXAMPLES/bare_copy" "$KAFKA" "$N" "$RUN_ID.copy" "${SHARDS:-2}" "${MAX_BATCH:-20000}" "${LINGER_MS:-50}" "${SOURCES[@]}")"
+echo "$copy" >&2
+copy_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$copy")"
+
+log "(b) d06 run"
 start_d06 "$WORK/d06.toml"
 launched="$(date +%s.%N)"
 samples="$WORK/samples.tsv" # unix time, consumed, RSS kB, CPU s
@@ -102,6 +115,7 @@ backlog: $(head -1 "$WORK/simulate.txt")
 producer: $(sed -n 2p "$WORK/simulate.txt"); $(span "$sim_start" "$sim_end") s, $(rate "$sim_start" "$sim_end") events/s
 d06 run: partitions assigned $(span "$launched" "$assigned") s after launch; all $N committed $(span "$assigned" "$done_at") s after that
     end to end (assignment → all committed): $(rate "$assigned" "$done_at") events/s
+    same run: (a) bare consumer $bare_rate msgs/s, (c) bare transactional copy $copy_rate msgs/s; d06 / (a) $(awk -v n="$N" -v a="$assigned" -v b="$done_at" -v r="$bare_rate" 'BEGIN { printf "%.3f", n / (b - a) / r }'), d06 / (c) $(awk -v n="$N" -v a="$assigned" -v b="$done_at" -v r="$copy_rate" 'BEGIN { printf "%.3f", n / (b - a) / r }')
     peak RSS (VmHWM): $((hwm / 1024)) MiB; CPU $cpu s (user + system)
     facts applied $applied (subjects in state $subjects, duplicates ignored $dups); dead letters $rejected ($reasons)
     disk: state directory $(mib "$state_bytes"); ClickHouse database $(mib "${ch_bytes:-0}") (coverage_shard_daily rows $rows, dead_letters rows $dead_rows)
