@@ -139,8 +139,9 @@ impl Shard {
         outcome
     }
 
-    /// Per-day counts of one key; days whose counts are both zero are absent.
-    /// `None` for a key this shard never counted anything in.
+    /// Per-day counts of one key: every day ever counted in, those whose
+    /// counts came back to zero at zero. `None` for a key this shard never
+    /// counted anything in.
     pub fn days(&self, key: &RollupKey) -> Option<&BTreeMap<NaiveDate, DayCounts>> {
         let slot = self.counts.slot(key)?;
         self.counts.by_key.get(slot)?.as_ref().map(|(_, days)| days)
@@ -434,9 +435,10 @@ impl Counts {
             let c = days.entry(day).or_default();
             c.gained = shift(c.gained, gained);
             c.lost = shift(c.lost, lost);
-            if c.is_zero() {
-                days.remove(&day);
-            }
+            // A day back at zero stays, at zero: its row must be written
+            // again as zero, by this owner and by any later one, or the
+            // row last written for it (a first event since displaced to
+            // another day or area) would still count.
             let d = &mut self.dirty[slot];
             *d = Some(d.map_or(day, |d| d.min(day)));
         }
@@ -647,8 +649,11 @@ mod tests {
     const INSTALL: FactKind = FactKind::SimSignature { stage: SignatureStage::Installed };
     const REVOKE: FactKind = FactKind::SimSignature { stage: SignatureStage::Revoked };
 
+    /// The key's non-zero days.
     fn counts(s: &Shard, ind: Indicator, area: AreaId) -> Vec<(NaiveDate, u64, u64)> {
-        s.days(&(ind, area)).map(|m| m.iter().map(|(d, c)| (*d, c.gained, c.lost)).collect()).unwrap_or_default()
+        s.days(&(ind, area))
+            .map(|m| m.iter().filter(|(_, c)| !c.is_zero()).map(|(d, c)| (*d, c.gained, c.lost)).collect())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -1066,7 +1071,7 @@ mod tests {
         let mut out = Counted::new();
         for s in shards {
             for key in s.keys() {
-                for (day, c) in s.days(key).into_iter().flatten() {
+                for (day, c) in s.days(key).into_iter().flatten().filter(|(_, c)| !c.is_zero()) {
                     let e = out.entry((key.0, key.1, *day)).or_default();
                     e.gained += c.gained;
                     e.lost += c.lost;

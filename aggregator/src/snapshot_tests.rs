@@ -111,6 +111,7 @@ impl State {
     fn observed(&self) -> Observed {
         let mut days = BTreeMap::new();
         for key in self.coverage.keys() {
+            // Days back at zero too: their rows are written again as zero.
             for (day, c) in self.coverage.days(key).into_iter().flatten() {
                 days.insert((key.0, key.1, *day), *c);
             }
@@ -191,7 +192,8 @@ proptest! {
             })
             .collect();
         let recounted: BTreeMap<_, _> = recount(&geo(), &facts).into_iter().filter(|(_, c)| !c.is_zero()).collect();
-        prop_assert_eq!(restored.observed().days, recounted);
+        let nonzero: BTreeMap<_, _> = restored.observed().days.into_iter().filter(|(_, c)| !c.is_zero()).collect();
+        prop_assert_eq!(nonzero, recounted);
     }
 }
 

@@ -94,3 +94,46 @@ async fn before_the_start_boundaries_and_after_the_end_agree_everywhere() {
     .await;
     assert!(last.len() > 100, "every area of every level: {}", last.len());
 }
+
+/// A subject's first event before the start, displaced by a later-arriving
+/// event still earlier (also before the start, in another commune): the
+/// row written for the first one must go, or the subject counts twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_event_before_the_start_displaced_by_an_earlier_one_counts_once() {
+    let app = spawn_app(AppOptions { partitions: 1, shards: 1, ..AppOptions::default() }).await;
+    let producer = Producer::new();
+    let (a, b, c) = (COMMUNES[0].0, COMMUNES[1].0, COMMUNES[2].0);
+    let subject = events::citizen(990_001);
+    let send = |id: &'static str, at: &'static str, commune: &'static str, who: String| {
+        let json = events::cccd(id, at, Place::Commune(commune), &who, "received");
+        let producer = &producer;
+        let topic = app.topics.cccd.clone();
+        async move { producer.send(&topic, 0, None, json.as_bytes()).await }
+    };
+    let covered = |commune: &'static str| {
+        let app = &app;
+        async move {
+            let sql = format!(
+                "SELECT toString(covered) FROM coverage_daily WHERE indicator = 'cccd' AND area_level = 'commune' \
+                 AND area = '{commune}' AND day = '2024-04-12'"
+            );
+            app.clickhouse(&sql).await.trim().to_owned()
+        }
+    };
+    // Five days before the start in commune a; another subject on 12/4 moves the clock past the start.
+    send("d1", "2024-04-05T09:00:00+07:00", a, subject.clone()).await;
+    send("d2", "2024-04-12T09:00:00+07:00", c, events::citizen(990_002)).await;
+    app.wait_for("the first event's rows", Duration::from_secs(60), || async { covered(a).await == "1" }).await;
+    // Then the same subject's earlier application, in commune b: it is the first now.
+    send("d0", "2024-04-01T09:00:00+07:00", b, subject).await;
+    app.wait_for("the earlier event's rows", Duration::from_secs(60), || async { covered(b).await == "1" }).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(covered(a).await, "0", "commune a still counts the displaced event");
+    let province = app
+        .clickhouse(
+            "SELECT toString(covered) FROM coverage_daily WHERE indicator = 'cccd' AND area_level = 'province' \
+             AND day = '2024-04-12'",
+        )
+        .await;
+    assert_eq!(province.trim(), "2", "two subjects");
+}
