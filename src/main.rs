@@ -128,12 +128,7 @@ fn run_alerts(command: AlertsCommand) -> Result<ExitCode> {
 fn run_plan(command: plan_cmd::PlanCommand) -> Result<ExitCode> {
     let c = load_config(plan_cmd::config_path(&command))?;
     let deployment = c.geography()?;
-    let province = match plan_cmd::province(&command) {
-        None => deployment.provinces()[0],
-        Some(code) => deployment.province_by_code(code).ok_or_else(|| {
-            exit::config(anyhow::anyhow!("--province {code:?} is not tracked by this deployment (contract.provinces)"))
-        })?,
-    };
+    let province = reports::province_id(&deployment, plan_cmd::province(&command)).map_err(exit::config)?;
     // The plan's own province: its districts and communes only.
     let text = plan_cmd::run(command, &deployment.scoped(province))?;
     use std::io::Write as _;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aggregator::{Geography, Plans, ProvincePlan};
+use aggregator::{AreaId, Geography, Plans, ProvincePlan};
 use anyhow::{bail, Context, Result};
 
 use crate::{load_plan, Source};
@@ -39,34 +39,35 @@ impl Source {
         if let Some(stray) = self.plan_files.keys().find(|c| geo.province_by_code(c).is_none()) {
             bail!("[plan] by_province names province {stray}, which contract.provinces does not track");
         }
-        let units = geo
-            .provinces()
-            .iter()
-            .map(|p| {
-                let view = Arc::new(geo.scoped(*p));
-                let code = &geo.area(*p).code;
-                let plan = load_plan(self.plan_file_of(code)?, &view)
-                    .with_context(|| format!("the plan of province {code} ({})", geo.area(*p).name))?;
-                Ok(ProvincePlan { geo: view, plan: Arc::new(plan) })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let units = geo.provinces().iter().map(|p| self.unit(geo, *p)).collect::<Result<Vec<_>>>()?;
         Ok(Plans::new(geo, units)?)
     }
 
     /// One tracked province's view and plan: `code`, or the first tracked.
     pub fn province(&self, code: Option<&str>) -> Result<ProvincePlan> {
         let geo = self.geography()?;
-        let p = match code {
-            None => geo.provinces()[0],
-            Some(c) => geo.province_by_code(c).with_context(|| {
-                let tracked: Vec<&str> = geo.provinces().iter().map(|p| geo.area(*p).code.as_str()).collect();
-                format!("--province {c:?} is not tracked by this deployment (it tracks {})", tracked.join(", "))
-            })?,
-        };
+        let p = province_id(&geo, code)?;
+        self.unit(&geo, p)
+    }
+
+    /// Province `p`'s view of `geo` and its plan.
+    fn unit(&self, geo: &Geography, p: AreaId) -> Result<ProvincePlan> {
         let view = Arc::new(geo.scoped(p));
-        let code = geo.area(p).code.clone();
-        let plan =
-            load_plan(self.plan_file_of(&code)?, &view).with_context(|| format!("the plan of province {code}"))?;
+        let (code, name) = (&geo.area(p).code, &geo.area(p).name);
+        let plan = load_plan(self.plan_file_of(code)?, &view)
+            .with_context(|| format!("the plan of province {code} ({name})"))?;
         Ok(ProvincePlan { geo: view, plan: Arc::new(plan) })
+    }
+}
+
+/// The tracked province with GSO code `code` (`--province`), or the first
+/// tracked without one.
+pub fn province_id(geo: &Geography, code: Option<&str>) -> Result<AreaId> {
+    match code {
+        None => geo.provinces().first().copied().context("the geography tracks no province"),
+        Some(c) => geo.province_by_code(c).with_context(|| {
+            let tracked: Vec<&str> = geo.provinces().iter().map(|p| geo.area(*p).code.as_str()).collect();
+            format!("--province {c:?} is not tracked by this deployment (it tracks {})", tracked.join(", "))
+        }),
     }
 }

@@ -25,12 +25,7 @@ pub async fn hotline(
     }
     let geo = source.geography()?;
     let target = match area {
-        None => match province {
-            None => geo.provinces()[0],
-            Some(code) => geo
-                .province_by_code(code)
-                .with_context(|| format!("--province {code:?} is not tracked by this deployment"))?,
-        },
+        None => crate::province_id(&geo, province)?,
         Some(code) => find_area(&geo, code)
             .with_context(|| format!("--area {code:?} is not a province, district or commune code of the geography"))?,
     };

@@ -71,6 +71,7 @@ use anyhow::{Context, Result};
 use sinks::clickhouse::ClickHouseConfig;
 
 pub use daily::{daily, load_daily_table};
+pub use deployment::province_id;
 pub use hotline::hotline;
 pub use numbers::{percent, vi_int};
 pub use table::{DailyTable, Row, INDICATORS};
