@@ -192,3 +192,20 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# references: the same run's ceilings, on the backlog of N messages in
+# SOURCES: (a) examples/bare_consumer reads it (the broker's), (c)
+# examples/bare_copy copies it in transactions into $RUN_ID.copy and does
+# nothing else (the two-stage path's). Sets bare, bare_rate, copy and
+# copy_rate. Needs `build --example bare_consumer --example bare_copy`.
+references() {
+    log "(a) bare consumer"
+    bare="$("$EXAMPLES/bare_consumer" "$KAFKA" "$N" "${SOURCES[@]}")"
+    echo "$bare" >&2
+    bare_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$bare")"
+    log "(c) bare transactional copy"
+    "$EXAMPLES/kafka_admin" create "$KAFKA" "${SHARDS:-2}" "$RUN_ID.copy" || die "cannot create $RUN_ID.copy"
+    copy="$("$EXAMPLES/bare_copy" "$KAFKA" "$N" "$RUN_ID.copy" "${SHARDS:-2}" "${MAX_BATCH:-20000}" "${LINGER_MS:-50}" "${SOURCES[@]}")"
+    echo "$copy" >&2
+    copy_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$copy")"
+}

@@ -61,16 +61,7 @@ cat "$WORK/simulate.txt" >&2
 acked="$(awk '/^acked/ { print $2 }' "$WORK/simulate.txt" | tr -d ,)"
 [ "$acked" = "$N" ] || die "the backlog holds $acked messages, not $N (raise SCALE)"
 
-log "(a) bare consumer"
-bare="$("$EXAMPLES/bare_consumer" "$KAFKA" "$N" "${SOURCES[@]}")"
-echo "$bare" >&2
-bare_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$bare")"
-
-log "(c) bare transactional copy"
-"$EXAMPLES/kafka_admin" create "$KAFKA" "${SHARDS:-2}" "$RUN_ID.copy" || die "cannot create $RUN_ID.copy"
-copy="$("$EXAMPLES/bare_copy" "$KAFKA" "$N" "$RUN_ID.copy" "${SHARDS:-2}" "${MAX_BATCH:-20000}" "${LINGER_MS:-50}" "${SOURCES[@]}")"
-echo "$copy" >&2
-copy_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$copy")"
+references # sets bare, bare_rate, copy, copy_rate
 
 log "(b) d06 run ($INSTANCES instance(s))"
 for i in "${!CONFIGS[@]}"; do

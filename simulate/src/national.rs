@@ -45,12 +45,7 @@ impl National {
     /// reference province's, scaled per province; its lagging districts are
     /// replaced by the national draw).
     pub fn new(cfg: &SimConfig, version: GeographyVersion) -> Result<Self> {
-        let reference = provinces(GeographyVersion::Pre2025)
-            .context("loading the national geography")?
-            .into_iter()
-            .find(|p| p.code == REFERENCE_PROVINCE)
-            .map(|p| p.population)
-            .context("the reference province is missing")?;
+        let reference = reference_population()?;
         let mut sims = Vec::new();
         let mut phone_base = 0u64;
         for p in provinces(version).context("loading the national geography")? {
@@ -96,6 +91,16 @@ impl National {
             self.pending[i] = Some(m);
         }
     }
+}
+
+/// The population of the province the others are scaled from.
+pub(crate) fn reference_population() -> Result<u64> {
+    provinces(GeographyVersion::Pre2025)
+        .context("loading the national geography")?
+        .into_iter()
+        .find(|p| p.code == REFERENCE_PROVINCE)
+        .map(|p| p.population)
+        .context("the reference province is missing")
 }
 
 /// About one unit in six lags, drawn from the province's seed.

@@ -16,6 +16,8 @@ use anyhow::{Context as _, Result};
 use chrono::{Days, NaiveDate};
 
 use crate::config::Targets;
+use crate::national::reference_population;
+#[cfg(test)]
 use crate::national::REFERENCE_PROVINCE;
 
 /// One province's simulated plan.
@@ -37,12 +39,7 @@ pub fn national_plans(
     start: NaiveDate,
     days: u32,
 ) -> Result<Vec<PlanFile>> {
-    let reference = provinces(GeographyVersion::Pre2025)
-        .context("loading the national geography")?
-        .into_iter()
-        .find(|p| p.code == REFERENCE_PROVINCE)
-        .map(|p| p.population)
-        .context("the reference province is missing")?;
+    let reference = reference_population()?;
     let end = start
         .checked_add_days(Days::new(u64::from(days.max(1) - 1)))
         .context("the simulated days run past the calendar")?;
