@@ -99,6 +99,14 @@ struct Inner {
 /// an abort that keeps timing out stops the router.
 const ABORT_ATTEMPTS: u32 = 6;
 
+/// The pause before the next call: a call refused at once because an earlier
+/// one is still in progress ("Conflicting commit_transaction API call is
+/// already in progress", seen after a broker was killed) would otherwise use
+/// every attempt up within a millisecond. 250 ms doubling: 7.75 s in all.
+fn abort_retry_pause(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.saturating_sub(1).min(4))
+}
+
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -383,7 +391,9 @@ impl Inner {
                     return Ok(());
                 }
                 Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < ABORT_ATTEMPTS => {
-                    warn!(attempt, error = %e, "finishing the timed-out abort; retrying");
+                    let pause = abort_retry_pause(attempt);
+                    warn!(attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "finishing the timed-out abort; retrying");
+                    std::thread::sleep(pause);
                 }
                 Err(error) => {
                     error!(
@@ -646,6 +656,13 @@ impl Router {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_abort_waits_before_the_next_attempt() {
+        let pauses: Vec<u128> = (1..ABORT_ATTEMPTS).map(|a| abort_retry_pause(a).as_millis()).collect();
+        assert_eq!(pauses, [250, 500, 1_000, 2_000, 4_000]);
+        assert_eq!(abort_retry_pause(40), Duration::from_millis(4_000), "capped");
+    }
 
     #[test]
     fn a_partition_starts_at_its_committed_offset_with_its_watermark_or_at_the_beginning() {
