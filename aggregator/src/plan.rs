@@ -359,6 +359,9 @@ pub struct Plan {
     start: NaiveDate,
     end: NaiveDate,
     time_zone: Tz,
+    /// The first area id of the plan's province: the per-area tables are
+    /// indexed by an id's offset from it (a province's areas are contiguous).
+    base: usize,
     /// Indexed by `Indicator as usize`.
     indicators: [IndicatorPlan; Indicator::COUNT],
 }
@@ -460,7 +463,10 @@ impl Plan {
             weights.insert(a, *w);
         }
 
-        let n = geo.areas().len();
+        // Tables cover the plan's province's own areas only.
+        let span = geo.span();
+        let (base, n) = (span.start, span.len());
+        let at = |a: AreaId| usize::from(a.0) - base;
         let mut indicators: [IndicatorPlan; Indicator::COUNT] = Default::default();
         let RawIndicators { cccd, vneid, smartphone_4g, sim_signature, migrated_2g } = raw.indicators;
         let sections = [
@@ -541,12 +547,12 @@ impl Plan {
                         p.sources.insert(area, t);
                     }
                 }
-                let province = geo.province().0 as usize;
+                let province = at(geo.province());
                 p.targets[province] = target;
                 let has_districts = !districts.is_empty();
                 if has_districts {
                     for (a, v) in split(ind, "target", target, &districts, &target_over, &weights)? {
-                        p.targets[a.0 as usize] = v;
+                        p.targets[at(a)] = v;
                     }
                 }
                 match r.baseline.typed() {
@@ -559,24 +565,24 @@ impl Plan {
                         }
                         if has_districts {
                             for (a, v) in split(ind, "baseline", total, &districts, &baseline_over, &weights)? {
-                                p.baselines[a.0 as usize] = v;
+                                p.baselines[at(a)] = v;
                             }
                         }
                     }
                     Baseline::Unknown => {
                         // Nothing to split: only the areas the plan gives a count are known.
-                        for (i, area) in geo.areas().iter().enumerate() {
+                        for (i, area) in geo.areas()[span.clone()].iter().enumerate() {
                             if area.level != AreaLevel::Commune {
                                 p.known[i] = false;
                             }
                         }
                         for (a, v) in &baseline_over {
-                            p.baselines[a.0 as usize] = *v;
-                            p.known[a.0 as usize] = true;
+                            p.baselines[at(*a)] = *v;
+                            p.known[at(*a)] = true;
                         }
                     }
                 }
-                for (i, area) in geo.areas().iter().enumerate() {
+                for (i, area) in geo.areas()[span.clone()].iter().enumerate() {
                     if area.level == AreaLevel::Commune {
                         // A commune the plan does not list: 0 if the province is known.
                         p.known[i] = p.known[province];
@@ -584,23 +590,23 @@ impl Plan {
                 }
                 for (a, v) in &target_over {
                     if geo.area(*a).level == AreaLevel::Commune {
-                        p.targets[a.0 as usize] = *v;
+                        p.targets[at(*a)] = *v;
                     }
                 }
                 for (a, v) in &baseline_over {
                     if geo.area(*a).level == AreaLevel::Commune {
-                        p.baselines[a.0 as usize] = *v;
-                        p.known[a.0 as usize] = true;
+                        p.baselines[at(*a)] = *v;
+                        p.known[at(*a)] = true;
                     }
                 }
                 for (a, _) in &unknown_over {
-                    p.baselines[a.0 as usize] = 0;
-                    p.known[a.0 as usize] = false;
+                    p.baselines[at(*a)] = 0;
+                    p.known[at(*a)] = false;
                 }
             }
             indicators[ind as usize] = p;
         }
-        Ok(Plan { name: raw.name, start, end, time_zone, indicators })
+        Ok(Plan { name: raw.name, start, end, time_zone, base, indicators })
     }
 
     /// The plan's name, if it has one.
@@ -633,21 +639,27 @@ impl Plan {
         &self.indicators[ind as usize].milestones
     }
 
+    /// Where `area` sits in the per-area tables (past their end when it is
+    /// not in the plan's province).
+    fn slot(&self, area: AreaId) -> usize {
+        usize::from(area.0).wrapping_sub(self.base)
+    }
+
     /// The target of an indicator in an area (0 where the plan sets none).
     pub fn target(&self, ind: Indicator, area: AreaId) -> u64 {
-        self.indicators[ind as usize].targets.get(area.0 as usize).copied().unwrap_or(0)
+        self.indicators[ind as usize].targets.get(self.slot(area)).copied().unwrap_or(0)
     }
 
     /// What the area had achieved before the campaign started; 0 when the
     /// plan says it is unknown (see [`Plan::baseline_of`]).
     pub fn baseline(&self, ind: Indicator, area: AreaId) -> u64 {
-        self.indicators[ind as usize].baselines.get(area.0 as usize).copied().unwrap_or(0)
+        self.indicators[ind as usize].baselines.get(self.slot(area)).copied().unwrap_or(0)
     }
 
     /// Whether the plan knows the area's baseline (an indicator the plan
     /// does not mention has a known baseline of 0).
     pub fn baseline_known(&self, ind: Indicator, area: AreaId) -> bool {
-        self.indicators[ind as usize].known.get(area.0 as usize).copied().unwrap_or(true)
+        self.indicators[ind as usize].known.get(self.slot(area)).copied().unwrap_or(true)
     }
 
     /// The area's baseline, known or not.

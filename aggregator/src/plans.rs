@@ -124,7 +124,7 @@ mod tests {
 
     use super::*;
     use crate::fact::Indicator;
-    use crate::geo::{AreaLevel, GeographyVersion};
+    use crate::geo::{Area, AreaLevel, GeographyVersion};
 
     fn plan(geo: &Geography, start: &str, target: u64) -> Arc<Plan> {
         let text = format!("start = {start}\nend = 2026-12-31\n[indicators.cccd]\ntarget = {target}\n");
@@ -157,6 +157,41 @@ mod tests {
         assert_eq!(plans.province("79").unwrap().plan.target(Indicator::Cccd, g.provinces()[1]), 900);
         assert_eq!(plans.start(), NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
         assert_eq!(plans.first().code(), "75");
+    }
+
+    #[test]
+    fn a_plan_over_a_scoped_view_equals_its_province_alone_area_for_area() {
+        let v = GeographyVersion::Pre2025;
+        let g = Geography::load_provinces(v, &["70".to_owned(), "74".to_owned()]).unwrap();
+        for (i, code) in ["70", "74"].into_iter().enumerate() {
+            let alone = Geography::load_province(v, code).unwrap();
+            let mut text = "start = 2026-01-01\nend = 2026-12-31\n[district_weights]\n".to_owned();
+            for (k, d) in alone.of_level(AreaLevel::District).enumerate() {
+                text += &format!("\"{}\" = {}\n", alone.area(d).code, k + 1);
+            }
+            text += "[indicators.cccd]\ntarget = 100003\nbaseline = 777\n";
+            let text = text.as_str();
+            let view = g.scoped(g.provinces()[i]);
+            let (p_alone, p_view) = (Plan::from_toml(text, &alone).unwrap(), Plan::from_toml(text, &view).unwrap());
+            let shift = view.span().start as u16;
+            assert_eq!(view.span().len(), alone.areas().len());
+            for a in (0..alone.areas().len() as u16).map(AreaId) {
+                let b = AreaId(a.0 + shift);
+                assert_eq!(
+                    view.area(b),
+                    &Area { parent: alone.area(a).parent.map(|p| AreaId(p.0 + shift)), ..alone.area(a).clone() }
+                );
+                for ind in Indicator::ALL.iter().copied() {
+                    assert_eq!(p_view.target(ind, b), p_alone.target(ind, a), "{code} {ind} {}", alone.area(a).code);
+                    assert_eq!(p_view.baseline(ind, b), p_alone.baseline(ind, a));
+                    assert_eq!(p_view.baseline_known(ind, b), p_alone.baseline_known(ind, a));
+                }
+            }
+            // The other province's areas are not the plan's: no target.
+            let other = g.scoped(g.provinces()[1 - i]);
+            assert!(other.span().all(|a| p_view.target(Indicator::Cccd, AreaId(a as u16)) == 0));
+            assert!(p_view.target(Indicator::Cccd, view.province()) == 100_003);
+        }
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! province's geography in the same shape; [`Geography::load`] stays Bình
 //! Phước's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -97,24 +99,39 @@ pub enum AreaError {
 pub struct GeographyError(String);
 
 /// Areas, their hierarchy, and code resolution.
+///
+/// Cheap to clone: the areas and code maps sit behind an [`Arc`], shared by
+/// every view of them ([`Geography::scoped`]).
 #[derive(Clone, Debug)]
 pub struct Geography {
-    version: GeographyVersion,
-    areas: Vec<Area>,
+    atlas: Arc<Atlas>,
     /// The province this geography serves: its only one, a union's first,
     /// or the one a [`Geography::scoped`] view keeps to.
     province: AreaId,
-    /// Every province it holds, in load order.
-    provinces: Vec<AreaId>,
     /// Whether [`Geography::of_level`] and [`Geography::find`] keep to `province`.
     scoped: bool,
+}
+
+/// What every view of one geography shares.
+#[derive(Clone, Debug)]
+struct Atlas {
+    version: GeographyVersion,
+    /// Each province followed by its own areas; provinces end to end.
+    areas: Vec<Area>,
+    /// Every province it holds, in load order (ascending ids).
+    provinces: Vec<AreaId>,
     /// Commune code (old or new) → commune area.
     communes: HashMap<u32, AreaId>,
     /// District code → the area a district-only event counts in.
     districts: HashMap<u32, AreaId>,
     /// (district code, commune area) pairs that agree.
-    agree: std::collections::HashSet<(u32, AreaId)>,
+    agree: HashSet<(u32, AreaId)>,
+    /// Level → code → area, for [`Geography::find`].
+    by_code: HashMap<AreaLevel, HashMap<String, AreaId>>,
 }
+
+/// The province of a geography being loaded: always its first area.
+const ROOT: AreaId = AreaId(0);
 
 fn col<'a>(headers: &[&str], row: &[&'a str], name: &str) -> Result<&'a str, GeographyError> {
     let i = headers.iter().position(|h| *h == name).ok_or_else(|| GeographyError(format!("missing column {name}")))?;
@@ -133,30 +150,24 @@ fn num(s: &str) -> Result<u32, GeographyError> {
     s.parse().map_err(|_| GeographyError(format!("bad code {s:?}")))
 }
 
-impl Geography {
-    /// Loads one of the embedded geographies.
-    pub fn load(version: GeographyVersion) -> Result<Self, GeographyError> {
-        match version {
-            GeographyVersion::Pre2025 => Self::pre2025(),
-            GeographyVersion::Post2025 => Self::post2025(),
-        }
-    }
-
+impl Atlas {
     fn new(version: GeographyVersion, code: &str, name: &str) -> Self {
-        Geography {
+        let mut atlas = Atlas {
             version,
-            areas: vec![Area { level: AreaLevel::Province, code: code.into(), name: name.into(), parent: None }],
-            province: AreaId(0),
-            provinces: vec![AreaId(0)],
-            scoped: false,
+            areas: Vec::new(),
+            provinces: vec![ROOT],
             communes: HashMap::new(),
             districts: HashMap::new(),
-            agree: Default::default(),
-        }
+            agree: HashSet::new(),
+            by_code: HashMap::new(),
+        };
+        atlas.push(Area { level: AreaLevel::Province, code: code.into(), name: name.into(), parent: None });
+        atlas
     }
 
     fn push(&mut self, area: Area) -> AreaId {
         let id = AreaId(self.areas.len() as u16);
+        self.by_code.entry(area.level).or_default().entry(area.code.clone()).or_insert(id);
         self.areas.push(area);
         id
     }
@@ -176,7 +187,7 @@ impl Geography {
                         level: AreaLevel::District,
                         code: dcode.into(),
                         name: col(&h, r, "district_name")?.into(),
-                        parent: Some(g.province),
+                        parent: Some(ROOT),
                     });
                     g.districts.insert(d, id);
                     id
@@ -206,7 +217,7 @@ impl Geography {
                 level: AreaLevel::Commune,
                 code: ccode.into(),
                 name: col(&h, r, "commune_name")?.into(),
-                parent: Some(g.province),
+                parent: Some(ROOT),
             });
             g.communes.insert(num(ccode)?, cid);
         }
@@ -219,25 +230,41 @@ impl Geography {
             g.communes.entry(old).or_insert(cid);
             let d = num(col(&h, r, "old_district_code")?)?;
             // No district tier: a district-only event counts in the province.
-            g.districts.insert(d, g.province);
+            g.districts.insert(d, ROOT);
             g.agree.insert((d, cid));
         }
         Ok(g)
     }
+}
+
+impl Geography {
+    /// Loads one of the embedded geographies.
+    pub fn load(version: GeographyVersion) -> Result<Self, GeographyError> {
+        let atlas = match version {
+            GeographyVersion::Pre2025 => Atlas::pre2025()?,
+            GeographyVersion::Post2025 => Atlas::post2025()?,
+        };
+        Ok(Self::whole(atlas))
+    }
+
+    /// All of `atlas`, serving its first province.
+    fn whole(atlas: Atlas) -> Self {
+        Geography { atlas: Arc::new(atlas), province: ROOT, scoped: false }
+    }
 
     /// The version loaded.
     pub fn version(&self) -> GeographyVersion {
-        self.version
+        self.atlas.version
     }
 
     /// All areas; an [`AreaId`] indexes this slice.
     pub fn areas(&self) -> &[Area] {
-        &self.areas
+        &self.atlas.areas
     }
 
     /// One area.
     pub fn area(&self, id: AreaId) -> &Area {
-        &self.areas[id.0 as usize]
+        &self.atlas.areas[id.0 as usize]
     }
 
     /// The province: a single-province geography's only one, a scoped
@@ -249,7 +276,7 @@ impl Geography {
 
     /// The levels this geography has, coarsest first.
     pub fn levels(&self) -> &'static [AreaLevel] {
-        match self.version {
+        match self.atlas.version {
             GeographyVersion::Pre2025 => &[AreaLevel::Province, AreaLevel::District, AreaLevel::Commune],
             GeographyVersion::Post2025 => &[AreaLevel::Province, AreaLevel::Commune],
         }
@@ -263,12 +290,29 @@ impl Geography {
 
     /// Areas of one level, in file order (a scoped view's: of its province).
     pub fn of_level(&self, level: AreaLevel) -> impl Iterator<Item = AreaId> + '_ {
-        self.areas
+        let span = self.span();
+        self.atlas.areas[span.clone()]
             .iter()
-            .enumerate()
-            .map(|(i, a)| (AreaId(i as u16), a))
-            .filter(move |(id, a)| a.level == level && self.in_scope(*id))
-            .map(|(id, _)| id)
+            .zip(span)
+            .filter(move |(a, _)| a.level == level)
+            .map(|(_, i)| AreaId(i as u16))
+    }
+
+    /// The ids this geography lists: a scoped view's province's own (a
+    /// province's areas follow it, up to the next province), else all.
+    pub fn span(&self) -> Range<usize> {
+        if !self.scoped {
+            return 0..self.atlas.areas.len();
+        }
+        let start = usize::from(self.province.0);
+        let end = self
+            .atlas
+            .provinces
+            .iter()
+            .map(|p| usize::from(p.0))
+            .find(|p| *p > start)
+            .unwrap_or(self.atlas.areas.len());
+        start..end
     }
 
     /// The area and every area it rolls up into, most specific first.
@@ -278,12 +322,12 @@ impl Geography {
 
     /// Finds an area by level and code (a scoped view's: in its province).
     pub fn find(&self, level: AreaLevel, code: &str) -> Option<AreaId> {
-        self.areas
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (AreaId(i as u16), a))
-            .find(|(id, a)| a.level == level && a.code == code && self.in_scope(*id))
-            .map(|(id, _)| id)
+        self.atlas
+            .by_code
+            .get(&level)
+            .and_then(|codes| codes.get(code))
+            .copied()
+            .filter(|a| self.span().contains(&usize::from(a.0)))
     }
 
     /// Resolves an event's codes (already checked to be 5 and 3 ASCII digits)
@@ -293,7 +337,7 @@ impl Geography {
             Some(c) => Some(
                 c.parse::<u32>()
                     .ok()
-                    .and_then(|c| self.communes.get(&c).copied())
+                    .and_then(|c| self.atlas.communes.get(&c).copied())
                     .ok_or(AreaError::Unknown(AreaLevel::Commune))?,
             ),
             None => None,
@@ -301,13 +345,13 @@ impl Geography {
         let district = match district {
             Some(d) => {
                 let code = d.parse::<u32>().map_err(|_| AreaError::Unknown(AreaLevel::District))?;
-                let area = self.districts.get(&code).copied().ok_or(AreaError::Unknown(AreaLevel::District))?;
+                let area = self.atlas.districts.get(&code).copied().ok_or(AreaError::Unknown(AreaLevel::District))?;
                 Some((code, area))
             }
             None => None,
         };
         match (commune, district) {
-            (Some(c), Some((d, _))) if self.agree.contains(&(d, c)) => Ok(c),
+            (Some(c), Some((d, _))) if self.atlas.agree.contains(&(d, c)) => Ok(c),
             (Some(_), Some(_)) => Err(AreaError::Mismatch),
             (Some(c), None) => Ok(c),
             (None, Some((_, area))) => Ok(area),

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::{col, num, rows, Area, AreaLevel, Geography, GeographyError, GeographyVersion};
+use super::{col, num, rows, Area, AreaLevel, Atlas, Geography, GeographyError, GeographyVersion, ROOT};
 
 const PROVINCES_PRE: &str = include_str!("../../data/national/provinces_pre2025.csv");
 const DISTRICTS_PRE: &str = include_str!("../../data/national/districts_pre2025.csv");
@@ -96,12 +96,14 @@ impl Geography {
             .into_iter()
             .find(|p| p.code == code)
             .ok_or_else(|| ProvinceError::Unknown { version, code: code.into() })?;
-        Ok(match version {
-            GeographyVersion::Pre2025 => Self::national_pre2025(&province)?,
-            GeographyVersion::Post2025 => Self::national_post2025(&province)?,
-        })
+        Ok(Self::whole(match version {
+            GeographyVersion::Pre2025 => Atlas::national_pre2025(&province)?,
+            GeographyVersion::Post2025 => Atlas::national_post2025(&province)?,
+        }))
     }
+}
 
+impl Atlas {
     fn national_pre2025(p: &Province) -> Result<Self, GeographyError> {
         let mut g = Self::new(GeographyVersion::Pre2025, &p.code, &p.name);
         let (h, body) = rows(DISTRICTS_PRE);
@@ -120,7 +122,7 @@ impl Geography {
                 level: AreaLevel::District,
                 code: dcode.into(),
                 name: col(&h, r, "district_name")?.into(),
-                parent: Some(g.province),
+                parent: Some(ROOT),
             });
             g.districts.insert(d, did);
             for c in by_district.get(&d).into_iter().flatten() {
@@ -147,7 +149,7 @@ impl Geography {
                 level: AreaLevel::Commune,
                 code: ccode.into(),
                 name: col(&h, r, "commune_name")?.into(),
-                parent: Some(g.province),
+                parent: Some(ROOT),
             });
             g.communes.insert(num(ccode)?, cid);
         }
@@ -161,7 +163,7 @@ impl Geography {
             }
             let d = num(col(&h, r, "old_district_code")?)?;
             // No district tier: a district-only event counts in the province.
-            g.districts.insert(d, g.province);
+            g.districts.insert(d, ROOT);
             g.agree.insert((d, cid));
         }
         Ok(g)

@@ -9,6 +9,8 @@
 //! [`Geography::scoped`]: the same areas and ids, with the levels and codes
 //! it lists kept to that province.
 
+use std::sync::Arc;
+
 use super::{AreaId, Geography, GeographyError, GeographyVersion, ProvinceError};
 
 impl Geography {
@@ -26,7 +28,7 @@ impl Geography {
     /// The provinces of `parts` in one geography. They must be of one version
     /// and share no code (two provinces never do; the same province twice does).
     pub fn union(parts: Vec<Geography>) -> Result<Self, GeographyError> {
-        let mut parts = parts.into_iter();
+        let mut parts = parts.into_iter().map(|p| Arc::try_unwrap(p.atlas).unwrap_or_else(|a| (*a).clone()));
         let mut g = parts.next().ok_or_else(|| GeographyError("a union of no province".into()))?;
         for p in parts {
             if p.version != g.version {
@@ -37,7 +39,7 @@ impl Geography {
                 .filter(|b| usize::from(*b) + p.areas.len() <= usize::from(u16::MAX))
                 .ok_or_else(|| GeographyError("more areas than an area id can number".into()))?;
             let shift = |a: AreaId| AreaId(a.0 + base);
-            let names = format!("{} and {}", g_code(&g), g_code(&p));
+            let names = format!("{} and {}", g.areas[0].code, p.areas[0].code);
             let clash =
                 |what: &str, code: u32| GeographyError(format!("{what} code {code} is in two provinces ({names})"));
             for (code, area) in &p.communes {
@@ -51,18 +53,24 @@ impl Geography {
                 }
             }
             g.agree.extend(p.agree.iter().map(|(d, c)| (*d, shift(*c))));
-            g.provinces.push(shift(p.province));
+            for (level, codes) in p.by_code {
+                let ours = g.by_code.entry(level).or_default();
+                for (code, area) in codes {
+                    ours.entry(code).or_insert(shift(area));
+                }
+            }
+            g.provinces.extend(p.provinces.iter().map(|a| shift(*a)));
             g.areas.extend(p.areas.into_iter().map(|mut a| {
                 a.parent = a.parent.map(shift);
                 a
             }));
         }
-        Ok(g)
+        Ok(Self::whole(g))
     }
 
     /// Every province this geography holds, in load order.
     pub fn provinces(&self) -> &[AreaId] {
-        &self.provinces
+        &self.atlas.provinces
     }
 
     /// The province an area rolls up into (the province itself for one).
@@ -75,22 +83,13 @@ impl Geography {
     /// [`Geography::find`] kept to `province`. Codes still resolve across
     /// every province.
     pub fn scoped(&self, province: AreaId) -> Geography {
-        Geography { province, scoped: true, ..self.clone() }
+        Geography { atlas: Arc::clone(&self.atlas), province, scoped: true }
     }
 
     /// The province with this GSO code, if this geography holds it.
     pub fn province_by_code(&self, code: &str) -> Option<AreaId> {
-        self.provinces.iter().copied().find(|p| self.area(*p).code == code)
+        self.atlas.provinces.iter().copied().find(|p| self.area(*p).code == code)
     }
-
-    /// Whether `area` is in what [`Geography::of_level`] lists.
-    pub(super) fn in_scope(&self, area: AreaId) -> bool {
-        !self.scoped || self.province_of(area) == self.province
-    }
-}
-
-fn g_code(g: &Geography) -> &str {
-    &g.area(g.province).code
 }
 
 #[cfg(test)]
@@ -151,6 +150,8 @@ mod tests {
         let view = g.scoped(hcm);
         assert_eq!(view.province(), hcm);
         assert_eq!(view.areas(), g.areas());
+        // A view shares the areas and code maps; it copies none of them.
+        assert!(Arc::ptr_eq(&view.atlas, &g.atlas));
         let part = Geography::load_province(v, "79").unwrap();
         let listed: Vec<_> = view.of_level(AreaLevel::Commune).map(|a| view.area(a).code.clone()).collect();
         let want: Vec<_> = part.of_level(AreaLevel::Commune).map(|a| part.area(a).code.clone()).collect();
