@@ -20,7 +20,7 @@ use aggregator::{AreaId, AreaLevel, Geography, Indicator, LagRule, Nanos, Plans,
 use chrono::{NaiveDate, TimeZone};
 use sinks::board::{AreaBoard, Board, BoardSnapshot, HotlineBoard, IndicatorBoard, ProvinceLink};
 use sinks::clickhouse::{Figures, HotlineFigure};
-use sinks::prometheus::{CoverageGauges, Metrics};
+use sinks::prometheus::{AreaLabels, CoverageGauges, Metrics};
 
 use crate::config::ClockMode;
 
@@ -103,9 +103,19 @@ impl View {
     /// dashboards name areas from it, whatever the province or geography.
     pub fn publish_areas(&self, m: &Metrics) {
         let geo = &self.geo;
-        for area in geo.areas().iter().filter(|a| self.exported(a.level)) {
+        for (i, area) in geo.areas().iter().enumerate().filter(|(_, a)| self.exported(a.level)) {
             let parent = area.parent.map_or("", |p| geo.area(p).code.as_str());
-            m.set_area_info(area.level.as_str(), &area.code, &area.name, parent);
+            m.set_area_info(self.labels(AreaId(i as u16)), &area.name, parent);
+        }
+    }
+
+    /// The labels of an area's series: its province, level and code.
+    fn labels(&self, a: AreaId) -> AreaLabels<'_> {
+        let area = self.geo.area(a);
+        AreaLabels {
+            province: &self.geo.area(self.geo.province_of(a)).code,
+            level: area.level.as_str(),
+            area: &area.code,
         }
     }
 
@@ -130,7 +140,7 @@ impl View {
                 let days = sums.coverage.get(&key).unwrap_or(&empty);
                 let s: Status = coverage::status(self.plans.of(key.1), key, days, today);
                 if exported {
-                    m.set_coverage(ind.as_str(), area.level.as_str(), &area.code, &coverage_gauges(&s));
+                    m.set_coverage(ind.as_str(), self.labels(key.1), &coverage_gauges(&s));
                 }
                 if on_board {
                     statuses.insert((key.1, *ind), s);
@@ -142,7 +152,7 @@ impl View {
             if !self.exported(area.level) {
                 continue;
             }
-            m.set_hotline(area.level.as_str(), &area.code, c);
+            m.set_hotline(self.labels(*a), c);
         }
         if let Some(board) = &self.board {
             for unit in self.plans.units() {
@@ -444,10 +454,16 @@ mod tests {
         let pre = area_info(GeographyVersion::Pre2025, false);
         assert_eq!(pre.len(), 12, "{pre:#?}");
         let has = |lines: &[String], l: &str| lines.iter().any(|x| x == l);
-        assert!(has(&pre, r#"d06_area_info{area="688",area_level="district",name="Thị xã Phước Long",parent="70"} 1"#));
-        assert!(has(&pre, r#"d06_area_info{area="698",area_level="district",name="Huyện Phú Riềng",parent="70"} 1"#));
+        assert!(has(
+            &pre,
+            r#"d06_area_info{area="688",area_level="district",name="Thị xã Phước Long",parent="70",province="70"} 1"#
+        ));
+        assert!(has(
+            &pre,
+            r#"d06_area_info{area="698",area_level="district",name="Huyện Phú Riềng",parent="70",province="70"} 1"#
+        ));
         assert!(
-            has(&pre, r#"d06_area_info{area="70",area_level="province",name="Bình Phước",parent=""} 1"#),
+            has(&pre, r#"d06_area_info{area="70",area_level="province",name="Bình Phước",parent="",province="70"} 1"#),
             "{pre:#?}"
         );
         // With commune gauges, the communes too (111 of them), under their district.

@@ -394,7 +394,8 @@ async fn the_rules_evaluate_on_a_real_d06_and_the_districts_add_up_to_the_provin
         .into_iter()
         .map(|(l, v)| {
             assert_eq!(v, 1.0, "{l:?}");
-            assert_eq!(l.len(), 2, "district and district_name only: {l:?}");
+            assert_eq!(l.len(), 3, "province, district and district_name only: {l:?}");
+            assert_eq!(l["province"], "70", "{l:?}");
             (l["district"].clone(), l["district_name"].clone())
         })
         .collect();

@@ -547,6 +547,12 @@ fn queries_follow_the_house_rules() {
                     }
                     let compact: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
                     assert!(!compact.contains("avg("), "{at}: no averages of per-area figures: {expr}");
+                    // One province at a time: a deployment may track several,
+                    // and a max or sum over them would mix their campaigns.
+                    for (i, _) in compact.match_indices("d06_coverage_").chain(compact.match_indices("d06_hotline_")) {
+                        let selector = compact[i..].split_once('}').map_or("", |(s, _)| s);
+                        assert!(selector.contains("province=\"$province\""), "{at}: {selector}}} without the province");
+                    }
                     assert!(
                         !compact.contains("d06_coverage_ratio"),
                         "{at}: compute ratios from covered and target: {expr}"
@@ -569,6 +575,16 @@ fn queries_follow_the_house_rules() {
                         assert!(!after.starts_with(|c: char| c.is_ascii_digit()), "{at}: GROUP BY a position: {sql}");
                     }
                     assert!(sql.contains("d06."), "{at}: qualify tables with the database (d06.<table>): {sql}");
+                    // One province at a time (as above): its own row, one area
+                    // of it, or the areas whose parent it is.
+                    if sql.contains("d06.coverage_daily") || sql.contains("d06.hotline_daily") {
+                        assert!(
+                            sql.contains("area = '${province}'")
+                                || sql.contains("parent = '${province}'")
+                                || sql.contains("area = '${district}'"),
+                            "{at}: not kept to one province: {sql}"
+                        );
+                    }
                     if *time_series {
                         assert!(sql.contains(" AS time"), "{at}: a time series needs a `time` column: {sql}");
                     }
@@ -608,6 +624,14 @@ fn the_district_list_comes_from_the_data_and_the_five_indicators_are_listed() {
     // A ClickHouse query over the geography d06 runs with, not a list of codes.
     let sql = v.sql.as_deref().expect("the district variable is a query");
     assert!(sql.contains("d06.areas") && v.options.is_empty(), "{sql}");
+    // The districts of the province chosen, itself a query over the data.
+    assert!(sql.contains("parent = '${province}'"), "{sql}");
+    for d in all.iter().filter(|d| WALL.contains(&d.uid())) {
+        let vars = variables(d);
+        let p =
+            vars.iter().find(|v| v.name == "province").unwrap_or_else(|| panic!("{}: no province variable", d.uid()));
+        assert!(p.sql.as_deref().is_some_and(|q| q.contains("d06.areas") && q.contains("'province'")), "{:?}", p.sql);
+    }
     let templating = district.json["templating"].to_string();
     for (code, name) in &districts {
         assert!(!templating.contains(&format!("\"{code}\"")), "a hard-coded district {code} in {templating}");

@@ -144,6 +144,37 @@ async fn two_provinces_count_apart_each_against_its_own_plan() {
     let m = app.metrics().await;
     assert_eq!(gauge(&m, "74", "d06_coverage_target"), Some(9000.0), "74 against its own plan");
     assert_eq!(gauge(&m, "70", "d06_coverage_target"), Some(7101.0), "70 against its own plan");
+    // Every area series names its province (from the data files, not d06's
+    // types), so one province's districts sum to that province's figure.
+    let (c70, c74) = (codes("70"), codes("74"));
+    let mut labelled = 0;
+    for (name, labels, _) in &m.series {
+        let Some(area) = labels.get("area") else { continue };
+        let want = match (c70.contains(area), c74.contains(area)) {
+            (true, false) => "70",
+            (false, true) => "74",
+            _ => panic!("{name}: area {area} is of neither province"),
+        };
+        assert_eq!(labels.get("province").map(String::as_str), Some(want), "{name} {labels:?}");
+        labelled += 1;
+    }
+    assert!(labelled > 100, "only {labelled} area series");
+    for p in ["70", "74"] {
+        let label =
+            |l: &std::collections::BTreeMap<String, String>, k: &str, v: &str| l.get(k).map(String::as_str) == Some(v);
+        let districts: f64 = m
+            .series
+            .iter()
+            .filter(|(n, l, _)| {
+                n == "d06_coverage_covered"
+                    && label(l, "indicator", "cccd")
+                    && label(l, "area_level", "district")
+                    && label(l, "province", p)
+            })
+            .map(|(_, _, v)| v)
+            .sum();
+        assert_eq!(districts, net(p) as f64, "{p}: its districts sum to it");
+    }
 
     // A board per province; the first by default; an untracked one is a 404.
     let board = |query: &'static str| {

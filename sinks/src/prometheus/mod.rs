@@ -39,6 +39,24 @@ pub const HOTLINE_STATUSES: [&str; 8] = [
     "overdue_leadership",
 ];
 
+/// Which area a series is about: the labels every area series carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AreaLabels<'a> {
+    /// GSO code of the province the area rolls up into (its own for a province).
+    pub province: &'a str,
+    /// `province`, `district` or `commune`.
+    pub level: &'a str,
+    /// The area's GSO code.
+    pub area: &'a str,
+}
+
+impl<'a> AreaLabels<'a> {
+    /// `[province, level, area]`, each through [`safe_label`].
+    fn values(&self) -> [&'a str; 3] {
+        [safe_label(self.province), safe_label(self.level), safe_label(self.area)]
+    }
+}
+
 /// Current coverage of one (indicator, area), for [`Metrics::set_coverage`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CoverageGauges {
@@ -126,33 +144,33 @@ pub struct Metrics {
     /// `d06_daily_alerts_last_success_timestamp_seconds`: when this instance
     /// last completed a day's alerts (Alertmanager accepted, or nothing to send).
     pub alerts_last_success: Gauge,
-    /// `d06_coverage_covered{indicator,area_level,area}`.
+    /// `d06_coverage_covered{indicator,province,area_level,area}`.
     pub coverage_covered: IntGaugeVec,
-    /// `d06_coverage_target{indicator,area_level,area}`.
+    /// `d06_coverage_target{indicator,province,area_level,area}`.
     pub coverage_target: IntGaugeVec,
-    /// `d06_coverage_expected{indicator,area_level,area}`.
+    /// `d06_coverage_expected{indicator,province,area_level,area}`.
     pub coverage_expected: IntGaugeVec,
-    /// `d06_coverage_ratio{indicator,area_level,area}`: covered / target; absent while the target is 0.
+    /// `d06_coverage_ratio{indicator,province,area_level,area}`: covered / target; absent while the target is 0.
     pub coverage_ratio: GaugeVec,
-    /// `d06_coverage_gained_today{indicator,area_level,area}`.
+    /// `d06_coverage_gained_today{indicator,province,area_level,area}`.
     pub coverage_gained_today: IntGaugeVec,
-    /// `d06_coverage_days_behind{indicator,area_level,area}`; absent while the baseline is unknown.
+    /// `d06_coverage_days_behind{indicator,province,area_level,area}`; absent while the baseline is unknown.
     pub coverage_days_behind: GaugeVec,
-    /// `d06_coverage_baseline_known{indicator,area_level,area}`: 1 when the plan knows the baseline, else 0.
+    /// `d06_coverage_baseline_known{indicator,province,area_level,area}`: 1 when the plan knows the baseline, else 0.
     pub coverage_baseline_known: IntGaugeVec,
-    /// `d06_coverage_pace_per_day{indicator,area_level,area}`: net gain per day over the last 7 days.
+    /// `d06_coverage_pace_per_day{indicator,province,area_level,area}`: net gain per day over the last 7 days.
     pub coverage_pace_per_day: GaugeVec,
-    /// `d06_coverage_needed_per_day{indicator,area_level,area}`: the pace the plan needs now.
+    /// `d06_coverage_needed_per_day{indicator,province,area_level,area}`: the pace the plan needs now.
     pub coverage_needed_per_day: GaugeVec,
-    /// `d06_hotline_tickets{status,area_level,area}`.
+    /// `d06_hotline_tickets{status,province,area_level,area}`.
     pub hotline_tickets: IntGaugeVec,
-    /// `d06_area_info{area_level,area,name,parent}`: 1 for every area of the
+    /// `d06_area_info{province,area_level,area,name,parent}`: 1 for every area of the
     /// geography d06 runs with that has coverage gauges (its official name and
     /// the code of the area it rolls up into, empty for the province).
     pub area_info: IntGaugeVec,
 }
 
-const AREA_LABELS: &[&str] = &["indicator", "area_level", "area"];
+const AREA_LABELS: &[&str] = &["indicator", "province", "area_level", "area"];
 
 impl Metrics {
     /// Creates every metric and registers it in a fresh registry.
@@ -326,12 +344,12 @@ impl Metrics {
             hotline_tickets: int_gauge_vec(
                 "d06_hotline_tickets",
                 "Hotline tickets received since the campaign start, by status.",
-                &["status", "area_level", "area"],
+                &["status", "province", "area_level", "area"],
             )?,
             area_info: int_gauge_vec(
                 "d06_area_info",
                 "1 for every area of the geography d06 runs with: its official name and parent area code.",
-                &["area_level", "area", "name", "parent"],
+                &["province", "area_level", "area", "name", "parent"],
             )?,
             registry,
         })
@@ -340,8 +358,9 @@ impl Metrics {
     /// Sets the coverage gauges of one (indicator, area). The ratio is
     /// removed while the target is 0 (there is nothing to divide by), days
     /// behind while the baseline is unknown (there is no gap to measure).
-    pub fn set_coverage(&self, indicator: &str, level: &str, area: &str, s: &CoverageGauges) {
-        let labels = [safe_label(indicator), safe_label(level), safe_label(area)];
+    pub fn set_coverage(&self, indicator: &str, at: AreaLabels<'_>, s: &CoverageGauges) {
+        let [province, level, area] = at.values();
+        let labels = [safe_label(indicator), province, level, area];
         self.coverage_covered.with_label_values(&labels).set(s.covered);
         self.coverage_target.with_label_values(&labels).set(saturating_i64(s.target));
         self.coverage_expected.with_label_values(&labels).set(saturating_i64(s.expected));
@@ -366,10 +385,10 @@ impl Metrics {
 
     /// Sets `d06_hotline_tickets` of one area (tickets received since the
     /// campaign start), one series per status.
-    pub fn set_hotline(&self, level: &str, area: &str, c: &HotlineCounts) {
-        let (level, area) = (safe_label(level), safe_label(area));
+    pub fn set_hotline(&self, at: AreaLabels<'_>, c: &HotlineCounts) {
+        let [province, level, area] = at.values();
         for (status, count) in hotline_by_status(c) {
-            self.hotline_tickets.with_label_values(&[status, level, area]).set(saturating_i64(count));
+            self.hotline_tickets.with_label_values(&[status, province, level, area]).set(saturating_i64(count));
         }
     }
 
@@ -377,9 +396,10 @@ impl Metrics {
     /// official name (from the geography compiled into d06, the only label
     /// value that is not a code), `parent` the code of the area it rolls up
     /// into ("" for the province).
-    pub fn set_area_info(&self, level: &str, area: &str, name: &str, parent: &str) {
+    pub fn set_area_info(&self, at: AreaLabels<'_>, name: &str, parent: &str) {
         let parent = if parent.is_empty() { "" } else { safe_label(parent) };
-        self.area_info.with_label_values(&[safe_label(level), safe_label(area), name, parent]).set(1);
+        let [province, level, area] = at.values();
+        self.area_info.with_label_values(&[province, level, area, name, parent]).set(1);
     }
 
     /// Records one write attempt to `sink`: its duration and, if it failed,
@@ -458,7 +478,7 @@ mod tests {
             pace_per_day: 2.5,
             needed_per_day: 4.0,
         };
-        m.set_coverage("cccd", "district", "689", &s);
+        m.set_coverage("cccd", AreaLabels { province: "70", level: "district", area: "689" }, &s);
         let h = HotlineCounts {
             received: 9,
             answered: 4,
@@ -469,9 +489,9 @@ mod tests {
             overdue_specialist: 2,
             overdue_leadership: 0,
         };
-        m.set_hotline("province", "70", &h);
-        m.set_area_info("province", "70", "Bình Phước", "");
-        m.set_area_info("district", "688", "Thị xã Phước Long", "70");
+        m.set_hotline(AreaLabels { province: "70", level: "province", area: "70" }, &h);
+        m.set_area_info(AreaLabels { province: "70", level: "province", area: "70" }, "Bình Phước", "");
+        m.set_area_info(AreaLabels { province: "70", level: "district", area: "688" }, "Thị xã Phước Long", "70");
         m
     }
 
@@ -492,20 +512,20 @@ mod tests {
             "d06_checkpoint_seconds_count 1",
             "d06_flush_seconds_count 1",
             "d06_last_flush_timestamp_seconds 1704067300",
-            "d06_coverage_covered{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 750",
-            "d06_coverage_target{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 1000",
-            "d06_coverage_expected{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 800",
-            "d06_coverage_ratio{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 0.75",
-            "d06_coverage_gained_today{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 12",
-            "d06_coverage_days_behind{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 3",
-            "d06_coverage_baseline_known{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 1",
-            "d06_coverage_pace_per_day{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 2.5",
-            "d06_coverage_needed_per_day{area=\"689\",area_level=\"district\",indicator=\"cccd\"} 4",
-            "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"received\"} 9",
-            "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"overdue_specialist\"} 2",
-            "d06_hotline_tickets{area=\"70\",area_level=\"province\",status=\"overdue_leadership\"} 0",
-            "d06_area_info{area=\"70\",area_level=\"province\",name=\"Bình Phước\",parent=\"\"} 1",
-            "d06_area_info{area=\"688\",area_level=\"district\",name=\"Thị xã Phước Long\",parent=\"70\"} 1",
+            "d06_coverage_covered{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 750",
+            "d06_coverage_target{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 1000",
+            "d06_coverage_expected{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 800",
+            "d06_coverage_ratio{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 0.75",
+            "d06_coverage_gained_today{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 12",
+            "d06_coverage_days_behind{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 3",
+            "d06_coverage_baseline_known{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 1",
+            "d06_coverage_pace_per_day{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 2.5",
+            "d06_coverage_needed_per_day{area=\"689\",area_level=\"district\",indicator=\"cccd\",province=\"70\"} 4",
+            "d06_hotline_tickets{area=\"70\",area_level=\"province\",province=\"70\",status=\"received\"} 9",
+            "d06_hotline_tickets{area=\"70\",area_level=\"province\",province=\"70\",status=\"overdue_specialist\"} 2",
+            "d06_hotline_tickets{area=\"70\",area_level=\"province\",province=\"70\",status=\"overdue_leadership\"} 0",
+            "d06_area_info{area=\"70\",area_level=\"province\",name=\"Bình Phước\",parent=\"\",province=\"70\"} 1",
+            "d06_area_info{area=\"688\",area_level=\"district\",name=\"Thị xã Phước Long\",parent=\"70\",province=\"70\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
@@ -545,14 +565,14 @@ mod tests {
     fn ratio_is_absent_while_the_target_is_zero() {
         let m = Metrics::new().unwrap();
         let mut s = CoverageGauges { covered: 5, target: 10, ..CoverageGauges::default() };
-        m.set_coverage("vneid", "province", "70", &s);
-        assert_eq!(m.coverage_ratio.with_label_values(&["vneid", "province", "70"]).get(), 0.5);
+        m.set_coverage("vneid", AreaLabels { province: "70", level: "province", area: "70" }, &s);
+        assert_eq!(m.coverage_ratio.with_label_values(&["vneid", "70", "province", "70"]).get(), 0.5);
         s.target = 0;
-        m.set_coverage("vneid", "province", "70", &s);
+        m.set_coverage("vneid", AreaLabels { province: "70", level: "province", area: "70" }, &s);
         assert!(!m.encode().contains("d06_coverage_ratio{"));
-        assert!(m
-            .encode()
-            .contains("d06_coverage_target{area=\"70\",area_level=\"province\",indicator=\"vneid\"} 0\n"));
+        assert!(m.encode().contains(
+            "d06_coverage_target{area=\"70\",area_level=\"province\",indicator=\"vneid\",province=\"70\"} 0\n"
+        ));
     }
 
     #[test]
@@ -565,19 +585,19 @@ mod tests {
             baseline_known: true,
             ..CoverageGauges::default()
         };
-        m.set_coverage("sim_signature", "district", "689", &known);
+        m.set_coverage("sim_signature", AreaLabels { province: "70", level: "district", area: "689" }, &known);
         assert!(m.encode().contains(
-            "d06_coverage_days_behind{area=\"689\",area_level=\"district\",indicator=\"sim_signature\"} 2\n"
+            "d06_coverage_days_behind{area=\"689\",area_level=\"district\",indicator=\"sim_signature\",province=\"70\"} 2\n"
         ));
         let unknown = CoverageGauges { days_behind: None, baseline_known: false, pace_per_day: 1.5, ..known };
-        m.set_coverage("sim_signature", "district", "689", &unknown);
+        m.set_coverage("sim_signature", AreaLabels { province: "70", level: "district", area: "689" }, &unknown);
         let text = m.encode();
         assert!(!text.contains("d06_coverage_days_behind{"), "{text}");
         assert!(text.contains(
-            "d06_coverage_baseline_known{area=\"689\",area_level=\"district\",indicator=\"sim_signature\"} 0\n"
+            "d06_coverage_baseline_known{area=\"689\",area_level=\"district\",indicator=\"sim_signature\",province=\"70\"} 0\n"
         ));
         assert!(text.contains(
-            "d06_coverage_pace_per_day{area=\"689\",area_level=\"district\",indicator=\"sim_signature\"} 1.5\n"
+            "d06_coverage_pace_per_day{area=\"689\",area_level=\"district\",indicator=\"sim_signature\",province=\"70\"} 1.5\n"
         ));
     }
 
@@ -590,10 +610,15 @@ mod tests {
         assert_eq!(safe_label(""), "invalid");
         assert_eq!(safe_label(&"x".repeat(65)), "invalid");
         let m = Metrics::new().unwrap();
-        m.set_hotline("commune", "0123 456 789", &HotlineCounts { received: 1, ..HotlineCounts::default() });
+        m.set_hotline(
+            AreaLabels { province: "70", level: "commune", area: "0123 456 789" },
+            &HotlineCounts { received: 1, ..HotlineCounts::default() },
+        );
         let text = m.encode();
         assert!(
-            text.contains("d06_hotline_tickets{area=\"invalid\",area_level=\"commune\",status=\"received\"} 1"),
+            text.contains(
+                "d06_hotline_tickets{area=\"invalid\",area_level=\"commune\",province=\"70\",status=\"received\"} 1"
+            ),
             "{text}"
         );
         assert!(!text.contains("0123"), "{text}");
