@@ -99,11 +99,15 @@ struct Inner {
 /// an abort that keeps timing out stops the router.
 const ABORT_ATTEMPTS: u32 = 6;
 
+/// Calls of `commit_transaction` while it keeps timing out, before the
+/// router gives up on the commit and aborts (and rewinds) instead.
+const COMMIT_ATTEMPTS: u32 = 6;
+
 /// The pause before the next call: a call refused at once because an earlier
 /// one is still in progress ("Conflicting commit_transaction API call is
 /// already in progress", seen after a broker was killed) would otherwise use
 /// every attempt up within a millisecond. 250 ms doubling: 7.75 s in all.
-fn abort_retry_pause(attempt: u32) -> Duration {
+fn retry_pause(attempt: u32) -> Duration {
     Duration::from_millis(250 << attempt.saturating_sub(1).min(4))
 }
 
@@ -364,7 +368,7 @@ impl Inner {
             let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
             self.producer.send_offsets_to_transaction(&tpl, &group, self.timeout)?;
         }
-        self.producer.commit_transaction(self.timeout)?;
+        self.commit_transaction()?;
         self.open = false;
         for key in self.dirty.drain() {
             if let Some(s) = self.positions.get(&key) {
@@ -375,6 +379,34 @@ impl Inner {
             self.broadcast = self.newest;
         }
         Ok(std::mem::take(&mut self.stats))
+    }
+
+    /// Commits the open transaction. A commit that timed out goes on in the
+    /// background, and librdkafka's contract is to call it again, which
+    /// waits for that outcome; an abort at this point is refused as a
+    /// conflicting call ("Conflicting commit_transaction API call is already
+    /// in progress", seen after a broker was killed). So a retriable timeout
+    /// is retried a few times; an error that needs an abort, or one that
+    /// lasts, goes to the caller, which aborts and rewinds.
+    fn commit_transaction(&mut self) -> Result<(), KafkaError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.producer.commit_transaction(self.timeout) {
+                Err(KafkaError::Transaction(e))
+                    if e.is_retriable() && !e.txn_requires_abort() && attempt < COMMIT_ATTEMPTS =>
+                {
+                    let pause = retry_pause(attempt);
+                    warn!(attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "committing timed out; waiting for its outcome");
+                    std::thread::sleep(pause);
+                }
+                Ok(()) if attempt > 1 => {
+                    info!(attempts = attempt, "the timed-out commit finished");
+                    return Ok(());
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Finishes an abort that timed out, retrying a few times; then gives
@@ -391,7 +423,7 @@ impl Inner {
                     return Ok(());
                 }
                 Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < ABORT_ATTEMPTS => {
-                    let pause = abort_retry_pause(attempt);
+                    let pause = retry_pause(attempt);
                     warn!(attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "finishing the timed-out abort; retrying");
                     std::thread::sleep(pause);
                 }
@@ -658,10 +690,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refused_abort_waits_before_the_next_attempt() {
-        let pauses: Vec<u128> = (1..ABORT_ATTEMPTS).map(|a| abort_retry_pause(a).as_millis()).collect();
+    fn a_refused_abort_or_commit_waits_before_the_next_attempt() {
+        let pauses: Vec<u128> = (1..ABORT_ATTEMPTS).map(|a| retry_pause(a).as_millis()).collect();
         assert_eq!(pauses, [250, 500, 1_000, 2_000, 4_000]);
-        assert_eq!(abort_retry_pause(40), Duration::from_millis(4_000), "capped");
+        assert_eq!(retry_pause(40), Duration::from_millis(4_000), "capped");
     }
 
     #[test]
