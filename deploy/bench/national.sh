@@ -40,7 +40,7 @@ SAMPLE_SECS="${SAMPLE_SECS:-0.5}"
 
 build --example bare_consumer --example bare_copy
 new_run
-write_config "$WORK/d06.toml" event 1000 false
+write_config "$WORK/d06.toml" event "${FLUSH_MS:-1000}" false
 case "$TRACK" in
     one) printf '[contract]\ngeography = "%s"\n' "$GEOGRAPHY" >>"$WORK/d06.toml" ;;
     all)

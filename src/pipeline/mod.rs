@@ -63,6 +63,9 @@ pub struct Parts {
     pub clock: ClockMode,
     /// Flush cadence.
     pub flush_interval: Duration,
+    /// While far behind, the province-wide figures are published at most
+    /// this often (zero: every flush); current, every flush.
+    pub figures_while_behind: Duration,
     /// Also export commune gauges.
     pub commune_metrics: bool,
     /// Where the shards' stores live.
@@ -123,12 +126,20 @@ pub struct Pipeline {
     newest_seen: Option<Nanos>,
     /// When the shards' claims were last checked (fence.rs).
     claims_checked: std::time::Instant,
+    /// When the province-wide figures were last published.
+    figures_published: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline").field("parts", &self.p).field("shards", &self.shards.len()).finish()
     }
+}
+
+/// Whether a flush publishes the province-wide figures: always while
+/// current (or before the first time), at most every `every` while far behind.
+fn figures_due(behind: bool, since_last: Option<Duration>, every: Duration) -> bool {
+    !behind || since_last.is_none_or(|d| d >= every)
 }
 
 fn now_nanos() -> Nanos {
@@ -167,6 +178,7 @@ impl Pipeline {
             failovers_seen: 0,
             newest_seen: None,
             claims_checked: std::time::Instant::now(),
+            figures_published: None,
         })
     }
 
@@ -471,14 +483,29 @@ impl Pipeline {
         self.plan_through = Some(through);
     }
 
-    /// Pipeline gauges from the owned shards; business figures from the sums over all shards.
-    async fn publish(&self, wall: Nanos) {
+    /// Pipeline gauges from the owned shards, every flush; business figures
+    /// from the sums over all shards, every flush while current and at most
+    /// every `figures_while_behind` while replaying far behind.
+    async fn publish(&mut self, wall: Nanos) {
         let m = &self.p.metrics;
         m.state_subjects.set(self.shards.values().map(|s| s.coverage.subjects() as i64).sum());
         m.state_events.set(self.shards.values().map(|s| s.coverage.events() as i64).sum());
         if let Some(n) = self.shards.values().filter_map(|s| s.newest).max() {
             m.newest_event_time.set(n as f64 / 1e9);
         }
+        if figures_due(
+            self.p.health.is_behind(),
+            self.figures_published.map(|t| t.elapsed()),
+            self.p.figures_while_behind,
+        ) {
+            self.figures_published = Some(std::time::Instant::now());
+            self.publish_figures(wall).await;
+        }
+    }
+
+    /// The business gauges and the board, from the sums over all shards.
+    async fn publish_figures(&self, wall: Nanos) {
+        let m = &self.p.metrics;
         let own = self.now(wall);
         if own.is_none() && self.p.sink.is_none() {
             return;
@@ -583,5 +610,21 @@ async fn claim(sink: &ClickHouseSink, p: u32, owner: &str, shutdown: &Cancellati
             }
             Err(e) => return Err(e).context(format!("claiming shard {p}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_published_every_flush_while_current_and_at_most_every_interval_while_behind() {
+        let every = Duration::from_secs(10);
+        let (soon, late) = (Some(Duration::from_secs(1)), Some(Duration::from_secs(10)));
+        assert!(figures_due(false, soon, every), "current: every flush");
+        assert!(figures_due(true, None, every), "behind, never published yet");
+        assert!(!figures_due(true, soon, every), "behind, published a second ago");
+        assert!(figures_due(true, late, every), "behind, the interval is up");
+        assert!(figures_due(true, soon, Duration::ZERO), "0: every flush");
     }
 }

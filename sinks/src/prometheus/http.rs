@@ -84,6 +84,11 @@ impl Health {
         self.behind.store(behind, Ordering::Release);
     }
 
+    /// Whether the source topics are far behind (see [`Health::set_behind`]).
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(Ordering::Acquire)
+    }
+
     /// Ready, or why not.
     pub fn readiness(&self) -> Result<(), NotReady> {
         if !self.flushed.load(Ordering::Acquire) {
