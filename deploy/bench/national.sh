@@ -83,6 +83,13 @@ while :; do
 done
 hwm="$(proc_status "$D06_PID" VmHWM)"
 cpu="$(cpu_seconds "$D06_PID")"
+# d06_state_subjects is set by a flush: wait for one that began after the
+# last fact was applied (the gauge is in whole seconds here; at most 60 s).
+for _ in $(seq 1 120); do
+    flushed="$(metric d06_last_flush_timestamp_seconds)"
+    awk -v f="${flushed:-0}" -v d="$done_at" 'BEGIN { exit !(f > d + 1) }' && break
+    sleep 0.5
+done
 curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" >"$WORK/metrics.txt" || true
 applied="$(metric d06_facts_applied_total)"
 dups="$(metric d06_duplicates_ignored_total)"
