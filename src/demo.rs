@@ -132,7 +132,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
         tz,
         clock: ClockMode::Event,
         flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
-        figures_while_behind: Duration::from_millis(config.pipeline.figures_while_behind_ms),
+        flush_while_behind: Duration::from_millis(config.pipeline.flush_while_behind_ms),
         commune_metrics: config.http.commune_metrics,
         state_dir: state_dir.clone(),
         snapshot_log_bytes: config.pipeline.snapshot_log_bytes,

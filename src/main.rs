@@ -431,7 +431,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         tz,
         clock: config.pipeline.clock,
         flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
-        figures_while_behind: Duration::from_millis(config.pipeline.figures_while_behind_ms),
+        flush_while_behind: Duration::from_millis(config.pipeline.flush_while_behind_ms),
         commune_metrics: config.http.commune_metrics,
         state_dir: state_dir.clone(),
         snapshot_log_bytes: config.pipeline.snapshot_log_bytes,

@@ -63,9 +63,9 @@ pub struct Parts {
     pub clock: ClockMode,
     /// Flush cadence.
     pub flush_interval: Duration,
-    /// While far behind, the province-wide figures are published at most
-    /// this often (zero: every flush); current, every flush.
-    pub figures_while_behind: Duration,
+    /// Flush cadence while far behind the source topics (at least
+    /// `flush_interval`).
+    pub flush_while_behind: Duration,
     /// Also export commune gauges.
     pub commune_metrics: bool,
     /// Where the shards' stores live.
@@ -126,8 +126,8 @@ pub struct Pipeline {
     newest_seen: Option<Nanos>,
     /// When the shards' claims were last checked (fence.rs).
     claims_checked: std::time::Instant,
-    /// When the province-wide figures were last published.
-    figures_published: Option<std::time::Instant>,
+    /// When the last timed flush ran.
+    flushed_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -136,9 +136,9 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// Whether a flush publishes the province-wide figures: always while
-/// current (or before the first time), at most every `every` while far behind.
-fn figures_due(behind: bool, since_last: Option<Duration>, every: Duration) -> bool {
+/// Whether a tick of the flush timer flushes: every tick while current (and
+/// the first time), at most every `every` while far behind.
+fn flush_due(behind: bool, since_last: Option<Duration>, every: Duration) -> bool {
     !behind || since_last.is_none_or(|d| d >= every)
 }
 
@@ -178,7 +178,7 @@ impl Pipeline {
             failovers_seen: 0,
             newest_seen: None,
             claims_checked: std::time::Instant::now(),
-            figures_published: None,
+            flushed_at: None,
         })
     }
 
@@ -194,7 +194,17 @@ impl Pipeline {
                     Some(e) => self.handle(e, &shutdown).await?,
                     None => break,
                 },
-                _ = tick.tick() => self.flush(&shutdown).await?,
+                _ = tick.tick() => {
+                    // While replaying far behind, flush less often: the figures are
+                    // not current anyway (`/readyz` says so), and each flush costs
+                    // the same whatever it carries (rows through the new days,
+                    // the read-back, the checkpoint): BENCHMARKS.md, "National replay".
+                    let since = self.flushed_at.map(|t| t.elapsed());
+                    if flush_due(self.p.health.is_behind(), since, self.p.flush_while_behind) {
+                        self.flushed_at = Some(std::time::Instant::now());
+                        self.flush(&shutdown).await?;
+                    }
+                }
                 _ = shutdown.cancelled(), if grace.is_none() => {
                     grace = Some(Box::pin(tokio::time::sleep(Duration::from_secs(15))));
                 }
@@ -483,29 +493,14 @@ impl Pipeline {
         self.plan_through = Some(through);
     }
 
-    /// Pipeline gauges from the owned shards, every flush; business figures
-    /// from the sums over all shards, every flush while current and at most
-    /// every `figures_while_behind` while replaying far behind.
-    async fn publish(&mut self, wall: Nanos) {
+    /// Pipeline gauges from the owned shards; business figures from the sums over all shards.
+    async fn publish(&self, wall: Nanos) {
         let m = &self.p.metrics;
         m.state_subjects.set(self.shards.values().map(|s| s.coverage.subjects() as i64).sum());
         m.state_events.set(self.shards.values().map(|s| s.coverage.events() as i64).sum());
         if let Some(n) = self.shards.values().filter_map(|s| s.newest).max() {
             m.newest_event_time.set(n as f64 / 1e9);
         }
-        if figures_due(
-            self.p.health.is_behind(),
-            self.figures_published.map(|t| t.elapsed()),
-            self.p.figures_while_behind,
-        ) {
-            self.figures_published = Some(std::time::Instant::now());
-            self.publish_figures(wall).await;
-        }
-    }
-
-    /// The business gauges and the board, from the sums over all shards.
-    async fn publish_figures(&self, wall: Nanos) {
-        let m = &self.p.metrics;
         let own = self.now(wall);
         if own.is_none() && self.p.sink.is_none() {
             return;
@@ -618,13 +613,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn figures_are_published_every_flush_while_current_and_at_most_every_interval_while_behind() {
-        let every = Duration::from_secs(10);
-        let (soon, late) = (Some(Duration::from_secs(1)), Some(Duration::from_secs(10)));
-        assert!(figures_due(false, soon, every), "current: every flush");
-        assert!(figures_due(true, None, every), "behind, never published yet");
-        assert!(!figures_due(true, soon, every), "behind, published a second ago");
-        assert!(figures_due(true, late, every), "behind, the interval is up");
-        assert!(figures_due(true, soon, Duration::ZERO), "0: every flush");
+    fn the_timer_flushes_every_tick_while_current_and_at_most_every_interval_while_behind() {
+        let every = Duration::from_secs(5);
+        let (soon, late) = (Some(Duration::from_secs(1)), Some(Duration::from_secs(5)));
+        assert!(flush_due(false, soon, every), "current: every tick");
+        assert!(flush_due(true, None, every), "behind, never flushed yet");
+        assert!(!flush_due(true, soon, every), "behind, flushed a second ago");
+        assert!(flush_due(true, late, every), "behind, the interval is up");
+        assert!(flush_due(true, soon, Duration::ZERO), "no longer interval: every tick");
     }
 }
