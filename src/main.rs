@@ -452,6 +452,8 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
     let progress = progress::ProgressTask {
         probe: router.lag_probe(),
+        facts: Some(facts_source.lag_probe()),
+        behind_messages: config.pipeline.behind_messages,
         every: ingest::kafka::LagProbe::interval(&config.kafka),
         progress: ingest::kafka::progress::Progress::new(
             config.pipeline.behind_messages,

@@ -18,6 +18,12 @@ use tracing::{debug, info};
 pub struct ProgressTask {
     /// The router's positions against the broker's ends.
     pub probe: LagProbe,
+    /// Stage 2's facts partitions: facts waiting there also keep the
+    /// instance "far behind" (stage 1 can finish a replay minutes before
+    /// stage 2 has applied it).
+    pub facts: Option<LagProbe>,
+    /// Facts waiting beyond which the instance is far behind.
+    pub behind_messages: u64,
     /// How often to measure.
     pub every: Duration,
     /// What "far behind" is and how often to say so.
@@ -40,12 +46,16 @@ impl ProgressTask {
                 _ = tokio::time::sleep(self.every) => {},
                 _ = shutdown.cancelled() => return Ok(()),
             }
-            let p = self.probe.clone();
-            let measured = tokio::task::spawn_blocking(move || p.measure()).await.context("lag probe")?;
-            for m in &measured {
+            let (p, f) = (self.probe.clone(), self.facts.clone());
+            let (measured, facts) =
+                tokio::task::spawn_blocking(move || (p.measure(), f.map(|f| f.measure()).unwrap_or_default()))
+                    .await
+                    .context("lag probe")?;
+            for m in measured.iter().chain(&facts) {
                 let partition = m.key.partition.to_string();
                 self.metrics.consumer_lag.with_label_values(&[&*m.key.topic, partition.as_str()]).set(m.lag());
             }
+            let facts_waiting: i64 = facts.iter().map(|m| m.lag()).sum();
             if measured.is_empty() {
                 // No partition assigned (yet, or to this instance at all): nothing to judge.
                 continue;
@@ -76,10 +86,11 @@ impl ProgressTask {
                 }
             }
             let overall = self.progress.overall();
-            self.health.set_behind(overall.behind);
+            let behind = far_behind(overall.behind, facts_waiting, self.behind_messages);
+            self.health.set_behind(behind);
             self.board.set_replay(ReplayBoard {
-                behind: overall.behind,
-                lag: overall.lag,
+                behind,
+                lag: overall.lag + if behind { facts_waiting } else { 0 },
                 rate: overall.rate,
                 eta_seconds: overall.eta().map(|d| d.as_secs()),
             });
@@ -103,6 +114,12 @@ impl ProgressTask {
     }
 }
 
+/// Far behind: the source topics are, or more than `limit` facts wait for
+/// stage 2.
+fn far_behind(sources_behind: bool, facts_waiting: i64, limit: u64) -> bool {
+    sources_behind || u64::try_from(facts_waiting).is_ok_and(|w| w > limit)
+}
+
 fn log_topic(t: &TopicProgress) {
     info!(
         topic = %t.topic,
@@ -113,4 +130,17 @@ fn log_topic(t: &TopicProgress) {
         eta_s = t.eta().map(|d| d.as_secs()),
         "replaying behind the source topic"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::far_behind;
+
+    #[test]
+    fn facts_waiting_for_stage_2_keep_an_instance_far_behind() {
+        assert!(far_behind(true, 0, 100));
+        assert!(!far_behind(false, 100, 100), "at the limit");
+        assert!(far_behind(false, 101, 100), "stage 1 caught up, stage 2 not");
+        assert!(!far_behind(false, -1, 0));
+    }
 }

@@ -109,6 +109,20 @@ async fn readyz_is_false_while_far_behind_or_while_clickhouse_fails_and_the_figu
         gained_in_clickhouse(&app).await == BACKLOG
     })
     .await;
+    // Stage 2's lag is measured too (facts waiting keep an instance far
+    // behind): a gauge per facts partition, down to a commit marker at most.
+    let facts_topic = app.topics.facts.clone();
+    app.wait_for("stage 2's lag gauges at their end", Duration::from_secs(30), || async {
+        let m = app.metrics().await;
+        let lags: Vec<f64> = m
+            .series
+            .iter()
+            .filter(|(n, l, _)| n == "d06_consumer_lag_messages" && l.get("topic") == Some(&facts_topic))
+            .map(|(_, _, v)| *v)
+            .collect();
+        lags.len() == 2 && lags.iter().all(|v| *v <= 1.0)
+    })
+    .await;
 
     // 2. ClickHouse refuses: not ready, with the reason; back by itself.
     proxy.fail_next(u32::MAX);

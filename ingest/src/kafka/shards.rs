@@ -246,6 +246,30 @@ impl FactsSource {
         Ok(FactsSource { consumer: Arc::new(consumer), config: config.clone(), identity })
     }
 
+    /// Stage 2's positions in the facts topic (the next offset this
+    /// consumer fetches, per assigned partition), for the lag probe: a
+    /// replay whose stage 1 has caught up may still have facts to apply.
+    pub fn lag_probe(&self) -> super::LagProbe {
+        let consumer = Arc::clone(&self.consumer);
+        let facts = self.config.topics.facts.clone();
+        super::LagProbe::new(
+            Arc::clone(&self.consumer) as Arc<dyn super::Watermarks>,
+            Arc::new(move || {
+                let Ok(tpl) = consumer.position() else { return Vec::new() };
+                tpl.elements()
+                    .iter()
+                    .filter(|e| e.topic() == facts)
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(next) => {
+                            Some((super::SourcePartition { topic: e.topic().into(), partition: e.partition() }, next))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            }),
+        )
+    }
+
     /// A handle that commits positions.
     pub fn committer(&self) -> ShardCommitter {
         ShardCommitter {
