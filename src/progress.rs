@@ -57,7 +57,9 @@ impl ProgressTask {
             }
             let facts_waiting: i64 = facts.iter().map(|m| m.lag()).sum();
             if measured.is_empty() {
-                // No partition assigned (yet, or to this instance at all): nothing to judge.
+                // No source partition assigned (yet, or to this instance at all):
+                // only the facts it applies can say it is behind.
+                self.health.set_behind(far_behind(false, facts_waiting, self.behind_messages));
                 continue;
             }
             let now = Instant::now();

@@ -63,8 +63,8 @@ pub struct Parts {
     pub clock: ClockMode,
     /// Flush cadence.
     pub flush_interval: Duration,
-    /// Flush cadence while far behind the source topics (at least
-    /// `flush_interval`).
+    /// Flush cadence while far behind (the source topics or the facts
+    /// waiting for stage 2); at least `flush_interval`.
     pub flush_while_behind: Duration,
     /// Also export commune gauges.
     pub commune_metrics: bool,
