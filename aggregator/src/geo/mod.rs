@@ -108,8 +108,9 @@ pub struct Geography {
     /// The province this geography serves: its only one, a union's first,
     /// or the one a [`Geography::scoped`] view keeps to.
     province: AreaId,
-    /// Whether [`Geography::of_level`] and [`Geography::find`] keep to `province`.
-    scoped: bool,
+    /// The ids [`Geography::of_level`] and [`Geography::find`] keep to: a
+    /// scoped view's province's own, else all.
+    span: Range<usize>,
 }
 
 /// What every view of one geography shares.
@@ -249,7 +250,7 @@ impl Geography {
 
     /// All of `atlas`, serving its first province.
     fn whole(atlas: Atlas) -> Self {
-        Geography { atlas: Arc::new(atlas), province: ROOT, scoped: false }
+        Geography { span: 0..atlas.areas.len(), atlas: Arc::new(atlas), province: ROOT }
     }
 
     /// The version loaded.
@@ -301,18 +302,7 @@ impl Geography {
     /// The ids this geography lists: a scoped view's province's own (a
     /// province's areas follow it, up to the next province), else all.
     pub fn span(&self) -> Range<usize> {
-        if !self.scoped {
-            return 0..self.atlas.areas.len();
-        }
-        let start = usize::from(self.province.0);
-        let end = self
-            .atlas
-            .provinces
-            .iter()
-            .map(|p| usize::from(p.0))
-            .find(|p| *p > start)
-            .unwrap_or(self.atlas.areas.len());
-        start..end
+        self.span.clone()
     }
 
     /// The area and every area it rolls up into, most specific first.
@@ -327,7 +317,7 @@ impl Geography {
             .get(&level)
             .and_then(|codes| codes.get(code))
             .copied()
-            .filter(|a| self.span().contains(&usize::from(a.0)))
+            .filter(|a| self.span.contains(&usize::from(a.0)))
     }
 
     /// Resolves an event's codes (already checked to be 5 and 3 ASCII digits)

@@ -83,7 +83,11 @@ impl Geography {
     /// [`Geography::find`] kept to `province`. Codes still resolve across
     /// every province.
     pub fn scoped(&self, province: AreaId) -> Geography {
-        Geography { atlas: Arc::clone(&self.atlas), province, scoped: true }
+        // A province's areas follow it, up to the next province.
+        let start = usize::from(province.0);
+        let end = self.atlas.provinces.iter().map(|p| usize::from(p.0)).find(|p| *p > start);
+        let span = start..end.unwrap_or(self.atlas.areas.len());
+        Geography { atlas: Arc::clone(&self.atlas), province, span }
     }
 
     /// The province with this GSO code, if this geography holds it.
