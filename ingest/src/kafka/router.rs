@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aggregator::Nanos;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaError};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -109,6 +109,30 @@ const COMMIT_ATTEMPTS: u32 = 6;
 /// every attempt up within a millisecond. 250 ms doubling: 7.75 s in all.
 fn retry_pause(attempt: u32) -> Duration {
     Duration::from_millis(250 << attempt.saturating_sub(1).min(4))
+}
+
+/// Calls `call` (a transaction API call) until it succeeds, fails in a way
+/// `again` does not accept, or has been made `attempts` times, pausing
+/// [`retry_pause`] before each further call and saying so with `retrying`.
+/// The last outcome, and how many calls were made.
+fn retry_transaction(
+    attempts: u32,
+    retrying: &str,
+    mut call: impl FnMut() -> Result<(), KafkaError>,
+    again: impl Fn(&RDKafkaError) -> bool,
+) -> (Result<(), KafkaError>, u32) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call() {
+            Err(KafkaError::Transaction(e)) if again(&e) && attempt < attempts => {
+                let pause = retry_pause(attempt);
+                warn!(attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "{retrying}");
+                std::thread::sleep(pause);
+            }
+            other => return (other, attempt),
+        }
+    }
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -389,55 +413,43 @@ impl Inner {
     /// is retried a few times; an error that needs an abort, or one that
     /// lasts, goes to the caller, which aborts and rewinds.
     fn commit_transaction(&mut self) -> Result<(), KafkaError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.producer.commit_transaction(self.timeout) {
-                Err(KafkaError::Transaction(e))
-                    if e.is_retriable() && !e.txn_requires_abort() && attempt < COMMIT_ATTEMPTS =>
-                {
-                    let pause = retry_pause(attempt);
-                    warn!(attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "committing timed out; waiting for its outcome");
-                    std::thread::sleep(pause);
-                }
-                Ok(()) if attempt > 1 => {
-                    info!(attempts = attempt, "the timed-out commit finished");
-                    return Ok(());
-                }
-                other => return other,
-            }
+        let (producer, timeout) = (&self.producer, self.timeout);
+        let (outcome, attempts) = retry_transaction(
+            COMMIT_ATTEMPTS,
+            "committing timed out; waiting for its outcome",
+            || producer.commit_transaction(timeout),
+            |e| e.is_retriable() && !e.txn_requires_abort(),
+        );
+        if outcome.is_ok() && attempts > 1 {
+            info!(attempts, "the timed-out commit finished");
         }
+        outcome
     }
 
     /// Finishes an abort that timed out, retrying a few times; then gives
     /// up with a clear error (the process stops; restarted, it fences this
     /// incarnation and re-reads from the last commit).
     fn finish_abort(&mut self) -> Result<(), KafkaError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.producer.abort_transaction(self.timeout) {
-                Ok(()) => {
-                    info!(attempts = attempt, "the timed-out abort finished; transactions resume");
-                    self.abort_unfinished = false;
-                    return Ok(());
-                }
-                Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < ABORT_ATTEMPTS => {
-                    let pause = retry_pause(attempt);
-                    warn!(attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "finishing the timed-out abort; retrying");
-                    std::thread::sleep(pause);
-                }
-                Err(error) => {
-                    error!(
-                        attempts = attempt,
-                        %error,
-                        "the transaction coordinator never finished aborting this instance's transaction; \
-                         stopping the router (a restart re-reads from the last commit)"
-                    );
-                    return Err(error);
-                }
+        let (producer, timeout) = (&self.producer, self.timeout);
+        let (outcome, attempts) = retry_transaction(
+            ABORT_ATTEMPTS,
+            "finishing the timed-out abort; retrying",
+            || producer.abort_transaction(timeout),
+            |e| e.is_retriable(),
+        );
+        match &outcome {
+            Ok(()) => {
+                info!(attempts, "the timed-out abort finished; transactions resume");
+                self.abort_unfinished = false;
             }
+            Err(error) => error!(
+                attempts,
+                %error,
+                "the transaction coordinator never finished aborting this instance's transaction; \
+                 stopping the router (a restart re-reads from the last commit)"
+            ),
         }
+        outcome
     }
 
     /// Aborts the open transaction and puts every partition back where the
