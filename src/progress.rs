@@ -58,8 +58,16 @@ impl ProgressTask {
             let facts_waiting: i64 = facts.iter().map(|m| m.lag()).sum();
             if measured.is_empty() {
                 // No source partition assigned (yet, or to this instance at all):
-                // only the facts it applies can say it is behind.
-                self.health.set_behind(far_behind(false, facts_waiting, self.behind_messages));
+                // only the facts it applies, if any, can say it is behind.
+                if !facts.is_empty() {
+                    let behind = far_behind(false, facts_waiting, self.behind_messages);
+                    self.set_replay(ReplayBoard {
+                        behind,
+                        lag: if behind { facts_waiting } else { 0 },
+                        rate: 0.0,
+                        eta_seconds: None,
+                    });
+                }
                 continue;
             }
             let now = Instant::now();
@@ -89,8 +97,7 @@ impl ProgressTask {
             }
             let overall = self.progress.overall();
             let behind = far_behind(overall.behind, facts_waiting, self.behind_messages);
-            self.health.set_behind(behind);
-            self.board.set_replay(ReplayBoard {
+            self.set_replay(ReplayBoard {
                 behind,
                 lag: overall.lag + if behind { facts_waiting } else { 0 },
                 rate: overall.rate,
@@ -113,6 +120,14 @@ impl ProgressTask {
                 Step::Behind { log: false, .. } | Step::Current => {}
             }
         }
+    }
+}
+
+impl ProgressTask {
+    /// Tells `/readyz` and the board whether this instance is far behind.
+    fn set_replay(&self, replay: ReplayBoard) {
+        self.health.set_behind(replay.behind);
+        self.board.set_replay(replay);
     }
 }
 
