@@ -34,14 +34,14 @@ impl<'a> SigEvent<'a> {
 }
 
 /// A subject's signature events, packed (module docs).
-#[derive(Default)]
-pub(super) struct Sigs(pub(super) Box<[u8]>);
+#[derive(Clone, Copy)]
+pub(super) struct Sigs<'a>(pub(super) &'a [u8]);
 
-impl Sigs {
+impl<'a> Sigs<'a> {
     /// The events in order, each with its record's bytes. Bytes that do
     /// not parse end the iteration ([`Sigs::check`] tells).
-    pub fn records(&self) -> impl Iterator<Item = (SigEvent<'_>, &[u8])> {
-        let mut rest: &[u8] = &self.0;
+    pub fn records(self) -> impl Iterator<Item = (SigEvent<'a>, &'a [u8])> {
+        let mut rest: &'a [u8] = self.0;
         std::iter::from_fn(move || {
             let head = *rest.first()?;
             let area = AreaId(u16::from_le_bytes([*rest.get(1)?, *rest.get(2)?]));
@@ -55,36 +55,36 @@ impl Sigs {
     }
 
     /// The events in order.
-    pub fn events(&self) -> Vec<SigEvent<'_>> {
+    pub fn events(self) -> Vec<SigEvent<'a>> {
         self.records().map(|(e, _)| e).collect()
     }
 
     /// Whether an event with this id is held.
-    pub fn holds(&self, id: &[u8]) -> bool {
+    pub fn holds(self, id: &[u8]) -> bool {
         self.records().any(|(e, _)| e.id == id)
     }
 
-    /// Inserts `ev` at its place in the order (its id must not be held).
-    pub fn insert(&mut self, ev: &SigEvent<'_>) {
-        let mut out = Vec::with_capacity(self.0.len() + 17 + ev.id.len());
+    /// Writes these events with `ev` inserted at its place in the order
+    /// (its id must not be held) to `out`.
+    pub fn insert(self, ev: &SigEvent<'_>, out: &mut Vec<u8>) {
+        out.reserve(self.0.len() + 17 + ev.id.len());
         let mut placed = false;
         for (e, rec) in self.records() {
             if !placed && ev.key() < e.key() {
-                encode(ev, &mut out);
+                encode(ev, out);
                 placed = true;
             }
             out.extend_from_slice(rec);
         }
         if !placed {
-            encode(ev, &mut out);
+            encode(ev, out);
         }
-        self.0 = out.into_boxed_slice();
     }
 
     /// Whether the bytes parse to the end into at least one event, in
     /// strictly increasing order, every area below `areas` (a snapshot's
     /// check).
-    pub fn check(&self, areas: usize) -> bool {
+    pub fn check(self, areas: usize) -> bool {
         let mut used = 0;
         let mut last: Option<(Nanos, &[u8])> = None;
         for (e, rec) in self.records() {
@@ -130,17 +130,20 @@ mod tests {
         let b = ev(noon, "a", d(2024, 4, 11), false); // same time: ordered by id
         let c = ev(-1, "é", d(1969, 12, 31), true); // before 1970
         let far = ev(noon, "z", d(2030, 1, 1), false); // a day far from the UTC day: in full
-        let mut s = Sigs::default();
+        let mut bytes = Vec::new();
         for e in [&a, &b, &c, &far] {
-            assert!(!s.holds(e.id));
-            s.insert(e);
-            assert!(s.holds(e.id));
+            assert!(!Sigs(&bytes).holds(e.id));
+            let mut out = Vec::new();
+            Sigs(&bytes).insert(e, &mut out);
+            bytes = out;
+            assert!(Sigs(&bytes).holds(e.id));
         }
+        let s = Sigs(&bytes);
         assert_eq!(s.events(), vec![c, b, a, far]);
         assert!(s.check(8));
         assert!(!s.check(7), "area 7 outside 7 areas");
         assert_eq!(s.0.len(), 4 * 13 + 4 + 1 + 1 + 2 + 1);
-        let cut = Sigs(s.0[..s.0.len() - 1].into());
+        let cut = Sigs(&s.0[..s.0.len() - 1]);
         assert!(!cut.check(8));
     }
 }

@@ -1,18 +1,17 @@
-//! The coverage part of a shard snapshot (`crate::snapshot`): the dedup
-//! keys, the packed first-event records as they are in memory, the
-//! `sim.signature` lists, and the counts per key and day.
+//! The coverage part of a shard snapshot (`crate::snapshot`): each
+//! subject's record as it is in memory (first-event records, `sim.signature`
+//! events, dedup keys) and the counts per key and day.
 //!
-//! Layout: distinct events applied; distinct subjects; the hash seeds of the dedup set, the
-//! first-event map and the signature map (two `u64` each); the dedup keys (count, 16 bytes each);
-//! the subjects with first events (count; digest, record bytes); the
-//! subjects with `sim.signature` events (count; digest, event count; per
-//! event `occurred_at`, id, day, area, installed); the counted keys (count;
-//! slot, day count; per day the day, gained, lost).
+//! Layout: distinct events applied; the hash seed of the subjects' index
+//! (two `u64`); the subjects (count; per subject its digest and its
+//! record's body, `subjects.rs`); the counted keys (count; slot, day count;
+//! per day the day, gained, lost). The subjects holding state and the
+//! dedup keys are counted again on load from the records.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{Firsts, KeyHash, Shard, Sigs, ID_LEN_MAX};
+use super::{Body, Firsts, KeyHash, Shard, Sigs, Subjects, ID_LEN_MAX};
 use crate::fact::Indicator;
 use crate::geo::{AreaId, Geography};
 use crate::rollup::DayCounts;
@@ -21,24 +20,13 @@ use crate::snapshot::{Reader, SnapshotError, Writer};
 impl Shard {
     pub(crate) fn write_snapshot(&self, w: &mut Writer) {
         w.len(self.events);
-        w.len(self.subjects);
-        for seed in [&self.seen.hasher().seed, &self.firsts.hasher().seed, &self.signatures.hasher().seed] {
-            w.u64(seed[0]);
-            w.u64(seed[1]);
-        }
-        w.len(self.seen.len());
-        for key in &self.seen {
-            w.u128(*key);
-        }
-        w.len(self.firsts.len());
-        for (subject, firsts) in &self.firsts {
-            w.digest(subject);
-            w.bytes(&firsts.0);
-        }
-        w.len(self.signatures.len());
-        for (subject, sigs) in &self.signatures {
-            w.digest(subject);
-            w.bytes(&sigs.0);
+        let seed = &self.subjects.hasher().seed;
+        w.u64(seed[0]);
+        w.u64(seed[1]);
+        w.len(self.subjects.len());
+        for (subject, body) in self.subjects.iter() {
+            w.digest(&subject);
+            w.bytes(body);
         }
         let counted: Vec<_> =
             self.counts.by_key.iter().enumerate().filter_map(|(s, k)| Some((s, k.as_ref()?))).collect();
@@ -57,37 +45,30 @@ impl Shard {
     pub(crate) fn read_snapshot(geo: Arc<Geography>, r: &mut Reader<'_>) -> Result<Shard, SnapshotError> {
         let mut shard = Shard::new(Arc::clone(&geo));
         shard.events = r.len()?;
-        shard.subjects = r.len()?;
-        // The maps' hash seeds, so that each map is rebuilt with its entries
-        // in the order of its slots: the inserts walk the table instead of
-        // missing the cache at every entry (BENCHMARKS.md, "Snapshots").
-        let mut seed = || -> Result<KeyHash, SnapshotError> { Ok(KeyHash { seed: [r.u64()?, r.u64()?] }) };
-        let [seen_seed, firsts_seed, signatures_seed] = [seed()?, seed()?, seed()?];
-        let n = r.count(16)?;
-        shard.seen = HashSet::with_capacity_and_hasher(n, seen_seed);
-        for _ in 0..n {
-            shard.seen.insert(r.u128()?);
-        }
-        let n = r.count(17)?;
-        shard.firsts = HashMap::with_capacity_and_hasher(n, firsts_seed);
+        // The index's hash seed, so that it is rebuilt with its records in
+        // the order of its slots: the inserts walk the table instead of
+        // missing the cache at every record (BENCHMARKS.md, "Snapshots").
+        let seed = KeyHash { seed: [r.u64()?, r.u64()?] };
+        // A digest and a body of two empty lengths at least.
+        let n = r.count(16 + 1 + 2)?;
+        shard.subjects = Subjects::with_capacity_and_hasher(n, seed);
         for _ in 0..n {
             let subject = r.digest()?;
-            let firsts = Firsts(r.bytes()?.into());
-            check_firsts(&firsts, &geo)?;
-            if shard.firsts.insert(subject, firsts).is_some() {
-                return Err(SnapshotError::Corrupt("a subject's first events twice"));
+            let bytes = r.bytes()?;
+            let body = Body::parse(bytes).ok_or(SnapshotError::Corrupt("subject record"))?;
+            if !body.firsts.is_empty() {
+                check_firsts(Firsts(body.firsts), &geo)?;
             }
-        }
-        let n = r.count(17)?;
-        shard.signatures = HashMap::with_capacity_and_hasher(n, signatures_seed);
-        for _ in 0..n {
-            let subject = r.digest()?;
-            let sigs = Sigs(r.bytes()?.into());
-            if !sigs.check(geo.areas().len()) {
+            if !body.sigs.is_empty() && !Sigs(body.sigs).check(geo.areas().len()) {
                 return Err(SnapshotError::Corrupt("signature events"));
             }
-            if shard.signatures.insert(subject, sigs).is_some() {
-                return Err(SnapshotError::Corrupt("a subject's signature events twice"));
+            if !body.holds_state() && body.key_count() == 0 {
+                return Err(SnapshotError::Corrupt("an empty subject record"));
+            }
+            shard.holding += usize::from(body.holds_state());
+            shard.keys += body.key_count();
+            if !shard.subjects.put(&subject, bytes) {
+                return Err(SnapshotError::Corrupt("a subject twice"));
             }
         }
         let n = r.count(2)?;
@@ -108,7 +89,7 @@ impl Shard {
 
 /// A subject's packed records must parse to the end, each of a known
 /// indicator in an area of `geo`, one record per indicator.
-fn check_firsts(firsts: &Firsts, geo: &Geography) -> Result<(), SnapshotError> {
+fn check_firsts(firsts: Firsts<'_>, geo: &Geography) -> Result<(), SnapshotError> {
     let mut used = 0;
     let mut seen = [false; Indicator::COUNT];
     for (ind, ev, rec) in firsts.records() {

@@ -1,0 +1,354 @@
+//! A shard's per-subject state, one record per subject, in one arena.
+//!
+//! A subject's record holds everything the rules keep for it: its
+//! first-qualifying events ([`super::Firsts`]), its `sim.signature` events
+//! ([`super::Sigs`]) and the keys of its other applied events (the dedup
+//! keys no record holds, 8 bytes each: they only have to tell apart the
+//! events of one subject). Before, these were three hash tables (two maps
+//! of a 16-byte digest and a boxed record, and a set of 128-bit keys), so a
+//! subject paid for two or three slots of 17–33 bytes at the tables' load
+//! factor, a heap allocation per record with its header and rounding, and a
+//! 16-byte key per event in the set (BENCHMARKS.md, "One record per
+//! subject").
+//!
+//! Here the records live back to back in one `Vec<u8>`, each at an offset
+//! that is a multiple of [`UNIT`]; the index is a hash table of 5-byte
+//! offsets (a slot of 6 bytes with its control byte), hashed by the digest,
+//! which the record itself holds. A look-up that finds its subject reads
+//! the record anyway, so keeping the digest out of the table costs no
+//! extra cache miss. A record that changes size moves to a slot of its new
+//! size: the old slot goes on a free list of its size and is taken by the
+//! next record of that size, so there is no compaction pass and no garbage
+//! beyond the free slots.
+//!
+//! Record layout (little endian): `u32` the record's length in bytes, the
+//! digest (16 bytes), then the body ([`Body`]): LEB128 length and bytes of
+//! the first-event records, LEB128 length and bytes of the signature
+//! events, then the dedup keys (`u64` each) to the end.
+//!
+//! Hand-written rather than a crate: nothing well kept stores
+//! variable-length records without a pointer (16 bytes with its length)
+//! and a heap header per record, which were most of what this replaces.
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use super::KeyHash;
+use crate::fact::Digest;
+
+/// Records start at multiples of this many bytes.
+const UNIT: usize = 4;
+/// Offsets (in units) are stored in 5 bytes: 4 TiB of records per shard.
+type Slot = [u8; 5];
+/// Free slots of up to this many units have a list each in a `Vec`.
+const SMALL_UNITS: usize = 256;
+/// The record's length and the subject's digest.
+const HEAD: usize = 4 + 16;
+
+/// The subjects of one shard (module docs).
+pub(super) struct Subjects {
+    index: HashTable<Slot>,
+    hash: KeyHash,
+    arena: Vec<u8>,
+    /// Free slots by size in units, small sizes.
+    free_small: Vec<Vec<u64>>,
+    /// Free slots of more than [`SMALL_UNITS`] units.
+    free_large: BTreeMap<usize, Vec<u64>>,
+    /// Units in free slots (a measure of memory).
+    free_units: usize,
+}
+
+/// A record's body, borrowed: what the rules keep for one subject.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Body<'a> {
+    /// The first-event records ([`super::Firsts`]' bytes), maybe empty.
+    pub firsts: &'a [u8],
+    /// The signature events ([`super::Sigs`]' bytes), maybe empty.
+    pub sigs: &'a [u8],
+    /// The dedup keys, 8 bytes each.
+    pub keys: &'a [u8],
+}
+
+impl<'a> Body<'a> {
+    /// Parses a body; `None` if its lengths run past its end or its keys
+    /// are not whole.
+    pub fn parse(bytes: &'a [u8]) -> Option<Body<'a>> {
+        let (firsts, rest) = prefixed(bytes)?;
+        let (sigs, keys) = prefixed(rest)?;
+        (keys.len() % 8 == 0).then_some(Body { firsts, sigs, keys })
+    }
+
+    /// Appends this body's bytes with `more` keys after its own.
+    pub fn encode(&self, more: &[u64], out: &mut Vec<u8>) {
+        varint(self.firsts.len(), out);
+        out.extend_from_slice(self.firsts);
+        varint(self.sigs.len(), out);
+        out.extend_from_slice(self.sigs);
+        out.extend_from_slice(self.keys);
+        for k in more {
+            out.extend_from_slice(&k.to_le_bytes());
+        }
+    }
+
+    /// Whether the subject holds a first or a signature event (it counts
+    /// as a subject holding state).
+    pub fn holds_state(&self) -> bool {
+        !self.firsts.is_empty() || !self.sigs.is_empty()
+    }
+
+    /// The number of dedup keys.
+    pub fn key_count(&self) -> usize {
+        self.keys.len() / 8
+    }
+
+    /// Whether `key` is one of the dedup keys.
+    pub fn has_key(&self, key: u64) -> bool {
+        let key = key.to_le_bytes();
+        self.keys.chunks_exact(8).any(|k| k == key)
+    }
+}
+
+/// A LEB128-prefixed slice at the start of `bytes`, and what follows it.
+fn prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (mut len, mut shift, mut at) = (0usize, 0u32, 0usize);
+    loop {
+        let b = *bytes.get(at)?;
+        at += 1;
+        len |= usize::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    let end = at.checked_add(len)?;
+    Some((bytes.get(at..end)?, bytes.get(end..)?))
+}
+
+/// Appends `v` as LEB128.
+fn varint(mut v: usize, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn slot(units: u64) -> Slot {
+    let b = units.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4]]
+}
+
+fn units(slot: &Slot) -> u64 {
+    u64::from_le_bytes([slot[0], slot[1], slot[2], slot[3], slot[4], 0, 0, 0])
+}
+
+impl Subjects {
+    /// No subjects, room for `capacity` without growing the index, hashed
+    /// with `hash` (a snapshot passes the seed it was written with, so the
+    /// records are inserted in the order of the index's slots).
+    pub fn with_capacity_and_hasher(capacity: usize, hash: KeyHash) -> Self {
+        Subjects {
+            index: HashTable::with_capacity(capacity),
+            hash,
+            arena: Vec::new(),
+            free_small: vec![Vec::new(); SMALL_UNITS + 1],
+            free_large: BTreeMap::new(),
+            free_units: 0,
+        }
+    }
+
+    pub fn hasher(&self) -> &KeyHash {
+        &self.hash
+    }
+
+    /// Subjects with a record.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Bytes of the arena that hold no record (free slots).
+    pub fn free_bytes(&self) -> usize {
+        self.free_units * UNIT
+    }
+
+    /// The record of `subject`, if it has one.
+    pub fn get(&self, subject: &Digest) -> Option<Body<'_>> {
+        let at = self.find(subject)?;
+        self.body(at)
+    }
+
+    /// Sets the body of `subject`'s record (created if it has none) to
+    /// `body`'s bytes ([`Body::encode`]); whether the subject is new.
+    pub fn put(&mut self, subject: &Digest, body: &[u8]) -> bool {
+        let len = HEAD + body.len();
+        let need = len.div_ceil(UNIT);
+        let hash = self.hash.hash_one(subject);
+        let arena = &self.arena;
+        let old = self.index.find(hash, |s| digest_at(arena, units(s)) == Some(&subject.0)).map(units);
+        let at = match old {
+            Some(at) if self.record_units(at) == need => at,
+            Some(at) => {
+                let was = self.record_units(at);
+                self.release(at, was);
+                let new = self.take(need);
+                let arena = &self.arena;
+                if let Some(s) = self.index.find_mut(hash, |s| digest_at(arena, units(s)) == Some(&subject.0)) {
+                    *s = slot(new);
+                }
+                new
+            }
+            None => {
+                let new = self.take(need);
+                let (arena, hash_of) = (&self.arena, &self.hash);
+                // The new record is not written yet: rehashing reads only
+                // the records already there.
+                self.index.insert_unique(hash, slot(new), |s| {
+                    digest_at(arena, units(s)).map_or(0, |d| hash_of.hash_one(Digest(*d)))
+                });
+                new
+            }
+        };
+        let start = at as usize * UNIT;
+        let rec = &mut self.arena[start..start + len];
+        rec[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        rec[4..HEAD].copy_from_slice(&subject.0);
+        rec[HEAD..].copy_from_slice(body);
+        old.is_none()
+    }
+
+    /// Every subject with its body's bytes, in the order of the index's
+    /// slots.
+    pub fn iter(&self) -> impl Iterator<Item = (Digest, &[u8])> {
+        self.index.iter().filter_map(|s| {
+            let at = units(s);
+            Some((Digest(*digest_at(&self.arena, at)?), self.body_bytes(at)?))
+        })
+    }
+
+    /// Where `subject`'s record starts, in units.
+    fn find(&self, subject: &Digest) -> Option<u64> {
+        let hash = self.hash.hash_one(subject);
+        self.index.find(hash, |s| digest_at(&self.arena, units(s)) == Some(&subject.0)).map(units)
+    }
+
+    fn body(&self, at: u64) -> Option<Body<'_>> {
+        Body::parse(self.body_bytes(at)?)
+    }
+
+    fn body_bytes(&self, at: u64) -> Option<&[u8]> {
+        let start = usize::try_from(at).ok()? * UNIT;
+        let len = u32::from_le_bytes(self.arena.get(start..start + 4)?.try_into().ok()?) as usize;
+        self.arena.get(start + HEAD..start + len)
+    }
+
+    fn record_units(&self, at: u64) -> usize {
+        let start = at as usize * UNIT;
+        let len = self.arena.get(start..start + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        (len as usize).div_ceil(UNIT)
+    }
+
+    /// A slot of `need` units: a free one of that size, or a new one at
+    /// the arena's end.
+    fn take(&mut self, need: usize) -> u64 {
+        let list = if need <= SMALL_UNITS { self.free_small.get_mut(need) } else { self.free_large.get_mut(&need) };
+        if let Some(at) = list.and_then(Vec::pop) {
+            self.free_units -= need;
+            return at;
+        }
+        let at = self.arena.len() / UNIT;
+        self.arena.resize(self.arena.len() + need * UNIT, 0);
+        at as u64
+    }
+
+    /// Puts the slot of `units` units at `at` on its free list.
+    fn release(&mut self, at: u64, units: usize) {
+        self.free_units += units;
+        match self.free_small.get_mut(units) {
+            Some(list) => list.push(at),
+            None => self.free_large.entry(units).or_default().push(at),
+        }
+    }
+}
+
+/// The digest bytes of the record at `at` (units).
+fn digest_at(arena: &[u8], at: u64) -> Option<&[u8; 16]> {
+    let start = usize::try_from(at).ok()? * UNIT + 4;
+    arena.get(start..start + 16)?.try_into().ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest([n; 16])
+    }
+
+    fn body(firsts: &[u8], sigs: &[u8], keys: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Body { firsts, sigs, keys: &[] }.encode(keys, &mut out);
+        out
+    }
+
+    #[test]
+    fn records_are_found_moved_and_their_slots_reused() {
+        let mut s = Subjects::with_capacity_and_hasher(0, KeyHash::new());
+        assert_eq!(s.get(&d(1)), None);
+        assert!(s.put(&d(1), &body(b"abc", b"", &[7])));
+        assert!(s.put(&d(2), &body(b"", b"xy", &[])));
+        let one = s.get(&d(1)).unwrap();
+        assert_eq!((one.firsts, one.sigs, one.key_count()), (&b"abc"[..], &b""[..], 1));
+        assert!(one.has_key(7) && !one.has_key(8));
+        assert!(s.get(&d(2)).unwrap().holds_state());
+        assert_eq!(s.len(), 2);
+        // Grows: moves, its old slot is free and taken by the next record of that size.
+        let end = s.arena.len();
+        assert!(!s.put(&d(1), &body(&[1; 40], b"", &[7, 8])));
+        assert!(s.free_bytes() > 0);
+        assert_eq!(s.get(&d(1)).unwrap().firsts, &[1; 40]);
+        s.put(&d(3), &body(b"abc", b"", &[9]));
+        assert_eq!(s.free_bytes(), 0);
+        assert_eq!(s.arena.len(), end + (HEAD + 2 + 40 + 16).div_ceil(UNIT) * UNIT);
+        // Same size: in place.
+        let len = s.arena.len();
+        s.put(&d(3), &body(b"abd", b"", &[9]));
+        assert_eq!((s.arena.len(), s.get(&d(3)).unwrap().firsts), (len, &b"abd"[..]));
+        let mut all: Vec<_> = s
+            .iter()
+            .map(|(k, b)| Body::parse(b).map(|b| (k.0[0], b.firsts.len(), b.sigs.len(), b.key_count())).unwrap())
+            .collect();
+        all.sort();
+        assert_eq!(all, [(1, 40, 0, 2), (2, 0, 2, 0), (3, 3, 0, 1)]);
+    }
+
+    #[test]
+    fn many_subjects_survive_the_index_growing() {
+        let mut s = Subjects::with_capacity_and_hasher(0, KeyHash::new());
+        for i in 0..5_000u32 {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            s.put(&Digest(k), &body(&i.to_le_bytes(), b"", &[u64::from(i)]));
+        }
+        for i in 0..5_000u32 {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            let b = s.get(&Digest(k)).unwrap();
+            assert_eq!(b.firsts, i.to_le_bytes());
+            assert!(b.has_key(u64::from(i)));
+        }
+        assert_eq!(s.len(), 5_000);
+    }
+
+    #[test]
+    fn a_body_that_runs_past_its_end_does_not_parse() {
+        assert_eq!(Body::parse(&[]), None);
+        assert_eq!(Body::parse(&[3, b'a', b'b']), None);
+        assert_eq!(Body::parse(&[0, 0, 1, 2, 3]), None, "keys not whole");
+        let long = body(&[5; 300], &[6; 2], &[1]);
+        let b = Body::parse(&long).unwrap();
+        assert_eq!((b.firsts.len(), b.sigs, b.key_count()), (300, &[6u8, 6][..], 1));
+    }
+}
