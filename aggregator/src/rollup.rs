@@ -36,6 +36,7 @@ use chrono::{Datelike, NaiveDate};
 use crate::fact::{event_key, Fact, FactKind, Indicator, Nanos, SignatureStage};
 use crate::geo::{AreaId, Geography};
 
+mod arena;
 mod sigs;
 mod snapshot;
 mod subjects;

@@ -49,8 +49,8 @@ impl Shard {
         // the order of its slots: the inserts walk the table instead of
         // missing the cache at every record (BENCHMARKS.md, "Snapshots").
         let seed = KeyHash { seed: [r.u64()?, r.u64()?] };
-        // A digest and a body of two empty lengths at least.
-        let n = r.count(16 + 1 + 2)?;
+        // A digest and a body of three empty lengths at least.
+        let n = r.count(16 + 1 + 3)?;
         shard.subjects = Subjects::with_capacity_and_hasher(n, seed);
         for _ in 0..n {
             let subject = r.digest()?;

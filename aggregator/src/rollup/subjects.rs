@@ -11,9 +11,9 @@
 //! 16-byte key per event in the set (BENCHMARKS.md, "One record per
 //! subject").
 //!
-//! Here the records live back to back in one `Vec<u8>`, each at an offset
-//! that is a multiple of [`UNIT`]; the index is a hash table of 5-byte
-//! offsets (a slot of 6 bytes with its control byte), hashed by the digest,
+//! Here the records live back to back in an [`Arena`]; the index is a
+//! hash table of 5-byte offsets (a slot of 6 bytes with its control byte;
+//! 1 TiB of records per shard), hashed by the digest,
 //! which the record itself holds. A look-up that finds its subject reads
 //! the record anyway, so keeping the digest out of the table costs no
 //! extra cache miss. A record that changes size moves to a slot of its new
@@ -21,43 +21,34 @@
 //! next record of that size, so there is no compaction pass and no garbage
 //! beyond the free slots.
 //!
-//! Record layout (little endian): `u32` the record's length in bytes, the
-//! digest (16 bytes), then the body ([`Body`]): LEB128 length and bytes of
-//! the first-event records, LEB128 length and bytes of the signature
-//! events, then the dedup keys (`u64` each) to the end.
+//! Record layout (little endian): the digest (16 bytes), then the body
+//! ([`Body`]): LEB128 length and bytes of the first-event records, LEB128
+//! length and bytes of the signature events, LEB128 count and the dedup
+//! keys (`u64` each). A record's length is read from its body: it carries
+//! no length of its own.
 //!
 //! Hand-written rather than a crate: nothing well kept stores
 //! variable-length records without a pointer (16 bytes with its length)
 //! and a heap header per record, which were most of what this replaces.
 
-use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
+use super::arena::Arena;
 use super::KeyHash;
 use crate::fact::Digest;
 
-/// Records start at multiples of this many bytes.
-const UNIT: usize = 4;
-/// Offsets (in units) are stored in 5 bytes: 4 TiB of records per shard.
+/// A record's offset in the arena, in 5 bytes.
 type Slot = [u8; 5];
-/// Free slots of up to this many units have a list each in a `Vec`.
-const SMALL_UNITS: usize = 256;
-/// The record's length and the subject's digest.
-const HEAD: usize = 4 + 16;
+/// The subject's digest.
+const HEAD: usize = 16;
 
 /// The subjects of one shard (module docs).
 pub(super) struct Subjects {
     index: HashTable<Slot>,
     hash: KeyHash,
-    arena: Vec<u8>,
-    /// Free slots by size in units, small sizes.
-    free_small: Vec<Vec<u64>>,
-    /// Free slots of more than [`SMALL_UNITS`] units.
-    free_large: BTreeMap<usize, Vec<u64>>,
-    /// Units in free slots (a measure of memory).
-    free_units: usize,
+    arena: Arena,
 }
 
 /// A record's body, borrowed: what the rules keep for one subject.
@@ -72,12 +63,19 @@ pub(super) struct Body<'a> {
 }
 
 impl<'a> Body<'a> {
-    /// Parses a body; `None` if its lengths run past its end or its keys
-    /// are not whole.
+    /// Parses a body that is all of `bytes`; `None` if it runs past their
+    /// end or stops before it.
     pub fn parse(bytes: &'a [u8]) -> Option<Body<'a>> {
-        let (firsts, rest) = prefixed(bytes)?;
-        let (sigs, keys) = prefixed(rest)?;
-        (keys.len() % 8 == 0).then_some(Body { firsts, sigs, keys })
+        let (body, len) = Body::read(bytes)?;
+        (len == bytes.len()).then_some(body)
+    }
+
+    /// Parses the body at the start of `bytes`; returns it and its length.
+    fn read(bytes: &'a [u8]) -> Option<(Body<'a>, usize)> {
+        let (firsts, rest) = prefixed(bytes, 1)?;
+        let (sigs, rest) = prefixed(rest, 1)?;
+        let (keys, rest) = prefixed(rest, 8)?;
+        Some((Body { firsts, sigs, keys }, bytes.len() - rest.len()))
     }
 
     /// Appends this body's bytes with `more` keys after its own.
@@ -86,6 +84,7 @@ impl<'a> Body<'a> {
         out.extend_from_slice(self.firsts);
         varint(self.sigs.len(), out);
         out.extend_from_slice(self.sigs);
+        varint(self.key_count() + more.len(), out);
         out.extend_from_slice(self.keys);
         for k in more {
             out.extend_from_slice(&k.to_le_bytes());
@@ -110,8 +109,9 @@ impl<'a> Body<'a> {
     }
 }
 
-/// A LEB128-prefixed slice at the start of `bytes`, and what follows it.
-fn prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+/// A LEB128-prefixed slice of that many items of `size` bytes at the
+/// start of `bytes`, and what follows it.
+fn prefixed(bytes: &[u8], size: usize) -> Option<(&[u8], &[u8])> {
     let (mut len, mut shift, mut at) = (0usize, 0u32, 0usize);
     loop {
         let b = *bytes.get(at)?;
@@ -122,7 +122,7 @@ fn prefixed(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
         }
         shift += 7;
     }
-    let end = at.checked_add(len)?;
+    let end = at.checked_add(len.checked_mul(size)?)?;
     Some((bytes.get(at..end)?, bytes.get(end..)?))
 }
 
@@ -135,12 +135,12 @@ fn varint(mut v: usize, out: &mut Vec<u8>) {
     out.push(v as u8);
 }
 
-fn slot(units: u64) -> Slot {
-    let b = units.to_le_bytes();
+fn slot(offset: u64) -> Slot {
+    let b = offset.to_le_bytes();
     [b[0], b[1], b[2], b[3], b[4]]
 }
 
-fn units(slot: &Slot) -> u64 {
+fn offset(slot: &Slot) -> u64 {
     u64::from_le_bytes([slot[0], slot[1], slot[2], slot[3], slot[4], 0, 0, 0])
 }
 
@@ -149,14 +149,7 @@ impl Subjects {
     /// with `hash` (a snapshot passes the seed it was written with, so the
     /// records are inserted in the order of the index's slots).
     pub fn with_capacity_and_hasher(capacity: usize, hash: KeyHash) -> Self {
-        Subjects {
-            index: HashTable::with_capacity(capacity),
-            hash,
-            arena: Vec::new(),
-            free_small: vec![Vec::new(); SMALL_UNITS + 1],
-            free_large: BTreeMap::new(),
-            free_units: 0,
-        }
+        Subjects { index: HashTable::with_capacity(capacity), hash, arena: Arena::default() }
     }
 
     pub fn hasher(&self) -> &KeyHash {
@@ -170,51 +163,49 @@ impl Subjects {
 
     /// Bytes of the arena that hold no record (free slots).
     pub fn free_bytes(&self) -> usize {
-        self.free_units * UNIT
+        self.arena.free_bytes()
     }
 
     /// The record of `subject`, if it has one.
     pub fn get(&self, subject: &Digest) -> Option<Body<'_>> {
         let at = self.find(subject)?;
-        self.body(at)
+        body_at(&self.arena, at).map(|(body, _)| body)
     }
 
     /// Sets the body of `subject`'s record (created if it has none) to
     /// `body`'s bytes ([`Body::encode`]); whether the subject is new.
     pub fn put(&mut self, subject: &Digest, body: &[u8]) -> bool {
         let len = HEAD + body.len();
-        let need = len.div_ceil(UNIT);
         let hash = self.hash.hash_one(subject);
         let arena = &self.arena;
-        let old = self.index.find(hash, |s| digest_at(arena, units(s)) == Some(&subject.0)).map(units);
-        let at = match old {
-            Some(at) if self.record_units(at) == need => at,
-            Some(at) => {
-                let was = self.record_units(at);
-                self.release(at, was);
-                let new = self.take(need);
+        let old = self.index.find(hash, |s| digest_at(arena, offset(s)) == Some(&subject.0)).map(offset);
+        let was = old.and_then(|at| body_at(&self.arena, at)).map(|(_, bytes)| HEAD + bytes.len());
+        let at = match (old, was) {
+            (Some(at), Some(was)) if was == len => at,
+            (Some(at), was) => {
+                self.arena.release(at, was.unwrap_or(0));
+                let new = self.arena.take(len);
                 let arena = &self.arena;
-                if let Some(s) = self.index.find_mut(hash, |s| digest_at(arena, units(s)) == Some(&subject.0)) {
+                if let Some(s) = self.index.find_mut(hash, |s| digest_at(arena, offset(s)) == Some(&subject.0)) {
                     *s = slot(new);
                 }
                 new
             }
-            None => {
-                let new = self.take(need);
+            (None, _) => {
+                let new = self.arena.take(len);
                 let (arena, hash_of) = (&self.arena, &self.hash);
                 // The new record is not written yet: rehashing reads only
                 // the records already there.
                 self.index.insert_unique(hash, slot(new), |s| {
-                    digest_at(arena, units(s)).map_or(0, |d| hash_of.hash_one(Digest(*d)))
+                    digest_at(arena, offset(s)).map_or(0, |d| hash_of.hash_one(Digest(*d)))
                 });
                 new
             }
         };
-        let start = at as usize * UNIT;
-        let rec = &mut self.arena[start..start + len];
-        rec[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        rec[4..HEAD].copy_from_slice(&subject.0);
-        rec[HEAD..].copy_from_slice(body);
+        if let Some(rec) = self.arena.slot_mut(at, len) {
+            rec[..HEAD].copy_from_slice(&subject.0);
+            rec[HEAD..].copy_from_slice(body);
+        }
         old.is_none()
     }
 
@@ -222,60 +213,28 @@ impl Subjects {
     /// slots.
     pub fn iter(&self) -> impl Iterator<Item = (Digest, &[u8])> {
         self.index.iter().filter_map(|s| {
-            let at = units(s);
-            Some((Digest(*digest_at(&self.arena, at)?), self.body_bytes(at)?))
+            let at = offset(s);
+            Some((Digest(*digest_at(&self.arena, at)?), body_at(&self.arena, at)?.1))
         })
     }
 
-    /// Where `subject`'s record starts, in units.
+    /// Where `subject`'s record starts.
     fn find(&self, subject: &Digest) -> Option<u64> {
         let hash = self.hash.hash_one(subject);
-        self.index.find(hash, |s| digest_at(&self.arena, units(s)) == Some(&subject.0)).map(units)
-    }
-
-    fn body(&self, at: u64) -> Option<Body<'_>> {
-        Body::parse(self.body_bytes(at)?)
-    }
-
-    fn body_bytes(&self, at: u64) -> Option<&[u8]> {
-        let start = usize::try_from(at).ok()? * UNIT;
-        let len = u32::from_le_bytes(self.arena.get(start..start + 4)?.try_into().ok()?) as usize;
-        self.arena.get(start + HEAD..start + len)
-    }
-
-    fn record_units(&self, at: u64) -> usize {
-        let start = at as usize * UNIT;
-        let len = self.arena.get(start..start + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        (len as usize).div_ceil(UNIT)
-    }
-
-    /// A slot of `need` units: a free one of that size, or a new one at
-    /// the arena's end.
-    fn take(&mut self, need: usize) -> u64 {
-        let list = if need <= SMALL_UNITS { self.free_small.get_mut(need) } else { self.free_large.get_mut(&need) };
-        if let Some(at) = list.and_then(Vec::pop) {
-            self.free_units -= need;
-            return at;
-        }
-        let at = self.arena.len() / UNIT;
-        self.arena.resize(self.arena.len() + need * UNIT, 0);
-        at as u64
-    }
-
-    /// Puts the slot of `units` units at `at` on its free list.
-    fn release(&mut self, at: u64, units: usize) {
-        self.free_units += units;
-        match self.free_small.get_mut(units) {
-            Some(list) => list.push(at),
-            None => self.free_large.entry(units).or_default().push(at),
-        }
+        self.index.find(hash, |s| digest_at(&self.arena, offset(s)) == Some(&subject.0)).map(offset)
     }
 }
 
-/// The digest bytes of the record at `at` (units).
-fn digest_at(arena: &[u8], at: u64) -> Option<&[u8; 16]> {
-    let start = usize::try_from(at).ok()? * UNIT + 4;
-    arena.get(start..start + 16)?.try_into().ok()
+/// The digest bytes of the record at `at`.
+fn digest_at(arena: &Arena, at: u64) -> Option<&[u8; 16]> {
+    arena.from(at)?.get(..HEAD)?.try_into().ok()
+}
+
+/// The body of the record at `at`, parsed and as bytes.
+fn body_at(arena: &Arena, at: u64) -> Option<(Body<'_>, &[u8])> {
+    let bytes = arena.from(at)?.get(HEAD..)?;
+    let (body, len) = Body::read(bytes)?;
+    Some((body, bytes.get(..len)?))
 }
 
 #[cfg(test)]
@@ -305,17 +264,15 @@ mod tests {
         assert!(s.get(&d(2)).unwrap().holds_state());
         assert_eq!(s.len(), 2);
         // Grows: moves, its old slot is free and taken by the next record of that size.
-        let end = s.arena.len();
+        let one = s.find(&d(1)).unwrap();
         assert!(!s.put(&d(1), &body(&[1; 40], b"", &[7, 8])));
-        assert!(s.free_bytes() > 0);
+        assert_eq!(s.free_bytes(), HEAD + 3 + 3 + 8);
         assert_eq!(s.get(&d(1)).unwrap().firsts, &[1; 40]);
         s.put(&d(3), &body(b"abc", b"", &[9]));
-        assert_eq!(s.free_bytes(), 0);
-        assert_eq!(s.arena.len(), end + (HEAD + 2 + 40 + 16).div_ceil(UNIT) * UNIT);
+        assert_eq!((s.free_bytes(), s.find(&d(3))), (0, Some(one)));
         // Same size: in place.
-        let len = s.arena.len();
         s.put(&d(3), &body(b"abd", b"", &[9]));
-        assert_eq!((s.arena.len(), s.get(&d(3)).unwrap().firsts), (len, &b"abd"[..]));
+        assert_eq!((s.find(&d(3)), s.get(&d(3)).unwrap().firsts), (Some(one), &b"abd"[..]));
         let mut all: Vec<_> = s
             .iter()
             .map(|(k, b)| Body::parse(b).map(|b| (k.0[0], b.firsts.len(), b.sigs.len(), b.key_count())).unwrap())
@@ -347,6 +304,7 @@ mod tests {
         assert_eq!(Body::parse(&[]), None);
         assert_eq!(Body::parse(&[3, b'a', b'b']), None);
         assert_eq!(Body::parse(&[0, 0, 1, 2, 3]), None, "keys not whole");
+        assert_eq!(Body::parse(&[0, 0, 0, 9]), None, "bytes after the body");
         let long = body(&[5; 300], &[6; 2], &[1]);
         let b = Body::parse(&long).unwrap();
         assert_eq!((b.firsts.len(), b.sigs, b.key_count()), (300, &[6u8, 6][..], 1));
