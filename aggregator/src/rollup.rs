@@ -37,10 +37,12 @@ use crate::fact::{event_key, Fact, FactKind, Indicator, Nanos, SignatureStage};
 use crate::geo::{AreaId, Geography};
 
 mod arena;
+mod id;
 mod sigs;
 mod snapshot;
 mod subjects;
 
+use id::{Id, IdBuf};
 use sigs::{SigEvent, Sigs};
 use subjects::{Body, Subjects};
 
@@ -205,12 +207,13 @@ impl Shard {
     /// it any more. A first event never comes back (firsts only move
     /// earlier), so no key is ever dropped.
     fn apply_firsts(&mut self, fact: &Fact) -> Outcome {
-        let id = fact.event_id.as_bytes();
+        let new_id = IdBuf::new(fact.event_id.as_bytes());
+        let id = new_id.id();
         let typ = fact.kind.type_indicators();
         let key = subject_key(fact.event_key());
         let old = self.subjects.get(&fact.subject).unwrap_or_default();
         let held_in =
-            |firsts: &[u8], id: &[u8]| typ.iter().any(|&i| Firsts(firsts).get(i).is_some_and(|e| holds(&e, id)));
+            |firsts: &[u8], id: Id<'_>| typ.iter().any(|&i| Firsts(firsts).get(i).is_some_and(|e| holds(&e, id)));
         if held_in(old.firsts, id) || old.has_key(key) {
             return Outcome::Duplicate;
         }
@@ -219,7 +222,7 @@ impl Shard {
         firsts.extend_from_slice(old.firsts);
         let mut displaced: Vec<Box<[u8]>> = Vec::new();
         for &ind in fact.kind.first_event_indicators() {
-            if let Some(old) = apply_first(&mut self.counts, firsts, fact, ind) {
+            if let Some(old) = apply_first(&mut self.counts, firsts, fact, id, ind) {
                 displaced.push(old);
             }
         }
@@ -230,7 +233,11 @@ impl Shard {
             // A truncated id was never held: its key went to the keys then.
             // One event displaced from two indicators at once keeps one key.
             let k = subject_key(event_key(&fact.subject, fact.kind.type_tag(), old));
-            if old.len() < ID_LEN_MAX && !held_in(firsts, old) && !gone[..n].contains(&k) && n < gone.len() {
+            if old.len() < ID_LEN_MAX
+                && !held_in(firsts, IdBuf::new(old).id())
+                && !gone[..n].contains(&k)
+                && n < gone.len()
+            {
                 gone[n] = k;
                 n += 1;
             }
@@ -253,7 +260,8 @@ impl Shard {
     /// A `sim.signature` fact; a duplicate is recognised by its id in the
     /// subject's list (every signature event applied stays there).
     fn apply_signature(&mut self, fact: &Fact, installed: bool) -> Outcome {
-        let id = fact.event_id.as_bytes();
+        let new_id = IdBuf::new(fact.event_id.as_bytes());
+        let id = new_id.id();
         let old = self.subjects.get(&fact.subject).unwrap_or_default();
         let sigs = Sigs(old.sigs);
         if sigs.holds(id) {
@@ -297,12 +305,18 @@ impl Shard {
 /// Makes `fact` the first event of `ind` in a subject's records `firsts` if
 /// it is earlier than the current one, and counts the move; returns the id
 /// of the event it displaced, if any.
-fn apply_first(counts: &mut Counts, firsts: &mut Vec<u8>, fact: &Fact, ind: Indicator) -> Option<Box<[u8]>> {
-    let new = FirstEvent { at: fact.occurred_at, id: fact.event_id.as_bytes(), day: fact.day, area: fact.area };
+fn apply_first(
+    counts: &mut Counts,
+    firsts: &mut Vec<u8>,
+    fact: &Fact,
+    id: Id<'_>,
+    ind: Indicator,
+) -> Option<Box<[u8]>> {
+    let new = FirstEvent { at: fact.occurred_at, id, day: fact.day, area: fact.area };
     match Firsts(firsts).get(ind) {
         Some(old) if (old.at, old.id) <= (new.at, new.id) => None,
         Some(old) => {
-            let (old_day, old_area, old_id) = (old.day, old.area, Box::<[u8]>::from(old.id));
+            let (old_day, old_area, old_id) = (old.day, old.area, old.id.to_raw().into_boxed_slice());
             set_first(firsts, ind, &new);
             counts.add(ind, old_area, old_day, -1, 0);
             counts.add(ind, new.area, new.day, 1, 0);
@@ -328,8 +342,8 @@ fn subject_key(event_key: u128) -> u64 {
 /// at most [`ID_LEN_MAX`] − 1 bytes of an id as the event's identity: a
 /// longer id is cut to [`ID_LEN_MAX`] bytes for the order only, and its
 /// event's key went to the dedup set.
-fn holds(record: &FirstEvent<'_>, id: &[u8]) -> bool {
-    record.id.len() < ID_LEN_MAX && record.id == id
+fn holds(record: &FirstEvent<'_>, id: Id<'_>) -> bool {
+    !matches!(record.id, Id::Raw(b) if b.len() >= ID_LEN_MAX) && record.id == id
 }
 
 /// Hashing for the shard's maps, whose keys are 16 bytes that are already
@@ -495,30 +509,31 @@ fn shift(v: u64, delta: i64) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FirstEvent<'a> {
     at: Nanos,
-    id: &'a [u8],
+    id: Id<'a>,
     day: NaiveDate,
     area: AreaId,
 }
 
-/// A subject's first-qualifying event per indicator, packed into one
-/// allocation of records (little endian):
+/// A subject's first-qualifying event per indicator, packed one record
+/// after the other in its subject's record (little endian):
 ///
-/// - `u16`: indicator (bits 0–2), day code (bits 3–4, [`day_code`]), id
-///   length in bytes (bits 5–15; ids are ≤ 128 chars, so ≤ 512 bytes);
+/// - `u16`: indicator (bits 0–2), day code (bits 3–4, [`day_code`]), the id
+///   is packed (bit 5, `id.rs`), the id's length (bits 6–15: characters if
+///   packed, else bytes; ids are ≤ 128 chars, so ≤ 512 bytes);
 /// - `u16`: area; `i64`: `occurred_at`;
 /// - only when the day code is 3: `i32`, the day (days from CE);
-/// - the event id's bytes.
+/// - the event id as stored ([`Id`]).
 ///
 /// The day is almost always the UTC day of `occurred_at` or its neighbour,
-/// so it is stored as that offset. Event ids are compared as bytes, which is
-/// the order of `str`.
+/// so it is stored as that offset. Event ids are compared in the order of
+/// their bytes, which is the order of `str`.
 #[derive(Clone, Copy)]
 struct Firsts<'a>(&'a [u8]);
 
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 /// Days from CE of 1970-01-01.
 const EPOCH_DAYS_FROM_CE: i64 = 719_163;
-const ID_LEN_MAX: usize = (1 << 11) - 1;
+const ID_LEN_MAX: usize = (1 << 10) - 1;
 
 /// The UTC day of `at`, in days from CE.
 fn utc_day(at: Nanos) -> i64 {
@@ -554,12 +569,13 @@ impl<'a> Firsts<'a> {
             let head = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
             let area = AreaId(u16::from_le_bytes([*rest.get(2)?, *rest.get(3)?]));
             let at = i64::from_le_bytes(rest.get(4..12)?.try_into().ok()?);
-            let len = (head >> 5) as usize;
+            let (packed, len) = ((head >> 5) & 1 == 1, usize::from(head >> 6));
             let (day, id_at) = coded_day(rest, at, ((head >> 3) & 3) as u8, 12)?;
-            let rec = rest.get(..id_at + len)?;
-            rest = &rest[id_at + len..];
+            let (id, n) = Id::read(rest.get(id_at..)?, packed, len)?;
+            let rec = rest.get(..id_at + n)?;
+            rest = &rest[id_at + n..];
             let ind = *Indicator::ALL.get(usize::from(head & 7))?;
-            Some((ind, FirstEvent { at, id: &rec[id_at..], day, area }, rec))
+            Some((ind, FirstEvent { at, id, day, area }, rec))
         })
     }
 
@@ -580,16 +596,20 @@ fn set_first(firsts: &mut Vec<u8>, ind: Indicator, ev: &FirstEvent<'_>) {
     if let Some(range) = old {
         firsts.drain(range);
     }
-    let len = ev.id.len().min(ID_LEN_MAX);
+    let (packed, len) = ev.id.form();
+    let (len, stored) = match packed {
+        true => (len, ev.id.stored()),
+        false => (len.min(ID_LEN_MAX), &ev.id.stored()[..len.min(ID_LEN_MAX)]),
+    };
     let day_code = day_code(ev.at, ev.day);
-    let head = (ind as u16) | (u16::from(day_code) << 3) | ((len as u16) << 5);
+    let head = (ind as u16) | (u16::from(day_code) << 3) | (u16::from(packed) << 5) | ((len as u16) << 6);
     firsts.extend_from_slice(&head.to_le_bytes());
     firsts.extend_from_slice(&ev.area.0.to_le_bytes());
     firsts.extend_from_slice(&ev.at.to_le_bytes());
     if day_code == 3 {
         firsts.extend_from_slice(&ev.day.num_days_from_ce().to_le_bytes());
     }
-    firsts.extend_from_slice(&ev.id[..len]);
+    firsts.extend_from_slice(stored);
 }
 
 /// An entry into (`gain`) or exit from coverage.
@@ -1020,19 +1040,20 @@ mod tests {
                                     // 2024-04-12 00:30 local = 2024-04-11 17:30 UTC: day code +1.
         let a = FirstEvent {
             at: fact("x", 0, 12, 0, AreaId(7), CCCD).occurred_at + HOUR / 2,
-            id: long.as_bytes(),
+            id: Id::Raw(long.as_bytes()),
             day: d(12),
             area: AreaId(7),
         };
-        // Before 1970, day one behind UTC.
+        // Before 1970, day one behind UTC; a packed id.
+        let packed = IdBuf::new(b"b");
         let b = FirstEvent {
             at: -NANOS_PER_DAY - 1,
-            id: b"b",
+            id: packed.id(),
             day: NaiveDate::from_ymd_opt(1969, 12, 29).unwrap(),
             area: AreaId(u16::MAX),
         };
         // Inconsistent day far from the UTC day: stored in full.
-        let c = FirstEvent { at: i64::MAX, id: b"", day: d(2), area: AreaId(0) };
+        let c = FirstEvent { at: i64::MAX, id: Id::Raw(b""), day: d(2), area: AreaId(0) };
         set_first(&mut f, Indicator::Vneid, &a);
         set_first(&mut f, Indicator::Migrated2g, &b);
         assert_eq!(f.len(), 12 + 256 + 12 + 1);
@@ -1078,7 +1099,11 @@ mod tests {
                 let mut digest = [subject; 16];
                 digest[0] = subject.wrapping_mul(37);
                 let day = 10 + (slot / 3) as u32;
-                let mut f = fact(&format!("{}{i:03}", (b'a' + prefix) as char), 0, day, (slot % 3) * 8, area, kind);
+                // Ids of both stored forms (`_` does not pack), so ties in
+                // time compare packed with unpacked ids too.
+                let sep = if i % 3 == 0 { "_" } else { "" };
+                let id = format!("{}{sep}{i:03}", (b'a' + prefix) as char);
+                let mut f = fact(&id, 0, day, (slot % 3) * 8, area, kind);
                 f.subject = Digest(digest);
                 f
             })

@@ -6,12 +6,14 @@
 //!
 //! A record (little endian): `u8` head (bit 0 installed, bits 1–2 the day
 //! code, `super::day_code`: 0, 1, 2 = UTC day −1, +0, +1 of `occurred_at`,
-//! 3 = stored in full), `u16` area, `u16` id length, `i64` `occurred_at`,
-//! only for day code 3 an `i32` day (days from CE), the id's bytes. Ids
-//! are compared as bytes, which is the order of `str`.
+//! 3 = stored in full; bit 3 the id is packed, `id.rs`), `u16` area, `u16`
+//! id length (characters if packed, else bytes), `i64` `occurred_at`,
+//! only for day code 3 an `i32` day (days from CE), the id as stored. Ids
+//! are compared in the order of their bytes, which is the order of `str`.
 
 use chrono::{Datelike, NaiveDate};
 
+use super::id::Id;
 use super::{coded_day, day_code};
 use crate::fact::Nanos;
 use crate::geo::AreaId;
@@ -20,7 +22,7 @@ use crate::geo::AreaId;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct SigEvent<'a> {
     pub at: Nanos,
-    pub id: &'a [u8],
+    pub id: Id<'a>,
     pub day: NaiveDate,
     pub area: AreaId,
     pub installed: bool,
@@ -28,7 +30,7 @@ pub(super) struct SigEvent<'a> {
 
 impl<'a> SigEvent<'a> {
     /// The order of a subject's events.
-    pub fn key(&self) -> (Nanos, &'a [u8]) {
+    pub fn key(&self) -> (Nanos, Id<'a>) {
         (self.at, self.id)
     }
 }
@@ -48,9 +50,10 @@ impl<'a> Sigs<'a> {
             let len = usize::from(u16::from_le_bytes([*rest.get(3)?, *rest.get(4)?]));
             let at = i64::from_le_bytes(rest.get(5..13)?.try_into().ok()?);
             let (day, id_at) = coded_day(rest, at, (head >> 1) & 3, 13)?;
-            let rec = rest.get(..id_at + len)?;
-            rest = &rest[id_at + len..];
-            Some((SigEvent { at, id: &rec[id_at..], day, area, installed: head & 1 == 1 }, rec))
+            let (id, n) = Id::read(rest.get(id_at..)?, head & 8 != 0, len)?;
+            let rec = rest.get(..id_at + n)?;
+            rest = &rest[id_at + n..];
+            Some((SigEvent { at, id, day, area, installed: head & 1 == 1 }, rec))
         })
     }
 
@@ -60,14 +63,14 @@ impl<'a> Sigs<'a> {
     }
 
     /// Whether an event with this id is held.
-    pub fn holds(self, id: &[u8]) -> bool {
+    pub fn holds(self, id: Id<'_>) -> bool {
         self.records().any(|(e, _)| e.id == id)
     }
 
     /// Writes these events with `ev` inserted at its place in the order
     /// (its id must not be held) to `out`.
     pub fn insert(self, ev: &SigEvent<'_>, out: &mut Vec<u8>) {
-        out.reserve(self.0.len() + 17 + ev.id.len());
+        out.reserve(self.0.len() + 17 + ev.id.stored().len());
         let mut placed = false;
         for (e, rec) in self.records() {
             if !placed && ev.key() < e.key() {
@@ -86,9 +89,9 @@ impl<'a> Sigs<'a> {
     /// check).
     pub fn check(self, areas: usize) -> bool {
         let mut used = 0;
-        let mut last: Option<(Nanos, &[u8])> = None;
+        let mut last: Option<(Nanos, Id<'_>)> = None;
         for (e, rec) in self.records() {
-            if usize::from(e.area.0) >= areas || last.is_some_and(|l| l >= e.key()) {
+            if usize::from(e.area.0) >= areas || !e.id.is_valid() || last.is_some_and(|l| l >= e.key()) {
                 return false;
             }
             last = Some(e.key());
@@ -101,16 +104,18 @@ impl<'a> Sigs<'a> {
 /// Appends `ev`'s record. An id longer than a `u16` cannot come from a
 /// valid event (EVENTS-v1: at most 128 characters); it is cut there.
 fn encode(ev: &SigEvent<'_>, out: &mut Vec<u8>) {
-    let len = ev.id.len().min(usize::from(u16::MAX));
+    let (packed, len) = ev.id.form();
+    let len = len.min(usize::from(u16::MAX));
+    let stored = if packed { ev.id.stored() } else { &ev.id.stored()[..len] };
     let day_code = day_code(ev.at, ev.day);
-    out.push(u8::from(ev.installed) | (day_code << 1));
+    out.push(u8::from(ev.installed) | (day_code << 1) | (u8::from(packed) << 3));
     out.extend_from_slice(&ev.area.0.to_le_bytes());
     out.extend_from_slice(&(len as u16).to_le_bytes());
     out.extend_from_slice(&ev.at.to_le_bytes());
     if day_code == 3 {
         out.extend_from_slice(&ev.day.num_days_from_ce().to_le_bytes());
     }
-    out.extend_from_slice(&ev.id[..len]);
+    out.extend_from_slice(stored);
 }
 
 #[cfg(test)]
@@ -119,7 +124,7 @@ mod tests {
     use super::*;
 
     fn ev(at: Nanos, id: &'static str, day: NaiveDate, installed: bool) -> SigEvent<'static> {
-        SigEvent { at, id: id.as_bytes(), day, area: AreaId(7), installed }
+        SigEvent { at, id: Id::Raw(id.as_bytes()), day, area: AreaId(7), installed }
     }
 
     #[test]

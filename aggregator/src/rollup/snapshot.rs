@@ -93,7 +93,7 @@ fn check_firsts(firsts: Firsts<'_>, geo: &Geography) -> Result<(), SnapshotError
     let mut used = 0;
     let mut seen = [false; Indicator::COUNT];
     for (ind, ev, rec) in firsts.records() {
-        if usize::from(ev.area.0) >= geo.areas().len() || ev.id.len() > ID_LEN_MAX {
+        if usize::from(ev.area.0) >= geo.areas().len() || ev.id.stored().len() > ID_LEN_MAX || !ev.id.is_valid() {
             return Err(SnapshotError::Corrupt("first-event record"));
         }
         if std::mem::replace(&mut seen[ind as usize], true) {

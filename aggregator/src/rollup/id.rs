@@ -1,0 +1,226 @@
+//! Event ids as a subject's records keep them: an id made only of `-`,
+//! digits and ASCII letters (the contract's example
+//! `c06-vneid-20240509-000123`, UUIDs, ULIDs, most upstream ids) is packed
+//! at 6 bits a character, a quarter smaller; any other id is kept as its
+//! bytes. Ids are most of a record (BENCHMARKS.md, "One record per
+//! subject").
+//!
+//! The packing keeps the order: the 63 characters get the codes 1–63 in
+//! their byte order, written most significant bit first and padded with
+//! zero bits, so two packed ids compare as their bytes do (a shorter id's
+//! zero padding sorts before any character of a longer one). Whether an
+//! id is packed depends only on the id, so two copies of one id are
+//! always in the same form; a packed and an unpacked id are compared by
+//! their characters, which is rare (ids of two shapes with the same time).
+
+use std::cmp::Ordering;
+
+/// Ids of more characters than this are kept as bytes.
+const PACK_MAX: usize = 255;
+/// Bytes of the longest packed id.
+const PACKED_MAX: usize = (PACK_MAX * 6).div_ceil(8);
+/// The characters that pack, in byte order; a character's code is its
+/// place here plus one.
+const ALPHABET: &[u8; 63] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Each byte's code, 0 for a byte that does not pack.
+const CODES: [u8; 256] = {
+    let mut codes = [0u8; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        codes[ALPHABET[i] as usize] = i as u8 + 1;
+        i += 1;
+    }
+    codes
+};
+
+/// An event id as stored (module docs).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Id<'a> {
+    /// The id's bytes (maybe cut: `super::ID_LEN_MAX`).
+    Raw(&'a [u8]),
+    /// The id packed, and its number of characters.
+    Packed { bytes: &'a [u8], chars: usize },
+}
+
+impl<'a> Id<'a> {
+    /// An id as stored in a record: `len` is its characters if packed,
+    /// else its bytes; `None` if `rest` is too short.
+    pub fn read(rest: &'a [u8], packed: bool, len: usize) -> Option<(Id<'a>, usize)> {
+        if packed {
+            let n = (len * 6).div_ceil(8);
+            Some((Id::Packed { bytes: rest.get(..n)?, chars: len }, n))
+        } else {
+            Some((Id::Raw(rest.get(..len)?), len))
+        }
+    }
+
+    /// Whether the id is packed, and the length a record stores for it.
+    pub fn form(self) -> (bool, usize) {
+        match self {
+            Id::Raw(b) => (false, b.len()),
+            Id::Packed { chars, .. } => (true, chars),
+        }
+    }
+
+    /// The bytes a record stores.
+    pub fn stored(self) -> &'a [u8] {
+        match self {
+            Id::Raw(b) | Id::Packed { bytes: b, .. } => b,
+        }
+    }
+
+    /// The id's own bytes.
+    pub fn to_raw(self) -> Vec<u8> {
+        match self {
+            Id::Raw(b) => b.to_vec(),
+            Id::Packed { bytes, chars } => (0..chars)
+                .map(|i| {
+                    let code = code_at(bytes, i);
+                    ALPHABET.get(usize::from(code).wrapping_sub(1)).copied().unwrap_or(0)
+                })
+                .collect(),
+        }
+    }
+
+    /// A packed id has only codes 1–63 and zero padding (a snapshot's
+    /// check); raw bytes are always valid.
+    pub fn is_valid(self) -> bool {
+        match self {
+            Id::Raw(_) => true,
+            Id::Packed { bytes, chars } => {
+                let pad = bytes.len() * 8 - chars * 6;
+                let last_ok = bytes.last().is_none_or(|b| b & ((1u16 << pad) - 1) as u8 == 0);
+                chars > 0 && chars <= PACK_MAX && last_ok && (0..chars).all(|i| code_at(bytes, i) != 0)
+            }
+        }
+    }
+}
+
+/// The code of character `i` of packed bytes.
+fn code_at(bytes: &[u8], i: usize) -> u8 {
+    let bit = i * 6;
+    let (byte, shift) = (bit / 8, bit % 8);
+    let hi = u16::from(bytes.get(byte).copied().unwrap_or(0));
+    let lo = u16::from(bytes.get(byte + 1).copied().unwrap_or(0));
+    ((((hi << 8) | lo) >> (10 - shift)) & 0x3f) as u8
+}
+
+impl PartialEq for Id<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Id<'_> {}
+
+impl PartialOrd for Id<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The order of the ids' bytes (`str` order), as `EVENTS-v1` breaks ties.
+impl Ord for Id<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Id::Raw(a), Id::Raw(b)) => a.cmp(b),
+            (Id::Packed { bytes: a, chars: m }, Id::Packed { bytes: b, chars: n }) => a.cmp(b).then(m.cmp(n)),
+            _ => self.to_raw().cmp(&other.to_raw()),
+        }
+    }
+}
+
+/// A new event's id in the form a record keeps it (packed on the stack if
+/// it packs).
+pub(super) struct IdBuf<'a> {
+    raw: &'a [u8],
+    packed: [u8; PACKED_MAX],
+    /// Characters packed; 0 if the id does not pack.
+    chars: usize,
+}
+
+impl<'a> IdBuf<'a> {
+    pub fn new(raw: &'a [u8]) -> Self {
+        let mut buf = IdBuf { raw, packed: [0; PACKED_MAX], chars: 0 };
+        if raw.is_empty() || raw.len() > PACK_MAX || raw.iter().any(|&b| CODES[usize::from(b)] == 0) {
+            return buf;
+        }
+        let (mut acc, mut bits, mut at) = (0u32, 0u32, 0usize);
+        for &b in raw {
+            acc = (acc << 6) | u32::from(CODES[usize::from(b)]);
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                buf.packed[at] = (acc >> bits) as u8;
+                at += 1;
+            }
+        }
+        if bits > 0 {
+            buf.packed[at] = (acc << (8 - bits)) as u8;
+        }
+        buf.chars = raw.len();
+        buf
+    }
+
+    /// The id as stored.
+    pub fn id(&self) -> Id<'_> {
+        if self.chars == 0 {
+            Id::Raw(self.raw)
+        } else {
+            Id::Packed { bytes: &self.packed[..(self.chars * 6).div_ceil(8)], chars: self.chars }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ids_of_the_alphabet_pack_to_three_quarters() {
+        let b = IdBuf::new(b"c06-vneid-20240509-000123");
+        let id = b.id();
+        assert_eq!(id.form(), (true, 25));
+        assert_eq!(id.stored().len(), 19);
+        assert_eq!(id.to_raw(), b"c06-vneid-20240509-000123");
+        assert!(id.is_valid());
+        for raw in [&b"a_b"[..], b"", "é".as_bytes(), &[b'a'; 256]] {
+            assert!(matches!(IdBuf::new(raw).id(), Id::Raw(r) if r == raw));
+        }
+    }
+
+    #[test]
+    fn a_damaged_packed_id_is_not_valid() {
+        assert!(!Id::Packed { bytes: &[0, 0], chars: 2 }.is_valid(), "code 0");
+        let b = IdBuf::new(b"ab");
+        let mut bytes = b.id().stored().to_vec();
+        *bytes.last_mut().unwrap() |= 1;
+        assert!(!Id::Packed { bytes: &bytes, chars: 2 }.is_valid(), "padding");
+    }
+
+    fn id_text() -> impl Strategy<Value = String> {
+        // Mostly the alphabet, sometimes a byte that does not pack, and
+        // shared prefixes so that ties and prefixes are common.
+        prop_oneof![
+            4 => "[-0-9A-Za-z]{0,12}",
+            1 => "[-0-9a-z_.é]{0,6}",
+            1 => "c06-[0-9]{0,3}",
+        ]
+    }
+
+    proptest! {
+        /// Packing keeps the order and the equality of any two ids, of
+        /// either form.
+        #[test]
+        fn packed_ids_compare_as_their_bytes(a in id_text(), b in id_text()) {
+            let (x, y) = (IdBuf::new(a.as_bytes()), IdBuf::new(b.as_bytes()));
+            prop_assert_eq!(x.id().cmp(&y.id()), a.as_bytes().cmp(b.as_bytes()));
+            prop_assert_eq!(x.id() == y.id(), a == b);
+            prop_assert_eq!(x.id().to_raw(), a.as_bytes());
+            prop_assert!(x.id().is_valid());
+        }
+    }
+}
