@@ -211,7 +211,8 @@ impl Shard {
         let id = new_id.id();
         let typ = fact.kind.type_indicators();
         let key = subject_key(fact.event_key());
-        let old = self.subjects.get(&fact.subject).unwrap_or_default();
+        let (place, old) = self.subjects.get(&fact.subject);
+        let old = old.unwrap_or_default();
         let held_in =
             |firsts: &[u8], id: Id<'_>| typ.iter().any(|&i| Firsts(firsts).get(i).is_some_and(|e| holds(&e, id)));
         if held_in(old.firsts, id) || old.has_key(key) {
@@ -253,7 +254,7 @@ impl Shard {
         self.keys += n;
         self.scratch.body.clear();
         new.encode(&gone[..n], &mut self.scratch.body);
-        self.subjects.put(&fact.subject, &self.scratch.body);
+        self.subjects.put(place, &fact.subject, &self.scratch.body);
         Outcome::Applied
     }
 
@@ -262,7 +263,8 @@ impl Shard {
     fn apply_signature(&mut self, fact: &Fact, installed: bool) -> Outcome {
         let new_id = IdBuf::new(fact.event_id.as_bytes());
         let id = new_id.id();
-        let old = self.subjects.get(&fact.subject).unwrap_or_default();
+        let (place, old) = self.subjects.get(&fact.subject);
+        let old = old.unwrap_or_default();
         let sigs = Sigs(old.sigs);
         if sigs.holds(id) {
             return Outcome::Duplicate;
@@ -283,7 +285,7 @@ impl Shard {
         }
         self.scratch.body.clear();
         Body { firsts: old.firsts, sigs: &self.scratch.sigs, keys: old.keys }.encode(&[], &mut self.scratch.body);
-        self.subjects.put(&fact.subject, &self.scratch.body);
+        self.subjects.put(place, &fact.subject, &self.scratch.body);
         let mut delta: BTreeMap<(AreaId, NaiveDate), (i64, i64)> = BTreeMap::new();
         for (t, sign) in before.iter().map(|t| (t, -1)).chain(after.iter().map(|t| (t, 1))) {
             let d = delta.entry((t.area, t.day)).or_default();

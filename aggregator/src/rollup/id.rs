@@ -143,12 +143,16 @@ pub(super) struct IdBuf<'a> {
 impl<'a> IdBuf<'a> {
     pub fn new(raw: &'a [u8]) -> Self {
         let mut buf = IdBuf { raw, packed: [0; PACKED_MAX], chars: 0 };
-        if raw.is_empty() || raw.len() > PACK_MAX || raw.iter().any(|&b| CODES[usize::from(b)] == 0) {
+        if raw.is_empty() || raw.len() > PACK_MAX {
             return buf;
         }
         let (mut acc, mut bits, mut at) = (0u32, 0u32, 0usize);
         for &b in raw {
-            acc = (acc << 6) | u32::from(CODES[usize::from(b)]);
+            let code = CODES[usize::from(b)];
+            if code == 0 {
+                return buf;
+            }
+            acc = (acc << 6) | u32::from(code);
             bits += 6;
             if bits >= 8 {
                 bits -= 8;

@@ -67,9 +67,11 @@ impl Shard {
             }
             shard.holding += usize::from(body.holds_state());
             shard.keys += body.key_count();
-            if !shard.subjects.put(&subject, bytes) {
+            let (place, _) = shard.subjects.get(&subject);
+            if place.is_taken() {
                 return Err(SnapshotError::Corrupt("a subject twice"));
             }
+            shard.subjects.put(place, &subject, bytes);
         }
         let n = r.count(2)?;
         let areas = shard.counts.areas;

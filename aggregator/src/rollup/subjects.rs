@@ -44,6 +44,21 @@ type Slot = [u8; 5];
 /// The subject's digest.
 const HEAD: usize = 16;
 
+/// Where a subject's record is (or goes): its hash, and its offset if it
+/// has one.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Place {
+    hash: u64,
+    at: Option<u64>,
+}
+
+impl Place {
+    /// Whether the subject has a record.
+    pub fn is_taken(&self) -> bool {
+        self.at.is_some()
+    }
+}
+
 /// The subjects of one shard (module docs).
 pub(super) struct Subjects {
     index: HashTable<Slot>,
@@ -166,27 +181,26 @@ impl Subjects {
         self.arena.free_bytes()
     }
 
-    /// The record of `subject`, if it has one.
-    pub fn get(&self, subject: &Digest) -> Option<Body<'_>> {
-        let at = self.find(subject)?;
-        body_at(&self.arena, at).map(|(body, _)| body)
+    /// The record of `subject`, if it has one, and where a new body for
+    /// it goes ([`Subjects::put`]).
+    pub fn get(&self, subject: &Digest) -> (Place, Option<Body<'_>>) {
+        let hash = self.hash.hash_one(subject);
+        let at = self.index.find(hash, |s| digest_at(&self.arena, offset(s)) == Some(&subject.0)).map(offset);
+        (Place { hash, at }, at.and_then(|at| body_at(&self.arena, at)).map(|(body, _)| body))
     }
 
-    /// Sets the body of `subject`'s record (created if it has none) to
-    /// `body`'s bytes ([`Body::encode`]); whether the subject is new.
-    pub fn put(&mut self, subject: &Digest, body: &[u8]) -> bool {
+    /// Sets the body of the record at `place` (from [`Subjects::get`] for
+    /// `subject`, with nothing changed since) to `body`'s bytes
+    /// ([`Body::encode`]), creating it if the subject had none.
+    pub fn put(&mut self, place: Place, subject: &Digest, body: &[u8]) {
         let len = HEAD + body.len();
-        let hash = self.hash.hash_one(subject);
-        let arena = &self.arena;
-        let old = self.index.find(hash, |s| digest_at(arena, offset(s)) == Some(&subject.0)).map(offset);
-        let was = old.and_then(|at| body_at(&self.arena, at)).map(|(_, bytes)| HEAD + bytes.len());
-        let at = match (old, was) {
+        let was = place.at.and_then(|at| body_at(&self.arena, at)).map(|(_, bytes)| HEAD + bytes.len());
+        let at = match (place.at, was) {
             (Some(at), Some(was)) if was == len => at,
             (Some(at), was) => {
                 self.arena.release(at, was.unwrap_or(0));
                 let new = self.arena.take(len);
-                let arena = &self.arena;
-                if let Some(s) = self.index.find_mut(hash, |s| digest_at(arena, offset(s)) == Some(&subject.0)) {
+                if let Some(s) = self.index.find_mut(place.hash, |s| offset(s) == at) {
                     *s = slot(new);
                 }
                 new
@@ -196,7 +210,7 @@ impl Subjects {
                 let (arena, hash_of) = (&self.arena, &self.hash);
                 // The new record is not written yet: rehashing reads only
                 // the records already there.
-                self.index.insert_unique(hash, slot(new), |s| {
+                self.index.insert_unique(place.hash, slot(new), |s| {
                     digest_at(arena, offset(s)).map_or(0, |d| hash_of.hash_one(Digest(*d)))
                 });
                 new
@@ -206,7 +220,6 @@ impl Subjects {
             rec[..HEAD].copy_from_slice(&subject.0);
             rec[HEAD..].copy_from_slice(body);
         }
-        old.is_none()
     }
 
     /// Every subject with its body's bytes, in the order of the index's
@@ -216,12 +229,6 @@ impl Subjects {
             let at = offset(s);
             Some((Digest(*digest_at(&self.arena, at)?), body_at(&self.arena, at)?.1))
         })
-    }
-
-    /// Where `subject`'s record starts.
-    fn find(&self, subject: &Digest) -> Option<u64> {
-        let hash = self.hash.hash_one(subject);
-        self.index.find(hash, |s| digest_at(&self.arena, offset(s)) == Some(&subject.0)).map(offset)
     }
 }
 
@@ -252,27 +259,42 @@ mod tests {
         out
     }
 
+    /// Puts a body; whether the subject was new.
+    fn put(s: &mut Subjects, subject: &Digest, body: &[u8]) -> bool {
+        let (place, _) = s.get(subject);
+        s.put(place, subject, body);
+        !place.is_taken()
+    }
+
+    fn get<'a>(s: &'a Subjects, subject: &Digest) -> Option<Body<'a>> {
+        s.get(subject).1
+    }
+
+    fn at(s: &Subjects, subject: &Digest) -> Option<u64> {
+        s.get(subject).0.at
+    }
+
     #[test]
     fn records_are_found_moved_and_their_slots_reused() {
         let mut s = Subjects::with_capacity_and_hasher(0, KeyHash::new());
-        assert_eq!(s.get(&d(1)), None);
-        assert!(s.put(&d(1), &body(b"abc", b"", &[7])));
-        assert!(s.put(&d(2), &body(b"", b"xy", &[])));
-        let one = s.get(&d(1)).unwrap();
+        assert_eq!(get(&s, &d(1)), None);
+        assert!(put(&mut s, &d(1), &body(b"abc", b"", &[7])));
+        assert!(put(&mut s, &d(2), &body(b"", b"xy", &[])));
+        let one = get(&s, &d(1)).unwrap();
         assert_eq!((one.firsts, one.sigs, one.key_count()), (&b"abc"[..], &b""[..], 1));
         assert!(one.has_key(7) && !one.has_key(8));
-        assert!(s.get(&d(2)).unwrap().holds_state());
+        assert!(get(&s, &d(2)).unwrap().holds_state());
         assert_eq!(s.len(), 2);
         // Grows: moves, its old slot is free and taken by the next record of that size.
-        let one = s.find(&d(1)).unwrap();
-        assert!(!s.put(&d(1), &body(&[1; 40], b"", &[7, 8])));
+        let one = at(&s, &d(1)).unwrap();
+        assert!(!put(&mut s, &d(1), &body(&[1; 40], b"", &[7, 8])));
         assert_eq!(s.free_bytes(), HEAD + 3 + 3 + 8);
-        assert_eq!(s.get(&d(1)).unwrap().firsts, &[1; 40]);
-        s.put(&d(3), &body(b"abc", b"", &[9]));
-        assert_eq!((s.free_bytes(), s.find(&d(3))), (0, Some(one)));
+        assert_eq!(get(&s, &d(1)).unwrap().firsts, &[1; 40]);
+        put(&mut s, &d(3), &body(b"abc", b"", &[9]));
+        assert_eq!((s.free_bytes(), at(&s, &d(3))), (0, Some(one)));
         // Same size: in place.
-        s.put(&d(3), &body(b"abd", b"", &[9]));
-        assert_eq!((s.find(&d(3)), s.get(&d(3)).unwrap().firsts), (Some(one), &b"abd"[..]));
+        put(&mut s, &d(3), &body(b"abd", b"", &[9]));
+        assert_eq!((at(&s, &d(3)), get(&s, &d(3)).unwrap().firsts), (Some(one), &b"abd"[..]));
         let mut all: Vec<_> = s
             .iter()
             .map(|(k, b)| Body::parse(b).map(|b| (k.0[0], b.firsts.len(), b.sigs.len(), b.key_count())).unwrap())
@@ -284,17 +306,22 @@ mod tests {
     #[test]
     fn many_subjects_survive_the_index_growing() {
         let mut s = Subjects::with_capacity_and_hasher(0, KeyHash::new());
-        for i in 0..5_000u32 {
+        let key = |i: u32| {
             let mut k = [0u8; 16];
             k[..4].copy_from_slice(&i.to_le_bytes());
-            s.put(&Digest(k), &body(&i.to_le_bytes(), b"", &[u64::from(i)]));
+            Digest(k)
+        };
+        for i in 0..5_000u32 {
+            assert!(put(&mut s, &key(i), &body(&i.to_le_bytes(), b"", &[u64::from(i)])));
+        }
+        // Every record moves once more after the index has grown.
+        for i in 0..5_000u32 {
+            assert!(!put(&mut s, &key(i), &body(&i.to_le_bytes(), b"", &[u64::from(i), 1])));
         }
         for i in 0..5_000u32 {
-            let mut k = [0u8; 16];
-            k[..4].copy_from_slice(&i.to_le_bytes());
-            let b = s.get(&Digest(k)).unwrap();
+            let b = get(&s, &key(i)).unwrap();
             assert_eq!(b.firsts, i.to_le_bytes());
-            assert!(b.has_key(u64::from(i)));
+            assert!(b.has_key(u64::from(i)) && b.has_key(1));
         }
         assert_eq!(s.len(), 5_000);
     }
