@@ -116,6 +116,8 @@ fn main() {
     println!("subjects            {subjects}");
     println!("facts in the log    {facts} ({:.2} per subject)", facts as f64 / subjects as f64);
     println!("dedup keys          {dedup_keys} (events no first-event record or signature list holds)");
+    let records: usize = shards.iter().map(Shard::records).sum();
+    println!("subject records     {records} (subjects with only dedup keys too)");
     let free: usize = shards.iter().map(Shard::free_bytes).sum();
     println!("free arena bytes    {free} ({:.1} per subject, in the state RSS below)", free as f64 / subjects as f64);
     println!(

@@ -182,6 +182,12 @@ impl Shard {
         self.events
     }
 
+    /// Subjects with a record: those holding state and those with only
+    /// dedup keys (non-qualifying events so far); a measure of memory.
+    pub fn records(&self) -> usize {
+        self.subjects.len()
+    }
+
     /// Bytes of the subjects' arena in free slots, left by records that
     /// moved and not yet taken by another record of their size (a measure
     /// of memory).
