@@ -8,20 +8,22 @@
 //! [`crate::recount::recount`] is an independent, naive oracle for the same
 //! figures; the property tests below check that the two agree.
 //!
-//! Memory per subject is kept small because a province holds millions of
-//! them: a subject's first-qualifying events are packed into one allocation
-//! ([`Firsts`], 12 bytes + the event id per indicator); only subjects with
-//! `sim.signature` events keep a list of those, in a second map.
+//! Memory per subject is kept small because a nation holds hundreds of
+//! millions of them: a subject has one record (`subjects.rs`) in an arena
+//! (`arena.rs`): its first-qualifying events ([`Firsts`], 12 bytes + the
+//! event id per indicator), its `sim.signature` events (`sigs.rs`) and the
+//! keys of its other events, with ids packed where they can be (`id.rs`).
 //!
 //! Deduplication remembers every applied event (subject, type, id), but
 //! only once: an event that is a subject's first-qualifying event, or a
 //! `sim.signature` event, is already in those records with its full id, so
 //! a retry of it is recognised there; only the other events (later or
 //! non-qualifying ones, first events since displaced by an earlier one) keep
-//! a 128-bit key in the dedup set. What counts as a duplicate is unchanged.
+//! a 64-bit key ([`subject_key`]) in their subject's record. What counts as
+//! a duplicate is unchanged.
 //!
-//! Speed: the per-subject and per-event maps are hashed with [`KeyHash`], a
-//! seeded one-multiply hash of the 16-byte keys (they are already uniformly
+//! Speed: the subjects' index is hashed with [`KeyHash`], a seeded
+//! one-multiply hash of the 16-byte digests (they are already uniformly
 //! random), not SipHash; the counts are kept in a dense table indexed by
 //! (indicator, area) rather than a tree (see `BENCHMARKS.md`).
 
@@ -354,17 +356,15 @@ fn holds(record: &FirstEvent<'_>, id: Id<'_>) -> bool {
     !matches!(record.id, Id::Raw(b) if b.len() >= ID_LEN_MAX) && record.id == id
 }
 
-/// Hashing for the shard's maps, whose keys are 16 bytes that are already
-/// uniformly distributed: subject digests (keyed HMAC outputs, which nobody
-/// can aim without the key) and event keys (XXH3-128 of the event id).
+/// Hashing for the shard's subject index, whose keys are 16 bytes that are
+/// already uniformly distributed: subject digests (keyed HMAC outputs,
+/// which nobody can aim without the key).
 ///
-/// A key's two 64-bit halves, each XOR-ed with a per-map random seed, are
+/// A key's two 64-bit halves, each XOR-ed with a per-table random seed, are
 /// multiplied to 128 bits and the product's halves XOR-ed (the "folded
 /// multiply" of foldhash and wyhash): one multiplication instead of
-/// SipHash's rounds. The seed keeps the table layout unpredictable, so
-/// event ids crafted to collide in XXH3's output bits still do not pile up
-/// in one probe sequence. Taking digest bytes as the hash directly would
-/// not do either: [`crate::fact::Digest::shard`] routes by the low bytes, so within a
+/// SipHash's rounds. The seed keeps the table layout unpredictable. Taking
+/// digest bytes as the hash directly would not do either: [`crate::fact::Digest::shard`] routes by the low bytes, so within a
 /// shard those bits are far from uniform.
 #[derive(Clone, Debug)]
 struct KeyHash {
