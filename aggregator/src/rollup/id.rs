@@ -74,11 +74,8 @@ impl<'a> Id<'a> {
     pub fn to_raw(self) -> Vec<u8> {
         match self {
             Id::Raw(b) => b.to_vec(),
-            Id::Packed { bytes, chars } => (0..chars)
-                .map(|i| {
-                    let code = code_at(bytes, i);
-                    ALPHABET.get(usize::from(code).wrapping_sub(1)).copied().unwrap_or(0)
-                })
+            Id::Packed { bytes, chars } => codes(bytes, chars)
+                .map(|c| ALPHABET.get(usize::from(c).wrapping_sub(1)).copied().unwrap_or(0))
                 .collect(),
         }
     }
@@ -91,19 +88,24 @@ impl<'a> Id<'a> {
             Id::Packed { bytes, chars } => {
                 let pad = bytes.len() * 8 - chars * 6;
                 let last_ok = bytes.last().is_none_or(|b| b & ((1u16 << pad) - 1) as u8 == 0);
-                chars > 0 && chars <= PACK_MAX && last_ok && (0..chars).all(|i| code_at(bytes, i) != 0)
+                chars > 0 && chars <= PACK_MAX && last_ok && codes(bytes, chars).all(|c| c != 0)
             }
         }
     }
 }
 
-/// The code of character `i` of packed bytes.
-fn code_at(bytes: &[u8], i: usize) -> u8 {
-    let bit = i * 6;
-    let (byte, shift) = (bit / 8, bit % 8);
-    let hi = u16::from(bytes.get(byte).copied().unwrap_or(0));
-    let lo = u16::from(bytes.get(byte + 1).copied().unwrap_or(0));
-    ((((hi << 8) | lo) >> (10 - shift)) & 0x3f) as u8
+/// The first `chars` 6-bit codes of packed bytes, in order.
+fn codes(bytes: &[u8], chars: usize) -> impl Iterator<Item = u8> + '_ {
+    let (mut acc, mut bits) = (0u32, 0u32);
+    let mut rest = bytes.iter();
+    (0..chars).map(move |_| {
+        if bits < 6 {
+            acc = (acc << 8) | u32::from(rest.next().copied().unwrap_or(0));
+            bits += 8;
+        }
+        bits -= 6;
+        ((acc >> bits) & 0x3f) as u8
+    })
 }
 
 impl PartialEq for Id<'_> {
