@@ -1,20 +1,25 @@
-//! The local state store: a redb file holding a shard's last snapshot, the
-//! log of facts applied since, and the checkpoint (source positions, `too_late`
-//! watermarks, output version).
+//! The local state store: a redb file holding the log of facts a shard
+//! applied since its last snapshot and the checkpoint (source positions,
+//! `too_late` watermarks, output version, the snapshot's file), and the
+//! snapshot in a file of its own beside it (`snapshot_file.rs`).
 //!
 //! A checkpoint is one write transaction: the facts applied since the last
 //! one and the positions they reach land together or not at all. A
-//! compaction is one too: it stores a snapshot of the whole state
-//! ([`aggregator::snapshot`]) with the positions it reflects and drops the
-//! log before it. Restart = load the snapshot + replay the log after it, so
+//! compaction writes a snapshot of the whole state
+//! ([`aggregator::snapshot`]) to a new file, then, in one transaction,
+//! names it with the positions it reflects and drops the log before it;
+//! the old snapshot's file is deleted after. Restart = load the snapshot + replay the log after it, so
 //! the time and the disk grow with the subjects, not with the history. The
 //! store is a cache of the Kafka topics up to the checkpointed offsets
 //! (SCALING.md 3): delete it and d06 rebuilds it from the beginning of the
 //! topics.
 //!
-//! Store formats ([`FORMAT`]): 1, the log only (d06 before snapshots; read
-//! as is and marked 2 on open, as its log replays unchanged); 2, a snapshot
-//! and the log after it. A store of another format (a newer d06's) is
+//! Store formats ([`FORMAT`]): 1, the log only (d06 before snapshots); 2, a
+//! snapshot in a redb table and the log after it; 3, the snapshot in its
+//! own file. Formats 1 and 2 are read as they are and marked 3 on open (a
+//! format-2 snapshot is read from its table until the next compaction
+//! writes a file), so that an older d06, which would not see the file,
+//! refuses the store. A store of another format (a newer d06's) is
 //! refused with a message saying so, never misread as a corrupt log.
 //!
 //! A failed write (disk full, I/O error) leaves redb refusing every later
@@ -25,6 +30,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+mod snapshot_file;
 
 use aggregator::Fact;
 use anyhow::{bail, Context, Result};
@@ -40,10 +47,10 @@ const IDENTITY_KEY: &str = "identity";
 const FORMAT_KEY: &str = "format";
 
 /// The store format this build writes (module docs).
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
-/// A snapshot is written in pieces of about this many bytes, one redb value
-/// each, so that it is never whole in memory while it is written.
+/// A snapshot is written in pieces of about this many bytes, so that it is
+/// never whole in memory while it is written.
 pub const SNAPSHOT_PIECE: usize = 16 << 20;
 
 /// Where a snapshot's writer hands its pieces ([`Store::compact`]).
@@ -76,6 +83,10 @@ struct StoredCheckpoint {
     /// Bytes of the snapshot (0 without one).
     #[serde(default)]
     snapshot_bytes: u64,
+    /// The snapshot's file (`snapshot_file::path`); `None` without one, or
+    /// in a format-2 store whose snapshot is still in its table.
+    #[serde(default)]
+    snapshot_file: Option<u64>,
 }
 
 /// What a store holds at start-up.
@@ -96,6 +107,7 @@ pub struct Store {
     next_chunk: u64,
     log_bytes: u64,
     snapshot_bytes: u64,
+    snapshot_file: Option<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -106,6 +118,7 @@ impl std::fmt::Debug for Store {
             .field("next_chunk", &self.next_chunk)
             .field("log_bytes", &self.log_bytes)
             .field("snapshot_bytes", &self.snapshot_bytes)
+            .field("snapshot_file", &self.snapshot_file)
             .finish()
     }
 }
@@ -132,9 +145,13 @@ impl Store {
                     }
                     meta.insert(FORMAT_KEY, FORMAT.to_string().as_bytes())?;
                 }
+                Some(Some(2)) => {
+                    tracing::info!(store = %path.display(), "state store of format 2 (the snapshot in the store): read as format {FORMAT}");
+                    meta.insert(FORMAT_KEY, FORMAT.to_string().as_bytes())?;
+                }
                 Some(Some(FORMAT)) => {}
                 Some(found) => bail!(
-                    "state store {} has format {}; this d06 reads formats 1 and {FORMAT}. It was written by \
+                    "state store {} has format {}; this d06 reads formats 1, 2 and {FORMAT}. It was written by \
                      another d06 version: point state.dir elsewhere, or delete it to rebuild from Kafka",
                     path.display(),
                     found.map_or_else(|| "(unreadable)".to_string(), |f| f.to_string())
@@ -183,7 +200,9 @@ impl Store {
             next_chunk: stored.next_chunk,
             log_bytes: stored.log_bytes,
             snapshot_bytes: stored.snapshot_bytes,
+            snapshot_file: stored.snapshot_file,
         };
+        snapshot_file::remove_others(dir, stored.snapshot_file);
         Ok((store, Loaded { positions, version: stored.version }))
     }
 
@@ -195,6 +214,7 @@ impl Store {
             self.next_chunk = reopened.next_chunk;
             self.log_bytes = reopened.log_bytes;
             self.snapshot_bytes = reopened.snapshot_bytes;
+            self.snapshot_file = reopened.snapshot_file;
             self.db = reopened.db;
         }
         self.db.as_ref().context("state store not open")
@@ -212,6 +232,10 @@ impl Store {
 
     /// The last snapshot's bytes, `None` without one.
     pub fn snapshot(&self) -> Result<Option<Vec<u8>>> {
+        if let Some(n) = self.snapshot_file {
+            return snapshot_file::read(&self.dir, n).map(Some);
+        }
+        // A format-2 store: the snapshot, if any, is still in its table.
         let db = self.db.as_ref().context("state store not open")?;
         let txn = db.begin_read()?;
         let chunks = txn.open_table(SNAPSHOT)?;
@@ -284,6 +308,7 @@ impl Store {
                 next_chunk,
                 log_bytes: self.log_bytes + facts.len() as u64,
                 snapshot_bytes: self.snapshot_bytes,
+                snapshot_file: self.snapshot_file,
             };
             let mut meta = txn.open_table(META)?;
             meta.insert(CHECKPOINT_KEY, serde_json::to_vec(&stored)?.as_slice())?;
@@ -294,11 +319,13 @@ impl Store {
         Ok(())
     }
 
-    /// Atomically replaces the snapshot with the one `write` hands over in
-    /// pieces (the whole state, the facts not yet checkpointed included;
-    /// `write` returns its length), drops the fact log and records the
-    /// positions and version, as [`Store::checkpoint`] does. On an error
-    /// nothing changes and the database is closed.
+    /// Replaces the snapshot with the one `write` hands over in pieces (the
+    /// whole state, the facts not yet checkpointed included; `write`
+    /// returns its length), drops the fact log and records the positions
+    /// and version, as [`Store::checkpoint`] does: the new file is written
+    /// and synced first, then one transaction names it and drops the log,
+    /// then the old file is deleted. On an error the checkpoint is
+    /// unchanged and the database is closed.
     pub fn compact(
         &mut self,
         write: impl FnOnce(&mut Pieces<'_>) -> u64,
@@ -315,38 +342,36 @@ impl Store {
         positions: &HashMap<SourcePartition, PartitionState>,
         version: u64,
     ) -> Result<()> {
+        // Reopened first if the last write failed, before a file exists.
+        self.db()?;
+        let n = self.snapshot_file.map_or(0, |n| n + 1);
+        let snapshot_bytes = snapshot_file::write(&self.dir, n, write)?;
         let txn = self.db()?.begin_write()?;
-        let snapshot_bytes;
         {
             txn.delete_table(FACTS)?;
             txn.delete_table(SNAPSHOT)?;
             txn.open_table(FACTS)?;
-            let mut pieces = txn.open_table(SNAPSHOT)?;
-            let mut next = 0u64;
-            let mut failed = None;
-            snapshot_bytes = write(&mut |piece| {
-                if failed.is_none() {
-                    failed = pieces.insert(next, piece).err();
-                    next += 1;
-                }
-            });
-            if let Some(error) = failed {
-                return Err(anyhow::Error::new(error).context("writing the snapshot"));
-            }
+            txn.open_table(SNAPSHOT)?;
             let stored = StoredCheckpoint {
                 positions: stored_positions(positions),
                 version,
                 next_chunk: 0,
                 log_bytes: 0,
                 snapshot_bytes,
+                snapshot_file: Some(n),
             };
             let mut meta = txn.open_table(META)?;
             meta.insert(CHECKPOINT_KEY, serde_json::to_vec(&stored)?.as_slice())?;
         }
+        // Not committed: the new file is named by nothing and deleted at
+        // the next open (a commit that reports an error may still have
+        // landed, so it is not deleted here).
         txn.commit().context("committing the snapshot")?;
         self.next_chunk = 0;
         self.log_bytes = 0;
         self.snapshot_bytes = snapshot_bytes;
+        self.snapshot_file = Some(n);
+        snapshot_file::remove_others(&self.dir, Some(n));
         Ok(())
     }
 }
@@ -378,166 +403,4 @@ pub fn is_io_failure(error: &anyhow::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use aggregator::fact::{CccdStage, FactKind};
-    use aggregator::{AreaId, Digest};
-
-    fn identity() -> Identity {
-        Identity {
-            geography: "pre2025".into(),
-            key_fingerprint: "ab".into(),
-            time_zone: "Asia/Ho_Chi_Minh".into(),
-            facts: "d06.facts.v1#1".into(),
-        }
-    }
-
-    fn fact(i: u8) -> Fact {
-        Fact {
-            event_id: format!("e{i}").into(),
-            subject: Digest([i; 16]),
-            occurred_at: i as i64,
-            day: chrono::NaiveDate::from_ymd_opt(2024, 4, 10).unwrap(),
-            area: AreaId(3),
-            kind: FactKind::Cccd { stage: CccdStage::Received },
-        }
-    }
-
-    #[test]
-    fn checkpoints_survive_reopen_and_uncommitted_work_does_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = SourcePartition { topic: "t".into(), partition: 2 };
-        {
-            let (mut store, loaded) = Store::open(dir.path(), &identity()).unwrap();
-            assert!(loaded.positions.is_empty());
-            let mut buf = Vec::new();
-            fact(1).encode(&mut buf);
-            fact(2).encode(&mut buf);
-            let positions = HashMap::from([(p.clone(), PartitionState { next_offset: 7, watermark: Some(5) })]);
-            store.checkpoint(&buf, &positions, 42).unwrap();
-        }
-        let (store, loaded) = Store::open(dir.path(), &identity()).unwrap();
-        assert_eq!(loaded.version, 42);
-        assert_eq!(loaded.positions[&p], PartitionState { next_offset: 7, watermark: Some(5) });
-        let mut seen = Vec::new();
-        assert_eq!(store.replay(|f| seen.push(f)).unwrap(), 2);
-        assert_eq!(seen, vec![fact(1), fact(2)]);
-    }
-
-    #[test]
-    fn a_snapshot_replaces_the_log_before_it_and_the_tail_follows() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = SourcePartition { topic: "t".into(), partition: 0 };
-        let at = |next| HashMap::from([(p.clone(), PartitionState { next_offset: next, watermark: None })]);
-        let log = |facts: &[Fact]| {
-            let mut buf = Vec::new();
-            facts.iter().for_each(|f| f.encode(&mut buf));
-            buf
-        };
-        {
-            let (mut store, _) = Store::open(dir.path(), &identity()).unwrap();
-            store.checkpoint(&log(&[fact(1), fact(2)]), &at(2), 1).unwrap();
-            assert_eq!(store.log_bytes(), log(&[fact(1), fact(2)]).len() as u64);
-            assert_eq!(store.snapshot().unwrap(), None);
-            store.compact(whole(b"state after 3 facts"), &at(3), 2).unwrap();
-            assert_eq!((store.log_bytes(), store.snapshot_bytes()), (0, 19));
-            store.checkpoint(&log(&[fact(4)]), &at(4), 3).unwrap();
-        }
-        let (store, loaded) = Store::open(dir.path(), &identity()).unwrap();
-        assert_eq!((loaded.version, loaded.positions[&p].next_offset), (3, 4));
-        assert_eq!(store.snapshot().unwrap().as_deref(), Some(&b"state after 3 facts"[..]));
-        let mut tail = Vec::new();
-        store.replay(|f| tail.push(f)).unwrap();
-        assert_eq!(tail, vec![fact(4)]);
-        assert_eq!((store.log_bytes(), store.snapshot_bytes()), (log(&[fact(4)]).len() as u64, 19));
-    }
-
-    /// A snapshot handed over in pieces of at most a value's size.
-    fn whole(bytes: &[u8]) -> impl FnOnce(&mut Pieces<'_>) -> u64 + '_ {
-        move |out| {
-            for piece in bytes.chunks(SNAPSHOT_PIECE) {
-                out(piece);
-            }
-            bytes.len() as u64
-        }
-    }
-
-    #[test]
-    fn a_snapshot_of_many_pieces_reads_back_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let big: Vec<u8> = (0..SNAPSHOT_PIECE * 2 + 5).map(|i| (i % 251) as u8).collect();
-        {
-            let (mut store, _) = Store::open(dir.path(), &identity()).unwrap();
-            store.compact(whole(&big), &HashMap::new(), 1).unwrap();
-            store.compact(whole(&big[..10]), &HashMap::new(), 2).unwrap();
-            store.compact(whole(&big), &HashMap::new(), 3).unwrap();
-        }
-        let (store, _) = Store::open(dir.path(), &identity()).unwrap();
-        assert_eq!(store.snapshot().unwrap(), Some(big));
-    }
-
-    /// Writes a store as d06 before snapshots did: no format marker.
-    fn format_1_store(dir: &Path) {
-        drop(Store::open(dir, &identity()).unwrap());
-        let db = Database::create(dir.join("d06.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
-        txn.commit().unwrap();
-    }
-
-    #[test]
-    fn a_format_1_store_is_read_and_one_of_another_format_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        format_1_store(dir.path());
-        {
-            let (mut store, _) = Store::open(dir.path(), &identity()).unwrap();
-            let mut buf = Vec::new();
-            fact(1).encode(&mut buf);
-            store.checkpoint(&buf, &HashMap::new(), 1).unwrap();
-        }
-        let (store, _) = Store::open(dir.path(), &identity()).unwrap();
-        assert_eq!(store.replay(|_| {}).unwrap(), 1);
-        drop(store);
-
-        let db = Database::create(dir.path().join("d06.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert(FORMAT_KEY, b"3".as_slice()).unwrap();
-        txn.commit().unwrap();
-        drop(db);
-        let err = format!("{:#}", Store::open(dir.path(), &identity()).unwrap_err());
-        assert!(err.contains("has format 3; this d06 reads formats 1 and 2"), "{err}");
-        assert!(err.contains("delete it to rebuild from Kafka"), "{err}");
-        assert!(!is_io_failure(&Store::open(dir.path(), &identity()).unwrap_err()));
-    }
-
-    #[test]
-    fn io_failures_are_told_from_unusable_stores() {
-        let full = std::io::Error::from_raw_os_error(28);
-        let opened = anyhow::Error::new(redb::DatabaseError::Storage(redb::StorageError::Io(full)))
-            .context("opening state store /x/d06.redb");
-        assert!(is_io_failure(&opened.context("opening shard 1")));
-        let committed = anyhow::Error::new(redb::CommitError::Storage(redb::StorageError::Io(
-            std::io::Error::from_raw_os_error(5),
-        )));
-        assert!(is_io_failure(&committed));
-        assert!(is_io_failure(&anyhow::Error::new(std::io::Error::from_raw_os_error(28)).context("creating dir")));
-        let corrupt = anyhow::Error::new(redb::DatabaseError::Storage(redb::StorageError::Corrupted("x".into())));
-        assert!(!is_io_failure(&corrupt));
-        let short = redb::StorageError::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-        assert!(!is_io_failure(&anyhow::Error::new(redb::DatabaseError::Storage(short))));
-        // Another identity: unusable, not an I/O failure.
-        let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path(), &identity()).unwrap());
-        let other = Identity { key_fingerprint: "cd".into(), ..identity() };
-        assert!(!is_io_failure(&Store::open(dir.path(), &other).unwrap_err()));
-    }
-
-    #[test]
-    fn a_store_from_another_identity_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path(), &identity()).unwrap());
-        let other = Identity { key_fingerprint: "cd".into(), ..identity() };
-        let err = Store::open(dir.path(), &other).unwrap_err().to_string();
-        assert!(err.contains("key ab"), "{err}");
-    }
-}
+mod tests;
