@@ -1,20 +1,32 @@
-//! Issue 13: shard stores hold a snapshot and the facts after it. A store
-//! whose snapshot is damaged, or written in a format this d06 does not read,
-//! is rebuilt from the facts partition with a message saying why, and the
-//! figures stay those of an independent recount.
+//! Issue 13: shard stores hold a snapshot (a file of its own) and the facts
+//! after it. A store whose snapshot is damaged or missing, or written in a
+//! format this d06 does not read, is rebuilt from the facts partition with
+//! a message saying why, and the figures stay those of an independent
+//! recount.
 
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, TableDefinition};
 
 use crate::crash::{generate, messages, recount};
 use crate::harness::{spawn_app, AppOptions, Producer};
 use crate::scale_out::until_recount;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const SNAPSHOT: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot");
+
+/// Shard `p`'s snapshot file in `state` (the one a store keeps).
+fn snapshot_file(state: &std::path::Path, p: u32) -> std::path::PathBuf {
+    let dir = state.join("shards").join(format!("p{p}"));
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("shard directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|f| f.extension().is_some_and(|x| x == "d06snap"))
+        .collect();
+    assert_eq!(files.len(), 1, "one snapshot file in {}: {files:?}", dir.display());
+    files.into_iter().next().expect("a snapshot file")
+}
 
 /// Opens shard `p`'s store of `state` for an edit.
 fn edit_store(state: &std::path::Path, p: u32, edit: impl FnOnce(&redb::WriteTransaction)) {
@@ -51,16 +63,16 @@ async fn a_damaged_or_newer_shard_store_is_rebuilt_from_the_facts_partition_with
     let state = app.state_dir();
     // Shard 0: a store format from a later d06.
     edit_store(&state, 0, |txn| {
-        txn.open_table(META).expect("meta").insert("format", b"3".as_slice()).expect("format");
+        txn.open_table(META).expect("meta").insert("format", b"4".as_slice()).expect("format");
     });
     // Shard 1: one byte of its snapshot flipped.
-    edit_store(&state, 1, |txn| {
-        let mut chunks = txn.open_table(SNAPSHOT).expect("snapshot");
-        let mut first = chunks.get(0).expect("read").expect("a snapshot chunk").value().to_vec();
-        let mid = first.len() / 2;
-        first[mid] ^= 0x20;
-        chunks.insert(0, first.as_slice()).expect("write");
-    });
+    let file = snapshot_file(&state, 1);
+    let mut bytes = std::fs::read(&file).expect("snapshot");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&file, bytes).expect("write");
+    // Shard 2: its snapshot file lost.
+    std::fs::remove_file(snapshot_file(&state, 2)).expect("remove");
 
     app.start().await;
     if let Err(diff) = until_recount(&app, &expected, Duration::from_secs(120)).await {
@@ -73,7 +85,7 @@ async fn a_damaged_or_newer_shard_store_is_rebuilt_from_the_facts_partition_with
     let log = app.log();
     let rebuilt: Vec<&str> = log.lines().filter(|l| l.contains("rebuilding from the facts partition")).collect();
     assert!(
-        rebuilt.iter().any(|l| l.contains("has format 3; this d06 reads formats 1 and 2")),
+        rebuilt.iter().any(|l| l.contains("has format 4; this d06 reads formats 1, 2 and 3")),
         "the newer format is named:\n{}",
         rebuilt.join("\n")
     );
@@ -82,6 +94,11 @@ async fn a_damaged_or_newer_shard_store_is_rebuilt_from_the_facts_partition_with
         "the damaged snapshot is named:\n{}",
         rebuilt.join("\n")
     );
-    assert_eq!(rebuilt.len(), 2, "only the two damaged shards are rebuilt:\n{}", rebuilt.join("\n"));
+    assert!(
+        rebuilt.iter().any(|l| l.contains("named by the checkpoint is missing")),
+        "the lost snapshot is named:\n{}",
+        rebuilt.join("\n")
+    );
+    assert_eq!(rebuilt.len(), 3, "only the three damaged shards are rebuilt:\n{}", rebuilt.join("\n"));
     assert!(app.is_running(), "d06 still running:\n{}", app.log_tail(20));
 }
