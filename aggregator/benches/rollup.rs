@@ -10,6 +10,9 @@
 //! - `rollup/mix_warm_1M`: the next 100,000 facts of the same stream into 2
 //!   shards already holding ≈ 1 M subjects (rebuilt before each iteration,
 //!   untimed);
+//! - `rollup/one_subject_10k`: 10,000 distinct non-qualifying facts of one
+//!   subject (a producer gone wrong): each keeps a dedup key in the
+//!   subject's record, which every later one scans and rewrites;
 //! - `fact/encode`, `fact/decode`: the fact-log form of 100,000 facts.
 //!
 //! `cargo bench -p aggregator --bench rollup`
@@ -64,6 +67,38 @@ fn fresh(c: &mut Criterion) {
             )
         });
     }
+    g.finish();
+}
+
+fn one_subject(c: &mut Criterion) {
+    use aggregator::fact::{CccdStage, Digest, FactKind};
+    use aggregator::AreaLevel;
+    let geo = geo();
+    let area = geo.of_level(AreaLevel::Commune).next().unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2024, 5, 9).unwrap();
+    let facts: Vec<Fact> = (0..10_000i64)
+        .map(|i| Fact {
+            event_id: format!("c06-cccd-20240509-{i:08}").into(),
+            subject: Digest([7; 16]),
+            occurred_at: 1_715_212_800_000_000_000 + i,
+            day,
+            area,
+            kind: FactKind::Cccd { stage: CccdStage::Issued },
+        })
+        .collect();
+    let mut g = c.benchmark_group("rollup");
+    g.sample_size(10).measurement_time(Duration::from_secs(6));
+    g.throughput(Throughput::Elements(facts.len() as u64));
+    g.bench_function("one_subject_10k", |b| {
+        b.iter_batched(
+            || vec![Shard::new(geo.clone())],
+            |mut s| {
+                assert_eq!(apply_all(&mut s, &facts), facts.len());
+                s
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
 }
 
@@ -135,5 +170,5 @@ fn encoding(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fresh, warm, encoding);
+criterion_group!(benches, fresh, warm, one_subject, encoding);
 criterion_main!(benches);

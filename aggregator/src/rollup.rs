@@ -28,7 +28,7 @@
 //! (indicator, area) rather than a tree (see `BENCHMARKS.md`).
 
 use std::collections::hash_map::RandomState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -89,8 +89,13 @@ pub struct Shard {
     holding: usize,
     /// Distinct events applied (the records' keys count only some of them).
     events: usize,
-    /// Dedup keys held in the records.
+    /// Dedup keys held, in the records and in `overflow`.
     keys: usize,
+    /// The dedup keys ([`Fact::event_key`]) of subjects past their
+    /// record's [`INLINE_KEYS`]: a subject with very many events (a
+    /// producer gone wrong) would otherwise rewrite and scan a record
+    /// growing with each of them.
+    overflow: HashSet<u128, KeyHash>,
     /// The counts and what changed since the last [`Shard::take_dirty`].
     counts: Counts,
     /// Reused buffers for a subject's new record.
@@ -125,6 +130,7 @@ impl Shard {
             holding: 0,
             events: 0,
             keys: 0,
+            overflow: HashSet::with_hasher(KeyHash::new()),
             counts: Counts::new(geo),
             scratch: Scratch::default(),
         }
@@ -218,12 +224,15 @@ impl Shard {
         let new_id = IdBuf::new(fact.event_id.as_bytes());
         let id = new_id.id();
         let typ = fact.kind.type_indicators();
-        let key = subject_key(fact.event_key());
+        let key = fact.event_key();
         let (place, old) = self.subjects.get(&fact.subject);
         let old = old.unwrap_or_default();
         let held_in =
             |firsts: &[u8], id: Id<'_>| typ.iter().any(|&i| Firsts(firsts).get(i).is_some_and(|e| holds(&e, id)));
-        if held_in(old.firsts, id) || old.has_key(key) {
+        // A subject's keys past the record's first [`INLINE_KEYS`] are in
+        // the shard's overflow set, with the subject in the key.
+        let overflowed = old.key_count() >= INLINE_KEYS;
+        if held_in(old.firsts, id) || old.has_key(subject_key(key)) || (overflowed && self.overflow.contains(&key)) {
             return Outcome::Duplicate;
         }
         let firsts = &mut self.scratch.firsts;
@@ -236,12 +245,12 @@ impl Shard {
             }
         }
         // At most the new event and one displaced event per indicator.
-        let mut gone = [0u64; 3];
+        let mut gone = [0u128; 3];
         let mut n = 0;
         for old in &displaced {
             // A truncated id was never held: its key went to the keys then.
             // One event displaced from two indicators at once keeps one key.
-            let k = subject_key(event_key(&fact.subject, fact.kind.type_tag(), old));
+            let k = event_key(&fact.subject, fact.kind.type_tag(), old);
             if old.len() < ID_LEN_MAX
                 && !held_in(firsts, IdBuf::new(old).id())
                 && !gone[..n].contains(&k)
@@ -260,8 +269,15 @@ impl Shard {
             self.holding += 1;
         }
         self.keys += n;
+        let inline = n.min(INLINE_KEYS.saturating_sub(old.key_count()));
+        let (inline, over) = gone[..n].split_at(inline);
+        self.overflow.extend(over);
+        let mut keys = [0u64; 3];
+        for (k, g) in keys.iter_mut().zip(inline) {
+            *k = subject_key(*g);
+        }
         self.scratch.body.clear();
-        new.encode(&gone[..n], &mut self.scratch.body);
+        new.encode(&keys[..inline.len()], &mut self.scratch.body);
         self.subjects.put(place, &fact.subject, &self.scratch.body);
         Outcome::Applied
     }
@@ -339,6 +355,11 @@ fn apply_first(
         }
     }
 }
+
+/// Dedup keys a subject's record holds before the next ones go to the
+/// shard's overflow set (the realistic stream has 0.83 per subject;
+/// BENCHMARKS.md, "One record per subject").
+const INLINE_KEYS: usize = 8;
 
 /// A dedup key as a subject's record keeps it: the low 64 bits of the
 /// event key. It only has to tell apart the events of one subject and

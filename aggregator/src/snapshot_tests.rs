@@ -241,11 +241,14 @@ fn a_damaged_snapshot_is_refused_with_its_reason() {
     let e = err(&newer);
     assert_eq!(e, SnapshotError::Format { found: FORMAT + 1 });
     assert_eq!(e.to_string(), format!("shard snapshot format {}; this d06 reads format {FORMAT}", FORMAT + 1));
-    // The layout before one record per subject (three tables) is refused
-    // the same way: the state is rebuilt from the facts topic.
-    let mut older = good.clone();
-    older[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&1u32.to_le_bytes());
-    assert_eq!(err(&older), SnapshotError::Format { found: 1 });
+    // The layouts before (three tables; one record per subject without an
+    // overflow set) are refused the same way: the state is rebuilt from
+    // the facts topic.
+    for found in [1u32, 2] {
+        let mut older = good.clone();
+        older[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&found.to_le_bytes());
+        assert_eq!(err(&older), SnapshotError::Format { found });
+    }
 
     // A count the bytes cannot hold is refused before anything is reserved.
     let mut bytes = Vec::new();
@@ -272,4 +275,40 @@ fn lengths_round_trip_as_varints() {
         assert_eq!(r.len().unwrap(), v);
         assert_eq!(r.at, len);
     }
+}
+
+#[test]
+fn a_subject_with_more_keys_than_its_record_holds_keeps_them_through_a_snapshot() {
+    let g = geo();
+    let area = g.of_level(AreaLevel::Commune).next().unwrap();
+    let day = NaiveDate::from_ymd_opt(2024, 4, 10).unwrap();
+    let fact = |id: usize, subject: u8, kind: FactKind| Fact {
+        event_id: format!("n{id}").into(),
+        subject: Digest([subject; 16]),
+        occurred_at: midnight(10) + id as i64,
+        day,
+        area,
+        kind,
+    };
+    let issued = FactKind::Cccd { stage: CccdStage::Issued };
+    let received = FactKind::Cccd { stage: CccdStage::Received };
+    let mut s = State::new();
+    // Twenty events that qualify for nothing: twenty keys, most of them
+    // past what the subject's record holds.
+    for i in 0..20 {
+        assert_eq!(s.step(&Step::Fact(fact(i, 1, issued))), Some(Outcome::Applied), "{i}");
+    }
+    assert_eq!(s.coverage.dedup_keys(), 20);
+    let mut s = s.reloaded();
+    assert_eq!(s.coverage.dedup_keys(), 20);
+    for i in 0..20 {
+        // A retry with other content is still the same event.
+        assert_eq!(s.step(&Step::Fact(fact(i, 1, received))), Some(Outcome::Duplicate), "{i}");
+        // The same ids of another subject are other events.
+        assert_eq!(s.step(&Step::Fact(fact(i, 2, issued))), Some(Outcome::Applied), "{i}");
+    }
+    assert_eq!((s.coverage.events(), s.coverage.dedup_keys(), s.coverage.subjects()), (40, 40, 0));
+    let first = fact(20, 1, received);
+    assert_eq!(s.step(&Step::Fact(first.clone())), Some(Outcome::Applied));
+    assert_eq!(s.reloaded().step(&Step::Fact(first)), Some(Outcome::Duplicate));
 }

@@ -4,11 +4,12 @@
 //!
 //! Layout: distinct events applied; the hash seed of the subjects' index
 //! (two `u64`); the subjects (count; per subject its digest and its
-//! record's body, `subjects.rs`); the counted keys (count; slot, day count;
+//! record's body, `subjects.rs`); the hash seed of the overflow set and its
+//! dedup keys (count; 16 bytes each); the counted keys (count; slot, day count;
 //! per day the day, gained, lost). The subjects holding state and the
 //! dedup keys are counted again on load from the records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use super::{Body, Firsts, KeyHash, Shard, Sigs, Subjects, ID_LEN_MAX};
@@ -27,6 +28,13 @@ impl Shard {
         for (subject, body) in self.subjects.iter() {
             w.digest(&subject);
             w.bytes(body);
+        }
+        let seed = &self.overflow.hasher().seed;
+        w.u64(seed[0]);
+        w.u64(seed[1]);
+        w.len(self.overflow.len());
+        for key in &self.overflow {
+            w.u128(*key);
         }
         let counted: Vec<_> =
             self.counts.by_key.iter().enumerate().filter_map(|(s, k)| Some((s, k.as_ref()?))).collect();
@@ -73,6 +81,13 @@ impl Shard {
             }
             shard.subjects.put(place, &subject, bytes);
         }
+        let seed = KeyHash { seed: [r.u64()?, r.u64()?] };
+        let n = r.count(16)?;
+        shard.overflow = HashSet::with_capacity_and_hasher(n, seed);
+        for _ in 0..n {
+            shard.overflow.insert(r.u128()?);
+        }
+        shard.keys += n;
         let n = r.count(2)?;
         let areas = shard.counts.areas;
         for _ in 0..n {
