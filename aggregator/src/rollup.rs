@@ -214,7 +214,8 @@ impl Shard {
     ///
     /// A duplicate is recognised by its id in the subject's first-event
     /// records of the type's indicators (the event is, or was, first
-    /// there) or else by its key among the subject's dedup keys. An event
+    /// there) or else by its key among the subject's dedup keys (in its
+    /// record, or past [`INLINE_KEYS`] in the overflow set). An event
     /// applied here ends up in exactly one place: a record, if it became a
     /// first-qualifying event, otherwise the keys; a first event displaced
     /// by an earlier one moves to the keys once no record of its type holds

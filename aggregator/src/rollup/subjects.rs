@@ -4,7 +4,8 @@
 //! first-qualifying events ([`super::Firsts`]), its `sim.signature` events
 //! ([`super::Sigs`]) and the keys of its other applied events (the dedup
 //! keys no record holds, 8 bytes each: they only have to tell apart the
-//! events of one subject). Before, these were three hash tables (two maps
+//! events of one subject; at most `super::INLINE_KEYS` of them, further
+//! ones are in the shard's overflow set). Before, these were three hash tables (two maps
 //! of a 16-byte digest and a boxed record, and a set of 128-bit keys), so a
 //! subject paid for two or three slots of 17–33 bytes at the tables' load
 //! factor, a heap allocation per record with its header and rounding, and a
@@ -167,6 +168,7 @@ impl Subjects {
         Subjects { index: HashTable::with_capacity(capacity), hash, arena: Arena::default() }
     }
 
+    /// The index's hash (a snapshot keeps its seed).
     pub fn hasher(&self) -> &KeyHash {
         &self.hash
     }
