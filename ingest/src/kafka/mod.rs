@@ -250,10 +250,22 @@ impl KafkaConfig {
     }
 
     /// A consumer's settings for `group`: d06's defaults (manual commits,
-    /// `read_committed`, small prefetch, cooperative-sticky, metadata
-    /// refreshed every 5 s so a topic that appears later is seen within
-    /// seconds), with `max.poll.interval.ms` = `max_poll_ms`; `properties`
-    /// given by the operator win.
+    /// `read_committed`, small prefetch, a small share of a fetch per
+    /// partition, cooperative-sticky, metadata refreshed every 5 s so a
+    /// topic that appears later is seen within seconds), with
+    /// `max.poll.interval.ms` = `max_poll_ms`; `properties` given by the
+    /// operator win.
+    ///
+    /// A fetch response is capped (by the broker and by this prefetch); at
+    /// librdkafka's 1 MiB a partition it held data for about 5 of the 32
+    /// source partitions of the national replay, and tansu 0.6 filled it in
+    /// an order of its own rather than the request's, so the same few
+    /// partitions were served for as long as they had messages: in a
+    /// 100 M-event replay others went unread until the router stopped after
+    /// 300 s (BENCHMARKS.md, "National replay"). At 256 KiB every partition
+    /// was served all along (measured on a 10 M replay of the same
+    /// simulator). Kafka answers in the request's order (KIP-74), which
+    /// librdkafka rotates, so it does not need the smaller share.
     pub(crate) fn consumer_config(&self, group: &str, max_poll_ms: u64) -> ClientConfig {
         let mut cc = self.client_config();
         let max_poll = max_poll_ms.to_string();
@@ -266,6 +278,7 @@ impl KafkaConfig {
             ("enable.partition.eof", "false"),
             ("fetch.queue.backoff.ms", "10"),
             ("queued.max.messages.kbytes", "16384"),
+            ("max.partition.fetch.bytes", "262144"),
             ("session.timeout.ms", "10000"),
             ("max.poll.interval.ms", max_poll.as_str()),
             ("partition.assignment.strategy", "cooperative-sticky"),
@@ -490,6 +503,15 @@ mod tests {
         for f in ["zstd", "lz4", "snappy", "gzip"] {
             assert!(features.split(',').any(|x| x == f), "builtin.features lacks {f}: {features}");
         }
+    }
+
+    #[test]
+    fn a_consumer_takes_a_small_share_of_a_fetch_unless_the_operator_sets_one() {
+        let mut config = KafkaConfig::default();
+        let share = |c: &KafkaConfig| c.consumer_config("g", 1000).get("max.partition.fetch.bytes").map(str::to_owned);
+        assert_eq!(share(&config).as_deref(), Some("262144"));
+        config.properties.insert("max.partition.fetch.bytes".into(), "1048576".into());
+        assert_eq!(share(&config).as_deref(), Some("1048576"));
     }
 
     #[test]
