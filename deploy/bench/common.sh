@@ -199,10 +199,20 @@ trap 'exit 130' INT TERM
 # nothing else (the two-stage path's). Sets bare, bare_rate, copy and
 # copy_rate. Needs `build --example bare_consumer --example bare_copy`.
 references() {
+    reference_consumer
+    reference_copy
+}
+
+# reference_consumer: (a) alone; sets bare, bare_rate.
+reference_consumer() {
     log "(a) bare consumer"
     bare="$("$EXAMPLES/bare_consumer" "$KAFKA" "$N" "${SOURCES[@]}")"
     echo "$bare" >&2
     bare_rate="$(sed -E 's/.*: ([0-9]+) msgs\/s.*/\1/' <<<"$bare")"
+}
+
+# reference_copy: (c) alone; sets copy, copy_rate.
+reference_copy() {
     log "(c) bare transactional copy"
     "$EXAMPLES/kafka_admin" create "$KAFKA" "${SHARDS:-2}" "$RUN_ID.copy" || die "cannot create $RUN_ID.copy"
     copy="$("$EXAMPLES/bare_copy" "$KAFKA" "$N" "$RUN_ID.copy" "${SHARDS:-2}" "${MAX_BATCH:-20000}" "${LINGER_MS:-50}" "${SOURCES[@]}")"

@@ -20,6 +20,14 @@
 #    letters), sampling RSS; then reports time, events/s, peak RSS and disk
 #    (the state directory, the ClickHouse database's parts).
 #
+# COPY=0 skips (c): the copy is a third copy of the backlog on the broker
+# (tansu 0.6 holds every message in memory). BROKER_PID (default: the local
+# broker's from deploy/local, if running) is sampled for the broker's RSS
+# before the backlog, after it and at the end of the replay.
+# Compression is the operator's: KAFKA_PROPERTIES='"compression.type" =
+# "zstd"' makes the simulator and d06's facts producer compress their
+# batches (the broker keeps them as sent).
+#
 # TRACK=all (the default): the deployment tracks every province, each with
 # the simulated plan `d06 simulate --scope national --write-plans` writes
 # (Bình Phước's 2024 plan scaled by population and SCALE), so every valid
@@ -37,6 +45,16 @@ SCALE="${SCALE:-$(awk -v n="$N" 'BEGIN { s = n * 1.05 / 144000000; if (s < 0.01)
 GEOGRAPHY="${GEOGRAPHY:-pre2025}"
 TRACK="${TRACK:-all}"
 SAMPLE_SECS="${SAMPLE_SECS:-0.5}"
+COPY="${COPY:-1}"
+BROKER_PID="${BROKER_PID:-$(cat "${D06_LOCAL_DIR:-$REPO/.d06/local}/kafka.pid" 2>/dev/null || true)}"
+# broker_rss: the broker's resident memory now, or "?" where it is not local.
+broker_rss() {
+    if [ -n "$BROKER_PID" ] && [ -r "/proc/$BROKER_PID/status" ]; then
+        echo "$(($(proc_status "$BROKER_PID" VmRSS) / 1024)) MiB"
+    else
+        echo "?"
+    fi
+}
 
 build --example bare_consumer --example bare_copy
 new_run
@@ -53,6 +71,7 @@ case "$TRACK" in
 esac
 MACHINE="$(machine)"
 
+broker_before="$(broker_rss)"
 log "filling a backlog of $N national events: d06 simulate --scope national --rate 0 --limit $N --scale $SCALE"
 sim_start="$(date +%s.%N)"
 "$BIN" simulate --config "$WORK/d06.toml" --scope national --rate 0 --limit "$N" --scale "$SCALE" \
@@ -62,7 +81,13 @@ cat "$WORK/simulate.txt" >&2
 acked="$(awk '/^acked/ { print $2 }' "$WORK/simulate.txt" | tr -d ,)"
 [ "$acked" = "$N" ] || die "the backlog holds $acked messages, not $N (raise SCALE)"
 
-references # sets bare, bare_rate, copy, copy_rate
+broker_backlog="$(broker_rss)"
+
+reference_consumer # sets bare, bare_rate
+copy_rate=""
+if [ "$COPY" != 0 ]; then
+    reference_copy # sets copy, copy_rate
+fi
 
 log "(b) d06 run"
 start_d06 "$WORK/d06.toml"
@@ -82,6 +107,7 @@ while :; do
     sleep "$SAMPLE_SECS"
 done
 hwm="$(proc_status "$D06_PID" VmHWM)"
+broker_end="$(broker_rss)"
 cpu="$(cpu_seconds "$D06_PID")"
 # d06_state_subjects is set by a flush: wait for one that began after the
 # last fact was applied (the gauge is in whole seconds here; at most 60 s).
@@ -114,8 +140,9 @@ backlog: $(head -1 "$WORK/simulate.txt")
 producer: $(sed -n 2p "$WORK/simulate.txt"); $(span "$sim_start" "$sim_end") s, $(rate "$sim_start" "$sim_end") events/s
 d06 run: partitions assigned $(span "$launched" "$assigned") s after launch; all $N committed $(span "$assigned" "$done_at") s after that
     end to end (assignment → all committed): $(rate "$assigned" "$done_at") events/s
-    same run: (a) bare consumer $bare_rate msgs/s, (c) bare transactional copy $copy_rate msgs/s; d06 / (a) $(awk -v n="$N" -v a="$assigned" -v b="$done_at" -v r="$bare_rate" 'BEGIN { printf "%.3f", n / (b - a) / r }'), d06 / (c) $(awk -v n="$N" -v a="$assigned" -v b="$done_at" -v r="$copy_rate" 'BEGIN { printf "%.3f", n / (b - a) / r }')
+    same run: (a) bare consumer $bare_rate msgs/s, (c) bare transactional copy ${copy_rate:+$copy_rate msgs/s}${copy_rate:-not run (COPY=0)}; d06 / (a) $(awk -v n="$N" -v a="$assigned" -v b="$done_at" -v r="$bare_rate" 'BEGIN { printf "%.3f", n / (b - a) / r }'), d06 / (c) $(awk -v n="$N" -v a="$assigned" -v b="$done_at" -v r="${copy_rate:-0}" 'BEGIN { if (r > 0) printf "%.3f", n / (b - a) / r; else printf "—" }')
     peak RSS (VmHWM): $((hwm / 1024)) MiB; CPU $cpu s (user + system)
     facts applied $applied (subjects in state $subjects, duplicates ignored $dups); dead letters $rejected ($reasons)
+    broker RSS: $broker_before before the backlog, $broker_backlog with it, $broker_end at the end (with the facts topic$([ "$COPY" != 0 ] && echo " and the copy"))
     disk: state directory $(mib "$state_bytes"); ClickHouse database $(mib "${ch_bytes:-0}") (coverage_shard_daily rows $rows, dead_letters rows $dead_rows)
 EOF
