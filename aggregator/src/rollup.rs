@@ -22,8 +22,8 @@
 //! a 64-bit key ([`subject_key`]) in their subject's record. What counts as
 //! a duplicate is unchanged.
 //!
-//! Speed: the subjects' index is hashed with [`KeyHash`], a seeded
-//! one-multiply hash of the 16-byte digests (they are already uniformly
+//! Speed: the subjects' index and the overflow set are hashed with
+//! [`KeyHash`], a seeded one-multiply hash of their 16-byte keys (already uniformly
 //! random), not SipHash; the counts are kept in a dense table indexed by
 //! (indicator, area) rather than a tree (see `BENCHMARKS.md`).
 
@@ -378,16 +378,19 @@ fn holds(record: &FirstEvent<'_>, id: Id<'_>) -> bool {
     !matches!(record.id, Id::Raw(b) if b.len() >= ID_LEN_MAX) && record.id == id
 }
 
-/// Hashing for the shard's subject index, whose keys are 16 bytes that are
-/// already uniformly distributed: subject digests (keyed HMAC outputs,
-/// which nobody can aim without the key).
+/// Hashing for the shard's subject index and overflow set, whose keys are
+/// 16 bytes that are already uniformly distributed: subject digests (keyed
+/// HMAC outputs, which nobody can aim without the key) and event keys
+/// (XXH3-128 of the event id).
 ///
 /// A key's two 64-bit halves, each XOR-ed with a per-table random seed, are
 /// multiplied to 128 bits and the product's halves XOR-ed (the "folded
 /// multiply" of foldhash and wyhash): one multiplication instead of
-/// SipHash's rounds. The seed keeps the table layout unpredictable. Taking
-/// digest bytes as the hash directly would not do either: [`crate::fact::Digest::shard`] routes by the low bytes, so within a
-/// shard those bits are far from uniform.
+/// SipHash's rounds. The seed keeps the table layout unpredictable, so
+/// event ids crafted to collide in XXH3's output bits still do not pile up
+/// in one probe sequence. Taking digest bytes as the hash directly would
+/// not do either: [`crate::fact::Digest::shard`] routes by the low bytes,
+/// so within a shard those bits are far from uniform.
 #[derive(Clone, Debug)]
 struct KeyHash {
     seed: [u64; 2],

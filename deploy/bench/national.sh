@@ -22,8 +22,9 @@
 #
 # COPY=0 skips (c): the copy is a third copy of the backlog on the broker
 # (tansu 0.6 holds every message in memory). BROKER_PID (default: the local
-# broker's from deploy/local, if running) is sampled for the broker's RSS
-# before the backlog, after it and at the end of the replay.
+# broker's from deploy/local, unless D06_BENCH_KAFKA names another) is
+# sampled for the broker's RSS before the backlog, after it and at the end
+# of the replay.
 # Compression is the operator's: KAFKA_PROPERTIES='"compression.type" =
 # "zstd"' makes the simulator and d06's facts producer compress their
 # batches (the broker keeps them as sent).
@@ -46,7 +47,10 @@ GEOGRAPHY="${GEOGRAPHY:-pre2025}"
 TRACK="${TRACK:-all}"
 SAMPLE_SECS="${SAMPLE_SECS:-0.5}"
 COPY="${COPY:-1}"
-BROKER_PID="${BROKER_PID:-$(cat "${D06_LOCAL_DIR:-$REPO/.d06/local}/kafka.pid" 2>/dev/null || true)}"
+BROKER_PID="${BROKER_PID:-}"
+if [ -z "$BROKER_PID" ] && [ -z "${D06_BENCH_KAFKA:-}" ]; then
+    BROKER_PID="$(cat "${D06_LOCAL_DIR:-$REPO/.d06/local}/kafka.pid" 2>/dev/null || true)"
+fi
 # broker_rss: the broker's resident memory now, or "?" where it is not local.
 broker_rss() {
     if [ -n "$BROKER_PID" ] && [ -r "/proc/$BROKER_PID/status" ]; then

@@ -257,14 +257,14 @@ impl KafkaConfig {
     /// operator win.
     ///
     /// A fetch response is capped (by the broker and by this prefetch); at
-    /// librdkafka's 1 MiB a partition it held data for about 5 of the 32
-    /// source partitions of the national replay, and tansu 0.6 filled it in
+    /// librdkafka's 1 MiB a partition it held data for about 5 of the 16
+    /// busy source partitions of the national replay, and tansu 0.6 filled it in
     /// an order of its own rather than the request's, so the same few
     /// partitions were served for as long as they had messages: in a
     /// 100 M-event replay others went unread until the router stopped after
-    /// 300 s (BENCHMARKS.md, "National replay"). At 256 KiB every partition
-    /// was served all along (measured on a 10 M replay of the same
-    /// simulator). Kafka answers in the request's order (KIP-74), which
+    /// 300 s (BENCHMARKS.md, "100 M events over 60 M subjects"). At 256 KiB
+    /// every partition was served all along (measured on a 10 M replay of
+    /// the same simulator). Kafka answers in the request's order (KIP-74), which
     /// librdkafka rotates, so it does not need the smaller share.
     pub(crate) fn consumer_config(&self, group: &str, max_poll_ms: u64) -> ClientConfig {
         let mut cc = self.client_config();
