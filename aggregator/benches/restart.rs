@@ -172,9 +172,7 @@ fn main() {
 }
 
 /// Every key's day counts, in order.
-fn figures(
-    shards: &[Shard],
-) -> Vec<(aggregator::RollupKey, Option<std::collections::BTreeMap<chrono::NaiveDate, aggregator::DayCounts>>)> {
+fn figures(shards: &[Shard]) -> Vec<(aggregator::RollupKey, Option<aggregator::Days>)> {
     shards.iter().flat_map(|s| s.keys().map(move |k| (*k, s.days(k).cloned()))).collect()
 }
 

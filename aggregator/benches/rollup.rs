@@ -10,6 +10,10 @@
 //! - `rollup/mix_warm_1M`: the next 100,000 facts of the same stream into 2
 //!   shards already holding ≈ 1 M subjects (rebuilt before each iteration,
 //!   untimed);
+//! - `rollup/mix_national_warm_1M`: the same as `mix_warm_1M` over every
+//!   province (63, pre-2025: 10,810 areas, 54,050 keys counted per day)
+//!   with the stream spread over 60 days, as in a national replay (the
+//!   other benches' facts fall on one or two days of one province);
 //! - `rollup/one_subject_10k`: 10,000 distinct non-qualifying facts of one
 //!   subject (a producer gone wrong): each keeps a dedup key in the
 //!   subject's record, which every later one scans and rewrites;
@@ -103,8 +107,21 @@ fn one_subject(c: &mut Criterion) {
 }
 
 fn warm(c: &mut Criterion) {
-    let geo = geo();
+    warm_over(c, "mix_warm_1M", geo(), None);
+    let codes: Vec<String> =
+        aggregator::geo::provinces(GeographyVersion::Pre2025).unwrap().into_iter().map(|p| p.code).collect();
+    let national = Arc::new(Geography::load_provinces(GeographyVersion::Pre2025, &codes).unwrap());
+    warm_over(c, "mix_national_warm_1M", national, Some(60));
+}
+
+/// 100,000 facts into 2 shards holding ≈ 1 M subjects of `geo`, the stream
+/// spread over `days` days if given.
+fn warm_over(c: &mut Criterion, name: &str, geo: Arc<Geography>, days: Option<i64>) {
     let mut gen = support::FactGen::new(6, &geo);
+    if let Some(days) = days {
+        // ≈ 2.2 M facts bring ≈ 1 M subjects (`mix_warm_1M`'s preload).
+        gen = gen.spread_over(days, 2_200_000);
+    }
     // The stream until ≈ 1 M subjects hold state, kept to rebuild that state
     // before each measured chunk (outside the timing).
     let mut preload = Vec::new();
@@ -112,13 +129,13 @@ fn warm(c: &mut Criterion) {
         preload.push(gen.next_fact().0);
     }
     let next = gen.batch(100_000);
-    eprintln!("rollup warm: {} facts preloaded ({} subjects), then 100,000 timed", preload.len(), gen.subjects);
+    eprintln!("rollup {name}: {} facts preloaded ({} subjects), then 100,000 timed", preload.len(), gen.subjects);
     let mut g = c.benchmark_group("rollup");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Elements(next.len() as u64));
-    g.bench_function("mix_warm_1M", |b| {
+    g.bench_function(name, |b| {
         b.iter_batched(
             || {
                 let mut s: Vec<Shard> = (0..SHARDS).map(|_| Shard::new(geo.clone())).collect();

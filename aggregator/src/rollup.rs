@@ -39,11 +39,13 @@ use crate::fact::{event_key, Fact, FactKind, Indicator, Nanos, SignatureStage};
 use crate::geo::{AreaId, Geography};
 
 mod arena;
+mod days;
 mod id;
 mod sigs;
 mod snapshot;
 mod subjects;
 
+pub use days::Days;
 use id::{Id, IdBuf};
 use sigs::{SigEvent, Sigs};
 use subjects::{Body, Subjects};
@@ -161,7 +163,7 @@ impl Shard {
     /// Per-day counts of one key: every day ever counted in, those whose
     /// counts came back to zero at zero. `None` for a key this shard never
     /// counted anything in.
-    pub fn days(&self, key: &RollupKey) -> Option<&BTreeMap<NaiveDate, DayCounts>> {
+    pub fn days(&self, key: &RollupKey) -> Option<&Days> {
         let slot = self.counts.slot(key)?;
         self.counts.by_key.get(slot)?.as_ref().map(|(_, days)| days)
     }
@@ -480,7 +482,7 @@ struct Counts {
     /// Areas in the geography.
     areas: usize,
     /// Per slot, once anything was counted in it: the key and its day counts.
-    by_key: Vec<Option<(RollupKey, BTreeMap<NaiveDate, DayCounts>)>>,
+    by_key: Vec<Option<(RollupKey, Days)>>,
     /// Per slot: the earliest day changed since the last [`Counts::take_dirty`].
     dirty: Vec<Option<NaiveDate>>,
 }
@@ -503,8 +505,8 @@ impl Counts {
     fn add(&mut self, ind: Indicator, area: AreaId, day: NaiveDate, gained: i64, lost: i64) {
         for a in self.geo.chain(area) {
             let slot = ind as usize * self.areas + usize::from(a.0);
-            let (_, days) = self.by_key[slot].get_or_insert_with(|| ((ind, a), BTreeMap::new()));
-            let c = days.entry(day).or_default();
+            let (_, days) = self.by_key[slot].get_or_insert_with(|| ((ind, a), Days::default()));
+            let c = days.entry(day);
             c.gained = shift(c.gained, gained);
             c.lost = shift(c.lost, lost);
             // A day back at zero stays, at zero: its row must be written
@@ -1173,7 +1175,7 @@ mod tests {
         out
     }
 
-    fn snapshot(s: &Shard) -> BTreeMap<RollupKey, BTreeMap<NaiveDate, DayCounts>> {
+    fn snapshot(s: &Shard) -> BTreeMap<RollupKey, Days> {
         s.keys().map(|k| (*k, s.days(k).cloned().unwrap_or_default())).collect()
     }
 

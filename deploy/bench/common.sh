@@ -10,6 +10,9 @@
 #   KEEP=1                keep the work directory, topics and database
 #   PROFILE               release (default) or dev (opt-level 1; where a
 #                         release build does not fit, figures not comparable)
+#   D06_BENCH_BIN         the d06 binary to run instead of the one built
+#                         (a copy of an earlier build, to compare two
+#                         versions on one broker in one hour)
 
 set -euo pipefail
 
@@ -25,7 +28,7 @@ case "$PROFILE" in
     dev) PROFILE_DIR=debug ;;
     *) echo "PROFILE must be release or dev" >&2; exit 2 ;;
 esac
-BIN="$TARGET_DIR/$PROFILE_DIR/d06"
+BIN="${D06_BENCH_BIN:-$TARGET_DIR/$PROFILE_DIR/d06}"
 EXAMPLES="$TARGET_DIR/$PROFILE_DIR/examples"
 export D06_HMAC_KEY="${D06_HMAC_KEY:-d06-bench-key-0123456789abcdef}"
 

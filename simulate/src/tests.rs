@@ -212,7 +212,8 @@ fn lagging_districts_lag_the_plan_and_the_others_do_not() {
     let rule = LagRule::default();
     let prov = geo.province();
     let covered = |ind: Indicator, area: AreaId, day: NaiveDate| {
-        status(&plan, (ind, area), r.shard.days(&(ind, area)).unwrap_or(&BTreeMap::new()), day)
+        let days: BTreeMap<_, _> = r.shard.days(&(ind, area)).into_iter().flatten().map(|(d, c)| (*d, *c)).collect();
+        status(&plan, (ind, area), &days, day)
     };
     let end = NaiveDate::from_ymd_opt(2024, 7, 8).unwrap();
     let vneid = covered(Indicator::Vneid, prov, end).covered;

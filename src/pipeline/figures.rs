@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use aggregator::coverage::{self, Status};
 use aggregator::hotline::HotlineCounts;
-use aggregator::rollup::DayCounts;
+use aggregator::rollup::{DayCounts, Days};
 use aggregator::standing;
 use aggregator::{AreaId, AreaLevel, Geography, Indicator, LagRule, Nanos, Plans, ProvincePlan};
 use chrono::{NaiveDate, TimeZone};
@@ -40,7 +40,7 @@ fn level_of(s: &str) -> Option<AreaLevel> {
 
 impl Sums {
     /// Adds one shard's coverage days.
-    pub fn add_days(&mut self, key: (Indicator, AreaId), days: &BTreeMap<NaiveDate, DayCounts>) {
+    pub fn add_days(&mut self, key: (Indicator, AreaId), days: &Days) {
         let sum = self.coverage.entry(key).or_default();
         for (day, c) in days {
             let e = sum.entry(*day).or_default();
@@ -299,7 +299,7 @@ mod tests {
         let mut sums = Sums::default();
         // 688: 40,000 smartphones of 49,009 (82 %); 689: 100 CCCD of 512 (20 %).
         for (ind, code, n) in [(Indicator::Smartphone4g, "688", 40_000), (Indicator::Cccd, "689", 100)] {
-            let days = BTreeMap::from([(start, DayCounts { gained: n, lost: 0 })]);
+            let days = Days::from_iter([(start, DayCounts { gained: n, lost: 0 })]);
             sums.add_days((ind, district(code)), &days);
             sums.add_days((ind, geo.province()), &days);
         }
@@ -330,7 +330,7 @@ mod tests {
         let start = plan.start();
         let mut sums = Sums::default();
         for (code, n) in [("25217", 3), ("25195", 1)] {
-            let days = BTreeMap::from([(start, DayCounts { gained: n, lost: 0 })]);
+            let days = Days::from_iter([(start, DayCounts { gained: n, lost: 0 })]);
             sums.add_days((Indicator::Cccd, commune(code)), &days);
             sums.add_days((Indicator::Cccd, geo.province()), &days);
         }
@@ -390,7 +390,7 @@ mod tests {
         // Five covered in one commune of each province.
         for unit in plans.units() {
             let c = unit.geo.of_level(AreaLevel::Commune).next().unwrap();
-            let days = BTreeMap::from([(start, DayCounts { gained: 5, lost: 0 })]);
+            let days = Days::from_iter([(start, DayCounts { gained: 5, lost: 0 })]);
             sums.add_days((Indicator::Cccd, c), &days);
             sums.add_days((Indicator::Cccd, unit.geo.province()), &days);
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aggregator::hotline::Tickets;
-use aggregator::rollup::{DayCounts, Outcome, RollupKey, Shard};
+use aggregator::rollup::{DayCounts, Days, Outcome, RollupKey, Shard};
 use aggregator::Plans;
 use aggregator::{snapshot, AreaId, FactKind, Geography, Indicator, Nanos};
 use anyhow::{Context, Result};
@@ -234,7 +234,7 @@ impl ShardState {
                     *e = (*e).min(d);
                 }
             }
-            let empty = BTreeMap::new();
+            let empty = Days::default();
             for (key, first) in from {
                 let days = self.coverage.days(&key).unwrap_or(&empty);
                 let area = geo.area(key.1);

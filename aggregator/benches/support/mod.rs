@@ -81,6 +81,8 @@ pub struct FactGen {
     communes: Vec<AreaId>,
     districts: Vec<AreaId>,
     clock: Nanos,
+    /// The clock advances by up to this many nanoseconds a fact.
+    step: u64,
     seq: u64,
     /// Subjects seen, per kind (0 citizens, 1 phones).
     pools: [Vec<u64>; 2],
@@ -103,6 +105,7 @@ impl FactGen {
             communes: geo.of_level(AreaLevel::Commune).collect(),
             districts: geo.of_level(AreaLevel::District).collect(),
             clock: START,
+            step: 1_000_000,
             seq: 0,
             pools: [Vec::new(), Vec::new()],
             next: 0,
@@ -111,6 +114,14 @@ impl FactGen {
             subjects: 0,
             distinct: 0,
         }
+    }
+
+    /// The clock advances so that `facts` facts span about `days` days (by
+    /// default ≈ 0.5 ms a fact: a bench's facts fall on one or two days).
+    #[allow(dead_code)]
+    pub fn spread_over(mut self, days: i64, facts: u64) -> Self {
+        self.step = (2 * days * DAY) as u64 / facts.max(1);
+        self
     }
 
     /// `n` facts.
@@ -138,7 +149,7 @@ impl FactGen {
     pub fn fresh(&mut self, only: Option<u8>) -> Fact {
         self.seq += 1;
         self.distinct += 1;
-        self.clock += self.rng.below(1_000_000) as i64;
+        self.clock += self.rng.below(self.step) as i64;
         let at = if self.rng.percent(2) {
             self.clock - HOUR - self.rng.below((30 * DAY - HOUR) as u64) as i64
         } else {

@@ -9,10 +9,10 @@
 //! per day the day, gained, lost). The subjects holding state and the
 //! dedup keys are counted again on load from the records.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{Body, Firsts, KeyHash, Shard, Sigs, Subjects, ID_LEN_MAX};
+use super::{Body, Days, Firsts, KeyHash, Shard, Sigs, Subjects, ID_LEN_MAX};
 use crate::fact::Indicator;
 use crate::geo::{AreaId, Geography};
 use crate::rollup::DayCounts;
@@ -94,9 +94,11 @@ impl Shard {
             let slot = r.len()?;
             let ind = *Indicator::ALL.get(slot / areas.max(1)).ok_or(SnapshotError::Corrupt("counted key"))?;
             let key = (ind, AreaId((slot % areas) as u16));
-            let mut days = BTreeMap::new();
+            let mut days = Days::default();
             for _ in 0..r.count(20)? {
-                days.insert(r.day()?, DayCounts { gained: r.u64()?, lost: r.u64()? });
+                if !days.push_next(r.day()?, DayCounts { gained: r.u64()?, lost: r.u64()? }) {
+                    return Err(SnapshotError::Corrupt("days out of order"));
+                }
             }
             *shard.counts.by_key.get_mut(slot).ok_or(SnapshotError::Corrupt("counted key"))? = Some((key, days));
         }
