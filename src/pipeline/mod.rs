@@ -510,7 +510,10 @@ impl Pipeline {
                 let view = &self.view;
                 let levels: Vec<&str> =
                     self.p.geo.levels().iter().filter(|l| view.exported(**l)).map(|l| l.as_str()).collect();
-                match self.read_figures(sink, &levels).await {
+                // The figures are shown as of this instance's day or later (`View::publish`):
+                // the days more than a week before it are read summed, not one by one.
+                let apart_from = own.and_then(|t| self.local_day(t).checked_sub_days(chrono::Days::new(6)));
+                match self.read_figures(sink, &levels, apart_from).await {
                     Ok(sums) => sums,
                     Err(error) => {
                         m.sink_failures.with_label_values(&["clickhouse", error.kind()]).inc();
@@ -533,9 +536,14 @@ impl Pipeline {
     /// The sums over every shard, read back from ClickHouse. Hotline tickets
     /// count from the area's province's plan start: one read from the
     /// earliest start, and one more per later start among the plans.
-    async fn read_figures(&self, sink: &ClickHouseSink, levels: &[&str]) -> Result<Sums, sinks::SinkError> {
+    async fn read_figures(
+        &self,
+        sink: &ClickHouseSink,
+        levels: &[&str],
+        apart_from: Option<NaiveDate>,
+    ) -> Result<Sums, sinks::SinkError> {
         let plans = &self.p.plans;
-        let mut sums = Sums::from_clickhouse(sink.figures(levels, plans.start()).await?, &self.p.geo);
+        let mut sums = Sums::from_clickhouse(sink.figures(levels, plans.start(), apart_from).await?, &self.p.geo);
         let later: BTreeSet<NaiveDate> =
             plans.units().iter().map(|u| u.plan.start()).filter(|d| *d > plans.start()).collect();
         for start in later {

@@ -27,6 +27,7 @@ mod outputs;
 mod private;
 mod provinces;
 mod proxy;
+mod readback;
 mod readiness;
 mod refusals;
 mod reports;

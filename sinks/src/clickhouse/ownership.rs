@@ -49,12 +49,16 @@ pub struct Figures {
 
 #[derive(Row, Deserialize)]
 struct CoverageSumRead {
-    day: u16,
+    /// The day, or for the days summed into one, the day before the first
+    /// day kept apart.
+    d: u16,
     indicator: String,
     area_level: String,
     area: String,
     gained: u64,
     lost: u64,
+    /// The newest day among the rows summed.
+    newest: u16,
 }
 
 #[derive(Row, Deserialize)]
@@ -168,21 +172,43 @@ impl ClickHouseSink {
 
     /// Sums over every shard: coverage per key and day (levels in `levels`),
     /// hotline per area for tickets received on or after `since`.
-    pub async fn figures(&self, levels: &[&str], since: NaiveDate) -> Result<Figures, SinkError> {
+    ///
+    /// With `apart_from`, only the days from it on come one by one; every
+    /// earlier day of a key is summed, in ClickHouse, into one entry on the
+    /// day before it. What d06 shows of a key as of a day `today` (covered
+    /// through `today`, gained on `today`, the net of the seven days ending
+    /// on it: `aggregator::coverage::status`) is the same as from every day
+    /// when `today − 6 ≥ apart_from`, and the read-back returns a week of
+    /// days per key instead of the whole campaign's (BENCHMARKS.md,
+    /// "Reading the figures back").
+    pub async fn figures(
+        &self,
+        levels: &[&str],
+        since: NaiveDate,
+        apart_from: Option<NaiveDate>,
+    ) -> Result<Figures, SinkError> {
         let list = levels.iter().map(|l| format!("'{}'", l.replace('\'', ""))).collect::<Vec<_>>().join(",");
-        let q = self.client().query(&format!(
-            "SELECT day, indicator, area_level, area, sum(gained) AS gained, sum(lost) AS lost \
+        let day = match apart_from {
+            Some(_) => "if(day < toDate(?), subtractDays(toDate(?), 1), day)",
+            None => "day",
+        };
+        let mut q = self.client().query(&format!(
+            "SELECT {day} AS d, indicator, area_level, area, sum(gained) AS gained, sum(lost) AS lost, \
+             max(day) AS newest \
              FROM coverage_shard_daily FINAL WHERE area_level IN ({list}) \
-             GROUP BY day, indicator, area_level, area"
+             GROUP BY d, indicator, area_level, area"
         ));
+        if let Some(from) = apart_from {
+            q = q.bind(from.to_string()).bind(from.to_string());
+        }
         let rows = self.timed("read coverage sums", q.fetch_all::<CoverageSumRead>()).await?;
         let mut out =
-            Figures { newest_day: rows.iter().map(|r| r.day).max().map(date_from_wire), ..Figures::default() };
+            Figures { newest_day: rows.iter().map(|r| r.newest).max().map(date_from_wire), ..Figures::default() };
         for r in rows {
             out.coverage
                 .entry((r.indicator, r.area_level, r.area))
                 .or_default()
-                .insert(date_from_wire(r.day), (r.gained, r.lost));
+                .insert(date_from_wire(r.d), (r.gained, r.lost));
         }
         out.hotline = self.hotline_figures(levels, since).await?;
         Ok(out)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The read-back's cost as the shard rows grow (BENCHMARKS.md, "Reading the
+# figures back"): for each SHARDSxDAYS case, a fresh database filled through
+# d06's migrations and write path, then `ClickHouseSink::figures` timed.
+#
+#   bash deploy/bench/readback.sh                      # cases "2x30 2x90 8x30"
+#   CASES="16x30" bash deploy/bench/readback.sh
+#
+# Needs ClickHouse (bash deploy/local/start.sh clickhouse).
+# Environment: D06_BENCH_CLICKHOUSE (http://127.0.0.1:8123), KEEP=1 keeps
+# the databases.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CLICKHOUSE="${D06_BENCH_CLICKHOUSE:-http://127.0.0.1:8123}"
+CASES="${CASES:-2x30 2x90 8x30}"
+(cd "$REPO" && cargo build --release --locked --example readback)
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/readback"
+printf 'date %s; %s; nproc %s\n' "$(date -u +%FT%TZ)" \
+    "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$(nproc)"
+for c in $CASES; do
+    db="d06_readback_$$_${c/x/_}"
+    "$BIN" --clickhouse "$CLICKHOUSE" --database "$db" --shards "${c%x*}" --days "${c#*x}"
+    if [ "${KEEP:-0}" != 1 ]; then
+        curl -sS "$CLICKHOUSE/" --data-binary "DROP DATABASE IF EXISTS $db" >/dev/null
+    fi
+done

@@ -1,0 +1,105 @@
+//! What the province-wide read-back costs as the shard rows grow, for
+//! `deploy/bench/readback.sh` (BENCHMARKS.md, "Reading the figures back").
+//!
+//! Every flush of d06 ends by reading the sums over all shards back from
+//! ClickHouse (`ClickHouseSink::figures`, ARCHITECTURE.md "State is sharded
+//! by subject digest"). This fills a fresh database, through d06's own
+//! migrations and write path, with the dense rows `--shards` shards write
+//! over `--days` days for every area of every pre-2025 province (10,810
+//! areas × 5 indicators), then times `figures` as d06 calls it.
+//!
+//! ```sh
+//! readback --clickhouse http://127.0.0.1:8123 --database d06_readback --shards 2 --days 30
+//! ```
+
+use std::time::Instant;
+
+use aggregator::{AreaLevel, Geography, GeographyVersion, Indicator};
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::Parser;
+use sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, CoverageShardRow, WriteBatch};
+
+#[derive(Parser)]
+struct Args {
+    /// ClickHouse HTTP URL.
+    #[arg(long, default_value = "http://127.0.0.1:8123")]
+    clickhouse: String,
+    /// A database this run creates and fills (it must not hold d06's data).
+    #[arg(long)]
+    database: String,
+    /// Shards writing rows.
+    #[arg(long)]
+    shards: u32,
+    /// Days of the campaign so far.
+    #[arg(long)]
+    days: u32,
+    /// Times the read-back is repeated.
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let codes: Vec<String> =
+        aggregator::geo::provinces(GeographyVersion::Pre2025)?.into_iter().map(|p| p.code).collect();
+    let geo = Geography::load_provinces(GeographyVersion::Pre2025, &codes)?;
+    let cfg = ClickHouseConfig { url: args.clickhouse.clone(), database: args.database.clone(), ..Default::default() };
+    let sink = ClickHouseSink::connect(&cfg).await.context("connecting to ClickHouse")?;
+    sink.migrate().await.context("creating d06's tables")?;
+
+    let start = NaiveDate::from_ymd_opt(2024, 5, 1).context("start day")?;
+    let filled = Instant::now();
+    let mut rows = 0u64;
+    for shard in 0..args.shards {
+        for d in 0..args.days {
+            let day = start + chrono::Days::new(u64::from(d));
+            let mut batch = WriteBatch::default();
+            for ind in Indicator::ALL {
+                for (i, area) in geo.areas().iter().enumerate() {
+                    let gained = (i as u64 + u64::from(d) + u64::from(shard)) % 7;
+                    batch.coverage.push(CoverageShardRow {
+                        day,
+                        indicator: *ind,
+                        area_level: area.level,
+                        area: area.code.clone(),
+                        shard,
+                        gained,
+                        lost: 0,
+                        net: i64::from(d) * 3,
+                        version: 1,
+                    });
+                }
+            }
+            rows += batch.coverage.len() as u64;
+            sink.write(&batch).await.context("writing rows")?;
+        }
+    }
+    let fill_secs = filled.elapsed().as_secs_f64();
+    let levels: Vec<&str> = [AreaLevel::Province, AreaLevel::District, AreaLevel::Commune]
+        .iter()
+        .filter(|l| geo.levels().contains(l))
+        .map(|l| l.as_str())
+        .collect();
+    // As d06 reads them on the last day: every day, then the week's days apart
+    // and the earlier ones summed.
+    let last = start + chrono::Days::new(u64::from(args.days.max(1) - 1));
+    let week = last.checked_sub_days(chrono::Days::new(6));
+    for run in 1..=args.repeat {
+        for (how, apart_from) in [("every day", None), ("the last 7 days apart", week)] {
+            let t = Instant::now();
+            let f = sink.figures(&levels, start, apart_from).await.context("reading the figures back")?;
+            let secs = t.elapsed().as_secs_f64();
+            let sums: usize = f.coverage.values().map(|d| d.len()).sum();
+            println!(
+                "shards {} days {} rows {rows} (written in {fill_secs:.1} s); read-back {run}, {how}: {secs:.2} s, \
+                 {sums} (key, day) sums, {} keys",
+                args.shards,
+                args.days,
+                f.coverage.len()
+            );
+        }
+    }
+    Ok(())
+}
