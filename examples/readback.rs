@@ -5,11 +5,14 @@
 //! ClickHouse (`ClickHouseSink::figures`, ARCHITECTURE.md "State is sharded
 //! by subject digest"). This fills a fresh database, through d06's own
 //! migrations and write path, with the dense rows `--shards` shards write
-//! over `--days` days for every area of every pre-2025 province (10,810
-//! areas × 5 indicators), then times `figures` as d06 calls it.
+//! over `--days` days for every area of every province (pre-2025: 10,810
+//! areas; post-2025: 3,355; × 5 indicators), then times `figures` as d06
+//! calls it: for the levels it exports by default (the province, and the
+//! districts before the reform or the communes after it), or every level
+//! with `--communes` (`http.commune_metrics = true`).
 //!
 //! ```sh
-//! readback --clickhouse http://127.0.0.1:8123 --database d06_readback --shards 2 --days 30
+//! readback --clickhouse http://127.0.0.1:8123 --database d06_readback --shards 2 --days 30 [--post2025] [--communes]
 //! ```
 
 use std::time::Instant;
@@ -34,6 +37,12 @@ struct Args {
     /// Days of the campaign so far.
     #[arg(long)]
     days: u32,
+    /// The geography after the 2025 reform (34 provinces, communes only).
+    #[arg(long)]
+    post2025: bool,
+    /// Read every level back, communes included (`http.commune_metrics`).
+    #[arg(long)]
+    communes: bool,
     /// Times the read-back is repeated.
     #[arg(long, default_value_t = 3)]
     repeat: u32,
@@ -42,9 +51,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let codes: Vec<String> =
-        aggregator::geo::provinces(GeographyVersion::Pre2025)?.into_iter().map(|p| p.code).collect();
-    let geo = Geography::load_provinces(GeographyVersion::Pre2025, &codes)?;
+    let version = if args.post2025 { GeographyVersion::Post2025 } else { GeographyVersion::Pre2025 };
+    let codes: Vec<String> = aggregator::geo::provinces(version)?.into_iter().map(|p| p.code).collect();
+    let geo = Geography::load_provinces(version, &codes)?;
     let cfg = ClickHouseConfig { url: args.clickhouse.clone(), database: args.database.clone(), ..Default::default() };
     let sink = ClickHouseSink::connect(&cfg).await.context("connecting to ClickHouse")?;
     sink.migrate().await.context("creating d06's tables")?;
@@ -77,9 +86,12 @@ async fn main() -> Result<()> {
         }
     }
     let fill_secs = filled.elapsed().as_secs_f64();
-    let levels: Vec<&str> = [AreaLevel::Province, AreaLevel::District, AreaLevel::Commune]
+    // As `View::exported`: communes only where they are the tier below the
+    // province, or when asked for.
+    let levels: Vec<&str> = geo
+        .levels()
         .iter()
-        .filter(|l| geo.levels().contains(l))
+        .filter(|l| **l != AreaLevel::Commune || **l == geo.tier() || args.communes)
         .map(|l| l.as_str())
         .collect();
     // As d06 reads them on the last day: every day, then the week's days apart
@@ -93,8 +105,9 @@ async fn main() -> Result<()> {
             let secs = t.elapsed().as_secs_f64();
             let sums: usize = f.coverage.values().map(|d| d.len()).sum();
             println!(
-                "shards {} days {} rows {rows} (written in {fill_secs:.1} s); read-back {run}, {how}: {secs:.2} s, \
-                 {sums} (key, day) sums, {} keys",
+                "{version:?}, levels {}: shards {} days {} rows {rows} (written in {fill_secs:.1} s); \
+                 read-back {run}, {how}: {secs:.2} s, {sums} (key, day) sums, {} keys",
+                levels.join(","),
                 args.shards,
                 args.days,
                 f.coverage.len()

@@ -5,6 +5,8 @@
 #
 #   bash deploy/bench/readback.sh                      # cases "2x30 2x90 8x30"
 #   CASES="16x30" bash deploy/bench/readback.sh
+#   ARGS="--post2025" bash deploy/bench/readback.sh    # after the reform
+#   ARGS="--communes" bash deploy/bench/readback.sh    # every level read (http.commune_metrics)
 #
 # Needs ClickHouse (bash deploy/local/start.sh clickhouse).
 # Environment: D06_BENCH_CLICKHOUSE (http://127.0.0.1:8123), KEEP=1 keeps
@@ -19,7 +21,8 @@ printf 'date %s; %s; nproc %s\n' "$(date -u +%FT%TZ)" \
     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$(nproc)"
 for c in $CASES; do
     db="d06_readback_$$_${c/x/_}"
-    "$BIN" --clickhouse "$CLICKHOUSE" --database "$db" --shards "${c%x*}" --days "${c#*x}"
+    # shellcheck disable=SC2086 # ARGS holds several flags
+    "$BIN" --clickhouse "$CLICKHOUSE" --database "$db" --shards "${c%x*}" --days "${c#*x}" ${ARGS:-}
     if [ "${KEEP:-0}" != 1 ]; then
         curl -sS "$CLICKHOUSE/" --data-binary "DROP DATABASE IF EXISTS $db" >/dev/null
     fi
