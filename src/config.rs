@@ -221,6 +221,17 @@ pub struct PipelineConfig {
     /// at national size, flushing every second took two thirds of a replay
     /// (BENCHMARKS.md, "National replay").
     pub flush_while_behind_ms: u64,
+    /// The largest share of the time, in percent, that reading the
+    /// province-wide figures back from ClickHouse may take: after a
+    /// read-back that took R, the next one is left out of every flush until
+    /// R × 100 / `figures_share_percent` has passed since it started (those
+    /// flushes write, checkpoint and commit as usual; the gauges and the
+    /// board keep the last figures read). 100: after every flush. A small
+    /// deployment reads back in milliseconds, so this changes nothing
+    /// there; a national one on many shards takes seconds a read-back
+    /// (BENCHMARKS.md, "Reading the figures back"), which would otherwise
+    /// hold up every flush. 1..=100.
+    pub figures_share_percent: u32,
     /// A source partition this instance reads, with messages waiting, whose
     /// position has not moved for this many seconds stops the process
     /// (exit 1, the partitions named) rather than leave it silently stuck;
@@ -246,6 +257,7 @@ impl Default for PipelineConfig {
             behind_messages: 100_000,
             progress_log_secs: 30,
             flush_while_behind_ms: 5_000,
+            figures_share_percent: 25,
             stall_exit_secs: 300,
             fault: None,
         }
@@ -341,6 +353,9 @@ impl Config {
         }
         if self.pipeline.snapshot_log_bytes == 0 {
             check(Err(anyhow::anyhow!("pipeline.snapshot_log_bytes must be > 0")));
+        }
+        if !(1..=100).contains(&self.pipeline.figures_share_percent) {
+            check(Err(anyhow::anyhow!("pipeline.figures_share_percent must be 1..=100")));
         }
         if self.pipeline.flush_interval_ms == 0 || self.pipeline.channel_batches == 0 {
             check(Err(anyhow::anyhow!("pipeline: flush_interval_ms and channel_batches must be > 0")));

@@ -432,6 +432,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         clock: config.pipeline.clock,
         flush_interval: Duration::from_millis(config.pipeline.flush_interval_ms),
         flush_while_behind: Duration::from_millis(config.pipeline.flush_while_behind_ms),
+        figures_share_percent: config.pipeline.figures_share_percent,
         commune_metrics: config.http.commune_metrics,
         state_dir: state_dir.clone(),
         snapshot_log_bytes: config.pipeline.snapshot_log_bytes,

@@ -66,6 +66,9 @@ pub struct Parts {
     /// Flush cadence while far behind (the source topics or the facts
     /// waiting for stage 2); at least `flush_interval`.
     pub flush_while_behind: Duration,
+    /// The largest share of the time the figures' read-back may take
+    /// (`PipelineConfig::figures_share_percent`).
+    pub figures_share_percent: u32,
     /// Also export commune gauges.
     pub commune_metrics: bool,
     /// Where the shards' stores live.
@@ -128,6 +131,9 @@ pub struct Pipeline {
     claims_checked: std::time::Instant,
     /// When the last timed flush ran.
     flushed_at: Option<std::time::Instant>,
+    /// When the last read-back of the figures that succeeded started, and
+    /// how long it took (`None` after a failed one).
+    figures_read: Option<(std::time::Instant, Duration)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -140,6 +146,15 @@ impl std::fmt::Debug for Pipeline {
 /// the first time), at most every `every` while far behind.
 fn flush_due(behind: bool, since_last: Option<Duration>, every: Duration) -> bool {
     !behind || since_last.is_none_or(|d| d >= every)
+}
+
+/// Whether a flush reads the figures back: always the first time, then
+/// once `took × 100 / share_percent` has passed since the last read-back
+/// `started`, so that read-backs take at most that share of the time.
+fn read_back_due(last: Option<(Instant, Duration)>, now: Instant, share_percent: u32) -> bool {
+    last.is_none_or(|(started, took)| {
+        now.saturating_duration_since(started) >= took.saturating_mul(100) / share_percent.max(1)
+    })
 }
 
 fn now_nanos() -> Nanos {
@@ -179,6 +194,7 @@ impl Pipeline {
             newest_seen: None,
             claims_checked: std::time::Instant::now(),
             flushed_at: None,
+            figures_read: None,
         })
     }
 
@@ -494,7 +510,7 @@ impl Pipeline {
     }
 
     /// Pipeline gauges from the owned shards; business figures from the sums over all shards.
-    async fn publish(&self, wall: Nanos) {
+    async fn publish(&mut self, wall: Nanos) {
         let m = &self.p.metrics;
         m.state_subjects.set(self.shards.values().map(|s| s.coverage.subjects() as i64).sum());
         m.state_events.set(self.shards.values().map(|s| s.coverage.events() as i64).sum());
@@ -507,13 +523,22 @@ impl Pipeline {
         }
         let sums = match &self.p.sink {
             Some(sink) => {
+                let started = Instant::now();
+                if !read_back_due(self.figures_read, started, self.p.figures_share_percent) {
+                    debug!("figures not read back on this flush: the last read-back was recent for its length");
+                    return;
+                }
                 let view = &self.view;
                 let levels: Vec<&str> =
                     self.p.geo.levels().iter().filter(|l| view.exported(**l)).map(|l| l.as_str()).collect();
                 // The figures are shown as of this instance's day or later (`View::publish`):
                 // the days more than a week before it are read summed, not one by one.
                 let apart_from = own.and_then(|t| self.local_day(t).checked_sub_days(chrono::Days::new(6)));
-                match self.read_figures(sink, &levels, apart_from).await {
+                let read = self.read_figures(sink, &levels, apart_from).await;
+                // Only a read-back that succeeded says what one costs: after a failure
+                // (ClickHouse down, a timeout) the next flush tries again, as before.
+                self.figures_read = read.is_ok().then(|| (started, started.elapsed()));
+                match read {
                     Ok(sums) => sums,
                     Err(error) => {
                         m.sink_failures.with_label_values(&["clickhouse", error.kind()]).inc();
@@ -629,5 +654,22 @@ mod tests {
         assert!(!flush_due(true, soon, every), "behind, flushed a second ago");
         assert!(flush_due(true, late, every), "behind, the interval is up");
         assert!(flush_due(true, soon, Duration::ZERO), "no longer interval: every tick");
+    }
+
+    #[test]
+    fn the_figures_are_read_back_at_most_for_their_share_of_the_time() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(read_back_due(None, t0, 25), "the first flush reads back");
+        // A read-back of 10 s, a quarter of the time: the next 40 s after it started.
+        let long = Some((t0, Duration::from_secs(10)));
+        assert!(!read_back_due(long, at(10_000), 25), "just after it");
+        assert!(!read_back_due(long, at(39_999), 25));
+        assert!(read_back_due(long, at(40_000), 25), "its share is up");
+        assert!(read_back_due(long, at(10_000), 100), "100 %: after every flush");
+        // A small deployment: 20 ms, so every flush half a second apart reads back.
+        let short = Some((t0, Duration::from_millis(20)));
+        assert!(read_back_due(short, at(500), 25));
+        assert!(!read_back_due(short, at(79), 25));
     }
 }
