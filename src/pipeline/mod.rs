@@ -131,8 +131,8 @@ pub struct Pipeline {
     claims_checked: std::time::Instant,
     /// When the last timed flush ran.
     flushed_at: Option<std::time::Instant>,
-    /// When the last read-back of the figures that succeeded started, and
-    /// how long it took (`None` after a failed one).
+    /// When the last read-back of the figures started, and how long it
+    /// took (whether it succeeded or not).
     figures_read: Option<(std::time::Instant, Duration)>,
 }
 
@@ -535,9 +535,10 @@ impl Pipeline {
                 // the days more than a week before it are read summed, not one by one.
                 let apart_from = own.and_then(|t| self.local_day(t).checked_sub_days(chrono::Days::new(6)));
                 let read = self.read_figures(sink, &levels, apart_from).await;
-                // Only a read-back that succeeded says what one costs: after a failure
-                // (ClickHouse down, a timeout) the next flush tries again, as before.
-                self.figures_read = read.is_ok().then(|| (started, started.elapsed()));
+                // A failed read-back counts too: one refused at once is tried again at the
+                // next flush, one that ran into the sink's timeout (national size) does not
+                // hold up every flush for that long.
+                self.figures_read = Some((started, started.elapsed()));
                 match read {
                     Ok(sums) => sums,
                     Err(error) => {
