@@ -81,21 +81,18 @@ impl Days {
     pub(super) fn entry(&mut self, day: NaiveDate) -> &mut DayCounts {
         let i = match self.0.last() {
             Some((last, _)) if *last == day => self.0.len() - 1,
-            Some((last, _)) if *last < day => {
-                self.0.push((day, DayCounts::default()));
-                self.0.len() - 1
-            }
-            None => {
-                self.0.push((day, DayCounts::default()));
-                0
-            }
-            Some(_) => match self.0.binary_search_by(|(d, _)| d.cmp(&day)) {
+            Some((last, _)) if *last > day => match self.0.binary_search_by(|(d, _)| d.cmp(&day)) {
                 Ok(i) => i,
                 Err(i) => {
                     self.0.insert(i, (day, DayCounts::default()));
                     i
                 }
             },
+            // Empty, or a day after every day held.
+            _ => {
+                self.0.push((day, DayCounts::default()));
+                self.0.len() - 1
+            }
         };
         &mut self.0[i].1
     }
