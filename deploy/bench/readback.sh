@@ -19,11 +19,15 @@ CASES="${CASES:-2x30 2x90 8x30}"
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/readback"
 printf 'date %s; %s; nproc %s\n' "$(date -u +%FT%TZ)" \
     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$(nproc)"
+failed=0
 for c in $CASES; do
     db="d06_readback_$$_${c/x/_}"
+    # A case that fails (a read-back past the sink's timeout) still has its
+    # database dropped: tens of millions of rows otherwise stay behind.
     # shellcheck disable=SC2086 # ARGS holds several flags
-    "$BIN" --clickhouse "$CLICKHOUSE" --database "$db" --shards "${c%x*}" --days "${c#*x}" ${ARGS:-}
+    "$BIN" --clickhouse "$CLICKHOUSE" --database "$db" --shards "${c%x*}" --days "${c#*x}" ${ARGS:-} || failed=1
     if [ "${KEEP:-0}" != 1 ]; then
         curl -sS "$CLICKHOUSE/" --data-binary "DROP DATABASE IF EXISTS $db" >/dev/null
     fi
 done
+exit "$failed"
