@@ -4,12 +4,16 @@
 //! Every flush of d06 ends by reading the sums over all shards back from
 //! ClickHouse (`ClickHouseSink::figures`, ARCHITECTURE.md "State is sharded
 //! by subject digest"). This fills a fresh database, through d06's own
-//! migrations and write path, with the dense rows `--shards` shards write
-//! over `--days` days for every area of every province (pre-2025: 10,810
-//! areas; post-2025: 3,355; × 5 indicators), then times `figures` as d06
-//! calls it: for the levels it exports by default (the province, and the
-//! districts before the reform or the communes after it), or every level
-//! with `--communes` (`http.commune_metrics = true`).
+//! migrations and write path, with the dense day rows `--shards` shards
+//! write over `--days` days for every area of every province (pre-2025:
+//! 10,810 areas; post-2025: 3,355; × 5 indicators) and the row per shard and
+//! key of `coverage_shard_recent` they write with them on the last day, then
+//! times `figures` as d06 calls it (which reads the latter), and, for
+//! reference, the query it sent before 2026-12-05's second change (the day
+//! rows, the last week's days apart), checking both give the same sums: for
+//! the levels d06 exports by default (the province, and the districts
+//! before the reform or the communes after it), or every level with
+//! `--communes` (`http.commune_metrics = true`).
 //!
 //! ```sh
 //! readback --clickhouse http://127.0.0.1:8123 --database d06_readback --shards 2 --days 30 [--post2025] [--communes]
@@ -21,7 +25,7 @@ use aggregator::{AreaLevel, Geography, GeographyVersion, Indicator};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::Parser;
-use sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, CoverageShardRow, WriteBatch};
+use sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, CoverageRecentRow, CoverageShardRow, WriteBatch};
 
 #[derive(Parser)]
 struct Args {
@@ -59,6 +63,8 @@ async fn main() -> Result<()> {
     sink.migrate().await.context("creating d06's tables")?;
 
     let start = NaiveDate::from_ymd_opt(2024, 5, 1).context("start day")?;
+    let last = start + chrono::Days::new(u64::from(args.days.max(1) - 1));
+    let gained_on = |i: usize, d: u32, shard: u32| (i as u64 + u64::from(d) + u64::from(shard)) % 7;
     let filled = Instant::now();
     let mut rows = 0u64;
     for shard in 0..args.shards {
@@ -67,7 +73,7 @@ async fn main() -> Result<()> {
             let mut batch = WriteBatch::default();
             for ind in Indicator::ALL {
                 for (i, area) in geo.areas().iter().enumerate() {
-                    let gained = (i as u64 + u64::from(d) + u64::from(shard)) % 7;
+                    let gained = gained_on(i, d, shard);
                     batch.coverage.push(CoverageShardRow {
                         day,
                         indicator: *ind,
@@ -84,6 +90,17 @@ async fn main() -> Result<()> {
             rows += batch.coverage.len() as u64;
             sink.write(&batch).await.context("writing rows")?;
         }
+        let mut batch = WriteBatch::default();
+        for ind in Indicator::ALL {
+            for (i, area) in geo.areas().iter().enumerate() {
+                let mut r = CoverageRecentRow::new(*ind, area.level, area.code.clone(), shard, last, 1);
+                for d in 0..args.days {
+                    r.add(start + chrono::Days::new(u64::from(d)), gained_on(i, d, shard), 0);
+                }
+                batch.recent.push(r);
+            }
+        }
+        sink.write(&batch).await.context("writing the recent rows")?;
     }
     let fill_secs = filled.elapsed().as_secs_f64();
     // As `View::exported`: communes only where they are the tier below the
@@ -94,25 +111,45 @@ async fn main() -> Result<()> {
         .filter(|l| **l != AreaLevel::Commune || **l == geo.tier() || args.communes)
         .map(|l| l.as_str())
         .collect();
-    // As d06 reads them on the last day: every day, then the week's days apart
-    // and the earlier ones summed.
-    let last = start + chrono::Days::new(u64::from(args.days.max(1) - 1));
-    let week = last.checked_sub_days(chrono::Days::new(6));
+    // As d06 reads them on the last day: the week's days apart, the earlier ones summed.
+    let week = last.checked_sub_days(chrono::Days::new(6)).context("a week before the last day")?;
+    let http = reqwest::Client::new();
+    let list = levels.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(",");
     for run in 1..=args.repeat {
-        for (how, apart_from) in [("every day", None), ("the last 7 days apart", week)] {
-            let t = Instant::now();
-            let f = sink.figures(&levels, start, apart_from).await.context("reading the figures back")?;
-            let secs = t.elapsed().as_secs_f64();
-            let sums: usize = f.coverage.values().map(|d| d.len()).sum();
-            println!(
-                "{version:?}, levels {}: shards {} days {} rows {rows} (written in {fill_secs:.1} s); \
-                 read-back {run}, {how}: {secs:.2} s, {sums} (key, day) sums, {} keys",
-                levels.join(","),
-                args.shards,
-                args.days,
-                f.coverage.len()
-            );
-        }
+        let t = Instant::now();
+        let f = sink.figures(&levels, start, Some(week)).await.context("reading the figures back")?;
+        let secs = t.elapsed().as_secs_f64();
+        let sums: usize = f.coverage.values().map(|d| d.len()).sum();
+        let total: u64 = f.coverage.values().flat_map(|d| d.values()).map(|(g, _)| g).sum();
+        // The reference: the day rows' query of `figures` before the recent rows.
+        let t = Instant::now();
+        let day_rows = http
+            .post(&args.clickhouse)
+            .query(&[("database", args.database.as_str())])
+            .body(format!(
+                "SELECT if(day < toDate('{week}'), subtractDays(toDate('{week}'), 1), day) AS d, indicator, \
+                 area_level, area, sum(gained) AS gained, sum(lost) AS lost, max(day) AS newest \
+                 FROM coverage_shard_daily FINAL WHERE area_level IN ({list}) \
+                 GROUP BY d, indicator, area_level, area FORMAT TSV"
+            ))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .context("the day rows' query")?
+            .text()
+            .await?;
+        let day_secs = t.elapsed().as_secs_f64();
+        let day_total: u64 = day_rows.lines().filter_map(|l| l.split('\t').nth(4)?.parse::<u64>().ok()).sum();
+        anyhow::ensure!(day_total == total, "the day rows sum to {day_total} gained, the recent rows to {total}");
+        println!(
+            "{version:?}, levels {}: shards {} days {} day rows {rows} (written in {fill_secs:.1} s); \
+             read-back {run}: recent rows {secs:.2} s ({sums} (key, day) sums, {} keys), \
+             the day rows' query {day_secs:.2} s, the same {total} gained",
+            levels.join(","),
+            args.shards,
+            args.days,
+            f.coverage.len()
+        );
     }
     Ok(())
 }

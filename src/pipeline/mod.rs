@@ -379,6 +379,7 @@ impl Pipeline {
                 let rows = &self.p.metrics.sink_rows_written;
                 for (table, n) in [
                     ("coverage_shard_daily", batch.coverage.len()),
+                    ("coverage_shard_recent", batch.recent.len()),
                     ("plan_daily", batch.plan.len()),
                     ("hotline_shard_daily", batch.hotline.len()),
                     ("dead_letters", batch.dead_letters.len()),

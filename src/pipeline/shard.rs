@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use ingest::kafka::shards::PartBatch;
 use ingest::kafka::{PartitionState, SourcePartition};
-use sinks::clickhouse::{CoverageShardRow, HotlineShardRow, WriteBatch, SEQUENCE_BITS};
+use sinks::clickhouse::{CoverageRecentRow, CoverageShardRow, HotlineShardRow, WriteBatch, SEQUENCE_BITS};
 use tracing::{info, warn};
 
 use super::Parts;
@@ -249,9 +249,12 @@ impl ShardState {
                     .iter_days()
                     .take_while(|d| *d <= through.min(plan.end()))
                     .map(|d| (d, days.get(&d).copied().unwrap_or(DayCounts { gained: 0, lost: 0 })));
+                // The key's row of `coverage_shard_recent` (what the figures read) from the same days.
+                let mut recent = CoverageRecentRow::new(key.0, area.level, area.code.clone(), s, through, version);
                 let mut net: i64 = 0;
                 for (day, c) in before.chain(campaign) {
                     net += c.gained as i64 - c.lost as i64;
+                    recent.add(day, c.gained, c.lost);
                     if day >= first {
                         out.coverage.push(CoverageShardRow {
                             day,
@@ -266,6 +269,7 @@ impl ShardState {
                         });
                     }
                 }
+                out.recent.push(recent);
             }
             self.written_through = Some(through);
         }

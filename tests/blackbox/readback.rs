@@ -1,11 +1,13 @@
-//! The read-back with a week's days apart and the earlier days summed
-//! (`ClickHouseSink::figures` with `apart_from`) gives every figure d06
-//! shows as of a day at least six days after `apart_from` exactly as the
-//! whole history does: checked against the rows written, recounted here
-//! from plain tuples (the winning version of each shard's row, then sums),
-//! through the real ClickHouse, with superseded and zombie rows among them.
-//! And a slow read-back is not repeated on every flush
-//! (`pipeline.figures_share_percent`), while the figures still arrive.
+//! The figures' read-back (`ClickHouseSink::figures`) reads one row per
+//! shard and key (`coverage_shard_recent`: the shard's last eight days one
+//! by one, the earlier ones summed) and gives every figure d06 shows as of
+//! a day that no shard is more than one day ahead of exactly as the whole
+//! history does, also with the days before `apart_from` summed once more:
+//! checked against each shard's counts day by day, recounted here from
+//! plain tuples, through the real ClickHouse, with superseded and zombie
+//! rows among the rows written. And a slow read-back is not repeated on
+//! every flush (`pipeline.figures_share_percent`), while the figures still
+//! arrive.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,18 +15,19 @@ use std::time::Duration;
 use aggregator::{AreaLevel, Indicator};
 use chrono::NaiveDate;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, CoverageShardRow, WriteBatch};
+use sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, CoverageRecentRow, WriteBatch};
 
 use crate::events::{self, Place};
 use crate::harness::{clickhouse_query, clickhouse_url, spawn_app, unique, AppOptions, Producer};
 
-/// (indicator, level, area code, day, shard) → (version, gained, lost) of the
-/// winning row: the recount's own model of `ReplacingMergeTree` under FINAL.
-type Winners = BTreeMap<(&'static str, &'static str, &'static str, NaiveDate, u32), (u64, u64, u64)>;
+/// (indicator, level, area code, shard) → the shard's (day, gained, lost)
+/// through its own day: what the figures must add up.
+type Truth = BTreeMap<(&'static str, &'static str, &'static str, u32), Vec<(NaiveDate, u64, u64)>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_week_apart_and_the_rest_summed_shows_what_every_day_shows() {
+async fn the_recent_rows_and_a_week_apart_show_what_every_day_shows() {
     let cfg = ClickHouseConfig { url: clickhouse_url(), database: unique("d06_readback_"), ..Default::default() };
     let sink = ClickHouseSink::connect(&cfg).await.expect("connect (bash deploy/local/start.sh clickhouse)");
     sink.migrate().await.expect("migrate");
@@ -37,70 +40,72 @@ async fn a_week_apart_and_the_rest_summed_shows_what_every_day_shows() {
     ];
     let start = NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
     let day = |n: u64| start + chrono::Days::new(n);
-    let mut rng = StdRng::seed_from_u64(0x0d06);
-    let mut batch = WriteBatch::default();
+    let seed: u64 = rand::random();
+    eprintln!("seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut truth = Truth::new();
+    let mut rows: Vec<CoverageRecentRow> = Vec::new();
+    let mut newest = day(0);
     for (ind, level, code) in keys {
         for shard in 0..3u32 {
-            for n in 0..24 {
-                // Most days have a row; some several versions of it (a later
-                // flush, a zombie's lower version written after).
-                if rng.random_ratio(1, 8) {
-                    continue;
+            // Each shard at its own day (20..=23), a count on most days up to it.
+            let through = day(rng.random_range(20..=23));
+            newest = newest.max(through);
+            let counts: Vec<(NaiveDate, u64, u64)> = (0..=(through - start).num_days() as u64)
+                .filter(|_| rng.random_ratio(7, 8))
+                .collect::<Vec<u64>>()
+                .into_iter()
+                .map(|n| (day(n), rng.random_range(0..50u64), rng.random_range(0..5u64)))
+                .collect();
+            let row = |through: NaiveDate, version: u64, counts: &[(NaiveDate, u64, u64)]| {
+                let mut r = CoverageRecentRow::new(ind, level, code.to_owned(), shard, through, version);
+                for (d, g, l) in counts {
+                    r.add(*d, *g, *l);
                 }
-                for _ in 0..rng.random_range(1..=3) {
-                    let (version, gained, lost) =
-                        (rng.random_range(1..100u64), rng.random_range(0..50u64), rng.random_range(0..5u64));
-                    batch.coverage.push(CoverageShardRow {
-                        day: day(n),
-                        indicator: ind,
-                        area_level: level,
-                        area: code.to_owned(),
-                        shard,
-                        gained,
-                        lost,
-                        net: 0,
-                        version,
-                    });
+                r
+            };
+            // The winner, then superseded versions: earlier flushes (fewer days)
+            // and zombies (any counts, a day up to three after the winner's).
+            let winner = rng.random_range(50..100u64);
+            rows.push(row(through, winner, &counts));
+            for version in 1..rng.random_range(2..=4u64) {
+                let upto = rng.random_range(0..counts.len().max(1));
+                let mut other = counts[..upto].to_vec();
+                if rng.random_ratio(1, 2) {
+                    other.push((through + chrono::Days::new(rng.random_range(1..=3)), 999, 0));
                 }
+                let at = other.last().map_or(through, |(d, _, _)| *d).max(day(8));
+                rows.push(row(at, version * 10, &other));
             }
+            truth.insert((ind.as_str(), level.as_str(), code, shard), counts);
         }
     }
-    // Equal versions of one row would leave the winner to ClickHouse's choice.
-    batch.coverage.sort_by_key(|r| (r.indicator.as_str(), r.area.clone(), r.day, r.shard, r.version));
-    batch.coverage.dedup_by_key(|r| (r.indicator.as_str(), r.area.clone(), r.day, r.shard, r.version));
-    let mut winners = Winners::new();
-    for r in &batch.coverage {
-        let code = keys.iter().find(|k| k.2 == r.area).unwrap().2;
-        let w = winners.entry((r.indicator.as_str(), r.area_level.as_str(), code, r.day, r.shard)).or_insert((0, 0, 0));
-        if r.version > w.0 {
-            *w = (r.version, r.gained, r.lost);
-        }
-    }
-    // Written in several inserts, so that the versions meet in several parts.
-    for part in batch.coverage.chunks(97) {
-        let b = WriteBatch { coverage: part.to_vec(), ..WriteBatch::default() };
-        sink.write(&b).await.expect("write rows");
+    // Written in several inserts and shuffled, so that the versions meet in
+    // several parts and a zombie's lower version is often written last.
+    rows.shuffle(&mut rng);
+    for part in rows.chunks(5) {
+        sink.write(&WriteBatch { recent: part.to_vec(), ..WriteBatch::default() }).await.expect("write rows");
     }
 
     let levels = ["province", "district", "commune"];
-    let every = sink.figures(&levels, start, None).await.expect("read every day");
-    let newest = winners.keys().map(|k| k.3).max();
-    assert_eq!(every.newest_day, newest);
-    for apart_from in [day(0), day(5), day(12), day(20), day(30)] {
-        let week = sink.figures(&levels, start, Some(apart_from)).await.expect("read a week apart");
-        assert_eq!(week.newest_day, newest, "the newest day is the rows' newest, whatever is summed");
-        let per_key = week.coverage.values().map(|d| d.len()).max().unwrap_or(0);
-        assert!(
-            per_key <= 1 + 24usize.saturating_sub((apart_from - start).num_days() as usize),
-            "{per_key} entries a key"
-        );
-        for today in (0..30).map(day).filter(|t| *t >= apart_from + chrono::Days::new(6)) {
+    let every = sink.figures(&levels, start, None).await.expect("read the recent rows");
+    assert_eq!(every.newest_day, Some(newest), "the newest day is the winning rows' newest");
+    let per_key = every.coverage.values().map(|d| d.len()).max().unwrap_or(0);
+    assert!(per_key <= 12, "{per_key} entries a key: the shards' last days, not the 24 days written");
+    // Every day no shard is more than one day ahead of, some past the last count.
+    let shown_days: Vec<NaiveDate> = (0..32).map(day).filter(|t| *t + chrono::Days::new(1) >= newest).collect();
+    assert!(!shown_days.is_empty());
+    for apart_from in [None, Some(day(0)), Some(day(9)), Some(day(15)), Some(day(22))] {
+        let read = match apart_from {
+            None => every.clone(),
+            Some(a) => sink.figures(&levels, start, Some(a)).await.expect("read a week apart"),
+        };
+        assert_eq!(read.newest_day, Some(newest), "the newest day, whatever is summed");
+        for today in shown_days.iter().copied().filter(|t| apart_from.is_none_or(|a| *t >= a + chrono::Days::new(6))) {
             for (ind, level, code) in keys {
                 let key = (ind.as_str().to_owned(), level.as_str().to_owned(), code.to_owned());
-                let expect = recount(&winners, (ind.as_str(), level.as_str(), code), today);
-                let got = shown(week.coverage.get(&key), today);
-                assert_eq!(got, expect, "{key:?} as of {today}, days before {apart_from} summed");
-                assert_eq!(shown(every.coverage.get(&key), today), expect, "{key:?} as of {today}, every day");
+                let expect = recount(&truth, (ind.as_str(), level.as_str(), code), today);
+                assert_eq!(shown(read.coverage.get(&key), today), expect, "{key:?} as of {today}, {apart_from:?}");
             }
         }
     }
@@ -120,15 +125,16 @@ async fn a_slow_read_back_is_not_repeated_on_every_flush_and_the_figures_still_a
     let http = reqwest::Client::new();
     app.wait_for("the first flush", Duration::from_secs(30), || async { app.log().contains("first flush complete") })
         .await;
-    // Millions of district rows of areas no geography has (ignored once read,
-    // dated before the events so that the province's newest day stays theirs):
-    // every read-back has to read them.
+    // Millions of shard rows (200 shards × 20,000 district keys no geography
+    // has: ignored once read; dated before the events so that the province's
+    // newest day stays theirs): every read-back has to read them.
     clickhouse_query(
         &http,
         &app.database,
-        "INSERT INTO coverage_shard_daily \
-         SELECT toDate('2024-03-15') + (number % 28), 'cccd', 'district', concat('x', toString(intDiv(number, 28))), \
-         100, 1, 0, 0, 1 FROM numbers(4000000)",
+        "INSERT INTO coverage_shard_recent \
+         SELECT 'cccd', 'district', concat('x', toString(number % 20000)), 100 + intDiv(number, 20000), \
+         toDate('2024-03-15') + (number % 28), \
+         1, 0, [toDate('2024-03-15') + (number % 28)], [1], [0], 1 FROM numbers(4000000)",
     )
     .await;
     let producer = Producer::new();
@@ -169,10 +175,10 @@ fn as_of<'a>(entries: impl Iterator<Item = (NaiveDate, &'a u64, &'a u64)>, today
     out
 }
 
-/// From the rows written: every shard's winning row of the key, day by day.
-fn recount(winners: &Winners, key: (&str, &str, &str), today: NaiveDate) -> Shown {
-    let rows = winners.iter().filter(|((i, l, c, _, _), _)| (*i, *l, *c) == key);
-    as_of(rows.map(|((_, _, _, day, _), (_, gained, lost))| (*day, gained, lost)), today)
+/// From each shard's counts day by day.
+fn recount(truth: &Truth, key: (&str, &str, &str), today: NaiveDate) -> Shown {
+    let days = truth.iter().filter(|((i, l, c, _), _)| (*i, *l, *c) == key).flat_map(|(_, days)| days);
+    as_of(days.map(|(day, gained, lost)| (*day, gained, lost)), today)
 }
 
 /// From what the read-back returned for the key.

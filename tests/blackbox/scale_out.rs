@@ -84,6 +84,27 @@ pub(crate) async fn until_recount(app: &App, expected: &Expected, within: Durati
     }
 }
 
+/// Whether `app`'s `d06_coverage_covered` gauges show, for every key of
+/// `baselines` (`indicator, area_level, area, baseline` lines of
+/// `plan_daily`), its baseline plus the recount's net; says which do not.
+pub(crate) async fn gauges_show(app: &App, baselines: &str, expected: &Expected) -> bool {
+    let m = app.metrics().await;
+    baselines.lines().all(|line| {
+        let f: Vec<&str> = line.split('\t').collect();
+        let baseline: i64 = f[3].parse().expect("baseline");
+        let net: i64 = expected
+            .iter()
+            .filter(|((i, l, ar, _), _)| i == f[0] && l == f[1] && ar == f[2])
+            .map(|(_, (g, l))| g - l)
+            .sum();
+        let shown = m.get("d06_coverage_covered", &[("indicator", f[0]), ("area_level", f[1]), ("area", f[2])]);
+        if shown != Some((baseline + net) as f64) {
+            eprintln!("{}: {line}: shown {shown:?}, expected {}", app.metrics_port, baseline + net);
+        }
+        shown == Some((baseline + net) as f64)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_killed_left_and_paused_equal_the_recount() {
     let n: usize = std::env::var("D06_SCALE_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(60_000);
@@ -309,24 +330,7 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
         )
         .await;
     for app in [&a, &b] {
-        app.wait_for("province-wide gauges", Duration::from_secs(30), || async {
-            let m = app.metrics().await;
-            baselines.lines().all(|line| {
-                let f: Vec<&str> = line.split('\t').collect();
-                let baseline: i64 = f[3].parse().expect("baseline");
-                let net: i64 = expected
-                    .iter()
-                    .filter(|((i, l, ar, _), _)| i == f[0] && l == f[1] && ar == f[2])
-                    .map(|(_, (g, l))| g - l)
-                    .sum();
-                let shown = m.get("d06_coverage_covered", &[("indicator", f[0]), ("area_level", f[1]), ("area", f[2])]);
-                if shown != Some((baseline + net) as f64) {
-                    eprintln!("{}: {line}: shown {shown:?}, expected {}", app.metrics_port, baseline + net);
-                }
-                shown == Some((baseline + net) as f64)
-            })
-        })
-        .await;
+        app.wait_for("province-wide gauges", Duration::from_secs(30), || gauges_show(app, &baselines, &expected)).await;
     }
 
     // Prometheus, scraping every instance, shows the recount through the

@@ -14,7 +14,7 @@ use rand::SeedableRng;
 
 use crate::crash::{generate, messages, recount};
 use crate::harness::{spawn_app, AppOptions, Producer};
-use crate::scale_out::{coverage, until_recount};
+use crate::scale_out::{coverage, gauges_show, until_recount};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zombie_claim_on_an_idle_shard_is_taken_back_and_its_rows_superseded() {
@@ -50,14 +50,34 @@ async fn a_zombie_claim_on_an_idle_shard_is_taken_back_and_its_rows_superseded()
         (zombie << 40) | 1
     ))
     .await;
+    app.clickhouse(&format!(
+        "INSERT INTO coverage_shard_recent (indicator, area_level, area, shard, through, earlier_gained, earlier_lost, \
+         days, gained, lost, version) \
+         SELECT indicator, area_level, area, shard, through, 0, 0, [], [], [], {} \
+         FROM coverage_shard_recent FINAL WHERE shard = 0",
+        (zombie << 40) | 1
+    ))
+    .await;
     let stale = coverage(&app).await;
     assert_ne!(stale, expected, "the zombie's rows count under FINAL until the owner takes the shard back");
+    let counted = app
+        .clickhouse("SELECT sum(earlier_gained + arraySum(gained)) FROM coverage_shard_recent FINAL WHERE shard = 0")
+        .await;
+    assert_eq!(counted.trim(), "0", "the zombie's recent rows of shard 0 count nothing under FINAL");
 
     // Nothing more arrives: the owner's idle check takes the shard back and
     // its next flush rewrites every row of it.
     if let Err(diff) = until_recount(&app, &expected, Duration::from_secs(30)).await {
         panic!("the zombie's rows still stand: {diff}\n{}", app.log_tail(20));
     }
+    // And the figures, read from the shards' recent rows.
+    let baselines = app
+        .clickhouse(
+            "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
+             WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
+        )
+        .await;
+    app.wait_for("the gauges", Duration::from_secs(30), || gauges_show(&app, &baselines, &expected)).await;
     let log = app.log();
     assert!(
         log.lines().any(|l| l.contains("claimed it again") && l.contains("partition")),

@@ -34,6 +34,7 @@ pub const LOCAL_SUFFIX: &str = "_local";
 /// replicated to every server.
 const SHARDED: &[(&str, &str)] = &[
     ("coverage_shard_daily", "shard"),
+    ("coverage_shard_recent", "shard"),
     ("hotline_shard_daily", "shard"),
     ("dead_letters", "cityHash64(topic, `partition`, `offset`)"),
 ];

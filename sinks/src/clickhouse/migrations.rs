@@ -235,6 +235,32 @@ ORDER BY (indicator, area_level, area)",
 ORDER BY (area_level, area)",
         ],
     },
+    Migration {
+        version: 5,
+        name: "coverage_shard_recent: each shard's last days of a key and the sum before them, for the figures",
+        statements: &[
+            // One row per (key, shard), versioned like the day rows: the
+            // shard's counts of the days `through - 7 ..= through` that have
+            // any (`days`, `gained`, `lost`, parallel and sorted), and the
+            // sums of every earlier day (`earlier_*`, pre-start days
+            // included). The figures read this instead of every day row: its
+            // size does not grow with the campaign's days (docs/SCALING.md).
+            "CREATE TABLE IF NOT EXISTS {db}.coverage_shard_recent (
+    indicator String,
+    area_level String,
+    area String,
+    shard UInt32,
+    through Date,
+    earlier_gained UInt64,
+    earlier_lost UInt64,
+    days Array(Date),
+    gained Array(UInt64),
+    lost Array(UInt64),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (indicator, area_level, area, shard)",
+        ],
+    },
 ];
 
 /// Replaces `{db}` with the (already validated) database name, backquoted.
@@ -273,7 +299,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(count, 12);
+        assert_eq!(count, 13);
     }
 
     #[test]

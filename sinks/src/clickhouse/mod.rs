@@ -24,6 +24,7 @@ pub mod cluster;
 mod error;
 pub mod migrations;
 mod ownership;
+mod recent;
 mod reports;
 mod servers;
 mod transport;
@@ -42,6 +43,8 @@ pub use self::alerts::AlertRecord;
 pub use self::error::SinkError;
 use self::migrations::{render, BOOTSTRAP, MIGRATIONS};
 pub use self::ownership::{Figures, HotlineFigure, SEQUENCE_BITS};
+use self::recent::RecentWire;
+pub use self::recent::{CoverageRecentRow, RECENT_DAYS};
 use self::servers::Servers;
 use crate::prometheus::{Health, Metrics};
 use crate::tls::{read_secret, CaBundle, Secret};
@@ -327,6 +330,8 @@ pub struct DeadLetterRow {
 pub struct WriteBatch {
     /// Rows for `coverage_shard_daily`.
     pub coverage: Vec<CoverageShardRow>,
+    /// Rows for `coverage_shard_recent`: one per key a shard wrote day rows of.
+    pub recent: Vec<CoverageRecentRow>,
     /// Rows for `plan_daily`.
     pub plan: Vec<PlanRow>,
     /// Rows for `coverage_baseline`.
@@ -348,6 +353,7 @@ impl WriteBatch {
     /// Number of rows over all tables.
     pub fn len(&self) -> usize {
         self.coverage.len()
+            + self.recent.len()
             + self.plan.len()
             + self.baselines.len()
             + self.areas.len()
@@ -792,6 +798,7 @@ impl ClickHouseSink {
                 })
             })
             .collect::<Result<Vec<_>, SinkError>>()?;
+        let recent = batch.recent.iter().map(RecentWire::of).collect::<Result<Vec<_>, SinkError>>()?;
         let plan = batch
             .plan
             .iter()
@@ -869,6 +876,7 @@ impl ClickHouseSink {
             .collect::<Result<Vec<_>, SinkError>>()?;
         tokio::try_join!(
             self.insert_all::<CoverageWire<'static>>("coverage_shard_daily", &coverage),
+            self.insert_all::<RecentWire<'static>>("coverage_shard_recent", &recent),
             self.insert_all::<PlanWire<'static>>("plan_daily", &plan),
             self.insert_all::<BaselineWire<'static>>("coverage_baseline", &baselines),
             self.insert_all::<AreaWire<'static>>("areas", &areas),
@@ -877,6 +885,7 @@ impl ClickHouseSink {
         )?;
         tracing::debug!(
             coverage = coverage.len(),
+            recent = recent.len(),
             plan = plan.len(),
             baselines = baselines.len(),
             areas = areas.len(),

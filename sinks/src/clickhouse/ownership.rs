@@ -16,7 +16,7 @@ use aggregator::hotline::HotlineCounts;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use super::{date_from_wire, ClickHouseSink, SinkError};
+use super::{date_from_wire, ClickHouseSink, SinkError, RECENT_DAYS};
 
 /// Bits of a row version below the generation.
 pub const SEQUENCE_BITS: u32 = 40;
@@ -49,15 +49,17 @@ pub struct Figures {
 
 #[derive(Row, Deserialize)]
 struct CoverageSumRead {
-    /// The day, or for the days summed into one, the day before the first
-    /// day kept apart.
-    d: u16,
     indicator: String,
     area_level: String,
     area: String,
-    gained: u64,
-    lost: u64,
-    /// The newest day among the rows summed.
+    /// The key's days, in order; an entry that sums several days is on the
+    /// last of them. Days whose sums are zero may be left out.
+    days: Vec<u16>,
+    /// Gained on each of `days`, all shards.
+    gained: Vec<u64>,
+    /// Lost on each of `days`, all shards.
+    lost: Vec<u64>,
+    /// The newest `through` among the key's rows.
     newest: u16,
 }
 
@@ -107,8 +109,10 @@ impl ClickHouseSink {
                 "SELECT greatest(\
                    (SELECT max(generation) FROM shard_owners WHERE shard = ?), \
                    greatest((SELECT intDiv(max(version), 1099511627776) FROM coverage_shard_daily WHERE shard = ?), \
-                            (SELECT intDiv(max(version), 1099511627776) FROM hotline_shard_daily WHERE shard = ?)))",
+                   greatest((SELECT intDiv(max(version), 1099511627776) FROM coverage_shard_recent WHERE shard = ?), \
+                            (SELECT intDiv(max(version), 1099511627776) FROM hotline_shard_daily WHERE shard = ?))))",
             )
+            .bind(shard)
             .bind(shard)
             .bind(shard)
             .bind(shard);
@@ -173,14 +177,18 @@ impl ClickHouseSink {
     /// Sums over every shard: coverage per key and day (levels in `levels`),
     /// hotline per area for tickets received on or after `since`.
     ///
+    /// Coverage is read from `coverage_shard_recent` (one row per shard and
+    /// key, `recent.rs`), not from the day rows: each row gives its days
+    /// kept one by one and, on the day before the first of them, the sum of
+    /// its earlier days. What d06 shows of a key as of a day `today`
+    /// (covered through `today`, gained on `today`, the net of the seven days
+    /// ending on it: `aggregator::coverage::status`) is then exact while no
+    /// shard's day is more than one day after `today` (`recent.rs`).
+    ///
     /// With `apart_from`, only the days from it on come one by one; every
-    /// earlier day of a key is summed, in ClickHouse, into one entry on the
-    /// day before it. What d06 shows of a key as of a day `today` (covered
-    /// through `today`, gained on `today`, the net of the seven days ending
-    /// on it: `aggregator::coverage::status`) is the same as from every day
-    /// when `today − 6 ≥ apart_from`, and the read-back returns a week of
-    /// days per key instead of the whole campaign's (BENCHMARKS.md,
-    /// "Reading the figures back").
+    /// earlier entry of a key is summed, in ClickHouse, into one entry on
+    /// the day before it, which leaves those figures as they are when
+    /// `today − 6 ≥ apart_from` (BENCHMARKS.md, "Reading the figures back").
     pub async fn figures(
         &self,
         levels: &[&str],
@@ -188,15 +196,21 @@ impl ClickHouseSink {
         apart_from: Option<NaiveDate>,
     ) -> Result<Figures, SinkError> {
         let list = levels.iter().map(|l| format!("'{}'", l.replace('\'', ""))).collect::<Vec<_>>().join(",");
-        let day = match apart_from {
-            Some(_) => "if(day < toDate(?), subtractDays(toDate(?), 1), day)",
-            None => "day",
+        // Each row's entries: its earlier days' sums on the day before its
+        // first kept day, then its kept days; summed per key and day over the
+        // shards by `sumMap` (one output row per key; faster here than one
+        // row per key and day, BENCHMARKS.md).
+        let entries = format!("arrayPushFront(days, subtractDays(through, {RECENT_DAYS}))");
+        let days = match apart_from {
+            Some(_) => format!("arrayMap(d -> if(d < toDate(?), subtractDays(toDate(?), 1), d), {entries})"),
+            None => entries,
         };
         let mut q = self.client().query(&format!(
-            "SELECT {day} AS d, indicator, area_level, area, sum(gained) AS gained, sum(lost) AS lost, \
-             max(day) AS newest \
-             FROM coverage_shard_daily FINAL WHERE area_level IN ({list}) \
-             GROUP BY d, indicator, area_level, area"
+            "SELECT indicator, area_level, area, s.1 AS days, s.2 AS gained, s.3 AS lost, newest \
+             FROM (SELECT indicator, area_level, area, max(through) AS newest, \
+                          sumMap({days}, arrayPushFront(gained, earlier_gained), arrayPushFront(lost, earlier_lost)) AS s \
+                   FROM coverage_shard_recent FINAL WHERE area_level IN ({list}) \
+                   GROUP BY indicator, area_level, area)"
         ));
         if let Some(from) = apart_from {
             q = q.bind(from.to_string()).bind(from.to_string());
@@ -205,10 +219,9 @@ impl ClickHouseSink {
         let mut out =
             Figures { newest_day: rows.iter().map(|r| r.newest).max().map(date_from_wire), ..Figures::default() };
         for r in rows {
-            out.coverage
-                .entry((r.indicator, r.area_level, r.area))
-                .or_default()
-                .insert(date_from_wire(r.d), (r.gained, r.lost));
+            let days = r.days.iter().zip(r.gained.iter().zip(&r.lost));
+            let key = out.coverage.entry((r.indicator, r.area_level, r.area)).or_default();
+            key.extend(days.map(|(d, (g, l))| (date_from_wire(*d), (*g, *l))));
         }
         out.hotline = self.hotline_figures(levels, since).await?;
         Ok(out)
