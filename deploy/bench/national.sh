@@ -129,6 +129,8 @@ stop_d06
 state_bytes="$(du -sb "$WORK/state" | cut -f1)"
 ch_bytes="$(curl -fsS "$CLICKHOUSE" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '$DATABASE' AND active")"
 rows="$(curl -fsS "$CLICKHOUSE" --data-binary "SELECT count() FROM \`$DATABASE\`.coverage_shard_daily")"
+# Rows written over all flushes, per table (each flush's rows; ClickHouse keeps the newest version).
+written() { awk -v t="table=\"$1\"" 'index($0, "d06_sink_rows_written_total{") == 1 && index($0, t) { printf "%.0f", $NF }' "$WORK/metrics.txt"; }
 dead_rows="$(curl -fsS "$CLICKHOUSE" --data-binary "SELECT count() FROM \`$DATABASE\`.dead_letters")"
 reasons="$(curl -fsS "$CLICKHOUSE" --data-binary "SELECT reason, count() FROM \`$DATABASE\`.dead_letters GROUP BY reason ORDER BY count() DESC FORMAT TSV" | awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }')"
 assigned_ts="$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/d06.log" | awk '/partition assigned/ { t = $1 } END { print t }')"
@@ -149,4 +151,5 @@ d06 run: partitions assigned $(span "$launched" "$assigned") s after launch; all
     facts applied $applied (subjects in state $subjects, duplicates ignored $dups); dead letters $rejected ($reasons)
     broker RSS: $broker_before before the backlog, $broker_backlog with it, $broker_end at the end (with the facts topic$([ "$COPY" != 0 ] && echo " and the copy"))
     disk: state directory $(mib "$state_bytes"); ClickHouse database $(mib "${ch_bytes:-0}") (coverage_shard_daily rows $rows, dead_letters rows $dead_rows)
+    rows written by all flushes: coverage_shard_daily $(written coverage_shard_daily), coverage_shard_recent $(written coverage_shard_recent)
 EOF

@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::crash::{generate, messages, recount, Expected};
 use crate::harness::{clickhouse_query_at, deploy_local, spawn_app, unique, App, AppOptions, Producer};
+use crate::scale_out::gauges_show;
 
 /// An invalid message: one dead letter.
 pub(crate) const INVALID: &[u8] = b"{not json";
@@ -280,9 +281,25 @@ async fn a_stream_through_a_cluster_with_a_server_stopped_mid_stream_equals_the_
         )
         .await;
         assert_eq!(dup.trim(), "0", "one row per key on {url}");
+        let dup = clickhouse_query_at(
+            &http,
+            url,
+            &app.database,
+            "SELECT count() - uniqExact(indicator, area_level, area, shard) FROM coverage_shard_recent FINAL",
+        )
+        .await;
+        assert_eq!(dup.trim(), "0", "one recent row per shard and key on {url}");
         let hotline = clickhouse_query_at(&http, url, &app.database, "SELECT count() FROM hotline_daily").await;
         assert_eq!(hotline.trim(), "0", "no hotline tickets in this stream");
     }
+    // The figures d06 shows, read back through the Distributed recent rows.
+    let baselines = app
+        .clickhouse(
+            "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
+             WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
+        )
+        .await;
+    app.wait_for("the gauges", Duration::from_secs(60), || gauges_show(&app, &baselines, &expected)).await;
     // The coordination tables are the same on both servers (by replication,
     // so once it has caught up).
     let owners_on = || async {
