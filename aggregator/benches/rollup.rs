@@ -14,6 +14,8 @@
 //!   province (63, pre-2025: 10,810 areas, 54,050 keys counted per day)
 //!   with the stream spread over 60 days, as in a national replay (the
 //!   other benches' facts fall on one or two days of one province);
+//! - `…_prefetch16`: the warm benches with each group of 16 facts
+//!   prefetched (`Shard::prefetch`) before it is applied, as stage 2 does;
 //! - `rollup/one_subject_10k`: 10,000 distinct non-qualifying facts of one
 //!   subject (a producer gone wrong): each keeps a dedup key in the
 //!   subject's record, which every later one scans and rewrites;
@@ -42,6 +44,22 @@ fn apply_all(shards: &mut [Shard], facts: &[Fact]) -> usize {
     let mut applied = 0;
     for f in facts {
         applied += usize::from(shards[f.subject.shard(n) as usize].apply(black_box(f)) == aggregator::Outcome::Applied);
+    }
+    applied
+}
+
+/// [`apply_all`], each group of `ahead` facts prefetched (`Shard::prefetch`) before it is applied.
+fn apply_ahead(shards: &mut [Shard], facts: &[Fact], ahead: usize) -> usize {
+    let n = shards.len() as u32;
+    let mut applied = 0;
+    for group in facts.chunks(ahead) {
+        for f in group {
+            shards[f.subject.shard(n) as usize].prefetch(f);
+        }
+        for f in group {
+            applied +=
+                usize::from(shards[f.subject.shard(n) as usize].apply(black_box(f)) == aggregator::Outcome::Applied);
+        }
     }
     applied
 }
@@ -135,20 +153,27 @@ fn warm_over(c: &mut Criterion, name: &str, geo: Arc<Geography>, days: Option<i6
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Elements(next.len() as u64));
-    g.bench_function(name, |b| {
-        b.iter_batched(
-            || {
-                let mut s: Vec<Shard> = (0..SHARDS).map(|_| Shard::new(geo.clone())).collect();
-                apply_all(&mut s, &preload);
-                s
-            },
-            |mut s| {
-                apply_all(&mut s, &next);
-                s
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for ahead in [0, aggregator::PREFETCH_AHEAD] {
+        let label = if ahead == 0 { name.to_owned() } else { format!("{name}_prefetch{ahead}") };
+        g.bench_function(&label, |b| {
+            b.iter_batched(
+                || {
+                    let mut s: Vec<Shard> = (0..SHARDS).map(|_| Shard::new(geo.clone())).collect();
+                    apply_all(&mut s, &preload);
+                    s
+                },
+                |mut s| {
+                    if ahead == 0 {
+                        apply_all(&mut s, &next);
+                    } else {
+                        apply_ahead(&mut s, &next, ahead);
+                    }
+                    s
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
 }
 

@@ -12,7 +12,7 @@ pub use geo::{AreaId, AreaLevel, Geography, GeographyVersion};
 pub mod recount;
 pub mod rollup;
 pub mod snapshot;
-pub use rollup::{DayCounts, Days, Outcome, RollupKey, Shard};
+pub use rollup::{DayCounts, Days, Outcome, RollupKey, Shard, PREFETCH_AHEAD};
 pub mod calendar;
 pub mod hotline;
 pub use calendar::WorkCalendar;

@@ -10,6 +10,8 @@
 //! machine do not inflate.
 //!
 //! `cargo bench -p ingest --bench core_scale -- 10000000`
+//! (`D06_PREFETCH=K`: groups of K, 0 for one by one; default
+//! `aggregator::PREFETCH_AHEAD`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
@@ -52,6 +54,12 @@ fn main() {
     let mut tickets: Vec<Tickets> = (0..SHARDS).map(|_| Tickets::new(geo.clone(), cal.clone())).collect();
     let mut watermarks: [Option<Nanos>; 4] = [None; 4];
     let mut gen = support::Gen::new(11, &geo);
+    // Validate `ahead` messages, prefetch their subjects, then apply them, as
+    // stage 2 applies a batch (`aggregator::PREFETCH_AHEAD`); D06_PREFETCH=0:
+    // one message at a time, as before.
+    let ahead: usize =
+        std::env::var("D06_PREFETCH").ok().and_then(|v| v.parse().ok()).unwrap_or(aggregator::PREFETCH_AHEAD);
+    let mut facts = Vec::with_capacity(ahead);
 
     let (mut band_msgs, mut band_time, mut total_msgs, mut total_time) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
     let (mut band_cpu, mut total_cpu) = (Duration::ZERO, Duration::ZERO);
@@ -81,13 +89,30 @@ fn main() {
         let msgs = gen.batch(CHUNK);
         let now = gen.now();
         let (t, c) = (Instant::now(), on_cpu());
-        for m in &msgs {
-            let f = v.validate(m, now, &mut watermarks[topic(m)]).unwrap();
-            let s = f.subject.shard(SHARDS) as usize;
-            match f.kind {
-                FactKind::Hotline { .. } => tickets[s].apply(&f),
-                _ => coverage[s].apply(&f),
-            };
+        if ahead == 0 {
+            for m in &msgs {
+                let f = v.validate(m, now, &mut watermarks[topic(m)]).unwrap();
+                let s = f.subject.shard(SHARDS) as usize;
+                match f.kind {
+                    FactKind::Hotline { .. } => tickets[s].apply(&f),
+                    _ => coverage[s].apply(&f),
+                };
+            }
+        } else {
+            for group in msgs.chunks(ahead) {
+                facts.clear();
+                facts.extend(group.iter().map(|m| v.validate(m, now, &mut watermarks[topic(m)]).unwrap()));
+                for f in &facts {
+                    coverage[f.subject.shard(SHARDS) as usize].prefetch(f);
+                }
+                for f in &facts {
+                    let s = f.subject.shard(SHARDS) as usize;
+                    match f.kind {
+                        FactKind::Hotline { .. } => tickets[s].apply(f),
+                        _ => coverage[s].apply(f),
+                    };
+                }
+            }
         }
         let (spent, cpu) = (t.elapsed(), on_cpu() - c);
         band_cpu += cpu;

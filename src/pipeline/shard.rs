@@ -14,7 +14,7 @@ use std::sync::Arc;
 use aggregator::hotline::Tickets;
 use aggregator::rollup::{DayCounts, Days, Outcome, RollupKey, Shard};
 use aggregator::Plans;
-use aggregator::{snapshot, AreaId, FactKind, Geography, Indicator, Nanos};
+use aggregator::{snapshot, AreaId, FactKind, Geography, Indicator, Nanos, PREFETCH_AHEAD};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use ingest::kafka::shards::PartBatch;
@@ -155,15 +155,20 @@ impl ShardState {
     /// Applies one batch of the partition; returns the duplicates seen.
     pub fn absorb(&mut self, part: PartBatch) -> u64 {
         let mut duplicates = 0;
-        for fact in &part.facts {
-            self.observe(fact.occurred_at);
-            let outcome = match fact.kind {
-                FactKind::Hotline { .. } => self.tickets.apply(fact),
-                _ => self.coverage.apply(fact),
-            };
-            match outcome {
-                Outcome::Applied => fact.encode(&mut self.pending_log),
-                Outcome::Duplicate => duplicates += 1,
+        for group in part.facts.chunks(PREFETCH_AHEAD) {
+            for fact in group {
+                self.coverage.prefetch(fact);
+            }
+            for fact in group {
+                self.observe(fact.occurred_at);
+                let outcome = match fact.kind {
+                    FactKind::Hotline { .. } => self.tickets.apply(fact),
+                    _ => self.coverage.apply(fact),
+                };
+                match outcome {
+                    Outcome::Applied => fact.encode(&mut self.pending_log),
+                    Outcome::Duplicate => duplicates += 1,
+                }
             }
         }
         if let Some(t) = part.clock {
