@@ -293,12 +293,7 @@ async fn a_stream_through_a_cluster_with_a_server_stopped_mid_stream_equals_the_
         assert_eq!(hotline.trim(), "0", "no hotline tickets in this stream");
     }
     // The figures d06 shows, read back through the Distributed recent rows.
-    let baselines = app
-        .clickhouse(
-            "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
-             WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
-        )
-        .await;
+    let baselines = crate::scale_out::baselines(&app).await;
     app.wait_for("the gauges", Duration::from_secs(60), || gauges_show(&app, &baselines, &expected)).await;
     // The coordination tables are the same on both servers (by replication,
     // so once it has caught up).

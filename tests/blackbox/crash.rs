@@ -400,12 +400,7 @@ async fn sigkill_at_random_moments_never_changes_a_count() {
     assert!(expected.len() > 1_000, "the stream covers many keys: {}", expected.len());
 
     // /metrics: covered now = baseline + all gained − all lost, per district and province.
-    let baselines = app
-        .clickhouse(
-            "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
-             WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
-        )
-        .await;
+    let baselines = crate::scale_out::baselines(&app).await;
     // The gauges are the sums read back after a flush: give them a few flushes.
     let mut wanted: Vec<(String, String, String, i64)> = Vec::new();
     for line in baselines.lines() {

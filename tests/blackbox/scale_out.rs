@@ -84,9 +84,19 @@ pub(crate) async fn until_recount(app: &App, expected: &Expected, within: Durati
     }
 }
 
+/// Every key of the province and the tier below it with its baseline, as
+/// `indicator, area_level, area, baseline` lines (from `plan_daily`).
+pub(crate) async fn baselines(app: &App) -> String {
+    app.clickhouse(
+        "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
+         WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
+    )
+    .await
+}
+
 /// Whether `app`'s `d06_coverage_covered` gauges show, for every key of
-/// `baselines` (`indicator, area_level, area, baseline` lines of
-/// `plan_daily`), its baseline plus the recount's net; says which do not.
+/// `baselines` (from [`baselines`]), its baseline plus the recount's net;
+/// says which do not.
 pub(crate) async fn gauges_show(app: &App, baselines: &str, expected: &Expected) -> bool {
     let m = app.metrics().await;
     baselines.lines().all(|line| {
@@ -323,12 +333,7 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     assert_eq!(dead.trim().parse::<usize>().expect("count"), invalid, "dead letters, each once");
 
     // Every live instance shows the province-wide figures (Prometheus combines them with max).
-    let baselines = b
-        .clickhouse(
-            "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
-             WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
-        )
-        .await;
+    let baselines = baselines(&b).await;
     for app in [&a, &b] {
         app.wait_for("province-wide gauges", Duration::from_secs(30), || gauges_show(app, &baselines, &expected)).await;
     }

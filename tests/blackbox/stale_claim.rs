@@ -71,12 +71,7 @@ async fn a_zombie_claim_on_an_idle_shard_is_taken_back_and_its_rows_superseded()
         panic!("the zombie's rows still stand: {diff}\n{}", app.log_tail(20));
     }
     // And the figures, read from the shards' recent rows.
-    let baselines = app
-        .clickhouse(
-            "SELECT indicator, area_level, area, any(baseline) FROM plan_daily FINAL \
-             WHERE area_level != 'commune' GROUP BY indicator, area_level, area",
-        )
-        .await;
+    let baselines = crate::scale_out::baselines(&app).await;
     app.wait_for("the gauges", Duration::from_secs(30), || gauges_show(&app, &baselines, &expected)).await;
     let log = app.log();
     assert!(
