@@ -206,7 +206,7 @@ impl ShardState {
         version: u64,
         out: &mut WriteBatch,
     ) -> usize {
-        let before = out.coverage.len() + out.hotline.len();
+        let before = out.coverage.len() + out.recent.len() + out.hotline.len();
         let full = self.full_rewrite || self.written_through.is_none();
         let rollover_from = match (self.written_through, through) {
             (Some(w), Some(th)) if th > w => w.succ_opt(),
@@ -295,7 +295,7 @@ impl ShardState {
             });
         }
         self.full_rewrite = false;
-        out.coverage.len() + out.hotline.len() - before
+        out.coverage.len() + out.recent.len() + out.hotline.len() - before
     }
 
     /// Commits the applied facts, the offset they reach and the version of
