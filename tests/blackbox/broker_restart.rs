@@ -103,7 +103,9 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
     .await;
     assert!(
         diff.is_empty(),
-        "ClickHouse differs from the recount (key, expected, got): {diff:?}\n{}",
+        "ClickHouse differs from the recount (key, expected, got): {diff:?}\ndatabase {} (left in place for a \
+         post-mortem: compare the versions of the differing key's rows with its district's)\n{}",
+        app.database,
         app.log_tail(40)
     );
     eprintln!("coverage_daily equals the recount after {:?}", started.elapsed());
