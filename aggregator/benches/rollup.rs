@@ -53,8 +53,8 @@ fn apply_ahead(shards: &mut [Shard], facts: &[Fact], ahead: usize) -> usize {
     let n = shards.len() as u32;
     let mut applied = 0;
     for group in facts.chunks(ahead) {
-        for f in group {
-            shards[f.subject.shard(n) as usize].prefetch(f);
+        for (s, shard) in shards.iter().enumerate() {
+            shard.prefetch(group.iter().filter(|f| f.subject.shard(n) as usize == s));
         }
         for f in group {
             applied +=

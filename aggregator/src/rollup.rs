@@ -41,6 +41,7 @@ use crate::geo::{AreaId, Geography};
 mod arena;
 mod days;
 mod id;
+mod index;
 mod sigs;
 mod snapshot;
 mod subjects;
@@ -160,17 +161,21 @@ impl Shard {
         outcome
     }
 
-    /// Reads what [`apply`](Self::apply) of `fact` reads first (the
-    /// subject's slot in the index and its record) and changes nothing.
-    /// Called for the next [`PREFETCH_AHEAD`] facts before applying them,
-    /// their cache misses overlap instead of coming one after another
-    /// (BENCHMARKS.md, "Core: validate → apply").
-    pub fn prefetch(&self, fact: &Fact) {
-        if let FactKind::Hotline { .. } = fact.kind {
-            return;
+    /// Reads what [`apply`](Self::apply) of each of `facts` reads first
+    /// (the subject's bucket in the index, then its record) and changes
+    /// nothing, in two rounds: every bucket, then every record, each load
+    /// left for no later instruction to wait for, so that the misses of a
+    /// round overlap. Called for the next [`PREFETCH_AHEAD`] facts before
+    /// applying them (BENCHMARKS.md, "Core: validate → apply"). Facts of
+    /// other shards may be among them: they only cost a look.
+    pub fn prefetch<'a>(&self, facts: impl Iterator<Item = &'a Fact> + Clone) {
+        let coverage = |f: &&Fact| !matches!(f.kind, FactKind::Hotline { .. });
+        for f in facts.clone().filter(coverage) {
+            std::hint::black_box(self.subjects.touch_index(&f.subject));
         }
-        let (_, body) = self.subjects.get(&fact.subject);
-        std::hint::black_box(body.map(|b| b.keys.len()));
+        for f in facts.filter(coverage) {
+            std::hint::black_box(self.subjects.touch_record(&f.subject));
+        }
     }
 
     /// Per-day counts of one key: every day ever counted in, those whose

@@ -102,8 +102,8 @@ fn main() {
             for group in msgs.chunks(ahead) {
                 facts.clear();
                 facts.extend(group.iter().map(|m| v.validate(m, now, &mut watermarks[topic(m)]).unwrap()));
-                for f in &facts {
-                    coverage[f.subject.shard(SHARDS) as usize].prefetch(f);
+                for (s, shard) in coverage.iter().enumerate() {
+                    shard.prefetch(facts.iter().filter(|f| f.subject.shard(SHARDS) as usize == s));
                 }
                 for f in &facts {
                     let s = f.subject.shard(SHARDS) as usize;

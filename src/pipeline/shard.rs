@@ -156,9 +156,7 @@ impl ShardState {
     pub fn absorb(&mut self, part: PartBatch) -> u64 {
         let mut duplicates = 0;
         for group in part.facts.chunks(PREFETCH_AHEAD) {
-            for fact in group {
-                self.coverage.prefetch(fact);
-            }
+            self.coverage.prefetch(group.iter());
             for fact in group {
                 self.observe(fact.occurred_at);
                 let outcome = match fact.kind {

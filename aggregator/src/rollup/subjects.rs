@@ -13,9 +13,9 @@
 //! subject").
 //!
 //! Here the records live back to back in an [`Arena`]; the index is a
-//! hash table of 5-byte offsets (a slot of 6 bytes with its control byte;
-//! 1 TiB of records per shard), hashed by the digest,
-//! which the record itself holds. A look-up that finds its subject reads
+//! hash table of 5-byte offsets (a slot of 6.4 bytes with its tag, ten to
+//! a cache line: `index.rs`; 1 TiB of records per shard), hashed by the
+//! digest, which the record itself holds. A look-up that finds its subject reads
 //! the record anyway, so keeping the digest out of the table costs no
 //! extra cache miss. A record that changes size moves to a slot of its new
 //! size: the old slot goes on a free list of its size and is taken by the
@@ -34,14 +34,11 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
-
 use super::arena::Arena;
+use super::index::Index;
 use super::KeyHash;
 use crate::fact::Digest;
 
-/// A record's offset in the arena, in 5 bytes.
-type Slot = [u8; 5];
 /// The subject's digest.
 const HEAD: usize = 16;
 
@@ -62,7 +59,7 @@ impl Place {
 
 /// The subjects of one shard (module docs).
 pub(super) struct Subjects {
-    index: HashTable<Slot>,
+    index: Index,
     hash: KeyHash,
     arena: Arena,
 }
@@ -151,21 +148,12 @@ fn varint(mut v: usize, out: &mut Vec<u8>) {
     out.push(v as u8);
 }
 
-fn slot(offset: u64) -> Slot {
-    let b = offset.to_le_bytes();
-    [b[0], b[1], b[2], b[3], b[4]]
-}
-
-fn offset(slot: &Slot) -> u64 {
-    u64::from_le_bytes([slot[0], slot[1], slot[2], slot[3], slot[4], 0, 0, 0])
-}
-
 impl Subjects {
     /// No subjects, room for `capacity` without growing the index, hashed
     /// with `hash` (a snapshot passes the seed it was written with, so the
     /// records are inserted in the order of the index's slots).
     pub fn with_capacity_and_hasher(capacity: usize, hash: KeyHash) -> Self {
-        Subjects { index: HashTable::with_capacity(capacity), hash, arena: Arena::default() }
+        Subjects { index: Index::with_capacity(capacity), hash, arena: Arena::default() }
     }
 
     /// The index's hash (a snapshot keeps its seed).
@@ -187,8 +175,21 @@ impl Subjects {
     /// it goes ([`Subjects::put`]).
     pub fn get(&self, subject: &Digest) -> (Place, Option<Body<'_>>) {
         let hash = self.hash.hash_one(subject);
-        let at = self.index.find(hash, |s| digest_at(&self.arena, offset(s)) == Some(&subject.0)).map(offset);
+        let at = self.index.find(hash, |at| digest_at(&self.arena, at) == Some(&subject.0));
         (Place { hash, at }, at.and_then(|at| body_at(&self.arena, at)).map(|(body, _)| body))
+    }
+
+    /// Reads the index's bucket for `subject` (a prefetch's first round).
+    pub fn touch_index(&self, subject: &Digest) -> u8 {
+        self.index.touch(self.hash.hash_one(subject))
+    }
+
+    /// Reads the first byte of the record the index most likely gives
+    /// `subject`, without checking it is the subject's (a prefetch's
+    /// second round, once its bucket is in cache).
+    pub fn touch_record(&self, subject: &Digest) -> u8 {
+        let at = self.index.first_match(self.hash.hash_one(subject));
+        at.and_then(|at| self.arena.from(at)?.first().copied()).unwrap_or(0)
     }
 
     /// Sets the body of the record at `place` (from [`Subjects::get`] for
@@ -202,9 +203,7 @@ impl Subjects {
             (Some(at), was) => {
                 self.arena.release(at, was.unwrap_or(0));
                 let new = self.arena.take(len);
-                if let Some(s) = self.index.find_mut(place.hash, |s| offset(s) == at) {
-                    *s = slot(new);
-                }
+                self.index.relocate(place.hash, at, new);
                 new
             }
             (None, _) => {
@@ -212,9 +211,8 @@ impl Subjects {
                 let (arena, hash_of) = (&self.arena, &self.hash);
                 // The new record is not written yet: rehashing reads only
                 // the records already there.
-                self.index.insert_unique(place.hash, slot(new), |s| {
-                    digest_at(arena, offset(s)).map_or(0, |d| hash_of.hash_one(Digest(*d)))
-                });
+                self.index
+                    .insert(place.hash, new, |at| digest_at(arena, at).map_or(0, |d| hash_of.hash_one(Digest(*d))));
                 new
             }
         };
@@ -227,10 +225,7 @@ impl Subjects {
     /// Every subject with its body's bytes, in the order of the index's
     /// slots.
     pub fn iter(&self) -> impl Iterator<Item = (Digest, &[u8])> {
-        self.index.iter().filter_map(|s| {
-            let at = offset(s);
-            Some((Digest(*digest_at(&self.arena, at)?), body_at(&self.arena, at)?.1))
-        })
+        self.index.iter().filter_map(|at| Some((Digest(*digest_at(&self.arena, at)?), body_at(&self.arena, at)?.1)))
     }
 }
 

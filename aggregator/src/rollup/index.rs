@@ -1,0 +1,263 @@
+//! The subjects' index: a hash table of record offsets in buckets of one
+//! cache line each, so that a look-up can be prefetched in two steps.
+//!
+//! A bucket holds [`WAYS`] slots: their tags (a byte of the hash, 0 for an
+//! empty slot) and their records' 5-byte offsets, 64 bytes aligned. A key
+//! goes to the first empty slot of its home bucket or, that one full, of
+//! the buckets after it. Entries are never removed (a subject keeps its
+//! record), so the slots of a bucket fill in order and an empty slot ends
+//! every search. The table grows by doubling once 7/8 of its slots are
+//! taken (the load `hashbrown` keeps), so one always stays empty.
+//!
+//! Why not `hashbrown` (which this replaces): finding a record there is
+//! three dependent cache misses (the control bytes, the bucket, the
+//! record) and `hashbrown` gives no way to touch the first without doing
+//! the whole look-up, so a prefetch of the next facts' subjects could only
+//! do their look-ups, one after another. Here the home bucket's address
+//! is the hash alone ([`Index::touch`]), and the tags and offsets share
+//! its line: [`Index::first_match`] then gives the record to touch
+//! without reading any other line. A group of facts so waits for two
+//! rounds of misses, not two or three misses each (BENCHMARKS.md, "Core:
+//! validate → apply").
+
+/// Slots in a bucket: ten tags and ten 5-byte offsets fill 60 of its 64 bytes.
+const WAYS: usize = 10;
+
+/// One cache line of slots.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    /// A byte of each slot's hash, never 0; 0: empty.
+    tags: [u8; WAYS],
+    /// Each slot's record offset.
+    offsets: [[u8; 5]; WAYS],
+}
+
+const EMPTY: Bucket = Bucket { tags: [0; WAYS], offsets: [[0; 5]; WAYS] };
+
+/// Record offsets by hash (module docs).
+pub(super) struct Index {
+    buckets: Vec<Bucket>,
+    len: usize,
+}
+
+fn tag(hash: u64) -> u8 {
+    (hash as u8).max(1)
+}
+
+fn to_slot(offset: u64) -> [u8; 5] {
+    let b = offset.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4]]
+}
+
+fn of_slot(slot: &[u8; 5]) -> u64 {
+    u64::from_le_bytes([slot[0], slot[1], slot[2], slot[3], slot[4], 0, 0, 0])
+}
+
+/// Buckets that hold `n` entries at most 7/8 full.
+fn buckets_for(n: usize) -> usize {
+    n.saturating_mul(8).div_ceil(7).div_ceil(WAYS).max(1)
+}
+
+impl Index {
+    /// Room for `n` entries before it grows.
+    pub fn with_capacity(n: usize) -> Index {
+        Index { buckets: vec![EMPTY; buckets_for(n)], len: 0 }
+    }
+
+    /// Entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The bucket a hash starts at: the hash scaled to the table
+    /// (multiply and shift, so any number of buckets does).
+    fn home(&self, hash: u64) -> usize {
+        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    /// The buckets a search for `hash` visits, in order, at most all of them.
+    fn probe(&self, hash: u64) -> impl Iterator<Item = usize> {
+        let (n, home) = (self.buckets.len(), self.home(hash));
+        (0..n).map(move |i| if home + i < n { home + i } else { home + i - n })
+    }
+
+    /// Reads the home bucket of `hash` and nothing else: a load no later
+    /// instruction waits for, so the misses of several overlap.
+    pub fn touch(&self, hash: u64) -> u8 {
+        self.buckets.get(self.home(hash)).map_or(0, |b| b.tags[0])
+    }
+
+    /// The offset in the first slot whose tag is `hash`'s (the likely
+    /// record), without checking the key: to touch it ahead of a look-up.
+    pub fn first_match(&self, hash: u64) -> Option<u64> {
+        let t = tag(hash);
+        for b in self.probe(hash) {
+            let bucket = &self.buckets[b];
+            for (tag, slot) in bucket.tags.iter().zip(&bucket.offsets) {
+                if *tag == t {
+                    return Some(of_slot(slot));
+                }
+                if *tag == 0 {
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// The offset of the entry with `hash` whose record `is_key` accepts.
+    pub fn find(&self, hash: u64, mut is_key: impl FnMut(u64) -> bool) -> Option<u64> {
+        let t = tag(hash);
+        for b in self.probe(hash) {
+            let bucket = &self.buckets[b];
+            for (tag, slot) in bucket.tags.iter().zip(&bucket.offsets) {
+                if *tag == t && is_key(of_slot(slot)) {
+                    return Some(of_slot(slot));
+                }
+                if *tag == 0 {
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Moves the entry with `hash` at offset `from` to offset `to`.
+    pub fn relocate(&mut self, hash: u64, from: u64, to: u64) {
+        let t = tag(hash);
+        let (n, home) = (self.buckets.len(), self.home(hash));
+        for i in 0..n {
+            let bucket = &mut self.buckets[if home + i < n { home + i } else { home + i - n }];
+            for (tag, slot) in bucket.tags.iter().zip(bucket.offsets.iter_mut()) {
+                if *tag == t && of_slot(slot) == from {
+                    *slot = to_slot(to);
+                    return;
+                }
+                if *tag == 0 {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Adds an entry not in the table; `hash_at` gives the hash of any
+    /// entry already there (by its offset), to grow the table.
+    pub fn insert(&mut self, hash: u64, offset: u64, hash_at: impl Fn(u64) -> u64) {
+        if (self.len + 1) * 8 > self.buckets.len() * WAYS * 7 {
+            self.grow(&hash_at);
+        }
+        self.place(hash, offset);
+    }
+
+    /// Puts an entry in the first empty slot of its probe sequence.
+    fn place(&mut self, hash: u64, offset: u64) {
+        let (n, home) = (self.buckets.len(), self.home(hash));
+        for i in 0..n {
+            let bucket = &mut self.buckets[if home + i < n { home + i } else { home + i - n }];
+            if let Some(free) = bucket.tags.iter().position(|t| *t == 0) {
+                bucket.tags[free] = tag(hash);
+                bucket.offsets[free] = to_slot(offset);
+                self.len += 1;
+                return;
+            }
+        }
+    }
+
+    /// Twice the buckets, every entry placed again.
+    fn grow(&mut self, hash_at: &impl Fn(u64) -> u64) {
+        let doubled = vec![EMPTY; (self.buckets.len() * 2).max(1)];
+        let old = std::mem::replace(&mut self.buckets, doubled);
+        self.len = 0;
+        for bucket in &old {
+            for (tag, slot) in bucket.tags.iter().zip(&bucket.offsets) {
+                if *tag != 0 {
+                    let offset = of_slot(slot);
+                    self.place(hash_at(offset), offset);
+                }
+            }
+        }
+    }
+
+    /// Every entry's offset, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.tags.iter().zip(&b.offsets).filter(|(t, _)| **t != 0).map(|(_, slot)| of_slot(slot)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_bucket_is_one_cache_line() {
+        assert_eq!((std::mem::size_of::<Bucket>(), std::mem::align_of::<Bucket>()), (64, 64));
+    }
+
+    proptest! {
+        /// Whatever the hashes (few distinct ones included, so that buckets
+        /// overflow into their neighbours and tags collide), the index finds,
+        /// relocates and lists what a map of the same entries holds, through
+        /// any number of doublings.
+        #[test]
+        fn the_index_behaves_as_a_map(
+            hashes in prop::collection::vec(prop_oneof![0u64..40, any::<u64>()], 1..600),
+            moves in prop::collection::vec((any::<prop::sample::Index>(), 1u64..1_000), 0..100),
+            capacity in 0usize..64,
+        ) {
+            // Entry k has offset 10 * k + 1 and its hash from `hashes`.
+            let mut index = Index::with_capacity(capacity);
+            let mut hash_of: HashMap<u64, u64> = HashMap::new();
+            for (k, h) in hashes.iter().enumerate() {
+                let offset = 10 * k as u64 + 1;
+                index.insert(*h, offset, |at| hash_of[&at]);
+                hash_of.insert(offset, *h);
+                prop_assert!(index.len() * 8 <= index.buckets.len() * WAYS * 7);
+            }
+            // Moving a record keeps its hash.
+            for (which, by) in moves {
+                let from = *hash_of.keys().nth(which.index(hash_of.len())).unwrap();
+                let to = from + 1_000_000 * by;
+                if hash_of.contains_key(&to) {
+                    continue;
+                }
+                let h = hash_of.remove(&from).unwrap();
+                index.relocate(h, from, to);
+                hash_of.insert(to, h);
+            }
+            prop_assert_eq!(index.len(), hash_of.len());
+            for (offset, h) in &hash_of {
+                prop_assert_eq!(index.find(*h, |at| at == *offset), Some(*offset));
+                // The first entry with the same tag: maybe another key's.
+                let first = index.first_match(*h).unwrap();
+                prop_assert_eq!(tag(hash_of[&first]), tag(*h));
+                // An offset no entry has is not found (offsets are never 0).
+                prop_assert_eq!(index.find(*h, |at| at == 0), None);
+            }
+            let mut listed: Vec<u64> = index.iter().collect();
+            listed.sort_unstable();
+            let mut want: Vec<u64> = hash_of.keys().copied().collect();
+            want.sort_unstable();
+            prop_assert_eq!(listed, want);
+        }
+    }
+
+    #[test]
+    fn a_key_not_there_is_not_found() {
+        let mut index = Index::with_capacity(0);
+        for k in 0..1_000u64 {
+            index.insert(k % 7, k + 1, |at| (at - 1) % 7);
+        }
+        assert_eq!(index.find(3, |at| at == 5_000), None);
+        assert_eq!(index.find(3, |at| at == 4), Some(4));
+        assert_eq!(index.first_match(3), Some(4), "the first entry of hash 3 is offset 4");
+        assert_eq!(Index::with_capacity(5).first_match(3), None);
+    }
+}
