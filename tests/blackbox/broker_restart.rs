@@ -46,7 +46,9 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
     let Some(kafka) = persistent() else { return };
     let _restore = Restore;
     let n: usize = std::env::var("D06_BROKER_RESTART_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let seed: u64 = rand::random();
+    // D06_BROKER_RESTART_SEED replays a failed run's events and outage timings.
+    let seed: u64 =
+        std::env::var("D06_BROKER_RESTART_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
     eprintln!("broker restart test: {n} events, seed {seed}, broker {}", kafka.brokers);
     // Duplicates (producer retries) and events up to ten days late.
     let raws = generate(n, seed);
@@ -101,13 +103,19 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
         parse_coverage(&app.clickhouse(COVERAGE_ROWS).await)
     })
     .await;
-    assert!(
-        diff.is_empty(),
-        "ClickHouse differs from the recount (key, expected, got): {diff:?}\ndatabase {} (left in place for a \
-         post-mortem: compare the versions of the differing key's rows with its district's)\n{}",
-        app.database,
-        app.log_tail(40)
-    );
+    if !diff.is_empty() {
+        // Kept for the post-mortem, with the database: the log goes with the test's directory.
+        let kept = std::env::temp_dir().join(format!("{}.log", app.database));
+        let _ = std::fs::copy(&app.log_path, &kept);
+        panic!(
+            "ClickHouse differs from the recount (key, expected, got): {diff:?}\ndatabase {} (left in place for a \
+             post-mortem: compare the versions of the differing key's rows with its district's), d06's log kept \
+             in {}\n{}",
+            app.database,
+            kept.display(),
+            app.log_tail(40)
+        );
+    }
     eprintln!("coverage_daily equals the recount after {:?}", started.elapsed());
     assert!(expected.len() > 100, "the stream covers many keys: {}", expected.len());
 

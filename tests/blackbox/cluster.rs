@@ -273,22 +273,14 @@ async fn a_stream_through_a_cluster_with_a_server_stopped_mid_stream_equals_the_
         eprintln!("dead_letters on {url} hold every invalid message after {:?}", started.elapsed());
         // FINAL through the Distributed table leaves one row per key: no shard
         // or replica counted twice.
-        let dup = clickhouse_query_at(
-            &http,
-            url,
-            &app.database,
-            "SELECT count() - uniqExact(indicator, area_level, area, day, shard) FROM coverage_shard_daily FINAL",
-        )
-        .await;
-        assert_eq!(dup.trim(), "0", "one row per key on {url}");
-        let dup = clickhouse_query_at(
-            &http,
-            url,
-            &app.database,
-            "SELECT count() - uniqExact(indicator, area_level, area, shard) FROM coverage_shard_recent FINAL",
-        )
-        .await;
-        assert_eq!(dup.trim(), "0", "one recent row per shard and key on {url}");
+        for (table, key) in [
+            ("coverage_shard_daily", "indicator, area_level, area, day, shard"),
+            ("coverage_shard_recent", "indicator, area_level, area, shard"),
+        ] {
+            let sql = format!("SELECT count() - uniqExact({key}) FROM {table} FINAL");
+            let dup = clickhouse_query_at(&http, url, &app.database, &sql).await;
+            assert_eq!(dup.trim(), "0", "one row of {table} per ({key}) on {url}");
+        }
         let hotline = clickhouse_query_at(&http, url, &app.database, "SELECT count() FROM hotline_daily").await;
         assert_eq!(hotline.trim(), "0", "no hotline tickets in this stream");
     }
