@@ -14,7 +14,7 @@ use std::sync::Arc;
 use aggregator::hotline::Tickets;
 use aggregator::rollup::{DayCounts, Days, Outcome, RollupKey, Shard};
 use aggregator::Plans;
-use aggregator::{snapshot, AreaId, FactKind, Geography, Indicator, Nanos, PREFETCH_AHEAD};
+use aggregator::{snapshot, AreaId, Fact, FactKind, Geography, Indicator, Nanos, PREFETCH_AHEAD};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use ingest::kafka::shards::PartBatch;
@@ -56,6 +56,17 @@ impl std::fmt::Debug for ShardState {
 /// Where shard `p`'s store lives.
 pub(super) fn store_dir(state_dir: &Path, partition: u32) -> PathBuf {
     state_dir.join("shards").join(format!("p{partition}"))
+}
+
+/// Applies facts replayed from the store, prefetched as one group, and empties `group`.
+fn replay_group(coverage: &mut Shard, tickets: &mut Tickets, group: &mut Vec<Fact>) {
+    coverage.prefetch(group.iter());
+    for fact in group.drain(..) {
+        match fact.kind {
+            FactKind::Hotline { .. } => tickets.apply(&fact),
+            _ => coverage.apply(&fact),
+        };
+    }
 }
 
 impl ShardState {
@@ -133,13 +144,16 @@ impl ShardState {
         };
         let mut replayed = 0u64;
         let ShardState { store, coverage, tickets, .. } = &mut shard;
+        // In groups, prefetched, as a batch is applied (`absorb`).
+        let mut group: Vec<Fact> = Vec::with_capacity(PREFETCH_AHEAD);
         store.replay(|fact| {
             replayed += 1;
-            match fact.kind {
-                FactKind::Hotline { .. } => tickets.apply(&fact),
-                _ => coverage.apply(&fact),
-            };
+            group.push(fact);
+            if group.len() == PREFETCH_AHEAD {
+                replay_group(coverage, tickets, &mut group);
+            }
         })?;
+        replay_group(coverage, tickets, &mut group);
         info!(
             partition,
             snapshot_bytes = loaded_snapshot,
