@@ -16,16 +16,21 @@
 //! `--communes` (`http.commune_metrics = true`).
 //!
 //! ```sh
-//! readback --clickhouse http://127.0.0.1:8123 --database d06_readback --shards 2 --days 30 [--post2025] [--communes]
+//! readback --clickhouse http://127.0.0.1:8123 --database d06_readback --shards 2 --days 30 [--post2025] [--communes] [--tickets N]
 //! ```
 
 use std::time::Instant;
 
-use aggregator::{AreaLevel, Geography, GeographyVersion, Indicator};
+use std::collections::BTreeMap;
+
+use aggregator::hotline::HotlineCounts;
+use aggregator::{AreaId, AreaLevel, Geography, GeographyVersion, Indicator};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::Parser;
-use sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, CoverageRecentRow, CoverageShardRow, WriteBatch};
+use sinks::clickhouse::{
+    ClickHouseConfig, ClickHouseSink, CoverageRecentRow, CoverageShardRow, HotlineShardRow, WriteBatch,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -50,6 +55,11 @@ struct Args {
     /// Times the read-back is repeated.
     #[arg(long, default_value_t = 3)]
     repeat: u32,
+    /// Hotline tickets spread over the shards, days and communes (or, before
+    /// the reform, the districts' communes): their sparse rows are written
+    /// too and the hotline's read-back timed beside the coverage's.
+    #[arg(long, default_value_t = 0)]
+    tickets: u64,
 }
 
 #[tokio::main]
@@ -102,6 +112,7 @@ async fn main() -> Result<()> {
         }
         sink.write(&batch).await.context("writing the recent rows")?;
     }
+    let hotline_rows = write_tickets(&sink, &geo, &args, start).await?;
     let fill_secs = filled.elapsed().as_secs_f64();
     // As `View::exported`: communes only where they are the tier below the
     // province, or when asked for.
@@ -150,6 +161,56 @@ async fn main() -> Result<()> {
             args.days,
             f.coverage.len()
         );
+        if args.tickets > 0 {
+            let t = Instant::now();
+            let hotline = sink.hotline_figures(&levels, start).await.context("reading the hotline back")?;
+            let secs = t.elapsed().as_secs_f64();
+            let received: u64 = hotline
+                .iter()
+                .filter(|h| h.area_level == AreaLevel::Province.as_str())
+                .map(|h| h.counts.received)
+                .sum();
+            anyhow::ensure!(received == args.tickets, "the provinces received {received}, not {}", args.tickets);
+            println!(
+                "  hotline read-back {run}: {secs:.2} s over {hotline_rows} sparse rows, {} areas, {received} tickets",
+                hotline.len()
+            );
+        }
     }
     Ok(())
+}
+
+/// Writes `--tickets` tickets as the shards would: one row per (area, day,
+/// shard) that received any, for the lowest area of each ticket and every
+/// area above it. Returns the rows written.
+async fn write_tickets(sink: &ClickHouseSink, geo: &Geography, args: &Args, start: NaiveDate) -> Result<u64> {
+    if args.tickets == 0 {
+        return Ok(0);
+    }
+    let lowest: Vec<AreaId> =
+        (0..geo.areas().len()).map(|i| AreaId(i as u16)).filter(|a| geo.area(*a).level == AreaLevel::Commune).collect();
+    let mut counts: BTreeMap<(AreaId, u32, u32), u64> = BTreeMap::new();
+    for t in 0..args.tickets {
+        // Spread evenly and deterministically: a multiplicative hash of the ticket number.
+        let h = t.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let area = lowest[(h % lowest.len() as u64) as usize];
+        let (day, shard) = ((h >> 20) as u32 % args.days.max(1), (h >> 40) as u32 % args.shards.max(1));
+        for a in geo.chain(area) {
+            *counts.entry((a, day, shard)).or_default() += 1;
+        }
+    }
+    let mut batch = WriteBatch::default();
+    for ((a, day, shard), n) in &counts {
+        let area = geo.area(*a);
+        batch.hotline.push(HotlineShardRow {
+            day: start + chrono::Days::new(u64::from(*day)),
+            area_level: area.level,
+            area: area.code.clone(),
+            shard: *shard,
+            counts: HotlineCounts { received: *n, answered: *n, ..HotlineCounts::default() },
+            version: 1,
+        });
+    }
+    sink.write(&batch).await.context("writing the hotline rows")?;
+    Ok(counts.len() as u64)
 }

@@ -7,6 +7,7 @@
 #   CASES="16x30" bash deploy/bench/readback.sh
 #   ARGS="--post2025" bash deploy/bench/readback.sh    # after the reform
 #   ARGS="--communes" bash deploy/bench/readback.sh    # every level read (http.commune_metrics)
+#   ARGS="--post2025 --tickets 300000" CASES=64x90 bash deploy/bench/readback.sh  # the hotline too
 #
 # Needs ClickHouse (bash deploy/local/start.sh clickhouse).
 # Environment: D06_BENCH_CLICKHOUSE (http://127.0.0.1:8123), KEEP=1 keeps
