@@ -158,12 +158,17 @@ impl Chromium {
         r["result"]["value"].clone()
     }
 
-    /// Polls `expr` until it is `true` (an exception counts as not yet: the
-    /// page may be between documents).
+    /// Polls `expr` until it is `true`. An exception counts as not yet, and
+    /// so does the evaluation refused ("Inspected target navigated or
+    /// closed", seen in CI right after a click that navigates): the page
+    /// may be between documents.
     pub fn wait_until(&mut self, what: &str, expr: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let r = self.call("Runtime.evaluate", json!({ "expression": expr, "returnByValue": true }));
+            let params = json!({ "expression": expr, "returnByValue": true });
+            let r = self
+                .call_with_timeout("Runtime.evaluate", params, Duration::from_secs(30))
+                .unwrap_or_else(|e| json!(e));
             if r["result"]["value"] == json!(true) {
                 return;
             }
