@@ -107,10 +107,18 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
         // Kept for the post-mortem, with the database: the log goes with the test's directory.
         let kept = std::env::temp_dir().join(format!("{}.log", app.database));
         let _ = std::fs::copy(&app.log_path, &kept);
+        // How much differs (the diff lists ten keys), and whether stage 2
+        // holds its shards: a consumer group that never re-formed after the
+        // restarts (seen with tansu) leaves the facts unconsumed.
+        let got = parse_coverage(&app.clickhouse(COVERAGE_ROWS).await);
+        let differing = expected.iter().filter(|(k, v)| got.get(*k) != Some(*v)).count()
+            + got.keys().filter(|k| !expected.contains_key(*k)).count();
+        let owned = app.metrics().await.sum("d06_shards_owned");
         panic!(
-            "ClickHouse differs from the recount (key, expected, got): {diff:?}\ndatabase {} (left in place for a \
-             post-mortem: compare the versions of the differing key's rows with its district's), d06's log kept \
-             in {}\n{}",
+            "ClickHouse differs from the recount in {differing} of {} keys; the first (key, expected, got): \
+             {diff:?}\nshards owned by d06 now: {owned} of {partitions}\ndatabase {} and d06's log {} kept for a \
+             post-mortem\n{}",
+            expected.len(),
             app.database,
             kept.display(),
             app.log_tail(40)
