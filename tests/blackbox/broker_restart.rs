@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cluster::{insert_invalid, INVALID};
-use crate::crash::{generate, messages, parse_coverage, recount, wait_recount, COVERAGE_ROWS};
+use crate::crash::{differences, generate, messages, parse_coverage, recount, wait_recount, COVERAGE_ROWS};
 use crate::harness::{deploy_local, read_committed_on, spawn_app, AppOptions, KafkaTarget, Producer};
 
 /// The persistent broker, or `None` to skip.
@@ -111,8 +111,7 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
         // holds its shards: a consumer group that never re-formed after the
         // restarts (seen with tansu) leaves the facts unconsumed.
         let got = parse_coverage(&app.clickhouse(COVERAGE_ROWS).await);
-        let differing = expected.iter().filter(|(k, v)| got.get(*k) != Some(*v)).count()
-            + got.keys().filter(|k| !expected.contains_key(*k)).count();
+        let differing = differences(&expected, &got).count();
         let owned = app.metrics().await.sum("d06_shards_owned");
         panic!(
             "ClickHouse differs from the recount in {differing} of {} keys; the first (key, expected, got): \

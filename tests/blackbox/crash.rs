@@ -224,16 +224,19 @@ where
     }
 }
 
-/// Up to ten keys where `got` differs from `expected` — different, missing
-/// or extra — as (key, expected, got).
-pub(crate) fn recount_diff(expected: &Expected, got: &Expected) -> Vec<Difference> {
+/// Every key where `got` differs from `expected` — different, missing or
+/// extra — as (key, expected, got).
+pub(crate) fn differences<'a>(expected: &'a Expected, got: &'a Expected) -> impl Iterator<Item = Difference> + 'a {
     expected
         .iter()
         .filter(|(k, v)| got.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), *v, got.get(k).copied()))
         .chain(got.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(k, v)| (k.clone(), (0, 0), Some(*v))))
-        .take(10)
-        .collect()
+}
+
+/// The first ten [`differences`].
+pub(crate) fn recount_diff(expected: &Expected, got: &Expected) -> Vec<Difference> {
+    differences(expected, got).take(10).collect()
 }
 
 pub(crate) fn recount(raws: &[Raw]) -> Expected {
