@@ -19,13 +19,17 @@ bash deploy/local/start.sh clickhouse-tls kafka-tls-broker kafka-tls
 # SASL/SCRAM behind stunnel's TLS (tests/blackbox/tls.rs).
 bash deploy/local/tansu/build.sh
 bash deploy/local/start.sh persistent
+# The persistent build must re-form a group whose leader left mid-rebalance
+# (Apache Kafka does; tansu without tansu/group.patch does not).
+# shellcheck source=lib.sh
+. deploy/local/lib.sh
+"$D06_VENV/bin/python" deploy/local/tansu/check_group.py "127.0.0.1:$D06_KAFKA_PG_PORT" ||
+    die "the persistent broker does not re-form consumer groups; see deploy/local/tansu/README.md, item 4"
 echo "[d06-test] services ready after $(( $(date +%s) - started )) s"
 
 export D06_TEST_KAFKA="127.0.0.1:${D06_KAFKA_PORT:-9092}"
 export D06_TEST_CLICKHOUSE="http://127.0.0.1:${D06_CLICKHOUSE_PORT:-8123}"
 export D06_TEST_CLICKHOUSE_URL="$D06_TEST_CLICKHOUSE"
-# shellcheck source=lib.sh
-. deploy/local/lib.sh
 export D06_TEST_CLICKHOUSE_CLUSTER="$D06_CLUSTER_NAME"
 export D06_TEST_CLICKHOUSE_CLUSTER_URLS="http://127.0.0.1:$D06_CH1_PORT,http://127.0.0.1:$D06_CH2_PORT"
 D06_TEST_TLS_DIR="$(. deploy/local/lib.sh && echo "$D06_TLS_DIR")"
