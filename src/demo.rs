@@ -125,6 +125,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<()> {
         tokio::spawn(async move { server.run(s).await })
     };
     let shards = config.pipeline.shards;
+    metrics.shards_configured.set(i64::from(shards));
     let mut pipeline = Pipeline::new(Parts {
         geo: Arc::clone(&geo),
         plans: Arc::new(aggregator::Plans::single(Arc::clone(&geo), Arc::clone(&plan))),

@@ -403,6 +403,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    metrics.shards_configured.set(i64::from(config.pipeline.shards));
     let health = Arc::new(Health::default());
     let codes: Vec<String> = plans.units().iter().map(|u| u.code().to_owned()).collect();
     let board = Arc::new(Board::with_provinces(&codes, &shutdown));

@@ -375,6 +375,19 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     eprintln!("Prometheus equals the recount over {} keys", want.len());
+    // D06ShardsUnowned's expression over the live instances: every shard owned.
+    let unowned = "max by (job) (d06_shards_configured) - sum by (job) (d06_shards_owned)";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while prometheus.value(unowned).await != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus says {:?} shards unowned (of {:?})\n{}",
+            prometheus.value(unowned).await,
+            prometheus.value("max(d06_shards_configured)").await,
+            prometheus.log()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     // The zombie's writes were fenced, and none of them is what the figures read.
     let fenced = a.metrics().await.sum("d06_fenced_writes_total");

@@ -112,6 +112,11 @@ pub struct Metrics {
     pub fenced_writes: IntCounter,
     /// `d06_shards_owned`: facts partitions this instance owns now.
     pub shards_owned: IntGauge,
+    /// `d06_shards_configured`: facts partitions (shards) of the deployment,
+    /// `pipeline.shards`; every instance reports the same value, so the
+    /// instances' `d06_shards_owned` summed falling short of it means
+    /// shards that no one applies.
+    pub shards_configured: IntGauge,
     /// `d06_sink_write_seconds{sink}`: duration of each write attempt.
     pub sink_write_seconds: HistogramVec,
     /// `d06_sink_write_failures_total{sink,kind}`: failed write attempts.
@@ -214,6 +219,11 @@ impl Metrics {
         registry.register(Box::new(fenced_writes.clone()))?;
         let shards_owned = IntGauge::new("d06_shards_owned", "Facts partitions (shards) this instance owns.")?;
         registry.register(Box::new(shards_owned.clone()))?;
+        let shards_configured = IntGauge::new(
+            "d06_shards_configured",
+            "Facts partitions (shards) of the deployment (pipeline.shards), the same on every instance.",
+        )?;
+        registry.register(Box::new(shards_configured.clone()))?;
         let newest_event_time = Gauge::new(
             "d06_newest_event_timestamp_seconds",
             "Event time (Unix seconds) of the newest event applied: the replay clock T.",
@@ -270,6 +280,7 @@ impl Metrics {
             facts_applied,
             fenced_writes,
             shards_owned,
+            shards_configured,
             sink_write_seconds,
             sink_failures: counter_vec(
                 "d06_sink_write_failures_total",
