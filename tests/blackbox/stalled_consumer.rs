@@ -112,12 +112,22 @@ async fn a_consumer_stalled_past_max_poll_interval_rejoins_without_loss() {
         owned += app.metrics().await.get("d06_shards_owned", &[]).unwrap_or(0.0);
     }
     assert_eq!(owned, 4.0, "every shard owned once after the stall");
+    // The stall was past the session: librdkafka says so (MAXPOLL or
+    // SESSTMOUT, client-side timers that race with the first poll after the
+    // resume), or the group had removed a and it learned that it lost its
+    // partitions (a revocation with lost=true; which of them a run shows
+    // depends on that race and on the broker).
     let stalled: Vec<String> = a
         .log()
         .lines()
-        .filter(|l| l.contains("MAXPOLL") || l.contains("SESSTMOUT") || l.contains("PollExceeded"))
+        .filter(|l| {
+            l.contains("MAXPOLL")
+                || l.contains("SESSTMOUT")
+                || l.contains("PollExceeded")
+                || (l.contains("revoked") && l.contains("lost") && l.contains("true"))
+        })
         .map(|l| l.chars().take(240).collect())
         .collect();
-    assert!(!stalled.is_empty(), "librdkafka noticed the stall:\n{}", a.log_tail(30));
+    assert!(!stalled.is_empty(), "a noticed that the group removed it:\n{}", a.log_tail(30));
     eprintln!("a's log on the stall:\n{}", stalled.join("\n"));
 }
