@@ -103,9 +103,15 @@ fn both_alertmanager_configs_are_valid_and_route_every_district_to_its_own_recei
                 config.display()
             );
         }
-        for name in
-            ["D06PipelineStalled", "D06DeadLettersRising", "D06ClickHouseWritesFailing", "D06StateDiskFull", "D06Down"]
-        {
+        for name in [
+            "D06PipelineStalled",
+            "D06DeadLettersRising",
+            "D06ClickHouseWritesFailing",
+            "D06StateDiskFull",
+            "D06ShardsUnowned",
+            "D06DailyAlertsNotSent",
+            "D06Down",
+        ] {
             assert_eq!(receivers(config, &[("alertname", name), ("instance", "x")]), "d06-ops", "{}", config.display());
         }
         // Not a district of the campaign: the province sees it.
