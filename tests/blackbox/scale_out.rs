@@ -123,13 +123,14 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     let raws = generate(n, seed);
     let expected = recount(&raws);
     let partitions = 4;
+    let shards = 4u32;
     // A router stuck with messages waiting stops its process after 20 s
     // (pipeline.stall_exit_secs); below it is restarted as systemd would.
     // The shards write snapshots all along (a 64 KiB log threshold), so a
     // shard that moves or restarts opens from a snapshot and a tail.
     let options = AppOptions {
         partitions,
-        shards: 4,
+        shards,
         flush_interval_ms: 300,
         extra_toml: "stall_exit_secs = 20\nsnapshot_log_bytes = 65536\n".into(),
         kafka: {
@@ -206,8 +207,30 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
         eprintln!("b owned no shard in 60 s: killed without a disk to lose");
     }
     eprintln!("b killed and wiped after {:?}", started.elapsed());
+    let joins_before = b.log().matches("facts consumer assigned").count();
     b.start().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // c leaves once the facts group has settled after b's return (b's
+    // consumer has been through a join and every shard is owned): the local broker (PyPI's tansu) keeps a leader that
+    // leaves a re-forming group as its leader for good, and the group then
+    // never re-forms (deploy/local/tansu/README.md, item 4; Apache Kafka
+    // elects another). Leaving in that moment made this test fail once in
+    // many runs with shards nobody applied. The graceful leave is still
+    // tested, only not in the instant the group re-forms.
+    let waited = Instant::now();
+    loop {
+        let mut owned = 0.0;
+        for app in [&a, &b, &c] {
+            owned += app.metrics().await.get("d06_shards_owned", &[]).unwrap_or(0.0);
+        }
+        let joined = b.log().matches("facts consumer assigned").count() > joins_before;
+        if (joined && owned >= f64::from(shards)) || waited.elapsed() > Duration::from_secs(30) {
+            eprintln!("b joined: {joined}, {owned} of {shards} shards owned {:?} after b's return", waited.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(c.terminate().success(), "c left cleanly:\n{}", c.log_tail(20));
     eprintln!("c left after {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_secs(2)).await;
