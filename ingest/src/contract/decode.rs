@@ -316,7 +316,7 @@ pub(crate) fn parse_into<'a>(bytes: &'a [u8], raw: &mut Raw<'a>) -> Result<(), &
     if bytes.starts_with(BOM) {
         return Err("starts with a byte order mark");
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8")?;
+    let text = simdutf8::basic::from_utf8(bytes).map_err(|_| "not UTF-8")?;
     if text.bytes().all(is_json_ws) {
         return Err("empty input");
     }
@@ -689,6 +689,19 @@ mod tests {
             if let Some(raw) = fast(&text) {
                 prop_assert_eq!(parse_serde(&text), Ok(raw));
             }
+        }
+
+        /// `simdutf8` accepts exactly what `std` does: valid text with a
+        /// byte changed anywhere (truncated sequences, stray continuation
+        /// bytes, overlongs, surrogates) and past its SIMD block sizes.
+        #[test]
+        fn utf8_check_agrees_with_std(text in "\\PC{0,200}", at in any::<usize>(), byte in any::<u8>()) {
+            let mut bytes = text.into_bytes();
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = byte;
+            }
+            prop_assert_eq!(simdutf8::basic::from_utf8(&bytes).is_ok(), std::str::from_utf8(&bytes).is_ok());
         }
     }
 
