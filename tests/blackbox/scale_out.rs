@@ -211,9 +211,9 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     b.start().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // c leaves once the facts group has settled after b's return (b's
-    // consumer has been through a join and every shard is owned): the local broker (PyPI's tansu) keeps a leader that
-    // leaves a re-forming group as its leader for good, and the group then
-    // never re-forms (deploy/local/tansu/README.md, item 4; Apache Kafka
+    // consumer has been through a join and every shard is owned): the local
+    // broker (PyPI's tansu) keeps a leader that leaves a re-forming group as
+    // its leader for good, and the group then never re-forms (deploy/local/tansu/README.md, item 4; Apache Kafka
     // elects another). Leaving in that moment made this test fail once in
     // many runs with shards nobody applied. The graceful leave is still
     // tested, only not in the instant the group re-forms.
