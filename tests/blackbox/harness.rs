@@ -437,6 +437,15 @@ impl App {
         Metrics::parse(&self.metrics_text().await)
     }
 
+    /// `d06_shards_owned` summed over `apps` (0 for one not answering).
+    pub async fn shards_owned(apps: &[&App]) -> f64 {
+        let mut owned = 0.0;
+        for app in apps {
+            owned += app.metrics().await.get("d06_shards_owned", &[]).unwrap_or(0.0);
+        }
+        owned
+    }
+
     /// Runs SQL against this app's database; TSV out.
     pub async fn clickhouse(&self, sql: &str) -> String {
         let url = self.options.clickhouse_url.clone().unwrap_or_else(clickhouse_url);

@@ -213,16 +213,14 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
     // c leaves once the facts group has settled after b's return (b's
     // consumer has been through a join and every shard is owned): the local
     // broker (PyPI's tansu) keeps a leader that leaves a re-forming group as
-    // its leader for good, and the group then never re-forms (deploy/local/tansu/README.md, item 4; Apache Kafka
-    // elects another). Leaving in that moment made this test fail once in
-    // many runs with shards nobody applied. The graceful leave is still
-    // tested, only not in the instant the group re-forms.
+    // its leader for good, and the group then never re-forms
+    // (deploy/local/tansu/README.md, item 4; Apache Kafka elects another).
+    // Leaving in that moment made this test fail once in many runs with
+    // shards nobody applied. The graceful leave is still tested, only not in
+    // the instant the group re-forms.
     let waited = Instant::now();
     loop {
-        let mut owned = 0.0;
-        for app in [&a, &b, &c] {
-            owned += app.metrics().await.get("d06_shards_owned", &[]).unwrap_or(0.0);
-        }
+        let owned = App::shards_owned(&[&a, &b, &c]).await;
         let joined = b.log().matches("facts consumer assigned").count() > joins_before;
         if (joined && owned >= f64::from(shards)) || waited.elapsed() > Duration::from_secs(30) {
             eprintln!("b joined: {joined}, {owned} of {shards} shards owned {:?} after b's return", waited.elapsed());

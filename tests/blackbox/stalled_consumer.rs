@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::crash::{generate, messages, recount};
-use crate::harness::{spawn_app, AppOptions, KafkaTarget, Producer};
+use crate::harness::{spawn_app, App, AppOptions, KafkaTarget, Producer};
 use crate::scale_out::until_recount;
 
 /// `max.poll.interval.ms` of both instances (librdkafka wants it ≥ the session timeout, 3 s here).
@@ -107,10 +107,7 @@ async fn a_consumer_stalled_past_max_poll_interval_rejoins_without_loss() {
         assert!(!app.log().contains("panicked"), "no panic in {name}:\n{}", app.log_tail(30));
     }
     // Every shard has exactly one owner among the two (stage 2's group).
-    let mut owned = 0.0;
-    for app in [&a, &b] {
-        owned += app.metrics().await.get("d06_shards_owned", &[]).unwrap_or(0.0);
-    }
+    let owned = App::shards_owned(&[&a, &b]).await;
     assert_eq!(owned, 4.0, "every shard owned once after the stall");
     // The stall was past the session: librdkafka says so (MAXPOLL or
     // SESSTMOUT, client-side timers that race with the first poll after the
