@@ -14,7 +14,9 @@
 //! `aggregator::PREFETCH_AHEAD`. `D06_CHUNK=M`: M messages generated at a
 //! time, default 100,000 (29 MB, so each is read from memory, not from
 //! a cache); 1,000 (290 kB) is closer to a consumer handling the
-//! messages of a fetch just received, still in cache).
+//! messages of a fetch just received, still in cache. Each chunk is
+//! written over the buffers of the one before; `D06_FRESH_BUFFERS=1`
+//! allocates new ones and frees the old, as the bench did before).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
@@ -69,6 +71,11 @@ fn main() {
     let (mut band_msgs, mut band_time, mut total_msgs, mut total_time) = (0u64, Duration::ZERO, 0u64, Duration::ZERO);
     let (mut band_cpu, mut total_cpu) = (Duration::ZERO, Duration::ZERO);
     let mut next_report = 1_000_000;
+    // The chunk's messages, written over chunk after chunk (`Gen::refill`);
+    // D06_FRESH_BUFFERS=1: a new vector of new messages each chunk, the
+    // old ones freed, as before 2026-12-05 evening.
+    let fresh_buffers = std::env::var_os("D06_FRESH_BUFFERS").is_some_and(|v| v == "1");
+    let mut msgs: Vec<Vec<u8>> = Vec::new();
     println!(
         "{:>12} {:>12} {:>12} {:>10} {:>14} {:>10}",
         "subjects", "messages", "wall msgs/s", "ns/msg", "on-CPU msgs/s", "ns/msg"
@@ -91,7 +98,11 @@ fn main() {
         if subjects >= n {
             break;
         }
-        let msgs = gen.batch(chunk);
+        if fresh_buffers {
+            msgs = gen.batch(chunk);
+        } else {
+            gen.refill(&mut msgs, chunk);
+        }
         let now = gen.now();
         let (t, c) = (Instant::now(), on_cpu());
         if ahead == 0 {

@@ -140,6 +140,20 @@ impl Gen {
         (0..n).map(|_| self.next_message()).collect()
     }
 
+    /// The next `n` messages into `msgs`, written over its buffers: a bench
+    /// that generates chunk after chunk frees no message between its timed
+    /// runs (with glibc, freeing 100,000 of them made the next timed run's
+    /// allocations pay for sorting the freed chunks: BENCHMARKS.md, "Core:
+    /// validate → apply").
+    pub fn refill(&mut self, msgs: &mut Vec<Vec<u8>>, n: usize) {
+        msgs.resize_with(n, Vec::new);
+        for buf in msgs.iter_mut() {
+            let m = self.next_message();
+            buf.clear();
+            buf.extend_from_slice(&m);
+        }
+    }
+
     /// The next message.
     pub fn next_message(&mut self) -> Vec<u8> {
         if !self.recent.is_empty() && self.rng.percent(5) {
