@@ -20,6 +20,9 @@ svc_list "$@"
 
 # launch SERVICE CMD...: run CMD in the background with output to the
 # service log; the pid file holds CMD's own pid (the wrapper execs it).
+# The caller reads the pid from that file, not from this function's
+# output, so that whatever else a service's preparation prints cannot
+# be taken for it.
 launch() {
     local svc="$1" pidfile
     shift
@@ -35,7 +38,6 @@ launch() {
         sleep 0.02
     done
     [ -s "$pidfile" ] || die "$svc: no pid file after launch"
-    cat "$pidfile"
 }
 
 # render_clickhouse DIR HTTP_PORT TCP_PORT: the server's config.xml and
@@ -335,7 +337,8 @@ for svc in "${services[@]}"; do
         die "$svc: port $port is already in use by a process this script did not start; stop it or set $(echo "D06_${svc}_PORT" | tr '[:lower:]' '[:upper:]')"
     fi
     start_ns=$(date +%s%N)
-    pid="$(prepare_and_launch "$svc")"
+    prepare_and_launch "$svc"
+    pid="$(cat "$(svc_pidfile "$svc")")"
     if wait_ready "$svc" "$pid"; then
         ms=$((($(date +%s%N) - start_ns) / 1000000))
         log "$svc: started (pid $pid, port $port, ready in ${ms} ms)"
