@@ -859,4 +859,28 @@ impl Prometheus {
     pub async fn value(&self, promql: &str) -> Option<f64> {
         self.query(promql).await.ok()?.first().map(|(_, v)| *v)
     }
+
+    /// The expression of the rule `name` as this Prometheus loaded it from
+    /// its rule files (`/api/v1/rules`), waiting up to 30 s for them.
+    pub async fn rule_query(&self, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = self.url("/api/v1/rules");
+            if let Ok(r) = reqwest::Client::new().get(url).send().await {
+                let v: Value = r.json().await.unwrap_or_default();
+                let rules = v["data"]["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default());
+                if let Some(q) =
+                    rules.into_iter().find(|r| r["name"] == name).and_then(|r| r["query"].as_str().map(str::to_owned))
+                {
+                    return q;
+                }
+            }
+            assert!(Instant::now() < deadline, "Prometheus has no rule {name} after 30 s\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

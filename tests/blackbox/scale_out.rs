@@ -396,8 +396,13 @@ async fn three_instances_killed_left_and_paused_equal_the_recount() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     eprintln!("Prometheus equals the recount over {} keys", want.len());
-    // D06ShardsUnowned's expression over the live instances: every shard owned.
-    let unowned = "max by (job) (d06_shards_configured) - sum by (job) (d06_shards_owned)";
+    // D06ShardsUnowned's expression, as Prometheus loaded it from the rule
+    // file, over the live instances: every shard owned.
+    let rule = prometheus.rule_query("D06ShardsUnowned").await;
+    eprintln!("D06ShardsUnowned as loaded: {rule}");
+    let unowned = rule.trim().strip_suffix("> 0").map(str::trim).unwrap_or_else(|| {
+        panic!("D06ShardsUnowned is no longer `unowned shards > 0` ({rule}): say here what 0 unowned is")
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     while prometheus.value(unowned).await != Some(0.0) {
         assert!(
