@@ -142,9 +142,9 @@ impl Gen {
 
     /// The next `n` messages into `msgs`, written over its buffers: a bench
     /// that generates chunk after chunk frees no message between its timed
-    /// runs (with glibc, freeing 100,000 of them made the next timed run's
-    /// allocations pay for sorting the freed chunks: BENCHMARKS.md, "Core:
-    /// validate → apply").
+    /// runs (with glibc, freeing 100,000 of them just before a timed run
+    /// slowed that run's allocations by a cost the binary does not have:
+    /// BENCHMARKS.md, "Core: validate → apply").
     pub fn refill(&mut self, msgs: &mut Vec<Vec<u8>>, n: usize) {
         msgs.resize_with(n, Vec::new);
         for buf in msgs.iter_mut() {
