@@ -231,12 +231,6 @@ async fn the_daily_report_reaches_the_province_and_the_district() {
 // --- the rules on a real d06 ------------------------------------------------------
 
 impl Prometheus {
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Option<Value> {
-        let url = self.url(path);
-        let r = reqwest::Client::new().get(url).query(query).send().await.ok()?;
-        r.json().await.ok()
-    }
-
     /// Every series of an instant query: (labels without __name__, value).
     async fn series(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         let Some(v) = self.get("/api/v1/query", &[("query", promql)]).await else { return Vec::new() };

@@ -860,14 +860,19 @@ impl Prometheus {
         self.query(promql).await.ok()?.first().map(|(_, v)| *v)
     }
 
+    /// The JSON answer of its API at `path` with `query`, if any.
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Option<Value> {
+        let url = self.url(path);
+        let r = reqwest::Client::new().get(url).query(query).send().await.ok()?;
+        r.json().await.ok()
+    }
+
     /// The expression of the rule `name` as this Prometheus loaded it from
     /// its rule files (`/api/v1/rules`), waiting up to 30 s for them.
     pub async fn rule_query(&self, name: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let url = self.url("/api/v1/rules");
-            if let Ok(r) = reqwest::Client::new().get(url).send().await {
-                let v: Value = r.json().await.unwrap_or_default();
+            if let Some(v) = self.get("/api/v1/rules", &[]).await {
                 let rules = v["data"]["groups"]
                     .as_array()
                     .into_iter()
