@@ -15,6 +15,10 @@
 //! timed, as a restart from a store with a snapshot and no log after it
 //! does, and checks its figures against the replay's.
 //!
+//! `D06_SNAPSHOT_DIR=DIR` writes the snapshots there and keeps them, so
+//! that `restart --load DIR N` can load them again (the load alone, to
+//! compare builds on the same snapshots).
+//!
 //! `--history K` (default 1) adds K − 1 later copies of every fact, under new
 //! ids and K days later, so the same subjects carry K times the events: the
 //! log grows K-fold; what a snapshot holds grows only with what the rules
@@ -156,7 +160,10 @@ fn main() {
     // Snapshots: written to files in 16 MiB pieces as the pipeline writes
     // them to its store (`snapshot::write`), loaded back by a fresh process
     // (this one's freed replay memory would hide the loaded state's size).
-    let dir = std::env::temp_dir().join(format!("d06-restart-bench-{}", std::process::id()));
+    let keep = std::env::var_os("D06_SNAPSHOT_DIR");
+    let dir = keep
+        .clone()
+        .map_or_else(|| std::env::temp_dir().join(format!("d06-restart-bench-{}", std::process::id())), Into::into);
     std::fs::create_dir_all(&dir).unwrap();
     let t = Instant::now();
     let tickets = Tickets::new(geo.clone(), calendar.clone());
@@ -179,7 +186,9 @@ fn main() {
         .args(["--load", dir.to_str().unwrap(), &n.to_string()])
         .status()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    if keep.is_none() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
     assert!(status.success());
 }
 

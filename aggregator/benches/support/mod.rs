@@ -13,7 +13,10 @@
 //! - event ids like `c06-cccd-20240509-00012345` (26 bytes).
 //!
 //! The stream clock starts at 2024-05-01T00:00+07:00 and advances 0–1 ms
-//! per fact.
+//! per fact; a fact's `occurred_at` is cut to the second, one fact in ten
+//! to the millisecond, as producers write it (`ingest/benches/support`,
+//! the simulator). Before 2026-12-05 late evening it kept the clock's
+//! nanoseconds (BENCHMARKS.md, "A record's times in 4 or 6 bytes").
 #![allow(dead_code)]
 
 use aggregator::fact::{CccdStage, Device, SignatureStage, VneidStage};
@@ -23,6 +26,8 @@ use chrono::NaiveDate;
 /// 2024-05-01T00:00:00+07:00 in unix nanoseconds.
 pub const START: Nanos = 1_714_496_400 * 1_000_000_000;
 
+const SECOND: i64 = 1_000_000_000;
+const MILLI: i64 = 1_000_000;
 const HOUR: i64 = 3_600_000_000_000;
 const DAY: i64 = 24 * HOUR;
 const RECENT: usize = 10_000;
@@ -155,6 +160,9 @@ impl FactGen {
         } else {
             self.clock
         };
+        // Cut as producers write it (module docs), without drawing from
+        // the generator, so every other choice of the stream is as before.
+        let at = at - at.rem_euclid(if self.seq.is_multiple_of(10) { MILLI } else { SECOND });
         let r = self.rng.below(100);
         let (kind, source) = match only {
             Some(0) => match r {
