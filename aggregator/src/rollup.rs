@@ -10,8 +10,8 @@
 //!
 //! Memory per subject is kept small because a nation holds hundreds of
 //! millions of them: a subject has one record (`subjects.rs`) in an arena
-//! (`arena.rs`): its first-qualifying events ([`Firsts`], 12 bytes + the
-//! event id per indicator), its `sim.signature` events (`sigs.rs`) and the
+//! (`arena.rs`): its first-qualifying events ([`Firsts`], 8 bytes + the
+//! event id per indicator for a time of whole seconds), its `sim.signature` events (`sigs.rs`) and the
 //! keys of its other events, with ids packed where they can be (`id.rs`).
 //!
 //! Deduplication remembers every applied event (subject, type, id), but
@@ -39,9 +39,11 @@ use crate::fact::{event_key, Fact, FactKind, Indicator, Nanos, SignatureStage};
 use crate::geo::{AreaId, Geography};
 
 mod arena;
+mod at;
 mod days;
 mod id;
 mod index;
+mod leb128;
 mod sigs;
 mod snapshot;
 mod subjects;
@@ -575,16 +577,19 @@ struct FirstEvent<'a> {
 /// A subject's first-qualifying event per indicator, packed one record
 /// after the other in its subject's record (little endian):
 ///
-/// - `u16`: indicator (bits 0–2), day code (bits 3–4, [`day_code`]), the id
-///   is packed (bit 5, `id.rs`), the id's length (bits 6–15: characters if
-///   packed, else bytes; ids are ≤ 128 chars, so ≤ 512 bytes);
-/// - `u16`: area; `i64`: `occurred_at`;
+/// - `u8`: indicator (bits 0–2), day code (bits 3–4, [`day_code`]), the id
+///   is packed (bit 5, `id.rs`), the time's form (bits 6–7, `at.rs`);
+/// - the id's length, LEB128 (characters if packed, else bytes, at most
+///   [`ID_LEN_MAX`]: one byte up to 127);
+/// - `u16`: area; `occurred_at` in its form (4, 6, 7 or 8 bytes, `at.rs`);
 /// - only when the day code is 3: `i32`, the day (days from CE);
 /// - the event id as stored ([`Id`]).
 ///
 /// The day is almost always the UTC day of `occurred_at` or its neighbour,
 /// so it is stored as that offset. Event ids are compared in the order of
-/// their bytes, which is the order of `str`.
+/// their bytes, which is the order of `str`. (Snapshot format 3 had a `u16`
+/// head with the length in it and the time as an `i64` always: 12 bytes
+/// before the id where a whole second now takes 8.)
 #[derive(Clone, Copy)]
 struct Firsts<'a>(&'a [u8]);
 
@@ -624,12 +629,13 @@ impl<'a> Firsts<'a> {
     fn records(self) -> impl Iterator<Item = (Indicator, FirstEvent<'a>, &'a [u8])> {
         let mut rest: &'a [u8] = self.0;
         std::iter::from_fn(move || {
-            let head = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]);
-            let area = AreaId(u16::from_le_bytes([*rest.get(2)?, *rest.get(3)?]));
-            let at = i64::from_le_bytes(rest.get(4..12)?.try_into().ok()?);
-            let (packed, len) = ((head >> 5) & 1 == 1, usize::from(head >> 6));
-            let (day, id_at) = coded_day(rest, at, ((head >> 3) & 3) as u8, 12)?;
-            let (id, n) = Id::read(rest.get(id_at..)?, packed, len)?;
+            let head = *rest.first()?;
+            let (len, n) = leb128::read(rest.get(1..)?)?;
+            let area_at = 1 + n;
+            let area = AreaId(u16::from_le_bytes([*rest.get(area_at)?, *rest.get(area_at + 1)?]));
+            let (at, n) = at::read(rest.get(area_at + 2..)?, head >> 6)?;
+            let (day, id_at) = coded_day(rest, at, (head >> 3) & 3, area_at + 2 + n)?;
+            let (id, n) = Id::read(rest.get(id_at..)?, (head >> 5) & 1 == 1, len)?;
             let rec = rest.get(..id_at + n)?;
             rest = &rest[id_at + n..];
             let ind = *Indicator::ALL.get(usize::from(head & 7))?;
@@ -659,11 +665,11 @@ fn set_first(firsts: &mut Vec<u8>, ind: Indicator, ev: &FirstEvent<'_>) {
         true => (len, ev.id.stored()),
         false => (len.min(ID_LEN_MAX), &ev.id.stored()[..len.min(ID_LEN_MAX)]),
     };
-    let day_code = day_code(ev.at, ev.day);
-    let head = (ind as u16) | (u16::from(day_code) << 3) | (u16::from(packed) << 5) | ((len as u16) << 6);
-    firsts.extend_from_slice(&head.to_le_bytes());
+    let (day_code, form) = (day_code(ev.at, ev.day), at::form(ev.at));
+    firsts.push((ind as u8) | (day_code << 3) | (u8::from(packed) << 5) | (form << 6));
+    leb128::write(len, firsts);
     firsts.extend_from_slice(&ev.area.0.to_le_bytes());
-    firsts.extend_from_slice(&ev.at.to_le_bytes());
+    at::write(ev.at, form, firsts);
     if day_code == 3 {
         firsts.extend_from_slice(&ev.day.num_days_from_ce().to_le_bytes());
     }
@@ -1114,14 +1120,17 @@ mod tests {
         let c = FirstEvent { at: i64::MAX, id: Id::Raw(b""), day: d(2), area: AreaId(0) };
         set_first(&mut f, Indicator::Vneid, &a);
         set_first(&mut f, Indicator::Migrated2g, &b);
-        assert_eq!(f.len(), 12 + 256 + 12 + 1);
+        // a: head, a two-byte length, area, a whole second after 2000 (4),
+        // the id; b: before 2000, so the time in full (8), one packed byte.
+        assert_eq!(f.len(), (1 + 2 + 2 + 4 + 256) + (1 + 1 + 2 + 8 + 1));
         assert_eq!(Firsts(&f).get(Indicator::Vneid), Some(a));
         assert_eq!(Firsts(&f).get(Indicator::Migrated2g), Some(b));
         set_first(&mut f, Indicator::Vneid, &c);
         assert_eq!(Firsts(&f).get(Indicator::Vneid), Some(c));
         assert_eq!(Firsts(&f).get(Indicator::Migrated2g), Some(b));
         assert_eq!(Firsts(&f).get(Indicator::Cccd), None);
-        assert_eq!(f.len(), 12 + 1 + 16);
+        // c: the time in full, the day too (4), an empty id.
+        assert_eq!(f.len(), (1 + 1 + 2 + 8 + 1) + (1 + 1 + 2 + 8 + 4));
         set_first(&mut f, Indicator::SimSignature, &a);
         assert_eq!(Firsts(&f).get(Indicator::SimSignature), Some(a));
         assert_eq!(Firsts(&f).get(Indicator::Migrated2g), Some(b));

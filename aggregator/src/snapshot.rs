@@ -30,7 +30,7 @@ use crate::rollup::Shard;
 /// The first bytes of every snapshot.
 pub const MAGIC: &[u8; 8] = b"d06snap\0";
 /// The layout this build writes and reads.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// Why bytes did not load as a shard snapshot. Every variant is permanent
 /// for those bytes: the state is rebuilt from its source instead.

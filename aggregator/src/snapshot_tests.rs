@@ -242,9 +242,9 @@ fn a_damaged_snapshot_is_refused_with_its_reason() {
     assert_eq!(e, SnapshotError::Format { found: FORMAT + 1 });
     assert_eq!(e.to_string(), format!("shard snapshot format {}; this d06 reads format {FORMAT}", FORMAT + 1));
     // The layouts before (three tables; one record per subject without an
-    // overflow set) are refused the same way: the state is rebuilt from
-    // the facts topic.
-    for found in [1u32, 2] {
+    // overflow set; times always in 8 bytes) are refused the same way: the
+    // state is rebuilt from the facts topic.
+    for found in [1u32, 2, 3] {
         let mut older = good.clone();
         older[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&found.to_le_bytes());
         assert_eq!(err(&older), SnapshotError::Format { found });

@@ -1,6 +1,6 @@
 //! Issue 13: shard stores hold a snapshot (a file of its own) and the facts
-//! after it. A store whose snapshot is damaged or missing, or written in a
-//! format this d06 does not read, is rebuilt from the facts partition with
+//! after it. A store whose snapshot is damaged or missing, or whose store or
+//! snapshot is of a format this d06 does not read, is rebuilt from the facts partition with
 //! a message saying why, and the figures stay those of an independent
 //! recount.
 
@@ -46,7 +46,7 @@ async fn a_damaged_or_newer_shard_store_is_rebuilt_from_the_facts_partition_with
     // Every checkpoint past the first byte of log writes a snapshot.
     let mut app = spawn_app(AppOptions {
         partitions,
-        shards: 3,
+        shards: 4,
         extra_toml: "snapshot_log_bytes = 1".into(),
         ..AppOptions::default()
     })
@@ -73,13 +73,20 @@ async fn a_damaged_or_newer_shard_store_is_rebuilt_from_the_facts_partition_with
     std::fs::write(&file, bytes).expect("write");
     // Shard 2: its snapshot file lost.
     std::fs::remove_file(snapshot_file(&state, 2)).expect("remove");
+    // Shard 3: its snapshot declares the format before this one (as a d06
+    // from before 2026-12-05 late evening wrote it: times in 8 bytes).
+    let file = snapshot_file(&state, 3);
+    let mut bytes = std::fs::read(&file).expect("snapshot");
+    let older = aggregator::snapshot::FORMAT - 1;
+    bytes[8..12].copy_from_slice(&older.to_le_bytes());
+    std::fs::write(&file, bytes).expect("write");
 
     app.start().await;
     if let Err(diff) = until_recount(&app, &expected, Duration::from_secs(120)).await {
         panic!("after the rebuild: {diff}");
     }
     app.wait_for("every shard restored", Duration::from_secs(30), || async {
-        app.log().lines().filter(|l| l.contains("shard restored")).count() >= 6
+        app.log().lines().filter(|l| l.contains("shard restored")).count() >= 8
     })
     .await;
     let log = app.log();
@@ -99,6 +106,8 @@ async fn a_damaged_or_newer_shard_store_is_rebuilt_from_the_facts_partition_with
         "the lost snapshot is named:\n{}",
         rebuilt.join("\n")
     );
-    assert_eq!(rebuilt.len(), 3, "only the three damaged shards are rebuilt:\n{}", rebuilt.join("\n"));
+    let format = format!("shard snapshot format {older}; this d06 reads format {}", aggregator::snapshot::FORMAT);
+    assert!(rebuilt.iter().any(|l| l.contains(&format)), "the older snapshot is named:\n{}", rebuilt.join("\n"));
+    assert_eq!(rebuilt.len(), 4, "only the four damaged shards are rebuilt:\n{}", rebuilt.join("\n"));
     assert!(app.is_running(), "d06 still running:\n{}", app.log_tail(20));
 }

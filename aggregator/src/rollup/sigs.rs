@@ -6,14 +6,18 @@
 //!
 //! A record (little endian): `u8` head (bit 0 installed, bits 1–2 the day
 //! code, `super::day_code`: 0, 1, 2 = UTC day −1, +0, +1 of `occurred_at`,
-//! 3 = stored in full; bit 3 the id is packed, `id.rs`), `u16` area, `u16`
-//! id length (characters if packed, else bytes), `i64` `occurred_at`,
-//! only for day code 3 an `i32` day (days from CE), the id as stored. Ids
-//! are compared in the order of their bytes, which is the order of `str`.
+//! 3 = stored in full; bit 3 the id is packed, `id.rs`; bits 4–5 the
+//! time's form, `at.rs`), `u16` area, the id's length in LEB128
+//! (characters if packed, else bytes), `occurred_at` in its form (4, 6, 7
+//! or 8 bytes), only for day code 3 an `i32` day (days from CE), the id as
+//! stored. Ids are compared in the order of their bytes, which is the
+//! order of `str`. (Snapshot format 3 had a `u16` length and an `i64`
+//! time: 13 bytes before the id where a whole second now takes 8.)
 
 use chrono::{Datelike, NaiveDate};
 
 use super::id::Id;
+use super::{at, leb128};
 use super::{coded_day, day_code};
 use crate::fact::Nanos;
 use crate::geo::AreaId;
@@ -47,9 +51,9 @@ impl<'a> Sigs<'a> {
         std::iter::from_fn(move || {
             let head = *rest.first()?;
             let area = AreaId(u16::from_le_bytes([*rest.get(1)?, *rest.get(2)?]));
-            let len = usize::from(u16::from_le_bytes([*rest.get(3)?, *rest.get(4)?]));
-            let at = i64::from_le_bytes(rest.get(5..13)?.try_into().ok()?);
-            let (day, id_at) = coded_day(rest, at, (head >> 1) & 3, 13)?;
+            let (len, n) = leb128::read(rest.get(3..)?)?;
+            let (at, m) = at::read(rest.get(3 + n..)?, (head >> 4) & 3)?;
+            let (day, id_at) = coded_day(rest, at, (head >> 1) & 3, 3 + n + m)?;
             let (id, n) = Id::read(rest.get(id_at..)?, head & 8 != 0, len)?;
             let rec = rest.get(..id_at + n)?;
             rest = &rest[id_at + n..];
@@ -107,11 +111,11 @@ fn encode(ev: &SigEvent<'_>, out: &mut Vec<u8>) {
     let (packed, len) = ev.id.form();
     let len = len.min(usize::from(u16::MAX));
     let stored = if packed { ev.id.stored() } else { &ev.id.stored()[..len] };
-    let day_code = day_code(ev.at, ev.day);
-    out.push(u8::from(ev.installed) | (day_code << 1) | (u8::from(packed) << 3));
+    let (day_code, form) = (day_code(ev.at, ev.day), at::form(ev.at));
+    out.push(u8::from(ev.installed) | (day_code << 1) | (u8::from(packed) << 3) | (form << 4));
     out.extend_from_slice(&ev.area.0.to_le_bytes());
-    out.extend_from_slice(&(len as u16).to_le_bytes());
-    out.extend_from_slice(&ev.at.to_le_bytes());
+    leb128::write(len, out);
+    at::write(ev.at, form, out);
     if day_code == 3 {
         out.extend_from_slice(&ev.day.num_days_from_ce().to_le_bytes());
     }
@@ -147,7 +151,10 @@ mod tests {
         assert_eq!(s.events(), vec![c, b, a, far]);
         assert!(s.check(8));
         assert!(!s.check(7), "area 7 outside 7 areas");
-        assert_eq!(s.0.len(), 4 * 13 + 4 + 1 + 1 + 2 + 1);
+        // Head, area and a one-byte length: 4 bytes before the time; a and
+        // b at a whole second after 2000 (4 bytes), c before 2000 (8), far
+        // at a whole second with its day (4 + 4); ids of 1, 1, 2, 1 bytes.
+        assert_eq!(s.0.len(), (4 + 4 + 1) + (4 + 4 + 1) + (4 + 8 + 2) + (4 + 4 + 4 + 1));
         let cut = Sigs(&s.0[..s.0.len() - 1]);
         assert!(!cut.check(8));
     }

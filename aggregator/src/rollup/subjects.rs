@@ -36,6 +36,7 @@ use std::hash::BuildHasher;
 
 use super::arena::Arena;
 use super::index::Index;
+use super::leb128;
 use super::KeyHash;
 use crate::fact::Digest;
 
@@ -93,11 +94,11 @@ impl<'a> Body<'a> {
 
     /// Appends this body's bytes with `more` keys after its own.
     pub fn encode(&self, more: &[u64], out: &mut Vec<u8>) {
-        varint(self.firsts.len(), out);
+        leb128::write(self.firsts.len(), out);
         out.extend_from_slice(self.firsts);
-        varint(self.sigs.len(), out);
+        leb128::write(self.sigs.len(), out);
         out.extend_from_slice(self.sigs);
-        varint(self.key_count() + more.len(), out);
+        leb128::write(self.key_count() + more.len(), out);
         out.extend_from_slice(self.keys);
         for k in more {
             out.extend_from_slice(&k.to_le_bytes());
@@ -125,27 +126,9 @@ impl<'a> Body<'a> {
 /// A LEB128-prefixed slice of that many items of `size` bytes at the
 /// start of `bytes`, and what follows it.
 fn prefixed(bytes: &[u8], size: usize) -> Option<(&[u8], &[u8])> {
-    let (mut len, mut shift, mut at) = (0usize, 0u32, 0usize);
-    loop {
-        let b = *bytes.get(at)?;
-        at += 1;
-        len |= usize::from(b & 0x7f).checked_shl(shift)?;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
+    let (len, at) = leb128::read(bytes)?;
     let end = at.checked_add(len.checked_mul(size)?)?;
     Some((bytes.get(at..end)?, bytes.get(end..)?))
-}
-
-/// Appends `v` as LEB128.
-fn varint(mut v: usize, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 impl Subjects {
