@@ -11,8 +11,9 @@
 //! Memory per subject is kept small because a nation holds hundreds of
 //! millions of them: a subject has one record (`subjects.rs`) in an arena
 //! (`arena.rs`): its first-qualifying events ([`Firsts`], 8 bytes + the
-//! event id per indicator for a time of whole seconds), its `sim.signature` events (`sigs.rs`) and the
-//! keys of its other events, with ids packed where they can be (`id.rs`).
+//! event id per indicator for a time of whole seconds, `at.rs`), its
+//! `sim.signature` events (`sigs.rs`) and the keys of its other events,
+//! with ids packed where they can be (`id.rs`).
 //!
 //! Deduplication remembers every applied event (subject, type, id), but
 //! only once: an event that is a subject's first-qualifying event, or a
