@@ -1,8 +1,8 @@
 //! Issue 13: shard stores hold a snapshot (a file of its own) and the facts
-//! after it. A store whose snapshot is damaged or missing, or whose store or
-//! snapshot is of a format this d06 does not read, is rebuilt from the facts partition with
-//! a message saying why, and the figures stay those of an independent
-//! recount.
+//! after it. A store whose snapshot is damaged or missing, or whose store
+//! or snapshot is of a format this d06 does not read, is rebuilt from the
+//! facts partition with a message saying why, and the figures stay those of
+//! an independent recount.
 
 use std::time::Duration;
 
@@ -78,7 +78,8 @@ async fn a_damaged_or_newer_shard_store_is_rebuilt_from_the_facts_partition_with
     let file = snapshot_file(&state, 3);
     let mut bytes = std::fs::read(&file).expect("snapshot");
     let older = aggregator::snapshot::FORMAT - 1;
-    bytes[8..12].copy_from_slice(&older.to_le_bytes());
+    let format_at = aggregator::snapshot::MAGIC.len();
+    bytes[format_at..format_at + 4].copy_from_slice(&older.to_le_bytes());
     std::fs::write(&file, bytes).expect("write");
 
     app.start().await;

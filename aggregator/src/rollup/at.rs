@@ -70,12 +70,12 @@ pub(super) fn read(bytes: &[u8], form: u8) -> Option<(Nanos, usize)> {
         SECS => (0, 4),
         MILLIS => {
             let ms = i64::from(u16::from_le_bytes(bytes.get(4..6)?.try_into().ok()?));
-            (ms.lt(&1_000).then_some(ms * 1_000_000)?, 6)
+            ((ms < 1_000).then_some(ms * 1_000_000)?, 6)
         }
         _ => {
             let b = bytes.get(4..7)?;
             let us = i64::from(u32::from_le_bytes([b[0], b[1], b[2], 0]));
-            (us.lt(&1_000_000).then_some(us * 1_000)?, 7)
+            ((us < 1_000_000).then_some(us * 1_000)?, 7)
         }
     };
     Some((secs * NANOS_PER_SEC + fraction, len))
