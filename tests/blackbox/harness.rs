@@ -856,6 +856,7 @@ impl Prometheus {
         }
     }
 
+    /// The first series' value of an instant query, if it answered one.
     pub async fn value(&self, promql: &str) -> Option<f64> {
         self.query(promql).await.ok()?.first().map(|(_, v)| *v)
     }

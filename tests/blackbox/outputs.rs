@@ -7,17 +7,6 @@ use std::time::{Duration, Instant};
 use crate::events::{self, Place};
 use crate::harness::{spawn_app, AppOptions, Producer, Prometheus};
 
-impl Prometheus {
-    /// The first series' value of an instant query.
-    async fn scalar(&self, promql: &str) -> Option<f64> {
-        let url = self.url("/api/v1/query");
-        let r = reqwest::Client::new().get(url).query(&[("query", promql)]).send().await.ok()?;
-        let v: serde_json::Value = r.json().await.ok()?;
-        let s = v["data"]["result"][0]["value"][1].as_str()?;
-        s.parse().ok()
-    }
-}
-
 fn stream() -> Vec<(usize, String)> {
     // Three CCCD applications in district 688 (one a duplicate, one late and earlier),
     // one in 696; VNeID activations; a signature installed then revoked.
@@ -107,7 +96,7 @@ async fn figures_reach_clickhouse_metrics_and_a_real_prometheus_and_survive_a_re
     // A real Prometheus scraped it.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let v = prometheus.scalar("sum(d06_coverage_covered{indicator=\"cccd\",area_level=\"district\"})").await;
+        let v = prometheus.value("sum(d06_coverage_covered{indicator=\"cccd\",area_level=\"district\"})").await;
         if v == Some(b688 as f64 + baseline(&app, "cccd", "district", "696").await + 3.0 + other_districts(&app).await)
         {
             break;
