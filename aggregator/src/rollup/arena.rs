@@ -61,16 +61,25 @@ impl Arena {
         self.free
     }
 
-    /// A slot of `len` bytes: a free one of that length, else room at the
-    /// end of the tail chunk, else a new chunk.
-    pub fn take(&mut self, len: usize) -> u64 {
+    /// Stores `head` then `body` in a slot of their length: a free one of
+    /// that length, else room at the end of the tail chunk, else a new
+    /// chunk; returns its offset. (A chunk is extended with the bytes
+    /// themselves: zeroing the room first, then copying over it, cost ≈ 5 %
+    /// of a snapshot's load.)
+    pub fn add(&mut self, head: &[u8], body: &[u8]) -> u64 {
+        let len = head.len() + body.len();
         if len > CHUNK {
-            let chunk = self.new_chunk(vec![0; len]);
+            let chunk = self.new_chunk([head, body].concat());
             return (chunk as u64) << CHUNK_BITS;
         }
         let list = if len <= SMALL { self.free_small.get_mut(len) } else { self.free_large.get_mut(&len) };
         if let Some(at) = list.and_then(Vec::pop) {
             self.free -= len;
+            if let Some(slot) = self.slot_mut(at, len) {
+                let (h, b) = slot.split_at_mut(head.len());
+                h.copy_from_slice(head);
+                b.copy_from_slice(body);
+            }
             return at;
         }
         let tail = match self.tail {
@@ -83,7 +92,8 @@ impl Arena {
         };
         let chunk = &mut self.chunks[tail];
         let place = chunk.len();
-        chunk.resize(place + len, 0);
+        chunk.extend_from_slice(head);
+        chunk.extend_from_slice(body);
         ((tail as u64) << CHUNK_BITS) | place as u64
     }
 
@@ -127,38 +137,44 @@ impl Arena {
 mod tests {
     use super::*;
 
+    /// A slot of `len` bytes, zeroed.
+    fn take(a: &mut Arena, len: usize) -> u64 {
+        a.add(&[], &vec![0; len])
+    }
+
     #[test]
     fn slots_are_reused_by_length_and_chunks_fill_before_the_next() {
         let mut a = Arena::default();
-        let x = a.take(40);
-        let y = a.take(40);
+        let x = take(&mut a, 40);
+        let y = take(&mut a, 40);
         assert_eq!((x, y), (0, 40));
         a.slot_mut(y, 40).unwrap().copy_from_slice(&[7; 40]);
         assert_eq!(&a.from(y).unwrap()[..40], &[7; 40]);
         a.release(x, 40);
         assert_eq!(a.free_bytes(), 40);
-        assert_eq!(a.take(41), 80, "another length: appended");
-        assert_eq!(a.take(40), x, "the free slot of that length");
+        assert_eq!(take(&mut a, 41), 80, "another length: appended");
+        assert_eq!(a.add(&[1, 2], &[3; 38]), x, "the free slot of that length");
+        assert_eq!(&a.from(x).unwrap()[..41], [&[1, 2][..], &[3; 38], &[7]].concat(), "written there");
         assert_eq!(a.free_bytes(), 0);
         // A record that does not fit the tail starts the next chunk.
-        let big = a.take(CHUNK - 100);
+        let big = take(&mut a, CHUNK - 100);
         assert_eq!(big, 1 << CHUNK_BITS);
-        assert_eq!(split(a.take(200)), (2, 0));
+        assert_eq!(split(take(&mut a, 200)), (2, 0));
     }
 
     #[test]
     fn a_record_longer_than_a_chunk_has_its_own_given_back_when_it_moves() {
         let mut a = Arena::default();
-        let small = a.take(10);
-        let own = a.take(CHUNK + 1);
+        let small = take(&mut a, 10);
+        let own = take(&mut a, CHUNK + 1);
         assert_eq!(split(own), (1, 0));
         assert_eq!(a.from(own).unwrap().len(), CHUNK + 1);
         assert_eq!(a.slot_mut(own, CHUNK + 2), None);
         a.release(own, CHUNK + 1);
         assert_eq!((a.free_bytes(), a.from(own).unwrap().len()), (0, 0), "memory given back");
-        let again = a.take(CHUNK + 5);
+        let again = take(&mut a, CHUNK + 5);
         assert_eq!(again, own, "its number is reused");
-        assert_eq!(split(a.take(10)), (0, 10), "the tail is still the first chunk");
+        assert_eq!(split(take(&mut a, 10)), (0, 10), "the tail is still the first chunk");
         assert_eq!(small, 0);
     }
 }

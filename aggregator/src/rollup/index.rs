@@ -35,6 +35,19 @@ struct Bucket {
 
 const EMPTY: Bucket = Bucket { tags: [0; WAYS], offsets: [[0; 5]; WAYS] };
 
+/// The empty slot that ended a search, in a table of `buckets` buckets:
+/// every slot before it in the hash's probe sequence is taken, so while
+/// the table has not grown and the slot is still empty, it is where an
+/// entry with that hash goes (the first empty slot, as [`Index::insert`]
+/// would find it). A look-up of a new subject then reads its buckets once,
+/// not once to find and once to insert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Vacancy {
+    bucket: usize,
+    way: usize,
+    buckets: usize,
+}
+
 /// Record offsets by hash (module docs).
 pub(super) struct Index {
     buckets: Vec<Bucket>,
@@ -106,21 +119,23 @@ impl Index {
         None
     }
 
-    /// The offset of the entry with `hash` whose record `is_key` accepts.
-    pub fn find(&self, hash: u64, mut is_key: impl FnMut(u64) -> bool) -> Option<u64> {
+    /// The offset of the entry with `hash` whose record `is_key` accepts;
+    /// if there is none, the empty slot that ended the search, where
+    /// [`Index::insert`] puts that entry without searching again.
+    pub fn find(&self, hash: u64, mut is_key: impl FnMut(u64) -> bool) -> (Option<u64>, Option<Vacancy>) {
         let t = tag(hash);
         for b in self.probe(hash) {
             let bucket = &self.buckets[b];
-            for (tag, slot) in bucket.tags.iter().zip(&bucket.offsets) {
+            for (way, (tag, slot)) in bucket.tags.iter().zip(&bucket.offsets).enumerate() {
                 if *tag == t && is_key(of_slot(slot)) {
-                    return Some(of_slot(slot));
+                    return (Some(of_slot(slot)), None);
                 }
                 if *tag == 0 {
-                    return None;
+                    return (None, Some(Vacancy { bucket: b, way, buckets: self.buckets.len() }));
                 }
             }
         }
-        None
+        (None, None)
     }
 
     /// Moves the entry with `hash` at offset `from` to offset `to`.
@@ -141,12 +156,22 @@ impl Index {
     }
 
     /// Adds an entry not in the table; `hash_at` gives the hash of any
-    /// entry already there (by its offset), to grow the table.
-    pub fn insert(&mut self, hash: u64, offset: u64, hash_at: impl Fn(u64) -> u64) {
+    /// entry already there (by its offset), to grow the table. `vacancy`,
+    /// from a [`Index::find`] of the same hash, is where it goes unless the
+    /// table grew or that slot was taken since (then it searches).
+    pub fn insert(&mut self, hash: u64, offset: u64, vacancy: Option<Vacancy>, hash_at: impl Fn(u64) -> u64) {
         if (self.len + 1) * 8 > self.buckets.len() * WAYS * 7 {
             self.grow(&hash_at);
         }
-        self.place(hash, offset);
+        match vacancy {
+            Some(v) if v.buckets == self.buckets.len() && self.buckets[v.bucket].tags[v.way] == 0 => {
+                let bucket = &mut self.buckets[v.bucket];
+                bucket.tags[v.way] = tag(hash);
+                bucket.offsets[v.way] = to_slot(offset);
+                self.len += 1;
+            }
+            _ => self.place(hash, offset),
+        }
     }
 
     /// Puts an entry in the first empty slot of its probe sequence.
@@ -210,13 +235,19 @@ mod tests {
             hashes in prop::collection::vec(prop_oneof![0u64..40, u64::MAX - 40..=u64::MAX, any::<u64>()], 1..600),
             moves in prop::collection::vec((any::<prop::sample::Index>(), 1u64..1_000), 0..100),
             capacity in 0usize..64,
+            searched in any::<u64>(),
         ) {
-            // Entry k has offset 10 * k + 1 and its hash from `hashes`.
+            // Entry k has offset 10 * k + 1 and its hash from `hashes`; it
+            // goes in at the vacancy its look-up found, or (bit k % 64 of
+            // `searched` clear) with none.
             let mut index = Index::with_capacity(capacity);
             let mut hash_of: HashMap<u64, u64> = HashMap::new();
             for (k, h) in hashes.iter().enumerate() {
                 let offset = 10 * k as u64 + 1;
-                index.insert(*h, offset, |at| hash_of[&at]);
+                let (found, vacancy) = index.find(*h, |at| at == offset);
+                prop_assert_eq!(found, None);
+                let vacancy = vacancy.filter(|_| searched >> (k % 64) & 1 == 1);
+                index.insert(*h, offset, vacancy, |at| hash_of[&at]);
                 hash_of.insert(offset, *h);
                 prop_assert!(index.len() * 8 <= index.buckets.len() * WAYS * 7);
             }
@@ -233,12 +264,12 @@ mod tests {
             }
             prop_assert_eq!(index.len(), hash_of.len());
             for (offset, h) in &hash_of {
-                prop_assert_eq!(index.find(*h, |at| at == *offset), Some(*offset));
+                prop_assert_eq!(index.find(*h, |at| at == *offset), (Some(*offset), None));
                 // The first entry with the same tag: maybe another key's.
                 let first = index.first_match(*h).unwrap();
                 prop_assert_eq!(tag(hash_of[&first]), tag(*h));
                 // An offset no entry has is not found (offsets are never 0).
-                prop_assert_eq!(index.find(*h, |at| at == 0), None);
+                prop_assert_eq!(index.find(*h, |at| at == 0).0, None);
             }
             let mut listed: Vec<u64> = index.iter().collect();
             listed.sort_unstable();
@@ -249,13 +280,37 @@ mod tests {
     }
 
     #[test]
+    fn a_vacancy_taken_or_outgrown_since_is_not_used() {
+        // Hash 0's home is bucket 0: its entries fill slots 0, 1, 2, …
+        let mut index = Index::with_capacity(WAYS * 7 / 8);
+        let stale = index.find(0, |_| false).1;
+        assert_eq!(stale, Some(Vacancy { bucket: 0, way: 0, buckets: 1 }));
+        index.insert(0, 1, stale, |_| 0);
+        index.insert(0, 2, stale, |_| 0);
+        assert_eq!(index.iter().collect::<Vec<_>>(), [1, 2], "taken: the next empty slot");
+        // Hash MAX's home is bucket 0 of one, bucket 1 of two.
+        let hash = |at: u64| if at <= 2 { 0 } else { u64::MAX };
+        let grown = index.find(u64::MAX, |_| false).1;
+        assert_eq!(grown, Some(Vacancy { bucket: 0, way: 2, buckets: 1 }));
+        for k in 3..=8 {
+            index.insert(u64::MAX, k, None, hash);
+        }
+        assert_eq!(index.buckets.len(), 1);
+        index.insert(u64::MAX, 9, grown, hash);
+        assert_eq!(index.buckets.len(), 2, "the ninth entry grew the table");
+        // Bucket 0 way 2 is empty again, but not where hash MAX goes now.
+        assert_eq!(index.find(u64::MAX, |at| at == 9).0, Some(9));
+        assert_eq!(index.iter().collect::<Vec<_>>(), (1..=9).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn a_key_not_there_is_not_found() {
         let mut index = Index::with_capacity(0);
         for k in 0..1_000u64 {
-            index.insert(k % 7, k + 1, |at| (at - 1) % 7);
+            index.insert(k % 7, k + 1, None, |at| (at - 1) % 7);
         }
-        assert_eq!(index.find(3, |at| at == 5_000), None);
-        assert_eq!(index.find(3, |at| at == 4), Some(4));
+        assert_eq!(index.find(3, |at| at == 5_000).0, None);
+        assert_eq!(index.find(3, |at| at == 4).0, Some(4));
         assert_eq!(index.first_match(3), Some(4), "the first entry of hash 3 is offset 4");
         assert_eq!(Index::with_capacity(5).first_match(3), None);
     }

@@ -35,7 +35,7 @@
 use std::hash::BuildHasher;
 
 use super::arena::Arena;
-use super::index::Index;
+use super::index::{Index, Vacancy};
 use super::leb128;
 use super::KeyHash;
 use crate::fact::Digest;
@@ -49,6 +49,8 @@ const HEAD: usize = 16;
 pub(super) struct Place {
     hash: u64,
     at: Option<u64>,
+    /// Without a record: where the index puts it.
+    vacancy: Option<Vacancy>,
 }
 
 impl Place {
@@ -158,8 +160,8 @@ impl Subjects {
     /// it goes ([`Subjects::put`]).
     pub fn get(&self, subject: &Digest) -> (Place, Option<Body<'_>>) {
         let hash = self.hash.hash_one(subject);
-        let at = self.index.find(hash, |at| digest_at(&self.arena, at) == Some(&subject.0));
-        (Place { hash, at }, at.and_then(|at| body_at(&self.arena, at)).map(|(body, _)| body))
+        let (at, vacancy) = self.index.find(hash, |at| digest_at(&self.arena, at) == Some(&subject.0));
+        (Place { hash, at, vacancy }, at.and_then(|at| body_at(&self.arena, at)).map(|(body, _)| body))
     }
 
     /// Reads the index's bucket for `subject` (a prefetch's first round).
@@ -181,27 +183,26 @@ impl Subjects {
     pub fn put(&mut self, place: Place, subject: &Digest, body: &[u8]) {
         let len = HEAD + body.len();
         let was = place.at.and_then(|at| body_at(&self.arena, at)).map(|(_, bytes)| HEAD + bytes.len());
-        let at = match (place.at, was) {
-            (Some(at), Some(was)) if was == len => at,
+        match (place.at, was) {
+            (Some(at), Some(was)) if was == len => {
+                if let Some(rec) = self.arena.slot_mut(at, len) {
+                    rec[HEAD..].copy_from_slice(body);
+                }
+            }
             (Some(at), was) => {
                 self.arena.release(at, was.unwrap_or(0));
-                let new = self.arena.take(len);
+                let new = self.arena.add(&subject.0, body);
                 self.index.relocate(place.hash, at, new);
-                new
             }
             (None, _) => {
-                let new = self.arena.take(len);
+                let new = self.arena.add(&subject.0, body);
                 let (arena, hash_of) = (&self.arena, &self.hash);
-                // The new record is not written yet: rehashing reads only
-                // the records already there.
-                self.index
-                    .insert(place.hash, new, |at| digest_at(arena, at).map_or(0, |d| hash_of.hash_one(Digest(*d))));
-                new
+                // Rehashing (if the index grows) reads only the records
+                // in it: the new one is not yet.
+                self.index.insert(place.hash, new, place.vacancy, |at| {
+                    digest_at(arena, at).map_or(0, |d| hash_of.hash_one(Digest(*d)))
+                });
             }
-        };
-        if let Some(rec) = self.arena.slot_mut(at, len) {
-            rec[..HEAD].copy_from_slice(&subject.0);
-            rec[HEAD..].copy_from_slice(body);
         }
     }
 
