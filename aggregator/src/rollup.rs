@@ -317,7 +317,7 @@ impl Shard {
         if sigs.holds(id) {
             return Outcome::Duplicate;
         }
-        let new = SigEvent { at: fact.occurred_at, id, day: fact.day, area: fact.area, installed };
+        let new = SigEvent { at: fact.occurred_at, id, day: Day::of(fact.day), area: fact.area, installed };
         // Transitions before the new event's place cannot change; recompute from there.
         let (before, after) = {
             let mut events = sigs.events();
@@ -334,7 +334,7 @@ impl Shard {
         self.scratch.body.clear();
         Body { firsts: old.firsts, sigs: &self.scratch.sigs, keys: old.keys }.encode(&[], &mut self.scratch.body);
         self.subjects.put(place, &fact.subject, &self.scratch.body);
-        let mut delta: BTreeMap<(AreaId, NaiveDate), (i64, i64)> = BTreeMap::new();
+        let mut delta: BTreeMap<(AreaId, Day), (i64, i64)> = BTreeMap::new();
         for (t, sign) in before.iter().map(|t| (t, -1)).chain(after.iter().map(|t| (t, 1))) {
             let d = delta.entry((t.area, t.day)).or_default();
             if t.gain {
@@ -345,7 +345,7 @@ impl Shard {
         }
         for ((area, day), (g, l)) in delta {
             if g != 0 || l != 0 {
-                self.counts.add(Indicator::SimSignature, area, day, g, l);
+                self.counts.add(Indicator::SimSignature, area, day.date(), g, l);
             }
         }
         Outcome::Applied
@@ -362,19 +362,19 @@ fn apply_first(
     id: Id<'_>,
     ind: Indicator,
 ) -> Option<Box<[u8]>> {
-    let new = FirstEvent { at: fact.occurred_at, id, day: fact.day, area: fact.area };
+    let new = FirstEvent { at: fact.occurred_at, id, day: Day::of(fact.day), area: fact.area };
     match Firsts(firsts).get(ind) {
         Some(old) if (old.at, old.id) <= (new.at, new.id) => None,
         Some(old) => {
             let (old_day, old_area, old_id) = (old.day, old.area, old.id.to_raw().into_boxed_slice());
             set_first(firsts, ind, &new);
-            counts.add(ind, old_area, old_day, -1, 0);
-            counts.add(ind, new.area, new.day, 1, 0);
+            counts.add(ind, old_area, old_day.date(), -1, 0);
+            counts.add(ind, new.area, fact.day, 1, 0);
             Some(old_id)
         }
         None => {
             set_first(firsts, ind, &new);
-            counts.add(ind, new.area, new.day, 1, 0);
+            counts.add(ind, new.area, fact.day, 1, 0);
             None
         }
     }
@@ -582,8 +582,37 @@ fn shift(v: u64, delta: i64) -> u64 {
 struct FirstEvent<'a> {
     at: Nanos,
     id: Id<'a>,
-    day: NaiveDate,
+    day: Day,
     area: AreaId,
+}
+
+/// A local day as days from CE, always within `NaiveDate`'s range: what a
+/// packed record holds and reads back, turned into a date only where a
+/// count needs it. Reading a record's day is then a subtraction and a
+/// range check, where a `NaiveDate` costs a division by 146,097 and a
+/// table look-up (≈ 5 % of a snapshot's load, and at every record a
+/// look-up walks past; BENCHMARKS.md, "The load, looked at again").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Day(i32);
+
+impl Day {
+    /// `NaiveDate::MIN` and `MAX` in days from CE (a test checks them).
+    const RANGE: std::ops::RangeInclusive<i64> = -95_746_129..=95_745_399;
+
+    fn of(date: NaiveDate) -> Day {
+        Day(date.num_days_from_ce())
+    }
+
+    /// The day `days` from CE, if it is a `NaiveDate`.
+    fn new(days: i64) -> Option<Day> {
+        Day::RANGE.contains(&days).then_some(Day(days as i32))
+    }
+
+    fn date(self) -> NaiveDate {
+        let date = NaiveDate::from_num_days_from_ce_opt(self.0);
+        debug_assert!(date.is_some(), "a Day is in NaiveDate's range");
+        date.unwrap_or_default()
+    }
 }
 
 /// A subject's first-qualifying event per indicator, packed one record
@@ -619,8 +648,8 @@ fn utc_day(at: Nanos) -> i64 {
 /// ([`Firsts`], `sigs::Sigs`): 0, 1, 2 = the UTC day of `at` −1, +0, +1
 /// (time zones are within ±14 h); 3 = the day is stored in full, an `i32`
 /// of days from CE after the record's fixed part.
-fn day_code(at: Nanos, day: NaiveDate) -> u8 {
-    match i64::from(day.num_days_from_ce()) - utc_day(at) {
+fn day_code(at: Nanos, day: Day) -> u8 {
+    match i64::from(day.0) - utc_day(at) {
         d @ -1..=1 => (d + 1) as u8,
         _ => 3,
     }
@@ -628,13 +657,13 @@ fn day_code(at: Nanos, day: NaiveDate) -> u8 {
 
 /// Reads the day of a packed record whose fixed part ends at `fixed`;
 /// returns it and where the id starts (after the stored day, if any).
-fn coded_day(rec: &[u8], at: Nanos, code: u8, fixed: usize) -> Option<(NaiveDate, usize)> {
+fn coded_day(rec: &[u8], at: Nanos, code: u8, fixed: usize) -> Option<(Day, usize)> {
     let (day, id_at) = if code == 3 {
         (i64::from(i32::from_le_bytes(rec.get(fixed..fixed + 4)?.try_into().ok()?)), fixed + 4)
     } else {
         (utc_day(at) + i64::from(code) - 1, fixed)
     };
-    Some((NaiveDate::from_num_days_from_ce_opt(i32::try_from(day).ok()?)?, id_at))
+    Some((Day::new(day)?, id_at))
 }
 
 impl<'a> Firsts<'a> {
@@ -683,7 +712,7 @@ fn set_first(firsts: &mut Vec<u8>, ind: Indicator, ev: &FirstEvent<'_>) {
     firsts.extend_from_slice(&ev.area.0.to_le_bytes());
     at::write(ev.at, form, firsts);
     if day_code == 3 {
-        firsts.extend_from_slice(&ev.day.num_days_from_ce().to_le_bytes());
+        firsts.extend_from_slice(&ev.day.0.to_le_bytes());
     }
     firsts.extend_from_slice(stored);
 }
@@ -691,7 +720,7 @@ fn set_first(firsts: &mut Vec<u8>, ind: Indicator, ev: &FirstEvent<'_>) {
 /// An entry into (`gain`) or exit from coverage.
 #[derive(Debug, PartialEq, Eq)]
 struct Transition {
-    day: NaiveDate,
+    day: Day,
     area: AreaId,
     gain: bool,
 }
@@ -1109,6 +1138,21 @@ mod tests {
     }
 
     #[test]
+    fn a_day_is_any_date_and_nothing_else() {
+        for date in [NaiveDate::MIN, NaiveDate::MAX, d(12), NaiveDate::from_ymd_opt(1, 1, 1).unwrap()] {
+            let days = i64::from(date.num_days_from_ce());
+            assert_eq!(Day::new(days), Some(Day::of(date)));
+            assert_eq!(Day::of(date).date(), date);
+        }
+        let (min, max) = (NaiveDate::MIN.num_days_from_ce(), NaiveDate::MAX.num_days_from_ce());
+        assert_eq!(Day::RANGE, i64::from(min)..=i64::from(max));
+        assert_eq!(Day::new(i64::from(min) - 1), None);
+        assert_eq!(Day::new(i64::from(max) + 1), None);
+        assert_eq!(Day::new(i64::from(i32::MAX) + 1), None);
+        assert!(Day::of(d(11)) < Day::of(d(12)));
+    }
+
+    #[test]
     fn firsts_pack_and_replace_records() {
         let mut f = Vec::new();
         assert_eq!(Firsts(&f).get(Indicator::Cccd), None);
@@ -1117,7 +1161,7 @@ mod tests {
         let a = FirstEvent {
             at: fact("x", 0, 12, 0, AreaId(7), CCCD).occurred_at + HOUR / 2,
             id: Id::Raw(long.as_bytes()),
-            day: d(12),
+            day: Day::of(d(12)),
             area: AreaId(7),
         };
         // Before 1970, day one behind UTC; a packed id.
@@ -1125,11 +1169,11 @@ mod tests {
         let b = FirstEvent {
             at: -NANOS_PER_DAY - 1,
             id: packed.id(),
-            day: NaiveDate::from_ymd_opt(1969, 12, 29).unwrap(),
+            day: Day::of(NaiveDate::from_ymd_opt(1969, 12, 29).unwrap()),
             area: AreaId(u16::MAX),
         };
         // Inconsistent day far from the UTC day: stored in full.
-        let c = FirstEvent { at: i64::MAX, id: Id::Raw(b""), day: d(2), area: AreaId(0) };
+        let c = FirstEvent { at: i64::MAX, id: Id::Raw(b""), day: Day::of(d(2)), area: AreaId(0) };
         set_first(&mut f, Indicator::Vneid, &a);
         set_first(&mut f, Indicator::Migrated2g, &b);
         // a: head, a two-byte length, area, a whole second after 2000 (4),

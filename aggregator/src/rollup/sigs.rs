@@ -14,11 +14,9 @@
 //! order of `str`. (Snapshot format 3 had a `u16` length and an `i64`
 //! time: 13 bytes before the id where a whole second now takes 8.)
 
-use chrono::{Datelike, NaiveDate};
-
 use super::id::Id;
 use super::{at, leb128};
-use super::{coded_day, day_code};
+use super::{coded_day, day_code, Day};
 use crate::fact::Nanos;
 use crate::geo::AreaId;
 
@@ -27,7 +25,7 @@ use crate::geo::AreaId;
 pub(super) struct SigEvent<'a> {
     pub at: Nanos,
     pub id: Id<'a>,
-    pub day: NaiveDate,
+    pub day: Day,
     pub area: AreaId,
     pub installed: bool,
 }
@@ -117,7 +115,7 @@ fn encode(ev: &SigEvent<'_>, out: &mut Vec<u8>) {
     leb128::write(len, out);
     at::write(ev.at, form, out);
     if day_code == 3 {
-        out.extend_from_slice(&ev.day.num_days_from_ce().to_le_bytes());
+        out.extend_from_slice(&ev.day.0.to_le_bytes());
     }
     out.extend_from_slice(stored);
 }
@@ -125,10 +123,12 @@ fn encode(ev: &SigEvent<'_>, out: &mut Vec<u8>) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use chrono::NaiveDate;
+
     use super::*;
 
     fn ev(at: Nanos, id: &'static str, day: NaiveDate, installed: bool) -> SigEvent<'static> {
-        SigEvent { at, id: Id::Raw(id.as_bytes()), day, area: AreaId(7), installed }
+        SigEvent { at, id: Id::Raw(id.as_bytes()), day: Day::of(day), area: AreaId(7), installed }
     }
 
     #[test]
