@@ -31,6 +31,14 @@ fn persistent() -> Option<KafkaTarget> {
     Some(KafkaTarget { brokers, ..KafkaTarget::default() })
 }
 
+/// The persistent broker's log, where `deploy/local` writes it (every
+/// start appends to it).
+fn broker_log() -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os("D06_LOCAL_DIR").map_or_else(|| repo.join(".d06/local"), PathBuf::from);
+    dir.join("kafka-pg/kafka-pg.log")
+}
+
 /// Starts the broker again whatever happens to the test (a no-op when it runs).
 struct Restore;
 
@@ -104,9 +112,13 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
     })
     .await;
     if !diff.is_empty() {
-        // Kept for the post-mortem, with the database: the log goes with the test's directory.
+        // Kept for the post-mortem, with the database: the log goes with
+        // the test's directory, and the broker's with the local services'
+        // (a fresh clone's CI removes both).
         let kept = std::env::temp_dir().join(format!("{}.log", app.database));
         let _ = std::fs::copy(&app.log_path, &kept);
+        let kept_broker = std::env::temp_dir().join(format!("{}.broker.log", app.database));
+        let _ = std::fs::copy(broker_log(), &kept_broker);
         // How much differs (the diff lists ten keys), and whether stage 2
         // holds its shards: a consumer group that never re-formed after the
         // restarts (seen with tansu) leaves the facts unconsumed.
@@ -115,11 +127,12 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
         let owned = app.metrics().await.sum("d06_shards_owned");
         panic!(
             "ClickHouse differs from the recount in {differing} of {} keys; the first (key, expected, got): \
-             {diff:?}\nshards owned by d06 now: {owned} of {partitions}\ndatabase {} and d06's log {} kept for a \
-             post-mortem\n{}",
+             {diff:?}\nshards owned by d06 now: {owned} of {partitions}\ndatabase {}, d06's log {} and the broker's \
+             {} kept for a post-mortem\n{}",
             expected.len(),
             app.database,
             kept.display(),
+            kept_broker.display(),
             app.log_tail(40)
         );
     }
