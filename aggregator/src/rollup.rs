@@ -422,9 +422,10 @@ fn holds(record: &FirstEvent<'_>, id: Id<'_>) -> bool {
 /// 4,352 to 6,236 times instead of 5,000 ± 50; with the finish, none of
 /// 3,000 seeds left bit 0, 5, 17, 31 or 63 outside ± 300. The seed keeps
 /// the table layout unpredictable, so event ids crafted to collide in
-/// XXH3's output bits still do not pile up in one probe sequence. Taking digest bytes as the hash directly would
-/// not do either: [`crate::fact::Digest::shard`] routes by the low bytes,
-/// so within a shard those bits are far from uniform.
+/// XXH3's output bits still do not pile up in one probe sequence. Taking
+/// digest bytes as the hash directly would not do either:
+/// [`crate::fact::Digest::shard`] routes by the low bytes, so within a
+/// shard those bits are far from uniform.
 #[derive(Clone, Debug)]
 struct KeyHash {
     seed: [u64; 2],

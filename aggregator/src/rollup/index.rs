@@ -165,10 +165,7 @@ impl Index {
         }
         match vacancy {
             Some(v) if v.buckets == self.buckets.len() && self.buckets[v.bucket].tags[v.way] == 0 => {
-                let bucket = &mut self.buckets[v.bucket];
-                bucket.tags[v.way] = tag(hash);
-                bucket.offsets[v.way] = to_slot(offset);
-                self.len += 1;
+                self.fill(v.bucket, v.way, hash, offset);
             }
             _ => self.place(hash, offset),
         }
@@ -177,14 +174,19 @@ impl Index {
     /// Puts an entry in the first empty slot of its probe sequence.
     fn place(&mut self, hash: u64, offset: u64) {
         for b in self.probe(hash) {
-            let bucket = &mut self.buckets[b];
-            if let Some(free) = bucket.tags.iter().position(|t| *t == 0) {
-                bucket.tags[free] = tag(hash);
-                bucket.offsets[free] = to_slot(offset);
-                self.len += 1;
+            if let Some(free) = self.buckets[b].tags.iter().position(|t| *t == 0) {
+                self.fill(b, free, hash, offset);
                 return;
             }
         }
+    }
+
+    /// Puts an entry in the empty slot `way` of bucket `b`.
+    fn fill(&mut self, b: usize, way: usize, hash: u64, offset: u64) {
+        let bucket = &mut self.buckets[b];
+        bucket.tags[way] = tag(hash);
+        bucket.offsets[way] = to_slot(offset);
+        self.len += 1;
     }
 
     /// Twice the buckets, every entry placed again.
