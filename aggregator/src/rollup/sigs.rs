@@ -14,9 +14,9 @@
 //! order of `str`. (Snapshot format 3 had a `u16` length and an `i64`
 //! time: 13 bytes before the id where a whole second now takes 8.)
 
+use super::firsts::{coded_day, day_code, Day};
 use super::id::Id;
 use super::{at, leb128};
-use super::{coded_day, day_code, Day};
 use crate::fact::Nanos;
 use crate::geo::AreaId;
 
