@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use aggregator::Geography;
 use anyhow::{Context, Result};
+use backon::Retryable;
 use clap::{Parser, Subcommand};
 use ingest::contract::{Validator, ValidatorConfig};
 use ingest::kafka::router::Router;
@@ -417,7 +418,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         tokio::spawn(async move { server.run(s).await.context("http server") })
     };
 
-    let sink = connect_clickhouse(&config, &metrics, &shutdown).await?;
+    let sink = connect_clickhouse(&config, &shutdown).await?;
     sink.check_deployment(&identity.facts, config.pipeline.shards).await.context("checking the ClickHouse database")?;
     let router = tokio::task::block_in_place(|| {
         Router::new(&config.kafka, validator, facts.partitions, fingerprint, config.kafka.fault)
@@ -519,30 +520,22 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     .await
 }
 
-async fn connect_clickhouse(
-    config: &Config,
-    _metrics: &Metrics,
-    shutdown: &CancellationToken,
-) -> Result<ClickHouseSink> {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let attempt = async {
-            let sink = ClickHouseSink::connect(&config.clickhouse).await?;
-            sink.migrate().await?;
-            Ok::<_, sinks::clickhouse::SinkError>(sink)
-        };
-        match attempt.await {
-            Ok(sink) => return Ok(sink),
-            Err(e) if e.is_retryable() => {
-                warn!(error = %e, "ClickHouse not reachable yet; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {},
-                    _ = shutdown.cancelled() => anyhow::bail!("shutdown before ClickHouse was reachable"),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(e).context("preparing ClickHouse"),
-        }
+/// Connects to ClickHouse and brings its schema up to date, waiting out an
+/// unreachable server (`sinks::clickhouse::RETRY`) until shutdown.
+async fn connect_clickhouse(config: &Config, shutdown: &CancellationToken) -> Result<ClickHouseSink> {
+    let prepare = (|| async {
+        let sink = ClickHouseSink::connect(&config.clickhouse).await?;
+        sink.migrate().await?;
+        Ok::<_, sinks::clickhouse::SinkError>(sink)
+    })
+    .retry(sinks::clickhouse::RETRY)
+    .when(sinks::clickhouse::SinkError::is_retryable)
+    .notify(|e, wait| {
+        warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "ClickHouse not reachable yet; retrying");
+    });
+    tokio::select! {
+        prepared = prepare => prepared.context("preparing ClickHouse"),
+        _ = shutdown.cancelled() => anyhow::bail!("shutdown before ClickHouse was reachable"),
     }
 }
 

@@ -9,6 +9,7 @@ use aggregator::coverage::LagRule;
 use aggregator::plan::Plan;
 use aggregator::Geography;
 use anyhow::{Context, Result};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -21,16 +22,18 @@ use crate::alertmanager::Alertmanagers;
 use crate::config::AlertsConfig;
 use crate::gauges::AlertGauges;
 use crate::message::{build_alerts, SentAlert};
-use crate::schedule::{ends_at, local_instant, next_send, retry_delay, sleep_until};
+use crate::schedule::{ends_at, local_instant, next_send, sleep_until};
 
 /// How long an alert stays active in Alertmanager.
 pub(crate) const ACTIVE_FOR: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
-/// First delay before retrying a failed day.
-pub(crate) const FIRST_RETRY: Duration = Duration::from_secs(1);
-
 /// Longest delay between two attempts of a day.
 pub(crate) const MAX_RETRY: Duration = Duration::from_secs(300);
+
+/// The delays between attempts of a day: 1 s doubling to [`MAX_RETRY`], for
+/// as long as the day lasts (the caller stops at its deadline).
+pub(crate) const RETRY: ExponentialBuilder =
+    ExponentialBuilder::new().with_min_delay(Duration::from_secs(1)).with_max_delay(MAX_RETRY).without_max_times();
 
 /// Limit of one request to Alertmanager.
 pub(crate) const ALERTMANAGER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -256,6 +259,7 @@ impl DailyAlerts {
                 }
             }
         }
+        let mut delays = RETRY.build();
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
@@ -279,7 +283,8 @@ impl DailyAlerts {
                 );
                 return;
             }
-            let mut wait = retry_delay(attempt);
+            // RETRY has no limit on attempts: `next` is never None.
+            let mut wait = delays.next().unwrap_or(MAX_RETRY);
             if let Some(d) = deadline {
                 wait = wait.min((d - now).to_std().unwrap_or_default());
             }

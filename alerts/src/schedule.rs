@@ -1,14 +1,11 @@
-//! When the alerts of a day are due, how long they stay active, and the
-//! retry backoff.
-
-use std::time::Duration;
+//! When the alerts of a day are due and how long they stay active.
 
 use aggregator::plan::Plan;
 use chrono::{DateTime, Days, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::{ACTIVE_FOR, FIRST_RETRY, MAX_RETRY, WAKE_EVERY};
+use crate::job::{ACTIVE_FOR, WAKE_EVERY};
 
 /// The next day to send for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +62,6 @@ pub(crate) fn ends_at(starts_at: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<
     } else {
         now + ACTIVE_FOR
     }
-}
-
-/// The delay before retry number `attempt` (1-based): 1 s doubling to 5 min.
-pub(crate) fn retry_delay(attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-    FIRST_RETRY.saturating_mul(factor).min(MAX_RETRY)
 }
 
 /// Sleeps until the wall clock reaches `at`; false when shut down first.

@@ -26,6 +26,7 @@ use aggregator::calendar::WorkCalendar;
 use aggregator::Plans;
 use aggregator::{Geography, LagRule, Nanos};
 use anyhow::{Context, Result};
+use backon::Retryable;
 use chrono::NaiveDate;
 use ingest::kafka::shards::{DeadLetterRecord, ShardBatch, ShardCommitter, ShardEvent};
 use rayon::prelude::*;
@@ -608,39 +609,30 @@ async fn generations(
     health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<BTreeMap<u32, u64>> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match sink.generations(shards).await {
-            Ok(g) => {
-                health.set_sink_failing(false);
-                return Ok(g);
-            }
-            Err(e) if e.is_retryable() && !shutdown.is_cancelled() => {
-                health.set_sink_failing(true);
-                metrics.sink_failures.with_label_values(&["clickhouse", e.kind()]).inc();
-                warn!(attempt, error = %e, "reading shard generations failed; retrying");
-                tokio::time::sleep(sinks::clickhouse::backoff(attempt)).await;
-            }
-            Err(e) => return Err(e).context("reading shard generations"),
-        }
-    }
+    let g = (|| sink.generations(shards))
+        .retry(sinks::clickhouse::RETRY)
+        .when(|e| e.is_retryable() && !shutdown.is_cancelled())
+        .notify(|e, wait| {
+            health.set_sink_failing(true);
+            metrics.sink_failures.with_label_values(&["clickhouse", e.kind()]).inc();
+            warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "reading shard generations failed; retrying");
+        })
+        .await
+        .context("reading shard generations")?;
+    health.set_sink_failing(false);
+    Ok(g)
 }
 
 /// Claims a shard's next generation, retrying while ClickHouse is unreachable.
 async fn claim(sink: &ClickHouseSink, p: u32, owner: &str, shutdown: &CancellationToken) -> Result<u64> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match sink.claim_shard(p, owner).await {
-            Ok(g) => return Ok(g),
-            Err(e) if e.is_retryable() && !shutdown.is_cancelled() => {
-                warn!(partition = p, attempt, error = %e, "claiming the shard failed; retrying");
-                tokio::time::sleep(sinks::clickhouse::backoff(attempt)).await;
-            }
-            Err(e) => return Err(e).context(format!("claiming shard {p}")),
-        }
-    }
+    (|| sink.claim_shard(p, owner))
+        .retry(sinks::clickhouse::RETRY)
+        .when(|e| e.is_retryable() && !shutdown.is_cancelled())
+        .notify(|e, wait| {
+            warn!(partition = p, error = %e, retry_in_ms = wait.as_millis() as u64, "claiming the shard failed; retrying");
+        })
+        .await
+        .with_context(|| format!("claiming shard {p}"))
 }
 
 #[cfg(test)]

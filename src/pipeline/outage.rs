@@ -10,19 +10,18 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use sinks::prometheus::{Health, Metrics};
 use tracing::{error, info, warn};
 
 /// The longest wait between two attempts.
 const MAX_WAIT: Duration = Duration::from_secs(5);
+/// The waits between attempts: 100 ms doubling to [`MAX_WAIT`], for as long
+/// as the store refuses (a local disk: nobody else to spread out from).
+const WAITS: ExponentialBuilder =
+    ExponentialBuilder::new().with_min_delay(Duration::from_millis(100)).with_max_delay(MAX_WAIT).without_max_times();
 /// How often a still-failing store is logged again.
 const REMIND_EVERY: Duration = Duration::from_secs(60);
-
-/// The wait before attempt `attempt + 1`: 100 ms doubling, at most [`MAX_WAIT`].
-pub(super) fn backoff(attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-    Duration::from_millis(100).saturating_mul(factor).min(MAX_WAIT)
-}
 
 /// One run of attempts at a store operation (`what`: "checkpointing the
 /// shards", "opening shard 3"), from its first failure to its success.
@@ -32,6 +31,7 @@ pub(super) struct Outage<'a> {
     metrics: &'a Metrics,
     health: &'a Health,
     attempt: u32,
+    waits: ExponentialBackoff,
     failing_since: Option<Instant>,
     reminded: Instant,
 }
@@ -39,7 +39,16 @@ pub(super) struct Outage<'a> {
 impl<'a> Outage<'a> {
     /// No failure yet.
     pub(super) fn new(what: impl Into<String>, dir: &'a Path, metrics: &'a Metrics, health: &'a Health) -> Self {
-        Outage { what: what.into(), dir, metrics, health, attempt: 0, failing_since: None, reminded: Instant::now() }
+        Outage {
+            what: what.into(),
+            dir,
+            metrics,
+            health,
+            attempt: 0,
+            waits: WAITS.build(),
+            failing_since: None,
+            reminded: Instant::now(),
+        }
     }
 
     /// Records a failed attempt (said once as an error, then every minute)
@@ -69,7 +78,8 @@ impl<'a> Outage<'a> {
                 "the state store still refuses writes; stage 2 still stopped"
             );
         }
-        backoff(self.attempt)
+        // WAITS has no limit on attempts: `next` is never None.
+        self.waits.next().unwrap_or(MAX_WAIT)
     }
 
     /// Records the success that ends the run (said when attempts had failed).
@@ -93,10 +103,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(7), MAX_WAIT);
-        assert_eq!(backoff(u32::MAX), MAX_WAIT);
+    fn waits_double_from_100ms_up_to_the_cap() {
+        let ms: Vec<u128> = WAITS.build().take(9).map(|w| w.as_millis()).collect();
+        // backon computes in f32 seconds: a wait may come out a hair short.
+        let expected = [100, 200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000];
+        for (got, want) in ms.iter().zip(expected) {
+            assert!(got.abs_diff(want) <= 1, "{ms:?}");
+        }
+        assert_eq!(ms.len(), 9);
+        assert_eq!(WAITS.build().nth(10_000), Some(MAX_WAIT), "no limit on attempts");
     }
 }

@@ -18,12 +18,14 @@
 //! its previous incarnation; a zombie that lost its partitions to another
 //! member is fenced by the group generation carried with its offsets.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aggregator::Nanos;
+use backon::{BackoffBuilder, BlockingRetryable, ExponentialBackoff, ExponentialBuilder};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaError};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -76,8 +78,8 @@ struct Inner {
     /// Assigned partitions whose committed positions could not be read yet:
     /// paused until [`Inner::start_pending`] reads them.
     pending: HashSet<SourcePartition>,
-    /// When `pending` is next tried, and the wait after that.
-    pending_retry: (Instant, Duration),
+    /// When `pending` is next tried, and the waits after that.
+    pending_retry: (Instant, ExponentialBackoff),
     /// Test only ([`RouterFault::OffsetsUnreadableUntilRevoked`]).
     offsets_unreadable: bool,
     open: bool,
@@ -103,36 +105,34 @@ const ABORT_ATTEMPTS: u32 = 6;
 /// router gives up on the commit and aborts (and rewinds) instead.
 const COMMIT_ATTEMPTS: u32 = 6;
 
-/// The pause before the next call: a call refused at once because an earlier
-/// one is still in progress ("Conflicting commit_transaction API call is
-/// already in progress", seen after a broker was killed) would otherwise use
-/// every attempt up within a millisecond. 250 ms doubling: 7.75 s in all.
-fn retry_pause(attempt: u32) -> Duration {
-    Duration::from_millis(250 << attempt.saturating_sub(1).min(4))
-}
+/// The pauses between calls: a call refused at once because an earlier one
+/// is still in progress ("Conflicting commit_transaction API call is already
+/// in progress", seen after a broker was killed) would otherwise use every
+/// attempt up within a millisecond. 250 ms doubling to 4 s: 7.75 s over the
+/// five pauses of six attempts.
+const TRANSACTION_PAUSES: ExponentialBuilder =
+    ExponentialBuilder::new().with_min_delay(Duration::from_millis(250)).with_max_delay(Duration::from_secs(4));
 
 /// Calls `call` (a transaction API call) until it succeeds, fails in a way
 /// `again` does not accept, or has been made `attempts` times, pausing
-/// [`retry_pause`] before each further call and saying so with `retrying`.
-/// The last outcome, and how many calls were made.
+/// [`TRANSACTION_PAUSES`] before each further call and saying so with
+/// `retrying`. The last outcome, and how many calls were made.
 fn retry_transaction(
     attempts: u32,
     retrying: &str,
     mut call: impl FnMut() -> Result<(), KafkaError>,
     again: impl Fn(&RDKafkaError) -> bool,
 ) -> (Result<(), KafkaError>, u32) {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match call() {
-            Err(KafkaError::Transaction(e)) if again(&e) && attempt < attempts => {
-                let pause = retry_pause(attempt);
-                warn!(attempt, error = %e, retry_in_ms = pause.as_millis() as u64, "{retrying}");
-                std::thread::sleep(pause);
-            }
-            other => return (other, attempt),
-        }
-    }
+    let calls = Cell::new(0u32);
+    let outcome = (|| {
+        calls.set(calls.get() + 1);
+        call()
+    })
+    .retry(TRANSACTION_PAUSES.with_max_times(attempts.saturating_sub(1) as usize))
+    .when(|e| matches!(e, KafkaError::Transaction(e) if again(e)))
+    .notify(|e, pause| warn!(attempt = calls.get(), error = %e, retry_in_ms = pause.as_millis() as u64, "{retrying}"))
+    .call();
+    (outcome, calls.get())
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -180,7 +180,7 @@ impl ConsumerContext for RouterContext {
                         for e in tpl.elements() {
                             inner.pending.insert(SourcePartition { topic: e.topic().into(), partition: e.partition() });
                         }
-                        inner.pending_retry = (Instant::now() + PENDING_FIRST_RETRY, PENDING_FIRST_RETRY);
+                        inner.pending_retry = pending_retry();
                         false
                     }
                 };
@@ -234,10 +234,20 @@ impl ConsumerContext for RouterContext {
     }
 }
 
-/// The first wait before reading a pending assignment's positions again;
-/// it doubles up to [`PENDING_MAX_RETRY`].
-const PENDING_FIRST_RETRY: Duration = Duration::from_millis(500);
-const PENDING_MAX_RETRY: Duration = Duration::from_secs(30);
+/// The waits before reading a pending assignment's positions again: 500 ms
+/// doubling to 30 s, for as long as they stay unreadable.
+const PENDING_WAITS: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(500))
+    .with_max_delay(Duration::from_secs(30))
+    .without_max_times();
+
+/// A fresh [`Inner::pending_retry`]: the first try after the first wait.
+fn pending_retry() -> (Instant, ExponentialBackoff) {
+    let mut waits = PENDING_WAITS.build();
+    // PENDING_WAITS has no limit on attempts: `next` is never None.
+    let first = waits.next().unwrap_or_default();
+    (Instant::now() + first, waits)
+}
 
 /// Where each partition of `committed` (the group's committed offsets) starts:
 /// at its committed offset with the `too_late` watermark in its metadata, or
@@ -286,9 +296,9 @@ impl Inner {
         let committed = match self.committed_offsets(consumer, tpl.clone()) {
             Ok(c) => c,
             Err(error) => {
-                let wait = self.pending_retry.1;
+                let wait = self.pending_retry.1.next().unwrap_or_default();
                 warn!(%error, partitions = self.pending.len(), retry_in = ?wait, "committed offsets of assigned partitions still unreadable; they stay paused");
-                self.pending_retry = (Instant::now() + wait, (wait * 2).min(PENDING_MAX_RETRY));
+                self.pending_retry.0 = Instant::now() + wait;
                 return;
             }
         };
@@ -316,7 +326,7 @@ impl Inner {
         if let Err(error) = consumer.resume(&resume) {
             warn!(%error, "resuming partitions failed");
         }
-        self.pending_retry = (Instant::now() + PENDING_FIRST_RETRY, PENDING_FIRST_RETRY);
+        self.pending_retry = pending_retry();
     }
 
     fn begin(&mut self) -> Result<(), KafkaError> {
@@ -536,7 +546,7 @@ impl Router {
             committed: HashMap::new(),
             dirty: HashSet::new(),
             pending: HashSet::new(),
-            pending_retry: (Instant::now(), PENDING_FIRST_RETRY),
+            pending_retry: pending_retry(),
             offsets_unreadable: fault == Some(RouterFault::OffsetsUnreadableUntilRevoked),
             open: false,
             abort_unfinished: false,
@@ -703,9 +713,12 @@ mod tests {
 
     #[test]
     fn a_refused_abort_or_commit_waits_before_the_next_attempt() {
-        let pauses: Vec<u128> = (1..ABORT_ATTEMPTS).map(|a| retry_pause(a).as_millis()).collect();
-        assert_eq!(pauses, [250, 500, 1_000, 2_000, 4_000]);
-        assert_eq!(retry_pause(40), Duration::from_millis(4_000), "capped");
+        let pauses = |attempts: u32| -> Vec<u128> {
+            TRANSACTION_PAUSES.with_max_times(attempts as usize - 1).build().map(|p| p.as_millis()).collect()
+        };
+        assert_eq!(pauses(ABORT_ATTEMPTS), [250, 500, 1_000, 2_000, 4_000]);
+        assert_eq!(pauses(COMMIT_ATTEMPTS), [250, 500, 1_000, 2_000, 4_000]);
+        assert_eq!(pauses(40)[38], 4_000, "capped");
     }
 
     #[test]

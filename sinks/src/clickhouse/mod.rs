@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use ::clickhouse::{Client, Row, RowWrite};
 use aggregator::{AreaLevel, Indicator};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -49,10 +50,17 @@ use self::servers::Servers;
 use crate::prometheus::{Health, Metrics};
 use crate::tls::{read_secret, CaBundle, Secret};
 
-/// First delay of [`ClickHouseSink::write_with_retry`].
-pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest delay of [`ClickHouseSink::write_with_retry`].
-pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How d06 waits between attempts at a ClickHouse request that failed in a
+/// retryable way ([`ClickHouseSink::write_with_retry`]; the binary's
+/// connect and migrate, and its reads and claims of shard generations):
+/// 50 ms doubling to 5 s, each wait stretched by a random factor in [1, 2)
+/// so that instances that failed together do not retry together (50 ms to
+/// 10 s in all); no limit on the attempts.
+pub const RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(50))
+    .with_max_delay(Duration::from_secs(5))
+    .with_jitter()
+    .without_max_times();
 
 /// How to reach ClickHouse (`[clickhouse]` in the config file).
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -600,21 +608,6 @@ fn valid_database_name(name: &str) -> bool {
         && name.len() <= 64
 }
 
-/// The delay before retry number `attempt` (1-based): 100 ms doubling to 10 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
-    INITIAL_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
-}
-
-/// `delay` scaled by a random factor in [0.5, 1.0], so that instances that
-/// failed together do not retry together.
-fn jittered(delay: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let fraction = 0.5 + (random % 1_000) as f64 / 2_000.0;
-    delay.mul_f64(fraction)
-}
-
 /// Writes d06's rows to ClickHouse and reads the public views back.
 #[derive(Debug, Clone)]
 pub struct ClickHouseSink {
@@ -896,9 +889,9 @@ impl ClickHouseSink {
         Ok(())
     }
 
-    /// [`write`](Self::write), retrying retryable failures with exponential
-    /// backoff (100 ms doubling to 10 s, jittered) until it succeeds or
-    /// `shutdown` is cancelled; a permanent failure returns at once.
+    /// [`write`](Self::write), retrying retryable failures after the waits
+    /// of [`RETRY`] until it succeeds or `shutdown` is cancelled; a
+    /// permanent failure returns at once.
     ///
     /// Always makes at least one attempt, even when `shutdown` is already
     /// cancelled (so a final flush at shutdown works), and lets an attempt in
@@ -912,6 +905,7 @@ impl ClickHouseSink {
         metrics: Option<&Metrics>,
         health: Option<&Health>,
     ) -> Result<(), SinkError> {
+        let mut waits = RETRY.build();
         let mut attempt: u32 = 0;
         loop {
             attempt = attempt.saturating_add(1);
@@ -939,7 +933,8 @@ impl ClickHouseSink {
                     return Err(e);
                 }
                 Err(e) => {
-                    let wait = jittered(backoff(attempt));
+                    // RETRY has no limit on attempts: `next` is never None.
+                    let wait = waits.next().unwrap_or(Duration::from_secs(10));
                     tracing::warn!(
                         attempts = attempt,
                         retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -1134,14 +1129,20 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_from_100ms_to_10s() {
-        let ms: Vec<u128> = (1..=10).map(|a| backoff(a).as_millis()).collect();
-        assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]);
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    fn retries_wait_50ms_doubling_to_5s_each_stretched_by_up_to_2x() {
+        // backon computes in f32 seconds: allow a millisecond either way.
+        let base_ms = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 5000.0, 5000.0, 5000.0];
+        let mut stretched = false;
         for _ in 0..100 {
-            let j = jittered(Duration::from_millis(1000));
-            assert!(j >= Duration::from_millis(500) && j <= Duration::from_millis(1000), "{j:?}");
+            let waits: Vec<f64> = RETRY.build().take(200).map(|w| w.as_secs_f64() * 1e3).collect();
+            assert_eq!(waits.len(), 200, "no limit on attempts");
+            for (i, w) in waits.iter().enumerate() {
+                let base = base_ms[i.min(base_ms.len() - 1)];
+                assert!(*w >= base - 1.0 && *w < 2.0 * base + 1.0, "wait {i}: {w} ms, base {base} ms");
+                stretched |= *w > base * 1.05;
+            }
         }
+        assert!(stretched, "the waits are jittered");
     }
 
     #[test]
