@@ -468,57 +468,6 @@ impl Tickets {
     }
 }
 
-/// Formats a number the Vietnamese way: `1.493`.
-fn vi_number(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// The column headers of the province's monthly 1022 report, in order.
-pub const REPORT_COLUMNS: [&str; 9] = [
-    "Đơn vị",
-    "Tổng số tin tiếp nhận",
-    "Đã xử lý",
-    "Đang xử lý",
-    "Tin rác",
-    "Quá hạn xử lý (cấp chuyên viên 8 giờ hành chính)",
-    "Quá hạn xử lý (cấp lãnh đạo 48 giờ hành chính)",
-    "Tổng đài viên trả lời trực tiếp",
-    "Chuyển các ngành xử lý",
-];
-
-/// The province's monthly 1022 figures as a tab-separated table: a title
-/// line with the period (`dd/mm/yyyy`), the header row ([`REPORT_COLUMNS`])
-/// and one row for `area_name`, numbers with `.` as thousands separator.
-pub fn report_table(counts: &HotlineCounts, from: NaiveDate, to: NaiveDate, area_name: &str) -> String {
-    let c = counts;
-    let row = [
-        area_name.to_owned(),
-        vi_number(c.received),
-        vi_number(c.processed),
-        vi_number(c.in_progress),
-        vi_number(c.spam),
-        vi_number(c.overdue_specialist),
-        vi_number(c.overdue_leadership),
-        vi_number(c.answered),
-        vi_number(c.forwarded),
-    ];
-    format!(
-        "Tổng đài 1022: từ ngày {} đến ngày {}\n{}\n{}\n",
-        from.format("%d/%m/%Y"),
-        to.format("%d/%m/%Y"),
-        REPORT_COLUMNS.join("\t"),
-        row.join("\t")
-    )
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -962,37 +911,5 @@ mod tests {
         assert_eq!(s.checked_sub(&b).unwrap(), a + b);
         assert_eq!(a.checked_sub(&b), None);
         assert_eq!([a, b, b].into_iter().sum::<HotlineCounts>(), s);
-    }
-
-    #[test]
-    fn vietnamese_numbers() {
-        assert_eq!(vi_number(0), "0");
-        assert_eq!(vi_number(999), "999");
-        assert_eq!(vi_number(1000), "1.000");
-        assert_eq!(vi_number(1493), "1.493");
-        assert_eq!(vi_number(1_234_567), "1.234.567");
-    }
-
-    #[test]
-    fn report_table_has_the_province_columns() {
-        let counts = HotlineCounts {
-            received: 1493,
-            answered: 1293,
-            forwarded: 151,
-            processed: 1434,
-            in_progress: 5,
-            spam: 47,
-            overdue_specialist: 1,
-            overdue_leadership: 6,
-        };
-        let table = report_table(&counts, date(2023, 1, 1), date(2023, 7, 19), "Tỉnh Bình Phước");
-        assert_eq!(
-            table,
-            "Tổng đài 1022: từ ngày 01/01/2023 đến ngày 19/07/2023\n\
-             Đơn vị\tTổng số tin tiếp nhận\tĐã xử lý\tĐang xử lý\tTin rác\t\
-             Quá hạn xử lý (cấp chuyên viên 8 giờ hành chính)\tQuá hạn xử lý (cấp lãnh đạo 48 giờ hành chính)\t\
-             Tổng đài viên trả lời trực tiếp\tChuyển các ngành xử lý\n\
-             Tỉnh Bình Phước\t1.493\t1.434\t5\t47\t1\t6\t1.293\t151\n"
-        );
     }
 }

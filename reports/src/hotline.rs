@@ -1,12 +1,13 @@
 //! `d06 report hotline`: the monthly 1022 table of one area, summed from
 //! `hotline_daily`.
 
-use aggregator::hotline::{report_table, HotlineCounts};
+use aggregator::hotline::HotlineCounts;
 use aggregator::{AreaId, AreaLevel, Geography};
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use sinks::clickhouse::{ClickHouseSink, HotlineDailyRow};
 
+use crate::numbers::vi_count;
 use crate::Source;
 
 /// `d06 report hotline --from DATE --to DATE [--area CODE]`: the monthly
@@ -66,4 +67,75 @@ pub(crate) fn hotline_text(counts: &HotlineCounts, from: NaiveDate, to: NaiveDat
         from.format("%d/%m/%Y"),
         to.format("%d/%m/%Y"),
     )
+}
+
+/// The column headers of the province's monthly 1022 report, in order.
+pub const REPORT_COLUMNS: [&str; 9] = [
+    "Đơn vị",
+    "Tổng số tin tiếp nhận",
+    "Đã xử lý",
+    "Đang xử lý",
+    "Tin rác",
+    "Quá hạn xử lý (cấp chuyên viên 8 giờ hành chính)",
+    "Quá hạn xử lý (cấp lãnh đạo 48 giờ hành chính)",
+    "Tổng đài viên trả lời trực tiếp",
+    "Chuyển các ngành xử lý",
+];
+
+/// The province's monthly 1022 figures as a tab-separated table: a title
+/// line with the period (`dd/mm/yyyy`), the header row ([`REPORT_COLUMNS`])
+/// and one row for `area_name`, numbers with `.` as thousands separator.
+pub fn report_table(counts: &HotlineCounts, from: NaiveDate, to: NaiveDate, area_name: &str) -> String {
+    let c = counts;
+    let row = [
+        area_name.to_owned(),
+        vi_count(c.received),
+        vi_count(c.processed),
+        vi_count(c.in_progress),
+        vi_count(c.spam),
+        vi_count(c.overdue_specialist),
+        vi_count(c.overdue_leadership),
+        vi_count(c.answered),
+        vi_count(c.forwarded),
+    ];
+    format!(
+        "Tổng đài 1022: từ ngày {} đến ngày {}\n{}\n{}\n",
+        from.format("%d/%m/%Y"),
+        to.format("%d/%m/%Y"),
+        REPORT_COLUMNS.join("\t"),
+        row.join("\t")
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn report_table_has_the_province_columns() {
+        let counts = HotlineCounts {
+            received: 1493,
+            answered: 1293,
+            forwarded: 151,
+            processed: 1434,
+            in_progress: 5,
+            spam: 47,
+            overdue_specialist: 1,
+            overdue_leadership: 6,
+        };
+        let table = report_table(&counts, date(2023, 1, 1), date(2023, 7, 19), "Tỉnh Bình Phước");
+        assert_eq!(
+            table,
+            "Tổng đài 1022: từ ngày 01/01/2023 đến ngày 19/07/2023\n\
+             Đơn vị\tTổng số tin tiếp nhận\tĐã xử lý\tĐang xử lý\tTin rác\t\
+             Quá hạn xử lý (cấp chuyên viên 8 giờ hành chính)\tQuá hạn xử lý (cấp lãnh đạo 48 giờ hành chính)\t\
+             Tổng đài viên trả lời trực tiếp\tChuyển các ngành xử lý\n\
+             Tỉnh Bình Phước\t1.493\t1.434\t5\t47\t1\t6\t1.293\t151\n"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! `d06 report`: the province's tables, read from ClickHouse (the public
 //! views of OUTPUTS-v1) and the campaign plan; nothing else.
 //!
-//! - [`hotline`]: the monthly 1022 table ([`aggregator::hotline::report_table`])
+//! - [`hotline`]: the monthly 1022 table (`hotline::report_table`)
 //!   for the tickets *received* in a period, summed from `hotline_daily`,
 //!   for the province or one district or commune. The figures are classified
 //!   as of the pipeline's T when it last wrote them.

@@ -2,9 +2,19 @@
 
 /// An integer the Vietnamese way: `1.234.567`, `-12`.
 pub fn vi_int(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
+    grouped(n < 0, n.unsigned_abs())
+}
+
+/// A count the Vietnamese way: `1.493`.
+pub fn vi_count(n: u64) -> String {
+    grouped(false, n)
+}
+
+/// `magnitude` with `.` between thousands, after a `-` if `negative`.
+fn grouped(negative: bool, magnitude: u64) -> String {
+    let digits = magnitude.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if n < 0 {
+    if negative {
         out.push('-');
     }
     for (i, ch) in digits.chars().enumerate() {

@@ -9,7 +9,7 @@ use sinks::clickhouse::HotlineDailyRow;
 
 use crate::fixtures::{d, rows, setup, setup_vneid_unknown};
 use crate::hotline::{find_area, hotline_text, official_name, sum_hotline};
-use crate::numbers::{average_percent, percent, vi_int};
+use crate::numbers::{average_percent, percent, vi_count, vi_int};
 use crate::render::{esc, md};
 use crate::table::{Cell, DailyTable};
 
@@ -198,6 +198,8 @@ fn numbers_the_vietnamese_way() {
     assert_eq!(vi_int(1000), "1.000");
     assert_eq!(vi_int(334_507), "334.507");
     assert_eq!(vi_int(-1_234_567), "-1.234.567");
+    assert_eq!(vi_count(1493), "1.493");
+    assert_eq!(vi_count(u64::MAX), "18.446.744.073.709.551.615");
     assert_eq!(percent(1, 8), "12,50%");
     assert_eq!(percent(1, 3), "33,33%");
     assert_eq!(percent(2, 3), "66,67%");
