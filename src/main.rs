@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use aggregator::Geography;
 use anyhow::{Context, Result};
-use backon::Retryable;
+use backon::BackoffBuilder;
 use clap::{Parser, Subcommand};
 use ingest::contract::{Validator, ValidatorConfig};
 use ingest::kafka::router::Router;
@@ -521,21 +521,30 @@ async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 }
 
 /// Connects to ClickHouse and brings its schema up to date, waiting out an
-/// unreachable server (`sinks::clickhouse::RETRY`) until shutdown.
+/// unreachable server (`sinks::clickhouse::RETRY`) until shutdown. An
+/// attempt under way when shutdown comes is let finish (a migration is not
+/// cut); only the wait before the next one is cut short.
 async fn connect_clickhouse(config: &Config, shutdown: &CancellationToken) -> Result<ClickHouseSink> {
-    let prepare = (|| async {
-        let sink = ClickHouseSink::connect(&config.clickhouse).await?;
-        sink.migrate().await?;
-        Ok::<_, sinks::clickhouse::SinkError>(sink)
-    })
-    .retry(sinks::clickhouse::RETRY)
-    .when(sinks::clickhouse::SinkError::is_retryable)
-    .notify(|e, wait| {
-        warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "ClickHouse not reachable yet; retrying");
-    });
-    tokio::select! {
-        prepared = prepare => prepared.context("preparing ClickHouse"),
-        _ = shutdown.cancelled() => anyhow::bail!("shutdown before ClickHouse was reachable"),
+    let mut waits = sinks::clickhouse::RETRY.build();
+    loop {
+        let attempt = async {
+            let sink = ClickHouseSink::connect(&config.clickhouse).await?;
+            sink.migrate().await?;
+            Ok::<_, sinks::clickhouse::SinkError>(sink)
+        };
+        match attempt.await {
+            Ok(sink) => return Ok(sink),
+            Err(e) if e.is_retryable() => {
+                // RETRY has no limit on attempts: `next` is never None.
+                let wait = waits.next().unwrap_or(Duration::from_secs(10));
+                warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "ClickHouse not reachable yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = shutdown.cancelled() => anyhow::bail!("shutdown before ClickHouse was reachable"),
+                }
+            }
+            Err(e) => return Err(e).context("preparing ClickHouse"),
+        }
     }
 }
 
