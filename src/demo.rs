@@ -31,7 +31,7 @@ use tracing::info;
 
 use crate::config::{ClockMode, Config};
 use crate::pipeline::{Parts, Pipeline};
-use crate::store::Identity;
+use store::Identity;
 
 /// What errors call the demo's simulated baseline rows.
 const SIMULATED: &str = "the demo's simulated baseline";

@@ -6,7 +6,6 @@ mod exit;
 mod pipeline;
 mod plan_cmd;
 mod progress;
-mod store;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +31,7 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::config::Config;
 use crate::pipeline::{Parts, Pipeline};
-use crate::store::Identity;
+use store::Identity;
 
 /// The embedded campaign plan: Bình Phước, "4 phủ", 2024 (the tests' copy;
 /// the binary loads it through `reports::load_plan`).

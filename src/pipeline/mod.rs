@@ -40,7 +40,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use self::figures::{Sums, View};
 use self::shard::ShardState;
 use crate::config::ClockMode;
-use crate::store::Identity;
+use store::Identity;
 
 /// Test-only fault points of stage 2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]

@@ -12,9 +12,8 @@ use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
 use super::outage::Outage;
-use super::shard::ShardState;
+use super::shard::{self, ShardState};
 use super::Pipeline;
-use crate::store::is_io_failure;
 
 impl Pipeline {
     /// Opens the shards `wanted` (partition, its end offset), each restored
@@ -50,7 +49,7 @@ impl Pipeline {
             for (p, high, shard) in results {
                 match shard {
                     Ok(shard) => opened.push((p, shard)),
-                    Err(e) if is_io_failure(&e) && !shutdown.is_cancelled() => {
+                    Err(e) if shard::refused(&e) && !shutdown.is_cancelled() => {
                         left.push((p, high));
                         refused.get_or_insert(e);
                     }

@@ -23,7 +23,7 @@ use sinks::clickhouse::{CoverageRecentRow, CoverageShardRow, HotlineShardRow, Wr
 use tracing::{info, warn};
 
 use super::Parts;
-use crate::store::{Store, SNAPSHOT_PIECE};
+use store::{Store, StoreError, SNAPSHOT_PIECE};
 
 /// The state of one facts partition.
 pub(super) struct ShardState {
@@ -58,6 +58,12 @@ pub(super) fn store_dir(state_dir: &Path, partition: u32) -> PathBuf {
     state_dir.join("shards").join(format!("p{partition}"))
 }
 
+/// Whether `error` (from [`ShardState::open`]) is the state directory
+/// refusing (a full disk, an I/O error): the store is intact, retry.
+pub(super) fn refused(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<StoreError>().is_some_and(StoreError::is_retryable)
+}
+
 /// Applies facts replayed from the store, prefetched as one group, and empties `group`.
 fn replay_group(coverage: &mut Shard, tickets: &mut Tickets, group: &mut Vec<Fact>) {
     coverage.prefetch(group.iter());
@@ -75,25 +81,22 @@ impl ShardState {
     /// incarnation, key, geography) or format, with a snapshot that does not
     /// load, or past the partition's end is discarded: the partition rebuilds
     /// it. A store the file system refuses to open (a full disk:
-    /// [`is_io_failure`](crate::store::is_io_failure)) is kept and the error
-    /// returned, for the caller to retry ([`restore`](super::restore)).
+    /// [`StoreError::is_retryable`]) is kept and the error returned, for the
+    /// caller to retry ([`restore`](super::restore), [`refused`]).
     pub fn open(p: &Parts, partition: u32, high: i64) -> Result<ShardState> {
         let dir = store_dir(&p.state_dir, partition);
         let key = SourcePartition { topic: p.facts_topic.as_str().into(), partition: partition as i32 };
         // An empty store in place of an unusable one: the partition rebuilds it.
-        let rebuild = || -> Result<_> {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-            Store::open(&dir, &p.identity)
-        };
-        let unusable = |error: &anyhow::Error| {
+        let rebuild = || Store::recreate(&dir, &p.identity);
+        let unusable = |error: anyhow::Error| {
             warn!(partition, error = %format!("{error:#}"), "shard store not usable; rebuilding from the facts partition");
         };
         let (mut store, mut loaded) = match Store::open(&dir, &p.identity) {
             Ok(opened) => opened,
             // The disk refusing (full): the store is intact, the caller retries.
-            Err(error) if crate::store::is_io_failure(&error) => return Err(error),
+            Err(error) if error.is_retryable() => return Err(error.into()),
             Err(error) => {
-                unusable(&error);
+                unusable(error.into());
                 rebuild()?
             }
         };
@@ -104,18 +107,20 @@ impl ShardState {
             (store, loaded) = rebuild()?;
         }
         let started = std::time::Instant::now();
-        // The snapshot, if any; one that does not load makes the store unusable.
-        let decoded = store.snapshot().and_then(|bytes| {
-            bytes
-                .map(|b| snapshot::decode(&b, Arc::clone(&p.geo), Arc::clone(&p.calendar)))
-                .transpose()
-                .with_context(|| format!("loading the snapshot of {}", dir.display()))
-        });
+        // The snapshot, if any; one that does not read or load makes the store unusable.
+        let decoded = match store.snapshot() {
+            Err(error) if error.is_retryable() => return Err(error.into()),
+            read => read.map_err(anyhow::Error::from).and_then(|bytes| {
+                bytes
+                    .map(|b| snapshot::decode(&b, Arc::clone(&p.geo), Arc::clone(&p.calendar)))
+                    .transpose()
+                    .with_context(|| format!("loading the snapshot of {}", dir.display()))
+            }),
+        };
         let restored = match decoded {
             Ok(state) => state,
-            Err(error) if crate::store::is_io_failure(&error) => return Err(error),
             Err(error) => {
-                unusable(&error);
+                unusable(error);
                 drop(store);
                 (store, loaded) = rebuild()?;
                 None

@@ -19,9 +19,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
-
-use super::Pieces;
+use super::{Pieces, Result, StoreError};
 
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".d06snap";
@@ -46,7 +44,8 @@ pub fn write(dir: &Path, n: u64, write: impl FnOnce(&mut Pieces<'_>) -> u64) -> 
 }
 
 fn write_synced(path: &Path, write: impl FnOnce(&mut Pieces<'_>) -> u64) -> Result<u64> {
-    let mut file = File::create(path).with_context(|| format!("creating snapshot file {}", path.display()))?;
+    let mut file =
+        File::create(path).map_err(|e| StoreError::io(format!("creating snapshot file {}", path.display()), e))?;
     let mut failed = None;
     let len = write(&mut |piece| {
         if failed.is_none() {
@@ -54,11 +53,13 @@ fn write_synced(path: &Path, write: impl FnOnce(&mut Pieces<'_>) -> u64) -> Resu
         }
     });
     if let Some(error) = failed {
-        return Err(anyhow::Error::new(error).context(format!("writing snapshot file {}", path.display())));
+        return Err(StoreError::io(format!("writing snapshot file {}", path.display()), error));
     }
-    file.sync_all().with_context(|| format!("syncing snapshot file {}", path.display()))?;
+    file.sync_all().map_err(|e| StoreError::io(format!("syncing snapshot file {}", path.display()), e))?;
     if let Some(dir) = path.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io(format!("syncing directory {}", dir.display()), e))?;
     }
     Ok(len)
 }
@@ -69,10 +70,11 @@ pub fn read(dir: &Path, n: u64) -> Result<Vec<u8>> {
     let path = path(dir, n);
     match std::fs::read(&path) {
         Ok(bytes) => Ok(bytes),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            Err(anyhow!("snapshot file {} named by the checkpoint is missing", path.display()))
-        }
-        Err(error) => Err(anyhow::Error::new(error).context(format!("reading snapshot file {}", path.display()))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(StoreError::unusable(
+            format!("reading snapshot file {}", path.display()),
+            "the file named by the checkpoint is missing",
+        )),
+        Err(error) => Err(StoreError::io(format!("reading snapshot file {}", path.display()), error)),
     }
 }
 

@@ -27,17 +27,36 @@
 //! database and the next one reopens it: the caller retries until the disk
 //! takes writes again, no restart needed. The reopened store holds the last
 //! committed checkpoint; the facts of the failed one are still the caller's.
+//!
+//! Every error is a [`StoreError`] that says which: the file system
+//! refusing (retry) or a store that cannot be used (rebuild it).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+mod error;
 mod snapshot_file;
 
 use aggregator::Fact;
-use anyhow::{bail, Context, Result};
 use ingest::kafka::{PartitionState, SourcePartition};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+
+pub use self::error::StoreError;
+
+/// A store operation's outcome.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a redb or I/O call was doing when it failed ([`StoreError::db`]).
+trait During<T> {
+    fn during(self, what: &str) -> Result<T>;
+}
+
+impl<T, E: Into<redb::Error>> During<T> for std::result::Result<T, E> {
+    fn during(self, what: &str) -> Result<T> {
+        self.map_err(|e| StoreError::db(what, e))
+    }
+}
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const FACTS: TableDefinition<u64, &[u8]> = TableDefinition::new("facts");
@@ -126,54 +145,64 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store in `dir`, checking it was written under `identity`.
     pub fn open(dir: &Path, identity: &Identity) -> Result<(Store, Loaded)> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating state directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::io(format!("creating state directory {}", dir.display()), e))?;
         let path = dir.join("d06.redb");
-        let db = Database::create(&path).with_context(|| format!("opening state store {}", path.display()))?;
-        let txn = db.begin_write()?;
+        let opening = format!("opening state store {}", path.display());
+        let db = Database::create(&path).during(&opening)?;
+        let txn = db.begin_write().during(&opening)?;
         let (stored, existing_identity) = {
-            let mut meta = txn.open_table(META)?;
-            txn.open_table(FACTS)?;
-            txn.open_table(SNAPSHOT)?;
-            let format =
-                meta.get(FORMAT_KEY)?.map(|v| std::str::from_utf8(v.value()).ok().and_then(|f| f.parse::<u32>().ok()));
-            let written = meta.get(IDENTITY_KEY)?.is_some();
+            let mut meta = txn.open_table(META).during(&opening)?;
+            txn.open_table(FACTS).during(&opening)?;
+            txn.open_table(SNAPSHOT).during(&opening)?;
+            let format = meta
+                .get(FORMAT_KEY)
+                .during(&opening)?
+                .map(|v| std::str::from_utf8(v.value()).ok().and_then(|f| f.parse::<u32>().ok()));
+            let written = meta.get(IDENTITY_KEY).during(&opening)?.is_some();
             match format {
                 // Format 1 (no marker) has the same log; a new store has nothing yet.
                 None => {
                     if written {
                         tracing::info!(store = %path.display(), "state store of format 1 (a fact log): read as format {FORMAT}");
                     }
-                    meta.insert(FORMAT_KEY, FORMAT.to_string().as_bytes())?;
+                    meta.insert(FORMAT_KEY, FORMAT.to_string().as_bytes()).during(&opening)?;
                 }
                 Some(Some(2)) => {
                     tracing::info!(store = %path.display(), "state store of format 2 (the snapshot in the store): read as format {FORMAT}");
-                    meta.insert(FORMAT_KEY, FORMAT.to_string().as_bytes())?;
+                    meta.insert(FORMAT_KEY, FORMAT.to_string().as_bytes()).during(&opening)?;
                 }
                 Some(Some(FORMAT)) => {}
-                Some(found) => bail!(
-                    "state store {} has format {}; this d06 reads formats 1, 2 and {FORMAT}. It was written by \
-                     another d06 version: point state.dir elsewhere, or delete it to rebuild from Kafka",
-                    path.display(),
-                    found.map_or_else(|| "(unreadable)".to_string(), |f| f.to_string())
-                ),
+                Some(found) => {
+                    return Err(StoreError::Foreign(format!(
+                        "state store {} has format {}; this d06 reads formats 1, 2 and {FORMAT}. It was written by \
+                         another d06 version: point state.dir elsewhere, or delete it to rebuild from Kafka",
+                        path.display(),
+                        found.map_or_else(|| "(unreadable)".to_string(), |f| f.to_string())
+                    )))
+                }
             }
-            let stored: StoredCheckpoint = match meta.get(CHECKPOINT_KEY)? {
-                Some(v) => serde_json::from_slice(v.value()).context("decoding the checkpoint")?,
+            let stored: StoredCheckpoint = match meta.get(CHECKPOINT_KEY).during(&opening)? {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::unusable(format!("decoding the checkpoint of {}", path.display()), e))?,
                 None => StoredCheckpoint::default(),
             };
-            let existing: Option<Identity> = match meta.get(IDENTITY_KEY)? {
-                Some(v) => Some(serde_json::from_slice(v.value()).context("decoding the store identity")?),
+            let existing: Option<Identity> = match meta.get(IDENTITY_KEY).during(&opening)? {
+                Some(v) => Some(
+                    serde_json::from_slice(v.value())
+                        .map_err(|e| StoreError::unusable(format!("decoding the identity of {}", path.display()), e))?,
+                ),
                 None => None,
             };
             if existing.is_none() {
-                meta.insert(IDENTITY_KEY, serde_json::to_vec(identity)?.as_slice())?;
+                meta.insert(IDENTITY_KEY, encode(identity)?.as_slice()).during(&opening)?;
             }
             (stored, existing)
         };
-        txn.commit()?;
+        txn.commit().during(&opening)?;
         if let Some(existing) = existing_identity {
             if &existing != identity {
-                bail!(
+                return Err(StoreError::Foreign(format!(
                     "state store {} was written with geography {}, time zone {} and key {}; this run uses {}, {} and {}. \
                      Point state.dir elsewhere (or delete it to rebuild from Kafka)",
                     path.display(),
@@ -183,7 +212,7 @@ impl Store {
                     identity.geography,
                     identity.time_zone,
                     identity.key_fingerprint
-                );
+                )));
             }
         }
         let positions = stored
@@ -206,10 +235,23 @@ impl Store {
         Ok((store, Loaded { positions, version: stored.version }))
     }
 
+    /// Discards the store in `dir` (the directory and everything in it) and
+    /// creates an empty one in its place: for a store that cannot be used
+    /// ([`StoreError::Unusable`], [`StoreError::Foreign`]), which the facts
+    /// partition then rebuilds.
+    pub fn recreate(dir: &Path, identity: &Identity) -> Result<(Store, Loaded)> {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::io(format!("removing {}", dir.display()), e))
+            }
+            _ => Store::open(dir, identity),
+        }
+    }
+
     /// The database, reopened first if the last write failed.
     fn db(&mut self) -> Result<&Database> {
         if self.db.is_none() {
-            let (reopened, _) = Store::open(&self.dir, &self.identity).context("reopening the state store")?;
+            let (reopened, _) = Store::open(&self.dir, &self.identity)?;
             // The last committed checkpoint's counters: the failed one's chunk was not kept.
             self.next_chunk = reopened.next_chunk;
             self.log_bytes = reopened.log_bytes;
@@ -217,7 +259,16 @@ impl Store {
             self.snapshot_file = reopened.snapshot_file;
             self.db = reopened.db;
         }
-        self.db.as_ref().context("state store not open")
+        self.open_db()
+    }
+
+    /// The database, which only a failed write closes (the next write
+    /// reopens it).
+    fn open_db(&self) -> Result<&Database> {
+        self.db.as_ref().ok_or_else(|| StoreError::Refused {
+            during: format!("reading {}", self.dir.display()),
+            cause: "closed by a failed write".into(),
+        })
     }
 
     /// Bytes in the fact log after the snapshot (all of it without one).
@@ -236,28 +287,29 @@ impl Store {
             return snapshot_file::read(&self.dir, n).map(Some);
         }
         // A format-2 store: the snapshot, if any, is still in its table.
-        let db = self.db.as_ref().context("state store not open")?;
-        let txn = db.begin_read()?;
-        let chunks = txn.open_table(SNAPSHOT)?;
+        let reading = "reading the snapshot table";
+        let txn = self.open_db()?.begin_read().during(reading)?;
+        let chunks = txn.open_table(SNAPSHOT).during(reading)?;
         let mut out = Vec::with_capacity(usize::try_from(self.snapshot_bytes).unwrap_or(0));
-        for entry in chunks.iter()? {
-            out.extend_from_slice(entry?.1.value());
+        for entry in chunks.iter().during(reading)? {
+            out.extend_from_slice(entry.during(reading)?.1.value());
         }
         Ok((!out.is_empty()).then_some(out))
     }
 
     /// Replays every checkpointed fact after the snapshot, in the order it was applied.
     pub fn replay(&self, mut apply: impl FnMut(Fact)) -> Result<u64> {
-        let db = self.db.as_ref().context("state store not open")?;
-        let txn = db.begin_read()?;
-        let facts = txn.open_table(FACTS)?;
+        let reading = "reading the fact log";
+        let txn = self.open_db()?.begin_read().during(reading)?;
+        let facts = txn.open_table(FACTS).during(reading)?;
         let mut n = 0;
-        for entry in facts.iter()? {
-            let (_, chunk) = entry?;
+        for entry in facts.iter().during(reading)? {
+            let (_, chunk) = entry.during(reading)?;
             let bytes = chunk.value();
             let mut at = 0;
             while at < bytes.len() {
-                let (fact, used) = Fact::decode(&bytes[at..]).context("corrupt fact log")?;
+                let (fact, used) = Fact::decode(&bytes[at..])
+                    .map_err(|e| StoreError::unusable(format!("corrupt fact log in {}", self.dir.display()), e))?;
                 at += used;
                 apply(fact);
                 n += 1;
@@ -294,12 +346,13 @@ impl Store {
         positions: &HashMap<SourcePartition, PartitionState>,
         version: u64,
     ) -> Result<()> {
-        let txn = self.db()?.begin_write()?;
+        let writing = "writing the checkpoint";
+        let txn = self.db()?.begin_write().during(writing)?;
         let mut next_chunk = self.next_chunk;
         {
             if !facts.is_empty() {
-                let mut table = txn.open_table(FACTS)?;
-                table.insert(next_chunk, facts)?;
+                let mut table = txn.open_table(FACTS).during(writing)?;
+                table.insert(next_chunk, facts).during(writing)?;
                 next_chunk += 1;
             }
             let stored = StoredCheckpoint {
@@ -310,10 +363,10 @@ impl Store {
                 snapshot_bytes: self.snapshot_bytes,
                 snapshot_file: self.snapshot_file,
             };
-            let mut meta = txn.open_table(META)?;
-            meta.insert(CHECKPOINT_KEY, serde_json::to_vec(&stored)?.as_slice())?;
+            let mut meta = txn.open_table(META).during(writing)?;
+            meta.insert(CHECKPOINT_KEY, encode(&stored)?.as_slice()).during(writing)?;
         }
-        txn.commit().context("committing the checkpoint")?;
+        txn.commit().during("committing the checkpoint")?;
         self.next_chunk = next_chunk;
         self.log_bytes += facts.len() as u64;
         Ok(())
@@ -346,12 +399,13 @@ impl Store {
         self.db()?;
         let n = self.snapshot_file.map_or(0, |n| n + 1);
         let snapshot_bytes = snapshot_file::write(&self.dir, n, write)?;
-        let txn = self.db()?.begin_write()?;
+        let writing = "naming the snapshot";
+        let txn = self.db()?.begin_write().during(writing)?;
         {
-            txn.delete_table(FACTS)?;
-            txn.delete_table(SNAPSHOT)?;
-            txn.open_table(FACTS)?;
-            txn.open_table(SNAPSHOT)?;
+            txn.delete_table(FACTS).during(writing)?;
+            txn.delete_table(SNAPSHOT).during(writing)?;
+            txn.open_table(FACTS).during(writing)?;
+            txn.open_table(SNAPSHOT).during(writing)?;
             let stored = StoredCheckpoint {
                 positions: stored_positions(positions),
                 version,
@@ -360,13 +414,13 @@ impl Store {
                 snapshot_bytes,
                 snapshot_file: Some(n),
             };
-            let mut meta = txn.open_table(META)?;
-            meta.insert(CHECKPOINT_KEY, serde_json::to_vec(&stored)?.as_slice())?;
+            let mut meta = txn.open_table(META).during(writing)?;
+            meta.insert(CHECKPOINT_KEY, encode(&stored)?.as_slice()).during(writing)?;
         }
         // Not committed: the new file is named by nothing and deleted at
         // the next open (a commit that reports an error may still have
         // landed, so it is not deleted here).
-        txn.commit().context("committing the snapshot")?;
+        txn.commit().during("committing the snapshot")?;
         self.next_chunk = 0;
         self.log_bytes = 0;
         self.snapshot_bytes = snapshot_bytes;
@@ -380,26 +434,9 @@ fn stored_positions(positions: &HashMap<SourcePartition, PartitionState>) -> Vec
     positions.iter().map(|(p, s)| (p.topic.to_string(), p.partition, s.next_offset, s.watermark)).collect()
 }
 
-/// Whether `error` (from [`Store::open`] or [`Store::checkpoint`]) is the
-/// file system refusing: an I/O error such as a full disk (`ENOSPC`), not a
-/// store that is unusable (another identity, a corrupt file). A store that
-/// failed so is intact: retry, never discard it.
-pub fn is_io_failure(error: &anyhow::Error) -> bool {
-    use redb::{CommitError, DatabaseError, StorageError, TableError, TransactionError};
-    // A short or garbled file (a store whose creation the full disk cut
-    // off) is unusable, not refused: rebuilt, never retried for ever.
-    let refused =
-        |e: &std::io::Error| !matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData);
-    let storage_io = |e: &StorageError| matches!(e, StorageError::Io(io) if refused(io));
-    error.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(refused)
-            || cause.downcast_ref::<StorageError>().is_some_and(storage_io)
-            || matches!(cause.downcast_ref::<redb::Error>(), Some(redb::Error::Io(io)) if refused(io))
-            || matches!(cause.downcast_ref::<DatabaseError>(), Some(DatabaseError::Storage(e)) if storage_io(e))
-            || matches!(cause.downcast_ref::<TransactionError>(), Some(TransactionError::Storage(e)) if storage_io(e))
-            || matches!(cause.downcast_ref::<TableError>(), Some(TableError::Storage(e)) if storage_io(e))
-            || matches!(cause.downcast_ref::<CommitError>(), Some(CommitError::Storage(e)) if storage_io(e))
-    })
+/// `value` (the checkpoint, the identity) as JSON.
+fn encode(value: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::unusable("encoding the checkpoint", e))
 }
 
 #[cfg(test)]

@@ -1,9 +1,20 @@
-//! The store's unit tests (`mod.rs`, `snapshot_file.rs`).
+//! The store's unit tests (`lib.rs`, `snapshot_file.rs`, `error.rs`).
 
 use super::*;
 use aggregator::fact::{CccdStage, FactKind};
 use aggregator::{AreaId, Digest};
 use redb::ReadableTableMetadata;
+
+/// An error with its causes, as a log line shows it.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        out = format!("{out}: {c}");
+        cause = c.source();
+    }
+    out
+}
 
 fn identity() -> Identity {
     Identity {
@@ -127,10 +138,11 @@ fn a_format_1_store_is_read_and_one_of_another_format_is_refused() {
     txn.open_table(META).unwrap().insert(FORMAT_KEY, b"4".as_slice()).unwrap();
     txn.commit().unwrap();
     drop(db);
-    let err = format!("{:#}", Store::open(dir.path(), &identity()).unwrap_err());
+    let err = Store::open(dir.path(), &identity()).unwrap_err();
+    assert!(matches!(err, StoreError::Foreign(_)) && !err.is_retryable(), "{err:?}");
+    let err = chain(&err);
     assert!(err.contains("has format 4; this d06 reads formats 1, 2 and 3"), "{err}");
     assert!(err.contains("delete it to rebuild from Kafka"), "{err}");
-    assert!(!is_io_failure(&Store::open(dir.path(), &identity()).unwrap_err()));
 }
 
 /// The snapshot files in `dir`, by name.
@@ -164,8 +176,8 @@ fn a_compaction_leaves_one_snapshot_file_and_an_open_removes_the_ones_no_checkpo
     std::fs::remove_file(snapshot_file::path(dir.path(), 1)).unwrap();
     let (store, _) = Store::open(dir.path(), &identity()).unwrap();
     let err = store.snapshot().unwrap_err();
-    assert!(format!("{err:#}").contains("named by the checkpoint is missing"), "{err:#}");
-    assert!(!is_io_failure(&err));
+    assert!(matches!(err, StoreError::Unusable { .. }), "{err:?}");
+    assert!(chain(&err).contains("named by the checkpoint is missing"), "{}", chain(&err));
 }
 
 /// Writes a store as d06 did with format 2: the snapshot in its table.
@@ -221,23 +233,27 @@ fn a_format_2_store_is_read_and_its_next_snapshot_goes_to_a_file() {
 
 #[test]
 fn io_failures_are_told_from_unusable_stores() {
-    let full = std::io::Error::from_raw_os_error(28);
-    let opened = anyhow::Error::new(redb::DatabaseError::Storage(redb::StorageError::Io(full)))
-        .context("opening state store /x/d06.redb");
-    assert!(is_io_failure(&opened.context("opening shard 1")));
-    let committed =
-        anyhow::Error::new(redb::CommitError::Storage(redb::StorageError::Io(std::io::Error::from_raw_os_error(5))));
-    assert!(is_io_failure(&committed));
-    assert!(is_io_failure(&anyhow::Error::new(std::io::Error::from_raw_os_error(28)).context("creating dir")));
-    let corrupt = anyhow::Error::new(redb::DatabaseError::Storage(redb::StorageError::Corrupted("x".into())));
-    assert!(!is_io_failure(&corrupt));
-    let short = redb::StorageError::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
-    assert!(!is_io_failure(&anyhow::Error::new(redb::DatabaseError::Storage(short))));
-    // Another identity: unusable, not an I/O failure.
+    use redb::{CommitError, DatabaseError, StorageError};
+    use std::io::{Error as IoError, ErrorKind};
+    let full = || StorageError::Io(IoError::from_raw_os_error(28));
+    let opened = StoreError::db("opening state store /x/d06.redb", DatabaseError::Storage(full()));
+    assert!(opened.is_retryable());
+    assert_eq!(chain(&opened), "opening state store /x/d06.redb: I/O error: No space left on device (os error 28)");
+    let committed = StoreError::db("committing", CommitError::Storage(StorageError::Io(IoError::from_raw_os_error(5))));
+    assert!(committed.is_retryable());
+    assert!(StoreError::io("creating dir", IoError::from_raw_os_error(28)).is_retryable());
+    assert!(StoreError::db("reading", StorageError::PreviousIo).is_retryable(), "refused since an earlier error");
+    let corrupt = StoreError::db("opening", DatabaseError::Storage(StorageError::Corrupted("x".into())));
+    assert!(matches!(corrupt, StoreError::Unusable { .. }));
+    let short = StorageError::Io(IoError::from(ErrorKind::UnexpectedEof));
+    assert!(!StoreError::db("opening", DatabaseError::Storage(short)).is_retryable());
+    assert!(!StoreError::io("reading", IoError::from(ErrorKind::InvalidData)).is_retryable());
+    // Another identity: foreign, not an I/O failure.
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path(), &identity()).unwrap());
     let other = Identity { key_fingerprint: "cd".into(), ..identity() };
-    assert!(!is_io_failure(&Store::open(dir.path(), &other).unwrap_err()));
+    let err = Store::open(dir.path(), &other).unwrap_err();
+    assert!(matches!(err, StoreError::Foreign(_)) && !err.is_retryable(), "{err:?}");
 }
 
 #[test]
