@@ -364,7 +364,7 @@ async fn inside_d06_run_the_job_sends_at_send_at_and_a_restart_does_not_send_aga
     .await;
 
     // Restarted after sending: today is due again at start-up, the records say it is done.
-    assert!(app.terminate().success());
+    app.stop();
     app.start().await;
     app.wait_for("the day checked again after the restart", Duration::from_secs(60), || async {
         app.log().matches("no district to alert").count() == 1

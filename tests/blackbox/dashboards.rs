@@ -899,7 +899,7 @@ async fn every_dashboard_query_runs_against_real_data() {
     let mut app = spawn_app(AppOptions { partitions: 2, shards: 2, ..AppOptions::default() }).await;
     let upstream = clickhouse_url().trim_start_matches("http://").trim_end_matches('/').to_owned();
     let proxy = FlakyProxy::start(upstream).await;
-    assert!(app.terminate().success());
+    app.stop();
     let config = std::fs::read_to_string(&app.config_path).unwrap();
     let direct = format!("url = \"{}\"", clickhouse_url());
     assert_eq!(config.matches(&direct).count(), 1, "the ClickHouse url line in\n{config}");
@@ -1101,7 +1101,7 @@ async fn every_dashboard_query_runs_on_the_post_2025_geography() {
     })
     .await;
     // Commune gauges by default: the harness asks for them, so stop asking.
-    assert!(app.terminate().success());
+    app.stop();
     let config = std::fs::read_to_string(&app.config_path).unwrap();
     assert_eq!(config.matches("commune_metrics = true\n").count(), 1, "{config}");
     std::fs::write(&app.config_path, config.replace("commune_metrics = true\n", "")).unwrap();

@@ -404,6 +404,13 @@ impl App {
         }
     }
 
+    /// [`Self::terminate`], asserting that d06 stopped cleanly (exit 0);
+    /// otherwise the failure shows its exit status and the end of its log.
+    pub fn stop(&mut self) {
+        let status = self.terminate();
+        assert!(status.success(), "d06 did not stop cleanly on SIGTERM ({status}):\n{}", self.log_tail(30));
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => c.try_wait().ok().flatten().is_none(),

@@ -109,7 +109,7 @@ async fn figures_reach_clickhouse_metrics_and_a_real_prometheus_and_survive_a_re
     let before = app
         .clickhouse("SELECT indicator, area_level, area, toString(day), gained, lost, covered, target, expected FROM coverage_daily ORDER BY indicator, area_level, area, day")
         .await;
-    assert!(app.terminate().success());
+    app.stop();
     std::fs::remove_dir_all(app.state_dir()).expect("remove state");
     app.group = format!("{}-replay", app.group);
     let cfg = std::fs::read_to_string(&app.config_path).expect("config");

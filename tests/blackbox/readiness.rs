@@ -60,7 +60,7 @@ async fn readyz_is_false_while_far_behind_or_while_clickhouse_fails_and_the_figu
     .await;
     let proxy =
         FlakyProxy::start(clickhouse_url().trim_start_matches("http://").trim_end_matches('/').to_owned()).await;
-    assert!(app.terminate().success());
+    app.stop();
     // Through the proxy; small transactions and a frequent probe, so the
     // backlog takes seconds to read and is seen while it lasts.
     app.edit_config(|c| {
@@ -161,5 +161,5 @@ async fn readyz_is_false_while_far_behind_or_while_clickhouse_fails_and_the_figu
             == Some(covered as f64)
     })
     .await;
-    assert!(app.terminate().success());
+    app.stop();
 }

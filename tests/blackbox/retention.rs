@@ -14,7 +14,7 @@ async fn a_source_topic_with_a_week_of_retention_is_warned_about_and_the_facts_t
     let mut app = spawn_app(AppOptions { partitions: 1, shards: 1, ..AppOptions::default() }).await;
     app.wait_for("the facts topic", Duration::from_secs(30), || async { app.log().contains("facts topic ready") })
         .await;
-    assert!(app.terminate().success());
+    app.stop();
     assert!(
         !app.log().contains("does not keep its whole history")
             && !app.log().contains("could not read the topics' retention"),
@@ -52,5 +52,5 @@ async fn a_source_topic_with_a_week_of_retention_is_warned_about_and_the_facts_t
         app.log_tail(20)
     );
     assert!(!log.contains("could not read the topics' retention"), "{}", app.log_tail(20));
-    assert!(app.terminate().success());
+    app.stop();
 }
