@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use sinks::clickhouse::redact_url;
 use sinks::tls::CaBundle;
@@ -75,8 +76,8 @@ impl Alertmanagers {
         let mut request = self.http.post(&url).json(alerts);
         request = match &self.credentials {
             Credentials::None => request,
-            Credentials::Basic { user, password } => request.basic_auth(user, Some(password.expose())),
-            Credentials::Bearer(token) => request.bearer_auth(token.expose()),
+            Credentials::Basic { user, password } => request.basic_auth(user, Some(password.expose_secret())),
+            Credentials::Bearer(token) => request.bearer_auth(token.expose_secret()),
         };
         let response =
             request.send().await.map_err(|e| anyhow::anyhow!("{}", sinks::tls::with_causes(&e.without_url())))?;

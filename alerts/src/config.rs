@@ -94,7 +94,7 @@ impl fmt::Display for AlertmanagerUrls {
 }
 
 /// How d06 authenticates to Alertmanager ([`AlertsConfig::credentials`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Credentials {
     /// No `Authorization` header.
     None,

@@ -18,6 +18,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use reports::fixtures::{d, rows, setup, setup_vneid_unknown};
 use reports::DailyTable;
+use secrecy::ExposeSecret;
 use sinks::clickhouse::ClickHouseConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -159,13 +160,15 @@ fn one_or_many_urls_and_one_kind_of_credentials() {
     };
     basic.validate().unwrap();
     match basic.credentials().unwrap() {
-        Credentials::Basic { user, password } => assert_eq!((user.as_str(), password.expose()), ("d06", "am-secret")),
+        Credentials::Basic { user, password } => {
+            assert_eq!((user.as_str(), password.expose_secret()), ("d06", "am-secret"))
+        }
         other => panic!("{other:?}"),
     }
     let shown = format!("{basic:?} {}", toml::to_string(&basic.redacted()).unwrap());
     assert!(!shown.contains("am-secret") && !shown.contains("url-secret"), "{shown}");
     let bearer = AlertsConfig { bearer_token_file: Some(secret.clone()), ..AlertsConfig::default() };
-    assert!(matches!(bearer.credentials().unwrap(), Credentials::Bearer(t) if t.expose() == "am-secret"));
+    assert!(matches!(bearer.credentials().unwrap(), Credentials::Bearer(t) if t.expose_secret() == "am-secret"));
     let both = AlertsConfig { bearer_token_file: Some(secret.clone()), ..basic.clone() };
     assert!(both.validate().unwrap_err().to_string().contains("keep one"));
     let no_user = AlertsConfig { username: None, ..basic.clone() };

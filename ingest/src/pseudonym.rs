@@ -14,6 +14,7 @@ use std::fmt;
 use aggregator::Digest;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretSlice};
 use sha2::{Digest as _, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -25,9 +26,10 @@ pub const MIN_KEY_LEN: usize = 16;
 const BLOCK: usize = 64;
 
 /// The pseudonymisation key. Never printed: `Debug` and `Display` show
-/// `[redacted]`.
+/// `[redacted]`; its bytes are wiped from memory when it is dropped
+/// (`secrecy`).
 #[derive(Clone)]
-pub struct SecretKey(Vec<u8>);
+pub struct SecretKey(SecretSlice<u8>);
 
 /// Why a key was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,7 +49,7 @@ impl SecretKey {
         if b.len() < MIN_KEY_LEN {
             return Err(KeyError::TooShort { len: b.len() });
         }
-        Ok(SecretKey(b))
+        Ok(SecretKey(SecretSlice::from(b)))
     }
 }
 
@@ -117,10 +119,11 @@ impl Pseudonymiser {
         // zero-padded to the block size. Doing it here gives a fixed-size key,
         // so keying cannot fail.
         let mut block = [0u8; BLOCK];
-        if key.0.len() > BLOCK {
-            block[..32].copy_from_slice(&Sha256::digest(&key.0));
+        let key = key.0.expose_secret();
+        if key.len() > BLOCK {
+            block[..32].copy_from_slice(&Sha256::digest(key));
         } else {
-            block[..key.0.len()].copy_from_slice(&key.0);
+            block[..key.len()].copy_from_slice(key);
         }
         let mac = <HmacSha256 as KeyInit>::new(&block.into());
         let tagged = |kind: SubjectKind| {

@@ -1,6 +1,7 @@
 //! TLS trust and secrets for d06's HTTP clients (ClickHouse, Alertmanager).
 //!
-//! - [`Secret`]: a password or token; `Debug` never shows it.
+//! - [`Secret`]: a password or token (`secrecy`'s `SecretString`): `Debug`
+//!   never shows it, and its memory is wiped when it is dropped.
 //! - [`read_secret`]: a secret from exactly one source, an environment
 //!   variable or a file, so that it stays out of the configuration file.
 //! - [`CaBundle`]: the PEM certificates of a private CA to trust besides the
@@ -12,27 +13,12 @@
 use std::fmt;
 use std::path::Path;
 
-/// A password or token. Printed as `[redacted]`, never as itself.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub use secrecy::ExposeSecret;
 
-impl Secret {
-    /// Wraps a value that must not be printed.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// A password or token: printed as `[REDACTED]`, never as itself, wiped
+/// from memory when dropped; [`ExposeSecret::expose_secret`] in the one
+/// place that sends it.
+pub type Secret = secrecy::SecretString;
 
 /// The secret named `what` from at most one source: the environment
 /// variable `env`, or the file `file` (one trailing newline dropped).
@@ -44,7 +30,7 @@ pub fn read_secret(what: &str, env: Option<&str>, file: Option<&Path>) -> Result
         (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(format!("{what}_env and {what}_file are both set; keep one")),
         (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Some(Secret(v))),
+            Ok(v) if !v.is_empty() => Ok(Some(Secret::from(v))),
             Ok(_) => Err(format!("{what}_env: environment variable {var} is empty")),
             Err(_) => Err(format!("{what}_env: environment variable {var} is not set")),
         },
@@ -55,7 +41,7 @@ pub fn read_secret(what: &str, env: Option<&str>, file: Option<&Path>) -> Result
             if value.is_empty() {
                 return Err(format!("{what}_file: {} is empty", path.display()));
             }
-            Ok(Some(Secret(value.to_owned())))
+            Ok(Some(Secret::from(value)))
         }
     }
 }
@@ -156,9 +142,9 @@ mod tests {
         let file = dir.path().join("pw");
         std::fs::write(&file, "s3cret\n").unwrap();
         let s = read_secret("password", None, Some(&file)).unwrap().unwrap();
-        assert_eq!(s.expose(), "s3cret");
-        assert_eq!(format!("{s:?}"), "[redacted]");
-        assert_eq!(read_secret("password", None, None).unwrap(), None);
+        assert_eq!(s.expose_secret(), "s3cret");
+        assert!(!format!("{s:?}").contains("s3cret") && format!("{s:?}").contains("REDACTED"), "{s:?}");
+        assert!(read_secret("password", None, None).unwrap().is_none());
         let both = read_secret("password", Some("PATH"), Some(&file)).unwrap_err();
         assert!(both.contains("both"), "{both}");
         let unset = read_secret("password", Some("D06_TLS_TEST_SURELY_UNSET"), None).unwrap_err();

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 
 use super::{ClickHouseConfig, SinkError};
-use crate::tls::{connector, CaBundle};
+use crate::tls::{connector, CaBundle, ExposeSecret};
 
 /// TCP keep-alive of the connections (the `clickhouse` crate's default).
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -38,7 +38,7 @@ pub(super) fn build(cfg: &ClickHouseConfig, url: &str) -> Result<Client, SinkErr
         client = client.with_user(user);
     }
     if let Some(password) = cfg.password().map_err(config_error)? {
-        client = client.with_password(password.expose());
+        client = client.with_password(password.expose_secret());
     }
     Ok(client)
 }

@@ -146,7 +146,7 @@ impl ClickHouseConfig {
     pub fn password(&self) -> Result<Option<Secret>, String> {
         match (&self.password, self.password_env.is_some() || self.password_file.is_some()) {
             (Some(_), true) => Err("password is set inline and in password_env or password_file; keep one".into()),
-            (Some(p), false) => Ok(Some(Secret::new(p.clone()))),
+            (Some(p), false) => Ok(Some(Secret::from(p.clone()))),
             (None, _) => read_secret("password", self.password_env.as_deref(), self.password_file.as_deref()),
         }
     }
@@ -176,6 +176,7 @@ pub(super) fn valid_database_name(name: &str) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::tls::ExposeSecret;
 
     #[test]
     fn database_names_are_checked() {
@@ -204,7 +205,7 @@ mod tests {
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "from-file\n").unwrap();
         let cfg = ClickHouseConfig { password_file: Some(pw.clone()), ..ClickHouseConfig::default() };
-        assert_eq!(cfg.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("from-file"));
+        assert_eq!(cfg.password().unwrap().map(|s| s.expose_secret().to_owned()).as_deref(), Some("from-file"));
         assert_eq!(cfg.check(), Ok(()));
         let two = ClickHouseConfig { password: Some("inline".into()), ..cfg.clone() };
         assert!(two.check().unwrap_err().contains("keep one"));
@@ -251,10 +252,10 @@ mod tests {
         let var = "D06_TEST_CH_PASSWORD_RESOLVE";
         std::env::set_var(var, "from-env");
         let cfg = ClickHouseConfig { password_env: Some(var.into()), ..ClickHouseConfig::default() };
-        assert_eq!(cfg.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("from-env"));
+        assert_eq!(cfg.password().unwrap().map(|s| s.expose_secret().to_owned()).as_deref(), Some("from-env"));
         assert!(!format!("{cfg:?}").contains("from-env"));
         let inline = ClickHouseConfig { password: Some("inline".into()), password_env: None, ..cfg };
-        assert_eq!(inline.password().unwrap().map(|s| s.expose().to_owned()).as_deref(), Some("inline"));
+        assert_eq!(inline.password().unwrap().map(|s| s.expose_secret().to_owned()).as_deref(), Some("inline"));
     }
 
     #[test]
