@@ -722,6 +722,26 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_call_is_repeated_only_while_its_error_is_accepted_and_attempts_remain() {
+        // A real transaction error without a broker: the transactional API
+        // of a producer that has no transactional.id.
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1").create().unwrap();
+        let refused = || producer.begin_transaction();
+        assert!(matches!(refused(), Err(KafkaError::Transaction(_))));
+        let (outcome, calls) = retry_transaction(3, "again", refused, |_| false);
+        assert!(outcome.is_err());
+        assert_eq!(calls, 1, "an error `again` does not accept is returned at once");
+        let started = Instant::now();
+        let (outcome, calls) = retry_transaction(2, "again", refused, |_| true);
+        assert!(outcome.is_err());
+        assert_eq!(calls, 2, "called `attempts` times");
+        assert!(started.elapsed() >= Duration::from_millis(250), "with the first pause between");
+        let (outcome, calls) = retry_transaction(3, "again", || Ok(()), |_| true);
+        assert_eq!((outcome.is_ok(), calls), (true, 1));
+    }
+
+    #[test]
     fn a_partition_starts_at_its_committed_offset_with_its_watermark_or_at_the_beginning() {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset("cccd", 0, Offset::Offset(42)).unwrap();
