@@ -253,7 +253,7 @@ async fn with_services(config: Config, args: &DemoArgs, shutdown: CancellationTo
     let rate = 2_000;
     let s = shutdown.clone();
     let producer = tokio::spawn(async move { simulate::to_kafka(simulator, &kafka, rate, None, false, s).await });
-    let result = crate::run(config, shutdown.clone()).await;
+    let result = crate::run::run(config, shutdown.clone()).await;
     shutdown.cancel();
     producer.await.context("simulator")??;
     result

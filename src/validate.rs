@@ -16,9 +16,20 @@ use ingest::LinesRead;
 use simulate::{Progress, Unit};
 
 use crate::exit;
+use crate::{load_config, now_nanos};
 
 /// From how many bytes a file's progress is shown (smaller ones take a moment).
 const LARGE: u64 = 1 << 20;
+
+/// `d06 validate`: the configuration's validator with an ephemeral key
+/// (digests are never shown), then [`run`].
+pub(crate) fn command(file: Option<&Path>, config: Option<&Path>) -> Result<ExitCode> {
+    let config = load_config(config)?;
+    let key = ingest::pseudonym::SecretKey::from_bytes(format!("d06-validate-{}", now_nanos()).into_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, validator, _) = crate::run::validator(&config, &key)?;
+    run(file, &validator, now_nanos())
+}
 
 /// Validates `file` (standard input for `None` or `-`) with `validator` as
 /// of `now`, prints the rejections and the summary.
