@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use aggregator::{Fact, Nanos};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::TopicPartitionList;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
@@ -462,6 +463,30 @@ impl ErrorLog {
 }
 
 /// Header names on dead-letter messages.
+/// Takes the partitions a rebalance assigns: only `tpl` under the
+/// cooperative protocol, `tpl` as the whole assignment under the eager one.
+pub(crate) fn take_assigned<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+) -> KafkaResult<()> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+        _ => consumer.assign(tpl),
+    }
+}
+
+/// Gives back the partitions a rebalance revokes: only `tpl` under the
+/// cooperative protocol, the whole assignment under the eager one.
+pub(crate) fn give_back_revoked<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+) -> KafkaResult<()> {
+    match consumer.rebalance_protocol() {
+        RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+        _ => consumer.unassign(),
+    }
+}
+
 pub mod headers {
     /// The rejection reason.
     pub const REASON: &str = "d06.reason";

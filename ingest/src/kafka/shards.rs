@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use aggregator::{Fact, Nanos};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::record::{FactsRecord, RecordError};
-use super::{headers, ErrorLog, KafkaConfig, SourceError};
+use super::{give_back_revoked, headers, take_assigned, ErrorLog, KafkaConfig, SourceError};
 
 /// Facts of one partition in one batch.
 #[derive(Debug, Default)]
@@ -110,7 +110,6 @@ impl ClientContext for ShardsContext {}
 
 impl ConsumerContext for ShardsContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let facts: Vec<i32> =
             tpl.elements().iter().filter(|e| e.topic() == self.facts).map(|e| e.partition()).collect();
         let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner).clone();
@@ -147,11 +146,7 @@ impl ConsumerContext for ShardsContext {
                     }
                 }
                 info!(facts = ?facts, partitions = tpl.count(), "facts consumer assigned");
-                if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                }
+                take_assigned(consumer, tpl)
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
@@ -164,11 +159,7 @@ impl ConsumerContext for ShardsContext {
                     }
                 }
                 info!(facts = ?facts, lost, "facts consumer revoked");
-                if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                }
+                give_back_revoked(consumer, tpl)
             }
             other => {
                 warn!(error = ?other, "rebalance error; unassigning");

@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use super::transaction::{lock, Inner};
-use crate::kafka::{PartitionState, SourcePartition};
+use crate::kafka::{give_back_revoked, take_assigned, PartitionState, SourcePartition};
 
 /// The consumer context: commits the open transaction before partitions go.
 pub(super) struct RouterContext {
@@ -32,7 +32,6 @@ impl ClientContext for RouterContext {}
 
 impl ConsumerContext for RouterContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let mut inner = lock(&self.inner);
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
@@ -62,7 +61,7 @@ impl ConsumerContext for RouterContext {
                         false
                     }
                 };
-                let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                let assigned = take_assigned(consumer, tpl);
                 match assigned {
                     Ok(()) if !started => consumer.pause(tpl),
                     // librdkafka keeps an application's pause on a partition across
@@ -95,11 +94,7 @@ impl ConsumerContext for RouterContext {
                     inner.dirty.remove(&key);
                     inner.pending.remove(&key);
                 }
-                if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                }
+                give_back_revoked(consumer, tpl)
             }
             other => {
                 warn!(error = ?other, "rebalance error; unassigning");
