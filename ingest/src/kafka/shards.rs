@@ -339,6 +339,10 @@ impl FactsSource {
             }
         }
         if !batch.is_empty() {
+            // Refused once the pipeline has stopped listening. Nothing is lost:
+            // these records are past every shard's checkpoint and the dead
+            // letters' committed offsets, so whoever opens those partitions next
+            // reads them again.
             let _ = tx.blocking_send(ShardEvent::Batch(batch));
         }
         // Leave the group while the pipeline still listens, so the shards are
