@@ -50,7 +50,7 @@ pub enum PipelineFault {
     AfterClickhouse,
 }
 
-/// Everything the pipeline needs, built by `main`.
+/// Everything the pipeline needs, built by `d06 run` (`run.rs`) or `d06 demo`.
 pub struct Parts {
     /// The geography facts were resolved through.
     pub geo: Arc<Geography>,
