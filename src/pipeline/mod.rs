@@ -12,7 +12,9 @@
 mod checkpoint;
 mod fence;
 mod figures;
+mod flush;
 mod outage;
+mod readback;
 mod restore;
 mod shard;
 
@@ -20,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aggregator::calendar::WorkCalendar;
 use aggregator::Plans;
@@ -31,13 +33,14 @@ use chrono::NaiveDate;
 use ingest::kafka::shards::{DeadLetterRecord, ShardBatch, ShardCommitter, ShardEvent};
 use rayon::prelude::*;
 use sinks::board::Board;
-use sinks::clickhouse::{AreaRow, BaselineRow, ClickHouseSink, DeadLetterRow, PlanRow, WriteBatch};
+use sinks::clickhouse::ClickHouseSink;
 use sinks::prometheus::{Health, Metrics};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, warn};
 
-use self::figures::{Sums, View};
+use self::figures::View;
+use self::flush::flush_due;
 use self::shard::ShardState;
 use crate::config::ClockMode;
 use store::Identity;
@@ -141,21 +144,6 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline").field("parts", &self.p).field("shards", &self.shards.len()).finish()
     }
-}
-
-/// Whether a tick of the flush timer flushes: every tick while current (and
-/// the first time), at most every `every` while far behind.
-fn flush_due(behind: bool, since_last: Option<Duration>, every: Duration) -> bool {
-    !behind || since_last.is_none_or(|d| d >= every)
-}
-
-/// Whether a flush reads the figures back: always the first time, then
-/// once `took × 100 / share_percent` has passed since the last read-back
-/// `started`, so that read-backs take at most that share of the time.
-fn read_back_due(last: Option<(Instant, Duration)>, now: Instant, share_percent: u32) -> bool {
-    last.is_none_or(|(started, took)| {
-        now.saturating_duration_since(started) >= took.saturating_mul(100) / share_percent.max(1)
-    })
 }
 
 fn now_nanos() -> Nanos {
@@ -337,267 +325,6 @@ impl Pipeline {
     fn local_day(&self, t: Nanos) -> NaiveDate {
         chrono::TimeZone::timestamp_nanos(&self.p.tz, t).date_naive()
     }
-
-    async fn flush(&mut self, shutdown: &CancellationToken) -> Result<()> {
-        let started = Instant::now();
-        let span = info_span!("flush", shards = self.shards.len(), dead = self.pending_dead.len());
-        async {
-            let wall = now_nanos();
-            self.newest_seen = self.now(wall).filter(|_| self.p.clock == ClockMode::Event);
-            self.rewrite_after_failover();
-            let plans = Arc::clone(&self.p.plans);
-            let geo = Arc::clone(&self.p.geo);
-            let mut batch = WriteBatch::default();
-            let mut written: BTreeMap<u32, (u64, usize)> = BTreeMap::new();
-            let partitions: Vec<u32> = self.shards.keys().copied().collect();
-            for p in partitions {
-                let t = self.shards.get(&p).and_then(|s| self.shard_now(s, wall));
-                let through = t.map(|t| self.local_day(t).min(plans.end()));
-                let Some(s) = self.shards.get_mut(&p) else { continue };
-                if let Some(t) = t {
-                    s.tickets.advance(t);
-                }
-                let version = s.next_version();
-                let rows = s.rows(through, &plans, &geo, version, &mut batch);
-                written.insert(p, (s.generation, rows));
-            }
-            self.plan_rows(wall, &mut batch);
-            for d in &self.pending_dead {
-                batch.dead_letters.push(DeadLetterRow {
-                    received_at: chrono::DateTime::from_timestamp(d.received_at, 0).unwrap_or_default(),
-                    topic: d.topic.clone(),
-                    partition: d.partition.max(0) as u32,
-                    offset: d.offset.max(0) as u64,
-                    reason: d.reason.clone(),
-                    detail: d.detail.clone(),
-                });
-            }
-            // 1. ClickHouse.
-            if let (Some(sink), false) = (&self.p.sink, batch.is_empty()) {
-                sink.write_with_retry(&batch, shutdown, Some(&self.p.metrics), Some(&self.p.health))
-                    .await
-                    .context("writing to ClickHouse")?;
-                let rows = &self.p.metrics.sink_rows_written;
-                for (table, n) in [
-                    ("coverage_shard_daily", batch.coverage.len()),
-                    ("coverage_shard_recent", batch.recent.len()),
-                    ("plan_daily", batch.plan.len()),
-                    ("hotline_shard_daily", batch.hotline.len()),
-                    ("dead_letters", batch.dead_letters.len()),
-                ] {
-                    rows.with_label_values(&["clickhouse", table]).inc_by(n as u64);
-                }
-                // 2. Ownership (fence.rs): every owned shard still ours?
-                self.check_claims(&written, shutdown).await?;
-            } else {
-                self.check_claims_idle(shutdown).await?;
-            }
-            if self.p.fault == Some(PipelineFault::AfterClickhouse) && !batch.coverage.is_empty() {
-                warn!("fault point after_clickhouse: aborting the process");
-                std::process::abort();
-            }
-            // 3. Each shard's store (retried while the disk refuses writes).
-            self.checkpoint_all(shutdown).await?;
-            // 4. Offsets to the group.
-            if let Some(c) = &self.p.committer {
-                let facts: Vec<(i32, i64)> = self
-                    .shards
-                    .values()
-                    .filter(|s| s.next_offset > 0)
-                    .map(|s| (s.partition as i32, s.next_offset))
-                    .collect();
-                let dead: Vec<(i32, i64)> = std::mem::take(&mut self.dead_positions).into_iter().collect();
-                c.commit(&facts, &dead);
-            }
-            self.pending_dead.clear();
-            // 5. Figures.
-            self.publish(wall).await;
-            if !self.flushed_once {
-                self.flushed_once = true;
-                info!("first flush complete");
-            }
-            self.p.health.set_flushed();
-            Ok::<(), anyhow::Error>(())
-        }
-        .instrument(span)
-        .await?;
-        self.p.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
-        self.p.metrics.last_flush_time.set(now_nanos() as f64 / 1e9);
-        Ok(())
-    }
-
-    /// After the sink moved to another ClickHouse server, every shard and
-    /// the plan are written again in full: what the server it left
-    /// acknowledged may not have reached its replicas (docs/OPERATIONS.md,
-    /// ClickHouse). Dead letters are not: they were rows of their topic.
-    fn rewrite_after_failover(&mut self) {
-        let Some(sink) = &self.p.sink else { return };
-        let failovers = sink.failovers();
-        if failovers == self.failovers_seen {
-            return;
-        }
-        self.failovers_seen = failovers;
-        for s in self.shards.values_mut() {
-            s.full_rewrite = true;
-        }
-        self.plan_through = None;
-        info!(failovers, shards = self.shards.len(), "ClickHouse server changed: rewriting every row");
-    }
-
-    /// Plan rows: every day from the start on the first flush (with each
-    /// area's baseline, and the areas themselves), then each new day. Each
-    /// area's rows run from its province's plan start to its end.
-    fn plan_rows(&mut self, wall: Nanos, out: &mut WriteBatch) {
-        let plans = &self.p.plans;
-        let Some(t) = self.now(wall) else { return };
-        let through = self.local_day(t).min(plans.end());
-        if through < plans.start() {
-            return;
-        }
-        let first = match self.plan_through {
-            None => plans.start(),
-            Some(w) if through > w => match w.succ_opt() {
-                Some(d) => d,
-                None => return,
-            },
-            Some(_) => return,
-        };
-        // Identical from every instance; a wall-clock version only orders a changed plan.
-        let version = (wall.max(0) / 1_000) as u64;
-        let geo = &self.p.geo;
-        if self.plan_through.is_none() {
-            out.areas.extend(geo.areas().iter().map(|area| AreaRow {
-                area_level: area.level,
-                area: area.code.clone(),
-                name: area.name.clone(),
-                parent: area.parent.map(|p| geo.area(p).code.clone()).unwrap_or_default(),
-                version,
-            }));
-        }
-        for ind in aggregator::Indicator::ALL {
-            for (i, area) in geo.areas().iter().enumerate() {
-                let a = aggregator::AreaId(i as u16);
-                let plan = plans.of(a);
-                if self.plan_through.is_none() {
-                    out.baselines.push(BaselineRow {
-                        indicator: *ind,
-                        area_level: area.level,
-                        area: area.code.clone(),
-                        baseline: plan.baseline(*ind, a),
-                        baseline_known: plan.baseline_known(*ind, a),
-                        source: plan.baseline_source(*ind, a).unwrap_or_default().to_owned(),
-                        version,
-                    });
-                }
-                let (mut day, last) = (first.max(plan.start()), through.min(plan.end()));
-                while day <= last {
-                    out.plan.push(PlanRow {
-                        day,
-                        indicator: *ind,
-                        area_level: area.level,
-                        area: area.code.clone(),
-                        baseline: plan.baseline(*ind, a),
-                        target: plan.target(*ind, a),
-                        expected: plan.expected(*ind, a, day),
-                        version,
-                    });
-                    match day.succ_opt() {
-                        Some(d) => day = d,
-                        None => break,
-                    }
-                }
-            }
-        }
-        self.plan_through = Some(through);
-    }
-
-    /// Pipeline gauges from the owned shards; business figures from the sums over all shards.
-    async fn publish(&mut self, wall: Nanos) {
-        let m = &self.p.metrics;
-        m.state_subjects.set(self.shards.values().map(|s| s.coverage.subjects() as i64).sum());
-        m.state_events.set(self.shards.values().map(|s| s.coverage.events() as i64).sum());
-        if let Some(n) = self.shards.values().filter_map(|s| s.newest).max() {
-            m.newest_event_time.set(n as f64 / 1e9);
-        }
-        let own = self.now(wall);
-        if own.is_none() && self.p.sink.is_none() {
-            return;
-        }
-        let sums = match &self.p.sink {
-            Some(sink) => {
-                let started = Instant::now();
-                if !read_back_due(self.figures_read, started, self.p.figures_share_percent) {
-                    debug!("figures not read back on this flush: the last read-back was recent for its length");
-                    return;
-                }
-                let view = &self.view;
-                let levels: Vec<&str> =
-                    self.p.geo.levels().iter().filter(|l| view.exported(**l)).map(|l| l.as_str()).collect();
-                // The figures are shown as of this instance's day or later (`View::publish`):
-                // the days more than a week before it are read summed, not one by one.
-                let apart_from = own.and_then(|t| self.local_day(t).checked_sub_days(chrono::Days::new(6)));
-                let read = self.read_figures(sink, &levels, apart_from).await;
-                // A failed read-back counts too: one refused at once is tried again at the
-                // next flush, one that ran into the sink's timeout (national size) does not
-                // hold up every flush for that long.
-                self.figures_read = Some((started, started.elapsed()));
-                match read {
-                    Ok(sums) => sums,
-                    Err(error) => {
-                        m.sink_failures.with_label_values(&["clickhouse", error.kind()]).inc();
-                        warn!(%error, "reading the province-wide figures back failed; gauges keep their last values");
-                        return;
-                    }
-                }
-            }
-            None => self.local_sums(),
-        };
-        // An instance whose shards have seen no event yet takes the province's day from the sums.
-        let t = match own {
-            Some(t) => t,
-            None if sums.newest_day.is_some() => Nanos::MIN,
-            None => return,
-        };
-        self.view.publish(m, &sums, t, wall);
-    }
-
-    /// The sums over every shard, read back from ClickHouse. Hotline tickets
-    /// count from the area's province's plan start: one read from the
-    /// earliest start, and one more per later start among the plans.
-    async fn read_figures(
-        &self,
-        sink: &ClickHouseSink,
-        levels: &[&str],
-        apart_from: Option<NaiveDate>,
-    ) -> Result<Sums, sinks::SinkError> {
-        let plans = &self.p.plans;
-        let mut sums = Sums::from_clickhouse(sink.figures(levels, plans.start(), apart_from).await?, &self.p.geo);
-        let later: BTreeSet<NaiveDate> =
-            plans.units().iter().map(|u| u.plan.start()).filter(|d| *d > plans.start()).collect();
-        for start in later {
-            let figures = sink.hotline_figures(levels, start).await?;
-            sums.set_hotline(figures, &self.p.geo, |a| plans.of(a).start() == start);
-        }
-        Ok(sums)
-    }
-
-    /// Sums over the shards of this process (the demo owns them all).
-    fn local_sums(&self) -> Sums {
-        let mut sums = Sums::default();
-        for s in self.shards.values() {
-            for key in s.coverage.keys() {
-                if let Some(days) = s.coverage.days(key) {
-                    sums.add_days(*key, days);
-                }
-            }
-            for ((a, day), c) in s.tickets.counts() {
-                if *day >= self.p.plans.of(*a).start() {
-                    *sums.hotline.entry(*a).or_default() += *c;
-                }
-            }
-        }
-        sums
-    }
 }
 
 /// The current generation of `shards`, retrying while ClickHouse is unreachable
@@ -633,37 +360,4 @@ async fn claim(sink: &ClickHouseSink, p: u32, owner: &str, shutdown: &Cancellati
         })
         .await
         .with_context(|| format!("claiming shard {p}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_timer_flushes_every_tick_while_current_and_at_most_every_interval_while_behind() {
-        let every = Duration::from_secs(5);
-        let (soon, late) = (Some(Duration::from_secs(1)), Some(Duration::from_secs(5)));
-        assert!(flush_due(false, soon, every), "current: every tick");
-        assert!(flush_due(true, None, every), "behind, never flushed yet");
-        assert!(!flush_due(true, soon, every), "behind, flushed a second ago");
-        assert!(flush_due(true, late, every), "behind, the interval is up");
-        assert!(flush_due(true, soon, Duration::ZERO), "no longer interval: every tick");
-    }
-
-    #[test]
-    fn the_figures_are_read_back_at_most_for_their_share_of_the_time() {
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        assert!(read_back_due(None, t0, 25), "the first flush reads back");
-        // A read-back of 10 s, a quarter of the time: the next 40 s after it started.
-        let long = Some((t0, Duration::from_secs(10)));
-        assert!(!read_back_due(long, at(10_000), 25), "just after it");
-        assert!(!read_back_due(long, at(39_999), 25));
-        assert!(read_back_due(long, at(40_000), 25), "its share is up");
-        assert!(read_back_due(long, at(10_000), 100), "100 %: after every flush");
-        // A small deployment: 20 ms, so every flush half a second apart reads back.
-        let short = Some((t0, Duration::from_millis(20)));
-        assert!(read_back_due(short, at(500), 25));
-        assert!(!read_back_due(short, at(79), 25));
-    }
 }
