@@ -367,7 +367,7 @@ pub(super) fn expand(
             };
             assert!(
                 !concrete.contains('$') && !concrete.contains("[["),
-                "{} / {:?} / {}: something left unsubstituted (add it to the table in dashboards.rs):\n{concrete}",
+                "{} / {:?} / {}: something left unsubstituted (add it to the table in dashboards/mod.rs):\n{concrete}",
                 target.dashboard,
                 target.panel,
                 target.ref_id
