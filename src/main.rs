@@ -11,6 +11,7 @@ mod run;
 mod validate;
 
 use std::future::Future;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -39,13 +40,18 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 }
 
 /// Logs to standard error, as JSON lines when `json`; `RUST_LOG` filters.
+/// Colours only on a terminal: a log file or the journal gets plain text
+/// that `grep` finds `rows=0` in.
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A log line that cannot be written (its disk full) is lost, never a panic:
     // the default reports the failure with `eprintln!`, which panics on that disk.
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false);
     if json {
         builder.json().flatten_event(true).init();
     } else {
