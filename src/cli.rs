@@ -130,10 +130,7 @@ pub(crate) fn run_alerts(command: AlertsCommand) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
     let alerts = c.alerts.clone().with_default_rule(c.pipeline.lag_rule);
     let text = rt.block_on(alerts::send_day(&c.report_source(), province.as_deref(), alerts, c.contract.tz()?, day))?;
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result")?;
-    Ok(ExitCode::SUCCESS)
+    print(&text, "writing the result")
 }
 
 /// `d06 plan …`: prints what it did.
@@ -143,10 +140,7 @@ pub(crate) fn run_plan(command: plan_cmd::PlanCommand) -> Result<ExitCode> {
     let province = reports::province_id(&deployment, plan_cmd::province(&command)).map_err(exit::config)?;
     // The plan's own province: its districts and communes only.
     let text = plan_cmd::run(command, &deployment.scoped(province))?;
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the result")?;
-    Ok(ExitCode::SUCCESS)
+    print(&text, "writing the result")
 }
 
 /// `d06 report …`: runs one report and writes it to standard output.
@@ -162,8 +156,14 @@ pub(crate) fn run_report(command: ReportCommand) -> Result<ExitCode> {
             rt.block_on(reports::daily(&c.report_source(), province.as_deref(), day, area.as_deref(), format))?
         }
     };
+    print(&text, "writing the report")
+}
+
+/// Writes a command's whole result to standard output; `doing` names the
+/// write in the error.
+fn print(text: &str, doing: &'static str) -> Result<ExitCode> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("writing the report")?;
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context(doing)?;
     Ok(ExitCode::SUCCESS)
 }
