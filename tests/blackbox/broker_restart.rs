@@ -1,5 +1,6 @@
 //! Issue 14: the Kafka broker killed with SIGKILL mid-stream and started
-//! again, twice, must change no count.
+//! again, twice (`D06_BROKER_RESTART_OUTAGES` for more), must change no
+//! count.
 //!
 //! The broker is the persistent local one (`bash deploy/local/start.sh
 //! persistent`: tansu keeping its log, offsets and transactions in
@@ -28,7 +29,13 @@ fn persistent() -> Option<KafkaTarget> {
         );
         return None;
     };
-    Some(KafkaTarget { brokers, ..KafkaTarget::default() })
+    let mut target = KafkaTarget { brokers, ..KafkaTarget::default() };
+    // For a post-mortem: librdkafka's debug contexts (`cgrp`), which d06
+    // logs at debug (`D06_TEST_RUST_LOG=info,librdkafka=debug`).
+    if let Ok(debug) = std::env::var("D06_TEST_RDKAFKA_DEBUG") {
+        target.properties.push(("debug".into(), debug));
+    }
+    Some(target)
 }
 
 /// The persistent broker's log, where `deploy/local` writes it (every
@@ -75,20 +82,24 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
     let mut messages = messages(&raws, &topics, partitions, &mut rng);
     insert_invalid(&mut messages, 50, &topics, partitions, &mut rng);
     let producer = Producer::on(&kafka);
-    let thirds: Vec<&[(String, i32, Vec<u8>)]> = messages.chunks(messages.len().div_ceil(3)).collect();
+    // D06_BROKER_RESTART_OUTAGES: more outages than two, for a soak (six
+    // found tansu's unimplemented KIP-360, deploy/local/tansu/README.md).
+    let outages: usize =
+        std::env::var("D06_BROKER_RESTART_OUTAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2).max(1);
+    let parts: Vec<&[(String, i32, Vec<u8>)]> = messages.chunks(messages.len().div_ceil(outages + 1)).collect();
     let started = Instant::now();
 
-    // The first third, until d06 has applied some of it; then, twice, the
-    // broker is killed a moment into the next third and started again a
-    // moment later, while the producer carries on (sending again what was
-    // not acknowledged: a message may then be stored twice, as with any
-    // producer retry).
-    producer.send_all_retrying(thirds[0], Duration::from_secs(120)).await;
+    // The first part, until d06 has applied some of it; then, once per
+    // outage, the broker is killed a moment into the next part and started
+    // again a moment later, while the producer carries on (sending again
+    // what was not acknowledged: a message may then be stored twice, as
+    // with any producer retry).
+    producer.send_all_retrying(parts[0], Duration::from_secs(120)).await;
     app.wait_for("the first facts applied", Duration::from_secs(60), || async {
         app.metrics().await.sum("d06_facts_applied_total") > 0.0
     })
     .await;
-    for third in &thirds[1..] {
+    for part in &parts[1..] {
         let kill_after = Duration::from_millis(rng.random_range(100..1_500));
         let down_for = Duration::from_millis(rng.random_range(200..3_000));
         let outage = tokio::task::spawn_blocking(move || {
@@ -99,9 +110,9 @@ async fn the_broker_killed_twice_mid_stream_changes_no_count() {
             deploy_local("start", &["kafka-pg"], &[]);
             killed.elapsed()
         });
-        producer.send_all_retrying(third, Duration::from_secs(180)).await;
+        producer.send_all_retrying(part, Duration::from_secs(180)).await;
         let down = outage.await.expect("the outage task");
-        eprintln!("broker killed {kill_after:?} into a third, back after {down:?} (at {:?})", started.elapsed());
+        eprintln!("broker killed {kill_after:?} into a part, back after {down:?} (at {:?})", started.elapsed());
     }
     eprintln!("all {} produced after {:?}", messages.len(), started.elapsed());
 

@@ -48,7 +48,7 @@ for entry in "${crates[@]}"; do
     mv "$src/$name-$version" "$src/$name"
 done
 
-for p in endtxn storage group; do
+for p in endtxn storage group producer; do
     patch -s -p1 -d "$src" <"$D06_LIB_DIR/tansu/$p.patch" || die "tansu-pg: $p.patch does not apply to tansu $version"
 done
 cat >>"$src/tansu/Cargo.toml" <<'TOML'
