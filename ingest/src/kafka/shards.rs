@@ -80,7 +80,8 @@ pub enum ShardEvent {
     /// These facts partitions are now ours; answer each one's start offset
     /// (the next offset its store reflects, 0 for none).
     Assign {
-        /// Partition and its high watermark (a store beyond it is stale).
+        /// Partition and its high watermark (a store beyond it is stale;
+        /// `i64::MAX` when it could not be read in time).
         partitions: Vec<(i32, i64)>,
         /// The answer.
         reply: std_mpsc::SyncSender<Vec<(i32, i64)>>,
@@ -97,6 +98,10 @@ pub enum ShardEvent {
     /// Facts and dead letters.
     Batch(ShardBatch),
 }
+
+/// How long an assignment may spend reading its partitions' high
+/// watermarks (a store ahead of an empty partition is stale), all together.
+const WATERMARKS_BUDGET: Duration = Duration::from_secs(5);
 
 struct ShardsContext {
     /// Taken when the consumer stops: a rebalance served after that (while
@@ -116,13 +121,20 @@ impl ConsumerContext for ShardsContext {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 if let (false, Some(tx)) = (facts.is_empty(), &tx) {
+                    // One budget for every partition's watermark: a broker that
+                    // does not answer (just restarted) must not hold the
+                    // rebalance for a timeout per partition. A partition left
+                    // without one is opened without the check it serves.
+                    let deadline = Instant::now() + WATERMARKS_BUDGET;
                     let partitions = facts
                         .iter()
                         .map(|p| {
-                            let high = consumer
-                                .fetch_watermarks(&self.facts, *p, Duration::from_secs(5))
-                                .map(|(_, h)| h)
-                                .unwrap_or(i64::MAX);
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            let high = if left.is_zero() {
+                                i64::MAX
+                            } else {
+                                consumer.fetch_watermarks(&self.facts, *p, left).map_or(i64::MAX, |(_, h)| h)
+                            };
                             (*p, high)
                         })
                         .collect();
