@@ -6,7 +6,8 @@
 //! first on resuming: a stall past `max.poll.interval.ms` is always past the
 //! session timeout too) and rejoins. Both must carry on — the stalled one
 //! routes again, every shard has one owner — and ClickHouse must equal an
-//! independent recount.
+//! independent recount. A second test has the stalled instance's group
+//! leave it out: it must join again by itself.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -127,4 +128,61 @@ async fn a_consumer_stalled_past_max_poll_interval_rejoins_without_loss() {
         .collect();
     assert!(!stalled.is_empty(), "a noticed that the group removed it:\n{}", a.log_tail(30));
     eprintln!("a's log on the stall:\n{}", stalled.join("\n"));
+}
+
+/// A facts consumer its group does not take back after a stall joins again
+/// by itself. The `leave_group_on_lost` fault has it leave its group when
+/// it loses its shards, as a coordinator that never re-forms the group
+/// leaves a member (seen on tansu, docs/OPERATIONS.md, "Shards unowned"):
+/// no assignment comes, and after `max.poll.interval.ms` the consumer
+/// leaves and joins again. ClickHouse must then equal the recount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_facts_consumer_its_group_leaves_out_joins_again_by_itself() {
+    let seed: u64 = rand::random();
+    eprintln!("left-out consumer test: seed {seed}");
+    let raws = generate(10_000, seed);
+    let expected = recount(&raws);
+    let partitions = 4;
+    let mut kafka = KafkaTarget::default();
+    kafka.properties.push(("max.poll.interval.ms".into(), MAX_POLL_MS.to_string()));
+    let options = AppOptions { partitions, shards: 4, flush_interval_ms: 300, kafka, ..AppOptions::default() };
+    let mut a = spawn_app(options).await;
+    a.options.kafka = KafkaTarget::default();
+    a.stop();
+    a.edit_config(|c| c.replace("instance_id = \"i0\"", "instance_id = \"i0\"\nfault = \"leave_group_on_lost\""));
+    a.start().await;
+    let topics: Vec<String> = a.topics.sources().iter().map(|s| s.to_string()).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x1e47);
+    let messages = messages(&raws, &topics, partitions, &mut rng);
+    let (before, after) = messages.split_at(messages.len() / 2);
+    let producer = Producer::new();
+    producer.send_all(before).await;
+    a.wait_for("every shard owned and facts applied", Duration::from_secs(60), || async {
+        let m = a.metrics().await;
+        m.get("d06_shards_owned", &[]).unwrap_or(0.0) == 4.0 && m.sum("d06_facts_applied_total") > 0.0
+    })
+    .await;
+
+    // Stalled past its session: the group drops a, which loses its shards
+    // and, by the fault, leaves the group.
+    a.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(MAX_POLL_MS * 2)).await;
+    a.signal("CONT");
+    a.wait_for("a left its facts group", Duration::from_secs(60), || async {
+        a.log().contains("fault point leave_group_on_lost")
+    })
+    .await;
+    let left = Instant::now();
+    producer.send_all(after).await;
+    a.wait_for("a joined its facts group again", Duration::from_secs(60), || async {
+        a.log().contains("leaving the group and joining it again")
+    })
+    .await;
+    eprintln!("a joined its facts group again {:?} after leaving it", left.elapsed());
+    if let Err(diff) = until_recount(&a, &expected, Duration::from_secs(120)).await {
+        panic!("{diff}\n{}", a.log_tail(40));
+    }
+    assert_eq!(App::shards_owned(&[&a]).await, 4.0, "a holds every shard again:\n{}", a.log_tail(30));
+    assert!(a.is_running(), "a still running:\n{}", a.log_tail(30));
+    assert!(!a.log().contains("panicked"), "no panic:\n{}", a.log_tail(30));
 }

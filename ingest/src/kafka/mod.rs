@@ -75,6 +75,25 @@ impl Topics {
     }
 }
 
+/// Test-only fault points (`[kafka] fault`): the process aborts at the named
+/// moment, as a `kill -9` would, to prove what the transactions guarantee, or
+/// the broker is made to look slow, or a group to look stuck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaFault {
+    /// The router, after producing a batch, before committing its transaction.
+    BeforeCommit,
+    /// Not an abort: the group's committed offsets read as unreadable (as on a
+    /// broker too slow to answer) until this member's first revocation, so
+    /// the router's first assignment is taken paused.
+    OffsetsUnreadableUntilRevoked,
+    /// Not an abort: stage 2's facts consumer leaves its group when it first
+    /// loses its assignment, as a member its group never takes back (seen
+    /// on tansu) is left with no partitions; only its watch for that brings
+    /// it back ([`shards`]).
+    LeaveGroupOnLost,
+}
+
 /// Kafka connection and consumer settings.
 #[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -113,10 +132,8 @@ pub struct KafkaConfig {
     pub transaction_timeout_ms: u64,
     /// Replication factor of the facts topic when d06 creates it.
     pub facts_replication: i32,
-    /// Test only: abort the process at a fault point (`before_commit`), or
-    /// read the group's committed offsets as unreadable until this member's
-    /// first revocation (`offsets_unreadable_until_revoked`).
-    pub fault: Option<router::RouterFault>,
+    /// Test only: a fault point ([`KafkaFault`]).
+    pub fault: Option<KafkaFault>,
 }
 
 impl Default for KafkaConfig {

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::record::{FactsRecord, RecordError};
-use super::{give_back_revoked, headers, take_assigned, ErrorLog, KafkaConfig, SourceError};
+use super::{give_back_revoked, headers, take_assigned, ErrorLog, KafkaConfig, KafkaFault, SourceError};
 
 /// Facts of one partition in one batch.
 #[derive(Debug, Default)]
@@ -109,6 +110,21 @@ struct ShardsContext {
     tx: Mutex<Option<mpsc::Sender<ShardEvent>>>,
     facts: String,
     wait: Duration,
+    /// Since when this member has been without an assignment after losing
+    /// one (a revocation with `lost`); cleared by the next assignment, even
+    /// an empty one (librdkafka calls back after every rebalance it is in).
+    lost_since: Mutex<Option<Instant>>,
+    /// Test only ([`KafkaFault::LeaveGroupOnLost`]): leave the group at the
+    /// next loss, once.
+    leave_on_lost: AtomicBool,
+    /// Set by that loss, for the poll loop.
+    leave_now: AtomicBool,
+}
+
+impl ShardsContext {
+    fn lost_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.lost_since.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl ClientContext for ShardsContext {}
@@ -158,6 +174,7 @@ impl ConsumerContext for ShardsContext {
                     }
                 }
                 info!(facts = ?facts, partitions = tpl.count(), "facts consumer assigned");
+                *self.lost_since() = None;
                 take_assigned(consumer, tpl)
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -171,6 +188,12 @@ impl ConsumerContext for ShardsContext {
                     }
                 }
                 info!(facts = ?facts, lost, "facts consumer revoked");
+                if lost {
+                    self.lost_since().get_or_insert_with(Instant::now);
+                    if self.leave_on_lost.swap(false, Ordering::Relaxed) {
+                        self.leave_now.store(true, Ordering::Relaxed);
+                    }
+                }
                 give_back_revoked(consumer, tpl)
             }
             other => {
@@ -189,6 +212,12 @@ pub struct FactsSource {
     consumer: Arc<BaseConsumer<ShardsContext>>,
     config: KafkaConfig,
     identity: u64,
+    /// How long a member may go without an assignment after losing one
+    /// before it leaves and joins its group again: `max.poll.interval.ms`,
+    /// the rebalance timeout librdkafka gives the coordinator, within which
+    /// Kafka completes every rebalance (members that have not joined by
+    /// then are dropped from it).
+    rejoin_after: Duration,
 }
 
 impl fmt::Debug for FactsSource {
@@ -243,10 +272,46 @@ impl FactsSource {
             tx: Mutex::new(Some(tx)),
             facts: config.topics.facts.clone(),
             wait: Duration::from_millis(max_poll / 2),
+            lost_since: Mutex::new(None),
+            leave_on_lost: AtomicBool::new(config.fault == Some(KafkaFault::LeaveGroupOnLost)),
+            leave_now: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<ShardsContext> = cc.create_with_context(context)?;
         consumer.subscribe(&[&config.topics.facts, &config.topics.dead_letter])?;
-        Ok(FactsSource { consumer: Arc::new(consumer), config: config.clone(), identity })
+        Ok(FactsSource {
+            consumer: Arc::new(consumer),
+            config: config.clone(),
+            identity,
+            rejoin_after: Duration::from_millis(max_poll),
+        })
+    }
+
+    /// Leaves the group and joins it again when this member has gone
+    /// `rejoin_after` without an assignment since it lost one: a group that
+    /// does not take a member back (seen on tansu, whose coordinator kept a
+    /// departed leader; docs/OPERATIONS.md, "Shards unowned") otherwise
+    /// leaves it, and the shards nobody else holds, idle until a restart.
+    /// A member with nothing to do is not caught: it is called back with an
+    /// empty assignment after every rebalance.
+    fn rejoin_if_left_out(&self) -> Result<(), SourceError> {
+        let context = self.consumer.context();
+        if context.leave_now.swap(false, Ordering::Relaxed) {
+            warn!("fault point leave_group_on_lost: the facts consumer leaves its group");
+            self.consumer.unsubscribe();
+            return Ok(());
+        }
+        let waited = context.lost_since().map(|t| t.elapsed()).filter(|w| *w >= self.rejoin_after);
+        let Some(waited) = waited else { return Ok(()) };
+        warn!(
+            waited_s = waited.as_secs(),
+            "the facts consumer lost its shards and its group has assigned it nothing since; \
+             leaving the group and joining it again"
+        );
+        self.consumer.unsubscribe();
+        self.consumer.subscribe(&[&self.config.topics.facts, &self.config.topics.dead_letter])?;
+        // Watched again from now: a member still left out tries again.
+        *context.lost_since() = Some(Instant::now());
+        Ok(())
     }
 
     /// Stage 2's positions in the facts topic (the next offset this
@@ -296,7 +361,8 @@ impl FactsSource {
         info!(facts = %facts_topic, dead_letters = %self.config.topics.dead_letter, "facts consumer started");
         while !shutdown.is_cancelled() {
             match self.consumer.poll(Duration::from_millis(20)) {
-                None => {}
+                // Idle, as a member without partitions is: the time to look.
+                None => self.rejoin_if_left_out()?,
                 Some(Err(error)) => errors.report(&error),
                 Some(Ok(msg)) => {
                     if msg.topic() == facts_topic {

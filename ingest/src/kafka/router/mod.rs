@@ -37,7 +37,7 @@ use tracing::{debug, info, warn};
 use self::rebalance::{pending_retry, RouterContext};
 use self::transaction::{lock, Inner};
 use super::record::FactsRecord;
-use super::{headers, ErrorLog, KafkaConfig, SourceError, SourcePartition};
+use super::{headers, ErrorLog, KafkaConfig, KafkaFault, SourceError, SourcePartition};
 use crate::contract::Validator;
 
 /// What one committed transaction did, for the caller's counters.
@@ -51,27 +51,13 @@ pub struct Committed {
     pub facts: u64,
 }
 
-/// Test-only fault points (`[kafka] fault`): the process aborts at the named
-/// moment, as a `kill -9` would, to prove what the transactions guarantee, or
-/// the broker is made to look slow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RouterFault {
-    /// After producing a batch, before committing its transaction.
-    BeforeCommit,
-    /// Not an abort: the group's committed offsets read as unreadable (as on a
-    /// broker too slow to answer) until this member's first revocation, so
-    /// its first assignment is taken paused.
-    OffsetsUnreadableUntilRevoked,
-}
-
 /// Stage 1: the source consumer and the transactional facts producer.
 pub struct Router {
     consumer: Arc<BaseConsumer<RouterContext>>,
     inner: Arc<Mutex<Inner>>,
     validator: Validator,
     config: KafkaConfig,
-    fault: Option<RouterFault>,
+    fault: Option<KafkaFault>,
 }
 
 impl fmt::Debug for Router {
@@ -94,7 +80,7 @@ impl Router {
         validator: Validator,
         partitions: u32,
         identity: u64,
-        fault: Option<RouterFault>,
+        fault: Option<KafkaFault>,
     ) -> Result<Self, SourceError> {
         config.validate()?;
         let timeout = Duration::from_millis(config.transaction_timeout_ms.max(1000));
@@ -123,7 +109,7 @@ impl Router {
             dirty: HashSet::new(),
             pending: HashSet::new(),
             pending_retry: pending_retry(),
-            offsets_unreadable: fault == Some(RouterFault::OffsetsUnreadableUntilRevoked),
+            offsets_unreadable: fault == Some(KafkaFault::OffsetsUnreadableUntilRevoked),
             open: false,
             abort_unfinished: false,
             stats: Committed::default(),
@@ -241,7 +227,7 @@ impl Router {
             }
             let due = inner.open && (in_batch >= max || started.elapsed() >= linger);
             if due {
-                if self.fault == Some(RouterFault::BeforeCommit) {
+                if self.fault == Some(KafkaFault::BeforeCommit) {
                     inner.producer.flush(Duration::from_secs(10)).map_err(SourceError::Kafka)?;
                     warn!("fault point before_commit: aborting the process");
                     std::process::abort();

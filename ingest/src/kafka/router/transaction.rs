@@ -37,7 +37,7 @@ pub(super) struct Inner {
     pub(super) pending: HashSet<SourcePartition>,
     /// When `pending` is next tried, and the waits after that.
     pub(super) pending_retry: (Instant, ExponentialBackoff),
-    /// Test only ([`RouterFault::OffsetsUnreadableUntilRevoked`]).
+    /// Test only ([`KafkaFault::OffsetsUnreadableUntilRevoked`](crate::kafka::KafkaFault)).
     pub(super) offsets_unreadable: bool,
     pub(super) open: bool,
     /// An abort timed out: librdkafka finishes it only when called again, and
