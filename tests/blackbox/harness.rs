@@ -102,6 +102,8 @@ pub struct AppOptions {
     pub kafka: KafkaTarget,
     /// The state directory (`state` in the app's temporary directory by default).
     pub state_dir: Option<PathBuf>,
+    /// `[http] commune_metrics` (on by default here, off in d06's own default).
+    pub commune_metrics: bool,
 }
 
 impl Default for AppOptions {
@@ -117,6 +119,7 @@ impl Default for AppOptions {
             clickhouse_toml: String::new(),
             kafka: KafkaTarget::default(),
             state_dir: None,
+            commune_metrics: true,
         }
     }
 }
@@ -222,7 +225,7 @@ database = "{database}"
 {ch_extra}
 [http]
 listen = "127.0.0.1:{metrics_port}"
-commune_metrics = true
+commune_metrics = {commune_metrics}
 [pipeline]
 state_dir = "{state}"
 shards = {shards}
@@ -230,6 +233,7 @@ flush_interval_ms = {flush}
 clock = "{clock}"
 {extra}
 "#,
+        commune_metrics = options.commune_metrics,
         kafka = options.kafka.brokers,
         kafka_properties = options.kafka.toml_lines(),
         cccd = topics.cccd,
