@@ -137,14 +137,15 @@ async fn a_consumer_stalled_past_max_poll_interval_rejoins_without_loss() {
     eprintln!("a's log on the stall:\n{}", stalled.join("\n"));
 }
 
-/// A facts consumer its group does not take back after a stall joins again
-/// by itself. The `leave_group_on_lost` fault has it leave its group when
-/// it loses its shards, as a coordinator that never re-forms the group
-/// leaves a member (seen on tansu, docs/OPERATIONS.md, "Shards unowned"):
-/// no assignment comes, and after `max.poll.interval.ms` the consumer
-/// leaves and joins again. ClickHouse must then equal the recount.
+/// Consumers their groups do not take back after a stall join again by
+/// themselves. The `leave_group_on_lost` fault has both of an instance's
+/// consumers (the router's, stage 2's) leave their groups when they lose
+/// their partitions, as a coordinator that never re-forms a group leaves a
+/// member (seen on tansu, docs/OPERATIONS.md, "Shards unowned"): no
+/// assignment comes, and after `max.poll.interval.ms` each leaves and joins
+/// again. ClickHouse must then equal the recount.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_facts_consumer_its_group_leaves_out_joins_again_by_itself() {
+async fn consumers_their_groups_leave_out_join_again_by_themselves() {
     let seed: u64 = rand::random();
     eprintln!("left-out consumer test: seed {seed}");
     let raws = generate(10_000, seed);
@@ -166,22 +167,26 @@ async fn a_facts_consumer_its_group_leaves_out_joins_again_by_itself() {
     })
     .await;
 
-    // Stalled past its session: the group drops a, which loses its shards
-    // and, by the fault, leaves the group.
+    // Stalled past its sessions: both groups drop a, which loses its
+    // partitions and, by the fault, leaves both groups.
     a.signal("STOP");
     tokio::time::sleep(Duration::from_millis(MAX_POLL_MS * 2)).await;
     a.signal("CONT");
-    a.wait_for("a left its facts group", Duration::from_secs(60), || async {
-        a.log().contains("fault point leave_group_on_lost")
+    let said = |what: &str, consumer: &str| {
+        a.log().lines().any(|l| l.contains(what) && l.contains(&format!("consumer=\"{consumer}\"")))
+    };
+    a.wait_for("a left both groups", Duration::from_secs(60), || async {
+        said("fault point leave_group_on_lost", "router") && said("fault point leave_group_on_lost", "facts")
     })
     .await;
     let left = Instant::now();
     producer.send_all(after).await;
-    a.wait_for("a joined its facts group again", Duration::from_secs(60), || async {
-        a.log().contains("leaving the group and joining it again")
+    a.wait_for("a joined both groups again", Duration::from_secs(60), || async {
+        let again = "leaving the group and joining it again";
+        said(again, "router") && said(again, "facts")
     })
     .await;
-    eprintln!("a joined its facts group again {:?} after leaving it", left.elapsed());
+    eprintln!("a joined both groups again {:?} after leaving them", left.elapsed());
     if let Err(diff) = until_recount(&a, &expected, Duration::from_secs(120)).await {
         panic!("{diff}\n{}", a.log_tail(40));
     }

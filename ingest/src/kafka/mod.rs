@@ -13,6 +13,7 @@
 
 pub mod admin;
 mod client;
+mod membership;
 pub mod progress;
 pub mod record;
 pub mod retention;
@@ -87,10 +88,10 @@ pub enum KafkaFault {
     /// broker too slow to answer) until this member's first revocation, so
     /// the router's first assignment is taken paused.
     OffsetsUnreadableUntilRevoked,
-    /// Not an abort: stage 2's facts consumer leaves its group when it first
-    /// loses its assignment, as a member its group never takes back (seen
-    /// on tansu) is left with no partitions; only its watch for that brings
-    /// it back ([`shards`]).
+    /// Not an abort: each consumer (the router's, stage 2's) leaves its
+    /// group when it first loses its assignment, as a member its group
+    /// never takes back (seen on tansu) is left with no partitions; only the
+    /// watch for that brings it back (`membership`).
     LeaveGroupOnLost,
 }
 
@@ -265,6 +266,13 @@ impl KafkaConfig {
     /// Stage 2's consumer group.
     pub fn shards_group_id(&self) -> String {
         format!("{}.shards", self.group_id)
+    }
+
+    /// A consumer's `max.poll.interval.ms`: `[kafka.properties]`'s, else
+    /// `default_ms` (what [`consumer_config`](Self::consumer_config) sets).
+    pub(crate) fn max_poll_interval(&self, default_ms: u64) -> Duration {
+        let ms = self.properties.get("max.poll.interval.ms").and_then(|v| v.parse().ok());
+        Duration::from_millis(ms.unwrap_or(default_ms))
     }
 
     /// A consumer's settings for `group`: d06's defaults (manual commits,
@@ -479,7 +487,6 @@ impl ErrorLog {
     }
 }
 
-/// Header names on dead-letter messages.
 /// Takes the partitions a rebalance assigns: only `tpl` under the
 /// cooperative protocol, `tpl` as the whole assignment under the eager one.
 pub(crate) fn take_assigned<C: ConsumerContext>(
@@ -504,6 +511,7 @@ pub(crate) fn give_back_revoked<C: ConsumerContext>(
     }
 }
 
+/// Header names on dead-letter messages.
 pub mod headers {
     /// The rejection reason.
     pub const REASON: &str = "d06.reason";

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::membership::LeftOutWatch;
 use super::record::{FactsRecord, RecordError};
 use super::{give_back_revoked, headers, take_assigned, ErrorLog, KafkaConfig, KafkaFault, SourceError};
 
@@ -100,6 +100,9 @@ pub enum ShardEvent {
     Batch(ShardBatch),
 }
 
+/// Stage 2's `max.poll.interval.ms` unless `[kafka.properties]` sets one.
+const SHARDS_MAX_POLL_MS: u64 = 300_000;
+
 /// How long an assignment may spend reading its partitions' high
 /// watermarks (a store ahead of an empty partition is stale), all together.
 const WATERMARKS_BUDGET: Duration = Duration::from_secs(5);
@@ -110,21 +113,7 @@ struct ShardsContext {
     tx: Mutex<Option<mpsc::Sender<ShardEvent>>>,
     facts: String,
     wait: Duration,
-    /// Since when this member has been without an assignment after losing
-    /// one (a revocation with `lost`); cleared by the next assignment, even
-    /// an empty one (librdkafka calls back after every rebalance it is in).
-    lost_since: Mutex<Option<Instant>>,
-    /// Test only ([`KafkaFault::LeaveGroupOnLost`]): leave the group at the
-    /// next loss, once.
-    leave_on_lost: AtomicBool,
-    /// Set by that loss, for the poll loop.
-    leave_now: AtomicBool,
-}
-
-impl ShardsContext {
-    fn lost_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.lost_since.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+    watch: LeftOutWatch,
 }
 
 impl ClientContext for ShardsContext {}
@@ -174,7 +163,7 @@ impl ConsumerContext for ShardsContext {
                     }
                 }
                 info!(facts = ?facts, partitions = tpl.count(), "facts consumer assigned");
-                *self.lost_since() = None;
+                self.watch.assigned();
                 take_assigned(consumer, tpl)
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -188,12 +177,7 @@ impl ConsumerContext for ShardsContext {
                     }
                 }
                 info!(facts = ?facts, lost, "facts consumer revoked");
-                if lost {
-                    self.lost_since().get_or_insert_with(Instant::now);
-                    if self.leave_on_lost.swap(false, Ordering::Relaxed) {
-                        self.leave_now.store(true, Ordering::Relaxed);
-                    }
-                }
+                self.watch.revoked(lost);
                 give_back_revoked(consumer, tpl)
             }
             other => {
@@ -212,11 +196,8 @@ pub struct FactsSource {
     consumer: Arc<BaseConsumer<ShardsContext>>,
     config: KafkaConfig,
     identity: u64,
-    /// How long a member may go without an assignment after losing one
-    /// before it leaves and joins its group again: `max.poll.interval.ms`,
-    /// the rebalance timeout librdkafka gives the coordinator, within which
-    /// Kafka completes every rebalance (members that have not joined by
-    /// then are dropped from it).
+    /// `max.poll.interval.ms`: how long a member left out of its group
+    /// waits before joining again ([`LeftOutWatch`]).
     rejoin_after: Duration,
 }
 
@@ -265,53 +246,17 @@ impl FactsSource {
     /// facts and dead-letter topics. `tx` also carries the rebalance events.
     pub fn new(config: &KafkaConfig, identity: u64, tx: mpsc::Sender<ShardEvent>) -> Result<Self, SourceError> {
         config.validate()?;
-        let max_poll: u64 =
-            config.properties.get("max.poll.interval.ms").and_then(|v| v.parse().ok()).unwrap_or(300_000);
-        let cc = config.consumer_config(&config.shards_group_id(), 300_000);
+        let cc = config.consumer_config(&config.shards_group_id(), SHARDS_MAX_POLL_MS);
+        let max_poll = config.max_poll_interval(SHARDS_MAX_POLL_MS);
         let context = ShardsContext {
             tx: Mutex::new(Some(tx)),
             facts: config.topics.facts.clone(),
-            wait: Duration::from_millis(max_poll / 2),
-            lost_since: Mutex::new(None),
-            leave_on_lost: AtomicBool::new(config.fault == Some(KafkaFault::LeaveGroupOnLost)),
-            leave_now: AtomicBool::new(false),
+            wait: max_poll / 2,
+            watch: LeftOutWatch::new(config.fault == Some(KafkaFault::LeaveGroupOnLost)),
         };
         let consumer: BaseConsumer<ShardsContext> = cc.create_with_context(context)?;
         consumer.subscribe(&[&config.topics.facts, &config.topics.dead_letter])?;
-        Ok(FactsSource {
-            consumer: Arc::new(consumer),
-            config: config.clone(),
-            identity,
-            rejoin_after: Duration::from_millis(max_poll),
-        })
-    }
-
-    /// Leaves the group and joins it again when this member has gone
-    /// `rejoin_after` without an assignment since it lost one: a group that
-    /// does not take a member back (seen on tansu, whose coordinator kept a
-    /// departed leader; docs/OPERATIONS.md, "Shards unowned") otherwise
-    /// leaves it, and the shards nobody else holds, idle until a restart.
-    /// A member with nothing to do is not caught: it is called back with an
-    /// empty assignment after every rebalance.
-    fn rejoin_if_left_out(&self) -> Result<(), SourceError> {
-        let context = self.consumer.context();
-        if context.leave_now.swap(false, Ordering::Relaxed) {
-            warn!("fault point leave_group_on_lost: the facts consumer leaves its group");
-            self.consumer.unsubscribe();
-            return Ok(());
-        }
-        let waited = context.lost_since().map(|t| t.elapsed()).filter(|w| *w >= self.rejoin_after);
-        let Some(waited) = waited else { return Ok(()) };
-        warn!(
-            waited_s = waited.as_secs(),
-            "the facts consumer lost its shards and its group has assigned it nothing since; \
-             leaving the group and joining it again"
-        );
-        self.consumer.unsubscribe();
-        self.consumer.subscribe(&[&self.config.topics.facts, &self.config.topics.dead_letter])?;
-        // Watched again from now: a member still left out tries again.
-        *context.lost_since() = Some(Instant::now());
-        Ok(())
+        Ok(FactsSource { consumer: Arc::new(consumer), config: config.clone(), identity, rejoin_after: max_poll })
     }
 
     /// Stage 2's positions in the facts topic (the next offset this
@@ -362,7 +307,12 @@ impl FactsSource {
         while !shutdown.is_cancelled() {
             match self.consumer.poll(Duration::from_millis(20)) {
                 // Idle, as a member without partitions is: the time to look.
-                None => self.rejoin_if_left_out()?,
+                None => self.consumer.context().watch.check(
+                    &self.consumer,
+                    &[&self.config.topics.facts, &self.config.topics.dead_letter],
+                    self.rejoin_after,
+                    "facts",
+                )?,
                 Some(Err(error)) => errors.report(&error),
                 Some(Ok(msg)) => {
                     if msg.topic() == facts_topic {

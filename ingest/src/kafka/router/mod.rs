@@ -36,6 +36,7 @@ use tracing::{debug, info, warn};
 
 use self::rebalance::{pending_retry, RouterContext};
 use self::transaction::{lock, Inner};
+use super::membership::LeftOutWatch;
 use super::record::FactsRecord;
 use super::{headers, ErrorLog, KafkaConfig, KafkaFault, SourceError, SourcePartition};
 use crate::contract::Validator;
@@ -50,6 +51,12 @@ pub struct Committed {
     /// Facts written.
     pub facts: u64,
 }
+
+/// The router's `max.poll.interval.ms` unless `[kafka.properties]` sets one:
+/// it polls continuously (a commit waits at most the transaction timeout),
+/// so a short interval bounds how long a rebalance can wait for a member
+/// whose thread is stuck.
+const ROUTER_MAX_POLL_MS: u64 = 60_000;
 
 /// Stage 1: the source consumer and the transactional facts producer.
 pub struct Router {
@@ -120,10 +127,7 @@ impl Router {
             identity,
             timeout,
         }));
-        // The router polls continuously (a commit waits at most the transaction
-        // timeout), so a short interval bounds how long a rebalance can wait
-        // for a member whose thread is stuck.
-        let mut cc = config.consumer_config(&config.group_id, 60_000);
+        let mut cc = config.consumer_config(&config.group_id, ROUTER_MAX_POLL_MS);
         if !config.properties.contains_key("partition.assignment.strategy") {
             // Eager: every rebalance revokes all source partitions (their open
             // transaction committed first) and starts every assigned one from the
@@ -134,8 +138,9 @@ impl Router {
             // pending assignment, resumed on assignment since.)
             cc.set("partition.assignment.strategy", "range,roundrobin");
         }
+        let watch = LeftOutWatch::new(fault == Some(KafkaFault::LeaveGroupOnLost));
         let consumer: BaseConsumer<RouterContext> =
-            cc.create_with_context(RouterContext { inner: Arc::clone(&inner) })?;
+            cc.create_with_context(RouterContext { inner: Arc::clone(&inner), watch })?;
         consumer.subscribe(&config.topics.sources())?;
         Ok(Router { consumer: Arc::new(consumer), inner, validator, config: config.clone(), fault })
     }
@@ -161,13 +166,17 @@ impl Router {
         let mut buf = Vec::with_capacity(256);
         let facts_topic = self.config.topics.facts.clone();
         let dead_topic = self.config.topics.dead_letter.clone();
-        info!(topics = ?self.config.topics.sources(), facts = %facts_topic, group = %self.config.group_id, "router started");
+        let (sources, rejoin_after) = (self.config.topics.sources(), self.config.max_poll_interval(ROUTER_MAX_POLL_MS));
+        info!(topics = ?sources, facts = %facts_topic, group = %self.config.group_id, "router started");
         while !shutdown.is_cancelled() {
             let polled = self.consumer.poll(Duration::from_millis(20));
             let mut inner = lock(&self.inner);
             inner.start_pending(&self.consumer);
             match polled {
-                None => now = now_nanos(),
+                None => {
+                    now = now_nanos();
+                    self.consumer.context().watch.check(&self.consumer, &sources, rejoin_after, "router")?;
+                }
                 Some(Err(error)) => errors.report(&error),
                 Some(Ok(msg)) => {
                     if in_batch.is_multiple_of(1024) {

@@ -15,11 +15,13 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use super::transaction::{lock, Inner};
+use crate::kafka::membership::LeftOutWatch;
 use crate::kafka::{give_back_revoked, take_assigned, PartitionState, SourcePartition};
 
 /// The consumer context: commits the open transaction before partitions go.
 pub(super) struct RouterContext {
     pub(super) inner: Arc<Mutex<Inner>>,
+    pub(super) watch: LeftOutWatch,
 }
 
 impl fmt::Debug for RouterContext {
@@ -61,6 +63,7 @@ impl ConsumerContext for RouterContext {
                         false
                     }
                 };
+                self.watch.assigned();
                 let assigned = take_assigned(consumer, tpl);
                 match assigned {
                     Ok(()) if !started => consumer.pause(tpl),
@@ -76,6 +79,7 @@ impl ConsumerContext for RouterContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
                 info!(partitions = tpl.count(), lost, "source partitions revoked");
+                self.watch.revoked(lost);
                 inner.offsets_unreadable = false;
                 if inner.open && lost {
                     // Another member may own them already: never commit for lost partitions.
