@@ -104,6 +104,8 @@ pub struct AppOptions {
     pub state_dir: Option<PathBuf>,
     /// `[http] commune_metrics` (on by default here, off in d06's own default).
     pub commune_metrics: bool,
+    /// `[kafka] fault`, a test-only fault point (none by default).
+    pub kafka_fault: Option<&'static str>,
 }
 
 impl Default for AppOptions {
@@ -120,6 +122,7 @@ impl Default for AppOptions {
             kafka: KafkaTarget::default(),
             state_dir: None,
             commune_metrics: true,
+            kafka_fault: None,
         }
     }
 }
@@ -207,7 +210,7 @@ pub async fn spawn_app(options: AppOptions) -> App {
 brokers = "{kafka}"
 group_id = "{group}"
 instance_id = "i0"
-linger_ms = 20
+{fault}linger_ms = 20
 lag_interval_ms = 1000
 [kafka.topics]
 cccd = "{cccd}"
@@ -233,6 +236,7 @@ flush_interval_ms = {flush}
 clock = "{clock}"
 {extra}
 "#,
+        fault = options.kafka_fault.map(|f| format!("fault = \"{f}\"\n")).unwrap_or_default(),
         commune_metrics = options.commune_metrics,
         kafka = options.kafka.brokers,
         kafka_properties = options.kafka.toml_lines(),

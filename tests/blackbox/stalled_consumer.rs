@@ -22,12 +22,18 @@ use crate::scale_out::until_recount;
 /// `max.poll.interval.ms` of both instances (librdkafka wants it ≥ the session timeout, 3 s here).
 const MAX_POLL_MS: u64 = 6_000;
 
-/// An instance with a shard per partition and [`MAX_POLL_MS`].
-async fn spawn_stallable(partitions: i32) -> App {
+/// An instance with a shard per partition and [`MAX_POLL_MS`], and `fault`.
+async fn spawn_stallable(partitions: i32, kafka_fault: Option<&'static str>) -> App {
     let mut kafka = KafkaTarget::default();
     kafka.properties.push(("max.poll.interval.ms".into(), MAX_POLL_MS.to_string()));
-    let options =
-        AppOptions { partitions, shards: partitions as u32, flush_interval_ms: 300, kafka, ..AppOptions::default() };
+    let options = AppOptions {
+        partitions,
+        shards: partitions as u32,
+        flush_interval_ms: 300,
+        kafka,
+        kafka_fault,
+        ..AppOptions::default()
+    };
     let mut a = spawn_app(options).await;
     // The setting is in d06's configuration now; the test's own clients keep the defaults.
     a.options.kafka = KafkaTarget::default();
@@ -42,7 +48,7 @@ async fn a_consumer_stalled_past_max_poll_interval_rejoins_without_loss() {
     let raws = generate(n, seed);
     let expected = recount(&raws);
     let partitions = 4;
-    let mut a = spawn_stallable(partitions).await;
+    let mut a = spawn_stallable(partitions, None).await;
     let mut b = a.sibling("i1");
     b.start().await;
     let topics: Vec<String> = a.topics.sources().iter().map(|s| s.to_string()).collect();
@@ -151,10 +157,7 @@ async fn consumers_their_groups_leave_out_join_again_by_themselves() {
     let raws = generate(10_000, seed);
     let expected = recount(&raws);
     let partitions = 4;
-    let mut a = spawn_stallable(partitions).await;
-    a.stop();
-    a.edit_config(|c| c.replace("instance_id = \"i0\"", "instance_id = \"i0\"\nfault = \"leave_group_on_lost\""));
-    a.start().await;
+    let mut a = spawn_stallable(partitions, Some("leave_group_on_lost")).await;
     let topics: Vec<String> = a.topics.sources().iter().map(|s| s.to_string()).collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x1e47);
     let messages = messages(&raws, &topics, partitions, &mut rng);
