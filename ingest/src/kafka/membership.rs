@@ -66,9 +66,8 @@ impl LeftOutWatch {
 
     /// From the poll loop when idle: once `after` has passed since the
     /// subscription or the loss with no assignment, leaves the group and
-    /// subscribes to `topics`
-    /// again (and again each `after` while it lasts). `name` names the
-    /// consumer in the log.
+    /// subscribes to `topics` again (and again each `after` while it
+    /// lasts). `name` names the consumer in the log.
     pub(crate) fn check<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,

@@ -74,6 +74,11 @@ impl Topics {
     pub fn sources(&self) -> [&str; 4] {
         [&self.cccd, &self.vneid, &self.sim, &self.hotline]
     }
+
+    /// What stage 2 subscribes to: the facts and dead-letter topics.
+    pub fn stage2(&self) -> [&str; 2] {
+        [&self.facts, &self.dead_letter]
+    }
 }
 
 /// Test-only fault points (`[kafka] fault`): the process aborts at the named

@@ -255,7 +255,7 @@ impl FactsSource {
             watch: LeftOutWatch::new(config.fault == Some(KafkaFault::LeaveGroupOnLost)),
         };
         let consumer: BaseConsumer<ShardsContext> = cc.create_with_context(context)?;
-        consumer.subscribe(&[&config.topics.facts, &config.topics.dead_letter])?;
+        consumer.subscribe(&config.topics.stage2())?;
         Ok(FactsSource { consumer: Arc::new(consumer), config: config.clone(), identity, rejoin_after: max_poll })
     }
 
@@ -303,16 +303,12 @@ impl FactsSource {
         let mut n = 0usize;
         let mut started = Instant::now();
         let mut errors = ErrorLog::default();
+        let topics = self.config.topics.stage2();
         info!(facts = %facts_topic, dead_letters = %self.config.topics.dead_letter, "facts consumer started");
         while !shutdown.is_cancelled() {
             match self.consumer.poll(Duration::from_millis(20)) {
                 // Idle, as a member without partitions is: the time to look.
-                None => self.consumer.context().watch.check(
-                    &self.consumer,
-                    &[&self.config.topics.facts, &self.config.topics.dead_letter],
-                    self.rejoin_after,
-                    "facts",
-                )?,
+                None => self.consumer.context().watch.check(&self.consumer, &topics, self.rejoin_after, "facts")?,
                 Some(Err(error)) => errors.report(&error),
                 Some(Ok(msg)) => {
                     if msg.topic() == facts_topic {
